@@ -1,0 +1,1 @@
+"""Composition root: settings in, objects wired, command run."""

@@ -1,0 +1,1 @@
+"""Pure compilers: (instance intent, HostFacts) -> HostPlan. No I/O, no clock, no environment."""

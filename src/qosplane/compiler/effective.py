@@ -1,0 +1,815 @@
+"""What really holds: per device and guest-relative direction, the limit in canonical units,
+the layer and artifact that enforce it, and the conflicts and losses on the way.
+
+Facts this encodes (upstream-mapping.md sections 3, 6, 7 and 10; the seed):
+- OVS deletes a port's tc ingress qdisc whenever it (re)applies policing
+  (lib/netdev-linux.c:netdev_linux_set_policing), so libvirt's police on a tap that is an
+  OVS port is gone: the seed's `tc qdisc show` has only htb and sfq.
+- libvirt's police ignores `peak`; its HTB without `peak` caps at `average`.
+- libvirt on `ethernet` taps does not swap: `<inbound>` polices traffic *from* the guest.
+- Newer libvirt on OVS ports makes `average` an HTB min-rate: a guarantee, not a cap.
+- Neutron egress limits on OVS are ingress policing (burst default 80%); ingress limits are a
+  linux-htb queue; SR-IOV enforces only egress, in whole Mbit/s, without burst.
+- Minimum bandwidth has a data plane only for OVS egress on vlan/flat networks.
+- QEMU throttles each disk alone; Nova never applies flavor disk quotas to volumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qosplane.compiler.cgroups import cgroup_problems
+from qosplane.compiler.findings import Finding
+from qosplane.compiler.libvirt_xml import IOTUNE_ELEMENTS, effective_cputune
+from qosplane.compiler.ovs import meter_id, neutron_egress_burst_kbit, physical_bridge
+from qosplane.compiler.qemu_args import THROTTLING_OPTIONS
+from qosplane.compiler.tc import device_sides, libvirt_kbps, libvirt_kib, police_burst
+from qosplane.compiler.topology import DiskWiring, PortWiring
+from qosplane.model.flavor import Flavor, VifLimit
+from qosplane.model.host_facts import (
+    CgroupVersion,
+    HostFacts,
+    LibvirtBandwidthBackend,
+    NovaSharesDefault,
+)
+from qosplane.model.instance import Instance, VifType
+from qosplane.model.network_qos import (
+    BandwidthLimitRule,
+    Direction,
+    DscpMarkingRule,
+    MinimumBandwidthRule,
+    MinimumPacketRateRule,
+    PacketRateLimitRule,
+    Rule,
+)
+from qosplane.model.units import (
+    BITS_PER_BYTE,
+    CGROUP_V1_DEFAULT_SHARES,
+    CGROUP_V2_DEFAULT_WEIGHT,
+    ETHERNET_HEADER_BYTES,
+    Bytes,
+    BytesPerSecond,
+    Kilobits,
+    bits_per_s_to_bytes_per_s,
+    bits_per_s_to_kilobits_per_s,
+    bits_to_bytes,
+    bits_to_kilobits,
+    dscp_to_tos,
+    kibibytes_to_bytes,
+    megabits_per_s_to_bits_per_s,
+    ovs_policing_burst_to_bytes,
+    relative_cpu_share,
+    sriov_kbps_to_mbps,
+)
+
+TO_GUEST = "ingress"
+FROM_GUEST = "egress"
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    source: str  # "flavor m1.resquota", "port policy bw-limiter", ...
+    key: str  # as the operator wrote it
+    value: str  # with its upstream unit
+
+
+@dataclass(frozen=True, slots=True)
+class Enforcement:
+    layer: str  # libvirt, neutron-ovs, sriov-agent, qemu, cgroup
+    artifact: str  # the concrete thing on the host
+    mechanism: str  # shape, police, meter, guarantee, mark, throttle, weight, quota
+    as_written: str  # the values as that layer writes them
+    limit: dict[str, int]  # canonical units, unit in each key
+    holds: bool = True
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "layer": self.layer,
+            "artifact": self.artifact,
+            "mechanism": self.mechanism,
+            "as_written": self.as_written,
+            "limit": dict(self.limit),
+            "holds": self.holds,
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(slots=True)
+class EffectiveLimit:
+    device: str
+    direction: str  # guest-relative: ingress/egress; read/write/total for disks; '' for cpu
+    kind: str  # bandwidth, packet_rate, min_bandwidth, min_packet_rate, dscp, disk_bytes, ...
+    declared: list[Declared] = field(default_factory=list)
+    candidates: list[Enforcement] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)
+    port_id: str = ""
+
+    def holding(self) -> list[Enforcement]:
+        return [c for c in self.candidates if c.holds]
+
+    def effective(self) -> Enforcement | None:
+        """The strictest holding enforcement (lowest rate for caps)."""
+        holding = self.holding()
+        if not holding:
+            return None
+        return min(holding, key=_strictness)
+
+    def to_json(self) -> dict[str, Any]:
+        eff = self.effective()
+        out: dict[str, Any] = {
+            "device": self.device,
+            "direction": self.direction,
+            "kind": self.kind,
+            "limit": dict(eff.limit) if eff else None,
+            "enforced_by": eff.to_json() if eff else None,
+            "declared": [
+                {"source": d.source, "key": d.key, "value": d.value} for d in self.declared
+            ],
+            "artifacts": [c.to_json() for c in self.candidates],
+            "conflicts": list(self.conflicts),
+            "losses": list(self.losses),
+        }
+        if self.port_id:
+            out["port_id"] = self.port_id
+        return out
+
+
+def _strictness(e: Enforcement) -> tuple[int, ...]:
+    for key in ("rate_bits_per_s", "rate_packets_per_s", "bytes_per_s", "iops"):
+        if key in e.limit:
+            return (e.limit[key],)
+    return (0,)
+
+
+@dataclass(slots=True)
+class Effective:
+    limits: list[EffectiveLimit] = field(default_factory=list)
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+def _vif_declared(flavor: Flavor, way: str, limit: VifLimit) -> list[Declared]:
+    src = f"flavor {flavor.name}"
+    out = [
+        Declared(src, f"quota:vif_{way}_average", f"{libvirt_kbps(limit.average_bytes_per_s)} kB/s")
+    ]
+    if limit.peak_bytes_per_s is not None:
+        out.append(
+            Declared(src, f"quota:vif_{way}_peak", f"{libvirt_kbps(limit.peak_bytes_per_s)} kB/s")
+        )
+    if limit.burst_bytes is not None:
+        out.append(Declared(src, f"quota:vif_{way}_burst", f"{libvirt_kib(limit.burst_bytes)} KiB"))
+    return out
+
+
+def _tcp_burst_checks(
+    entry: EffectiveLimit, e: Enforcement, mtu: int, facts: HostFacts, eff: Effective
+) -> None:
+    """A policer drops what exceeds its bucket: below one frame it drops every full-size
+    packet; below a bandwidth-delay product TCP cannot reach the rate."""
+    burst = e.limit.get("burst_bytes")
+    rate = e.limit.get("rate_bits_per_s")
+    if burst is None or rate is None or e.mechanism != "police" or not e.holds:
+        return
+    frame = mtu + ETHERNET_HEADER_BYTES
+    suggested = max(2 * frame, rate // BITS_PER_BYTE * facts.tcp_reference_rtt_ms // 1000)
+    if burst < frame:
+        eff.errors.append(
+            Finding(
+                "burst_below_mtu",
+                f"{e.artifact}: burst {burst} bytes is below one {frame}-byte frame (MTU {mtu}); "
+                f"every full-size packet is dropped. Suggested burst: {suggested} bytes",
+                entry.device,
+            )
+        )
+    elif burst < suggested:
+        eff.warnings.append(
+            Finding(
+                "burst_too_small_for_tcp",
+                f"{e.artifact}: burst {burst} bytes is below the bandwidth-delay product "
+                f"({suggested} bytes at {rate} bit/s and {facts.tcp_reference_rtt_ms} ms RTT); "
+                "TCP will stay well below the rate. Suggested burst: "
+                f"{suggested} bytes ({suggested * BITS_PER_BYTE // 1000} kbit)",
+                entry.device,
+            )
+        )
+
+
+def _flavor_vif(
+    wiring: PortWiring, flavor: Flavor, entries: dict[str, EffectiveLimit], eff: Effective
+) -> None:
+    qos = flavor.qos
+    dev = wiring.guest_device or wiring.port.id
+    for way, declared_dir, limit in (
+        ("inbound", TO_GUEST, qos.vif_inbound),
+        ("outbound", FROM_GUEST, qos.vif_outbound),
+    ):
+        if limit is None:
+            continue
+        decl = _vif_declared(flavor, way, limit)
+        if not wiring.nova_writes_bandwidth:
+            entry = entries[declared_dir]
+            entry.declared += decl
+            msg = (
+                f"quota:vif_{way}_* is dropped: Nova writes no <bandwidth> for "
+                f"{wiring.vif_type.value} VIFs"
+            )
+            entry.losses.append(msg)
+            eff.warnings.append(Finding("vif_quota_dropped", msg, dev, f"quota:vif_{way}_average"))
+            continue
+        sides = device_sides(wiring, qos)
+        on_tx = sides.tx is limit
+        # Which guest direction the artifact really touches: a tap's TX is to the guest,
+        # a macvtap's TX is from it (it shares the guest's view).
+        tap_like = wiring.libvirt_type in ("bridge", "ethernet")
+        actual_dir = (
+            (TO_GUEST if on_tx else FROM_GUEST) if tap_like else (FROM_GUEST if on_tx else TO_GUEST)
+        )
+        entry = entries[actual_dir]
+        entry.declared += decl
+        if actual_dir != declared_dir:
+            msg = (
+                f"quota:vif_{way}_* lands on {'to' if actual_dir == TO_GUEST else 'from'}-guest "
+                f"traffic: libvirt does not swap directions for type='{wiring.libvirt_type}' "
+                "taps (virDomainNetTypeSharesHostView)"
+            )
+            entry.conflicts.append(msg)
+            eff.warnings.append(Finding("direction_inverted", msg, dev, f"quota:vif_{way}_average"))
+        avg_kbps = libvirt_kbps(limit.average_bytes_per_s)
+        avg_bits = avg_kbps * 8000
+        if wiring.libvirt_backend is LibvirtBandwidthBackend.OVS:
+            if on_tx:
+                peak = limit.peak_bytes_per_s
+                e = Enforcement(
+                    "libvirt",
+                    f"OVS QoS linux-htb queue 0 on Port {dev}",
+                    "guarantee",
+                    f"other_config:min-rate={avg_bits}"
+                    + (f" max-rate={libvirt_kbps(peak) * 8000}" if peak is not None else ""),
+                    {"min_rate_bits_per_s": avg_bits}
+                    | ({"rate_bits_per_s": libvirt_kbps(peak) * 8000} if peak is not None else {}),
+                    holds=peak is not None,
+                    note="libvirt on OVS ports makes average an HTB min-rate, not a cap",
+                )
+                if peak is None:
+                    msg = (
+                        f"quota:vif_{way}_average {avg_kbps} kB/s is a guarantee (OVS min-rate) "
+                        "on this host, not a cap; without a peak the port runs at link speed"
+                    )
+                    entry.losses.append(msg)
+                    eff.warnings.append(
+                        Finding("average_not_a_cap", msg, dev, f"quota:vif_{way}_average")
+                    )
+                entry.candidates.append(e)
+            else:
+                burst_kib = libvirt_kib(limit.burst_bytes) if limit.burst_bytes else 0
+                burst_bytes = (
+                    kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
+                    if limit.burst_bytes
+                    else ovs_policing_burst_to_bytes(Kilobits(8000))
+                )
+                e = Enforcement(
+                    "libvirt",
+                    f"OVS Interface {dev} ingress_policing",
+                    "police",
+                    f"ingress_policing_rate={avg_kbps * 8} ingress_policing_burst={burst_kib * 8}",
+                    {"rate_bits_per_s": avg_bits, "burst_bytes": burst_bytes},
+                )
+                entry.candidates.append(e)
+            continue
+        if on_tx:
+            if avg_kbps == 0:
+                entry.losses.append(f"quota:vif_{way}_average is 0: libvirt adds no HTB")
+                continue
+            ceil = (
+                libvirt_kbps(limit.peak_bytes_per_s)
+                if limit.peak_bytes_per_s is not None
+                else avg_kbps
+            )
+            lim = {"rate_bits_per_s": avg_bits, "ceil_bits_per_s": ceil * 8000}
+            written = f"rate {avg_kbps}kbps ceil {ceil}kbps"
+            if limit.burst_bytes is not None:
+                lim["burst_bytes"] = kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
+                written += f" burst {libvirt_kib(limit.burst_bytes)}kb"
+            if ceil > avg_kbps:
+                # HTB lends up to ceil when the parent has spare: the cap is the ceil.
+                lim["rate_bits_per_s"] = ceil * 8000
+                lim["guaranteed_bits_per_s"] = avg_bits
+            entry.candidates.append(
+                Enforcement(
+                    "libvirt",
+                    f"tc htb class 1:1 on {dev} root",
+                    "shape",
+                    written,
+                    lim,
+                )
+            )
+        else:
+            burst_kib = police_burst(limit)
+            e = Enforcement(
+                "libvirt",
+                f"tc police on {dev} ingress qdisc",
+                "police",
+                f"rate {avg_kbps}kbps burst {burst_kib}kb",
+                {"rate_bits_per_s": avg_bits, "burst_bytes": kibibytes_to_bytes(burst_kib)},
+                holds=not wiring.tap_in_ovs,
+                note="deleted by Open vSwitch: it owns the ingress qdisc of its ports"
+                if wiring.tap_in_ovs
+                else "",
+            )
+            entry.candidates.append(e)
+            if limit.peak_bytes_per_s is not None:
+                entry.losses.append(
+                    f"quota:vif_{way}_peak is ignored: libvirt's police has no peak"
+                )
+            if wiring.tap_in_ovs:
+                msg = (
+                    f"{dev} is an Open vSwitch port: OVS deletes its ingress qdisc when it sets "
+                    f"policing, so libvirt's police for quota:vif_{way}_* does not hold "
+                    "(the seed's tc qdisc show lists only htb and sfq)"
+                )
+                entry.losses.append(msg)
+                eff.warnings.append(
+                    Finding("police_deleted_by_ovs", msg, dev, f"quota:vif_{way}_average")
+                )
+
+
+def _policy_source(wiring: PortWiring) -> str:
+    name = wiring.policy.name if wiring.policy else ""
+    return f"{wiring.policy_source} policy {name or (wiring.policy.id if wiring.policy else '')}".strip()
+
+
+def _neutron_rule(
+    wiring: PortWiring,
+    rule: Rule,
+    facts: HostFacts,
+    entries: dict[str, EffectiveLimit],
+    extra: list[EffectiveLimit],
+    eff: Effective,
+) -> None:
+    src = _policy_source(wiring)
+    dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
+    sriov = wiring.vif_type in (VifType.HOSTDEV, VifType.DIRECT)
+    direction = rule.direction.value
+    if isinstance(rule, BandwidthLimitRule):
+        kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
+        burst_kbit = bits_to_kilobits(rule.max_burst_bits)
+        entry = entries[direction]
+        entry.declared.append(
+            Declared(
+                src,
+                f"bandwidth_limit {direction}",
+                f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
+            )
+        )
+        if sriov:
+            if rule.direction is Direction.INGRESS:
+                msg = "SR-IOV ports enforce no ingress bandwidth_limit (SR-IOV agent: egress only)"
+                entry.losses.append(msg)
+                eff.errors.append(Finding("not_enforceable", msg, dev, "bandwidth_limit.ingress"))
+                return
+            mbps = sriov_kbps_to_mbps(kbps)
+            entry.candidates.append(
+                Enforcement(
+                    "sriov-agent",
+                    "VF max_tx_rate",
+                    "police",
+                    f"max_tx_rate {mbps} (Mbit/s)",
+                    {"rate_bits_per_s": megabits_per_s_to_bits_per_s(mbps)},
+                )
+            )
+            if burst_kbit:
+                entry.losses.append("max_burst_kbps is ignored by the SR-IOV agent")
+            if megabits_per_s_to_bits_per_s(mbps) != rule.max_rate_bits_per_s:
+                entry.losses.append(f"max_kbps {kbps} rounds to {mbps} Mbit/s on the VF")
+            return
+        if facts.neutron_meter_bandwidth:
+            mid = meter_id(wiring.port.id, "bps", rule.direction)
+            lim: dict[str, int] = {"rate_bits_per_s": rule.max_rate_bits_per_s}
+            if burst_kbit:
+                lim["burst_bytes"] = bits_to_bytes(rule.max_burst_bits)
+            entry.candidates.append(
+                Enforcement(
+                    "neutron-ovs",
+                    f"OpenFlow meter {mid} on {facts.ovs_bridge}",
+                    "meter",
+                    f"meter={mid},kbps,rate={kbps}"
+                    + (f",burst_size={burst_kbit}" if burst_kbit else ""),
+                    lim,
+                )
+            )
+            return
+        if rule.direction is Direction.EGRESS:
+            burst = neutron_egress_burst_kbit(rule)
+            if not burst_kbit:
+                entry.losses.append(
+                    f"max_burst_kbps 0 becomes {burst} kbit (80% of max_kbps, Neutron's default)"
+                )
+            entry.candidates.append(
+                Enforcement(
+                    "neutron-ovs",
+                    f"OVS Interface {dev} ingress_policing -> tc police on {dev}",
+                    "police",
+                    f"ingress_policing_rate={kbps} ingress_policing_burst={burst}",
+                    {
+                        "rate_bits_per_s": rule.max_rate_bits_per_s,
+                        "burst_bytes": ovs_policing_burst_to_bytes(Kilobits(burst)),
+                    },
+                )
+            )
+            return
+        mtu = wiring.port.mtu_bytes
+        queue_burst = max(bits_to_bytes(rule.max_burst_bits), mtu + 64)
+        if wiring.vif_type is VifType.VHOSTUSER:
+            entry.candidates.append(
+                Enforcement(
+                    "neutron-ovs",
+                    f"OVS QoS egress-policer on Port {dev}",
+                    "police",
+                    f"cir={bits_per_s_to_bytes_per_s(rule.max_rate_bits_per_s)} "
+                    f"cbs={bits_to_bytes(rule.max_burst_bits)} (bytes/s, bytes)",
+                    {
+                        "rate_bits_per_s": rule.max_rate_bits_per_s,
+                        "burst_bytes": bits_to_bytes(rule.max_burst_bits),
+                    },
+                )
+            )
+            return
+        entry.candidates.append(
+            Enforcement(
+                "neutron-ovs",
+                f"OVS QoS linux-htb queue 0 on Port {dev} -> tc htb on {dev} root",
+                "shape",
+                f"Queue other_config:max-rate={rule.max_rate_bits_per_s} burst={rule.max_burst_bits} (bits)",
+                {"rate_bits_per_s": rule.max_rate_bits_per_s, "burst_bytes": queue_burst},
+            )
+        )
+        return
+    if isinstance(rule, PacketRateLimitRule):
+        entry = _extra(extra, dev, direction, "packet_rate", wiring.port.id)
+        kpps = rule.max_rate_packets_per_s // 1000
+        entry.declared.append(
+            Declared(
+                src,
+                f"packet_rate_limit {direction}",
+                f"max_kpps={kpps} max_burst_kpps={rule.max_burst_packets // 1000}",
+            )
+        )
+        if sriov:
+            msg = "packet_rate_limit is not supported on SR-IOV ports"
+            entry.losses.append(msg)
+            eff.errors.append(Finding("not_enforceable", msg, dev, "packet_rate_limit"))
+            return
+        mid = meter_id(wiring.port.id, "pps", rule.direction)
+        entry.candidates.append(
+            Enforcement(
+                "neutron-ovs",
+                f"OpenFlow meter {mid} on {facts.ovs_bridge}",
+                "meter",
+                f"meter={mid},pktps,rate={rule.max_rate_packets_per_s}",
+                {
+                    "rate_packets_per_s": rule.max_rate_packets_per_s,
+                    "burst_packets": rule.max_burst_packets,
+                },
+            )
+        )
+        return
+    if isinstance(rule, DscpMarkingRule):
+        entry = _extra(extra, dev, FROM_GUEST, "dscp", wiring.port.id)
+        entry.declared.append(Declared(src, "dscp_marking", f"dscp_mark={rule.dscp_mark}"))
+        if sriov:
+            msg = "dscp_marking is not supported on SR-IOV ports"
+            entry.losses.append(msg)
+            eff.errors.append(Finding("not_enforceable", msg, dev, "dscp_marking"))
+            return
+        tos = dscp_to_tos(rule.dscp_mark)
+        entry.candidates.append(
+            Enforcement(
+                "neutron-ovs",
+                f"OpenFlow table 0 flow for in_port={dev} on {facts.ovs_bridge}",
+                "mark",
+                f"mod_nw_tos:{tos}"
+                if facts.dscp_flows.value == "mod_nw_tos"
+                else f"set_field:{rule.dscp_mark}->ip_dscp",
+                {"dscp": rule.dscp_mark, "tos": tos},
+                note="IPv4 only" if facts.dscp_flows.value == "mod_nw_tos" else "",
+            )
+        )
+        return
+    if isinstance(rule, MinimumBandwidthRule):
+        entry = _extra(extra, dev, direction, "min_bandwidth", wiring.port.id)
+        kbps = bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)
+        entry.declared.append(Declared(src, f"minimum_bandwidth {direction}", f"min_kbps={kbps}"))
+        bridge = physical_bridge(wiring, facts)
+        if rule.direction is Direction.EGRESS and bridge and not sriov:
+            entry.candidates.append(
+                Enforcement(
+                    "neutron-ovs",
+                    f"OVS Queue min-rate on the uplink of {bridge}",
+                    "guarantee",
+                    f"other_config:min-rate={rule.min_rate_bits_per_s}",
+                    {"min_rate_bits_per_s": rule.min_rate_bits_per_s},
+                )
+            )
+            return
+        msg = (
+            "minimum_bandwidth is placement-only here: the data plane guarantees only OVS "
+            "egress on vlan/flat networks with a known physical bridge"
+        )
+        entry.losses.append(msg)
+        eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_bandwidth.{direction}"))
+        return
+    if isinstance(rule, MinimumPacketRateRule):
+        entry = _extra(extra, dev, direction, "min_packet_rate", wiring.port.id)
+        entry.declared.append(
+            Declared(
+                src,
+                f"minimum_packet_rate {direction}",
+                f"min_kpps={rule.min_rate_packets_per_s // 1000}",
+            )
+        )
+        msg = "minimum_packet_rate is placement-only: no host enforces it"
+        entry.losses.append(msg)
+        eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_packet_rate.{direction}"))
+
+
+def _extra(
+    extra: list[EffectiveLimit], device: str, direction: str, kind: str, port_id: str
+) -> EffectiveLimit:
+    entry = EffectiveLimit(device, direction, kind, port_id=port_id)
+    extra.append(entry)
+    return entry
+
+
+def _owners_check(wiring: PortWiring, entry: EffectiveLimit, eff: Effective) -> None:
+    layers = {c.layer for c in entry.holding() if c.mechanism in ("shape", "police", "meter")}
+    if len(layers) < 2:
+        return
+    strict = entry.effective()
+    same_device = wiring.ovs_port == wiring.guest_device
+    how = (
+        "both program the same device, so the last writer wins; qosplane's agent applies one "
+        "program"
+        if same_device
+        else "they act in series"
+    )
+    msg = (
+        f"the flavor VIF quota and the Neutron policy both limit {entry.direction} traffic of "
+        f"{wiring.guest_device}: {how} and the stricter "
+        f"{strict.limit.get('rate_bits_per_s') if strict else '?'} bit/s holds"
+    )
+    entry.conflicts.append(msg)
+    eff.warnings.append(Finding("double_limit", msg, wiring.guest_device))
+
+
+def network_effective(
+    wiring: PortWiring, flavor: Flavor, facts: HostFacts, eff: Effective
+) -> list[EffectiveLimit]:
+    dev = wiring.guest_device or wiring.port.id
+    entries = {
+        TO_GUEST: EffectiveLimit(dev, TO_GUEST, "bandwidth", port_id=wiring.port.id),
+        FROM_GUEST: EffectiveLimit(dev, FROM_GUEST, "bandwidth", port_id=wiring.port.id),
+    }
+    extra: list[EffectiveLimit] = []
+    _flavor_vif(wiring, flavor, entries, eff)
+    if wiring.policy is not None:
+        for rule in wiring.policy.rules:
+            _neutron_rule(wiring, rule, facts, entries, extra, eff)
+    out: list[EffectiveLimit] = []
+    for entry in entries.values():
+        if not entry.declared:
+            continue
+        _owners_check(wiring, entry, eff)
+        for cand in entry.candidates:
+            _tcp_burst_checks(entry, cand, wiring.port.mtu_bytes, facts, eff)
+        out.append(entry)
+    return out + extra
+
+
+# --- disks --------------------------------------------------------------------------------
+
+_DISK_KINDS: dict[str, tuple[str, str, str]] = {
+    # IoTune field -> (direction, kind, canonical key)
+    "read_bytes_per_s": ("read", "disk_bytes", "bytes_per_s"),
+    "write_bytes_per_s": ("write", "disk_bytes", "bytes_per_s"),
+    "total_bytes_per_s": ("total", "disk_bytes", "bytes_per_s"),
+    "read_iops": ("read", "disk_iops", "iops"),
+    "write_iops": ("write", "disk_iops", "iops"),
+    "total_iops": ("total", "disk_iops", "iops"),
+}
+_MAX_FIELD = {
+    "read_bytes_per_s": "read_bytes_per_s_max",
+    "write_bytes_per_s": "write_bytes_per_s_max",
+    "total_bytes_per_s": "total_bytes_per_s_max",
+    "read_iops": "read_iops_max",
+    "write_iops": "write_iops_max",
+    "total_iops": "total_iops_max",
+}
+_OPTION = dict(THROTTLING_OPTIONS)
+
+
+def _declared_key(disk: DiskWiring, field_name: str) -> str:
+    element = IOTUNE_ELEMENTS[field_name]
+    return f"quota:disk_{element}" if disk.kind == "image" else element
+
+
+def disk_effective(disk: DiskWiring, eff: Effective) -> list[EffectiveLimit]:
+    out = []
+    tune = disk.iotune
+    for field_name, (direction, kind, unit_key) in _DISK_KINDS.items():
+        value = getattr(tune, field_name)
+        if value is None:
+            continue
+        entry = EffectiveLimit(disk.target, direction, kind)
+        entry.declared.append(
+            Declared(
+                disk.declared_by,
+                _declared_key(disk, field_name),
+                f"{value} {'bytes/s' if unit_key == 'bytes_per_s' else 'IOPS'}",
+            )
+        )
+        if value == 0:
+            entry.losses.append("0 means unlimited in QEMU; libvirt does not pass it on")
+            out.append(entry)
+            continue
+        peak = getattr(tune, _MAX_FIELD[field_name])
+        lim = {unit_key: value}
+        note = (
+            f"bursts to {peak} for 1 s"
+            if peak
+            else "bucket of 1/10 s of the average allows short bursts"
+        )
+        if peak:
+            lim[f"peak_{unit_key}"] = peak
+        entry.candidates.append(
+            Enforcement(
+                "qemu",
+                f"{_OPTION[field_name]} on {disk.drive_id}",
+                "throttle",
+                f"{_OPTION[field_name]}={value}",
+                lim,
+                note=note,
+            )
+        )
+        out.append(entry)
+    return out
+
+
+# --- cpu ----------------------------------------------------------------------------------
+
+
+def cpu_effective(flavor: Flavor, facts: HostFacts, eff: Effective) -> list[EffectiveLimit]:
+    cpu = effective_cputune(flavor.qos.cpu, flavor.vcpus, facts)
+    out = []
+    v2 = facts.cgroup is CgroupVersion.V2
+    for problem in cgroup_problems(cpu, v2):
+        target = eff.errors if problem.fatal else eff.warnings
+        target.append(Finding(problem.code, problem.message, "cpu", problem.key))
+    if cpu.shares is not None:
+        entry = EffectiveLimit("cpu", "", "cpu_shares")
+        if flavor.qos.cpu.shares is not None:
+            entry.declared.append(
+                Declared(f"flavor {flavor.name}", "quota:cpu_shares", str(cpu.shares))
+            )
+        elif facts.nova_shares_default is NovaSharesDefault.PER_VCPU_1024:
+            entry.declared.append(
+                Declared("Nova default (Liberty..Yoga)", "1024 x vCPUs", str(cpu.shares))
+            )
+        if v2:
+            ratio = relative_cpu_share(cpu.shares, CGROUP_V2_DEFAULT_WEIGHT)
+            entry.candidates.append(
+                Enforcement(
+                    "cgroup",
+                    "cpu.weight of the machine scope",
+                    "weight",
+                    f"cpu.weight={cpu.shares}",
+                    {"weight": cpu.shares},
+                    holds=not any(p.fatal for p in cgroup_problems(cpu, True)),
+                    note=f"{ratio:.2f}x a sibling at the default weight {CGROUP_V2_DEFAULT_WEIGHT}",
+                )
+            )
+            v1_ratio = relative_cpu_share(cpu.shares, CGROUP_V1_DEFAULT_SHARES)
+            if abs(ratio - v1_ratio) > 1e-9:
+                msg = (
+                    f"cpu_shares {cpu.shares} was {v1_ratio:.2f}x a default guest on cgroup v1 "
+                    f"but is {ratio:.2f}x on cgroup v2 (libvirt writes it unconverted as "
+                    "cpu.weight)"
+                )
+                entry.losses.append(msg)
+                eff.warnings.append(
+                    Finding("cpu_weight_meaning_changes", msg, "cpu", "quota:cpu_shares")
+                )
+        else:
+            entry.candidates.append(
+                Enforcement(
+                    "cgroup",
+                    "cpu.shares of the machine scope",
+                    "weight",
+                    f"cpu.shares={cpu.shares}",
+                    {"weight": cpu.shares},
+                    holds=not any(p.fatal for p in cgroup_problems(cpu, False)),
+                    note=f"{relative_cpu_share(cpu.shares, CGROUP_V1_DEFAULT_SHARES):.2f}x a sibling "
+                    f"at the default {CGROUP_V1_DEFAULT_SHARES}",
+                )
+            )
+        out.append(entry)
+    if cpu.quota_us is not None and cpu.quota_us > 0:
+        entry = EffectiveLimit("cpu", "", "cpu_quota")
+        period = cpu.period_us or 100_000
+        entry.declared.append(
+            Declared(f"flavor {flavor.name}", "quota:cpu_quota", f"{cpu.quota_us} us")
+        )
+        if cpu.period_us is not None:
+            entry.declared.append(
+                Declared(f"flavor {flavor.name}", "quota:cpu_period", f"{cpu.period_us} us")
+            )
+        per_mille = cpu.quota_us * 1000 // period
+        entry.candidates.append(
+            Enforcement(
+                "cgroup",
+                "each vCPU thread's cgroup",
+                "quota",
+                f"cpu.max={cpu.quota_us} {period}"
+                if v2
+                else f"cpu.cfs_quota_us={cpu.quota_us} cpu.cfs_period_us={period}",
+                {
+                    "quota_us": cpu.quota_us,
+                    "period_us": period,
+                    "cpu_per_mille_per_vcpu": per_mille,
+                },
+                note="per vCPU, not per instance",
+            )
+        )
+        out.append(entry)
+    return out
+
+
+def volume_findings(instance: Instance, eff: Effective) -> None:
+    flavor_disk = not instance.flavor.qos.disk.is_empty()
+    for volume in instance.volumes:
+        qos = volume.qos
+        if not qos.consumer.reaches_host and qos.per_gb_keys:
+            eff.warnings.append(
+                Finding(
+                    "per_gb_back_end",
+                    f"volume {volume.id}: {', '.join(qos.per_gb_keys)} with consumer "
+                    f"{qos.consumer.value}: nothing reaches the host (only front-end and both "
+                    "specs travel in connection_info)",
+                    volume.id,
+                    qos.per_gb_keys[0],
+                )
+            )
+        elif qos.consumer.reaches_host and qos.ignored_keys:
+            eff.warnings.append(
+                Finding(
+                    "spec_keys_ignored",
+                    f"volume {volume.id}: Nova's volume driver ignores {', '.join(qos.ignored_keys)}",
+                    volume.id,
+                    qos.ignored_keys[0],
+                )
+            )
+        if flavor_disk:
+            eff.warnings.append(
+                Finding(
+                    "flavor_disk_quota_not_on_volumes",
+                    f"volume {volume.id}: the flavor's quota:disk_* limits do not apply to volumes "
+                    "(Nova applies them to image-backed disks only)",
+                    volume.id,
+                )
+            )
+
+
+def compute_effective(
+    instance: Instance,
+    facts: HostFacts,
+    ports: tuple[PortWiring, ...],
+    disks: tuple[DiskWiring, ...],
+) -> Effective:
+    eff = Effective()
+    eff.limits += cpu_effective(instance.flavor, facts, eff)
+    for disk in disks:
+        eff.limits += disk_effective(disk, eff)
+    volume_findings(instance, eff)
+    for wiring in ports:
+        eff.limits += network_effective(wiring, instance.flavor, facts, eff)
+    for key in instance.flavor.qos.ignored_keys:
+        eff.warnings.append(
+            Finding(
+                "quota_key_ignored",
+                f"{key} is accepted by Nova but only the VMware driver reads it",
+                "",
+                key,
+            )
+        )
+    return eff
+
+
+__all__ = ["Bytes", "BytesPerSecond", "Effective", "EffectiveLimit", "compute_effective"]

@@ -1,0 +1,1 @@
+"""Intent: what was declared, in canonical units. Standard library only."""

@@ -1,0 +1,69 @@
+"""Validation errors: every one names the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+
+class QosplaneError(Exception):
+    """Base of qosplane's own errors."""
+
+
+class InvalidInput(QosplaneError):
+    """A declared value that qosplane (or the upstream service it mirrors) refuses.
+
+    `key` is the field as the user wrote it (`quota:cpu_shares`, `rules[1].dscp_mark`),
+    `allowed` says what would have been accepted. The API maps this to a 400 whose body
+    carries the same message; the CLI prints it and exits 2.
+    """
+
+    def __init__(self, key: str, value: object, allowed: str, reason: str = "") -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        self.reason = reason
+        detail = f"{reason}: " if reason else ""
+        super().__init__(f"{key}: {detail}got {value!r}; allowed: {allowed}")
+
+
+class Conflict(QosplaneError):
+    """Input that is valid alone but conflicts with what exists (duplicate rule, min > max)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+def parse_int(
+    key: str, value: object, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """An integer the way upstream parses one (`int()` of a string or number), range-checked.
+
+    Booleans and floats with a fraction are refused: Nova's `int('1.5')` fails, and a YAML
+    `true` is almost certainly a mistake.
+    """
+    allowed = _range_text(minimum, maximum)
+    if isinstance(value, bool):
+        raise InvalidInput(key, value, allowed, "not an integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip(), 10)
+        except ValueError:
+            raise InvalidInput(key, value, allowed, "not an integer") from None
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise InvalidInput(key, value, allowed, "not an integer")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise InvalidInput(key, value, allowed, "out of range")
+    return number
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an integer from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"an integer >= {minimum}"
+    if maximum is not None:
+        return f"an integer <= {maximum}"
+    return "an integer"
