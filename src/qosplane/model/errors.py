@@ -67,3 +67,23 @@ def _range_text(minimum: int | None, maximum: int | None) -> str:
     if maximum is not None:
         return f"an integer <= {maximum}"
     return "an integer"
+
+
+class NotFound(QosplaneError):
+    """A resource that does not exist (or that the caller may not see)."""
+
+    def __init__(self, kind: str, ref: str) -> None:
+        self.kind = kind
+        self.ref = ref
+        super().__init__(f"{kind} {ref} could not be found")
+
+
+class RevisionMismatch(QosplaneError):
+    """An `If-Match: revision_number=N` precondition that no longer holds (HTTP 412)."""
+
+    def __init__(self, kind: str, ref: str, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{kind} {ref}: revision_number is {actual}, the request expected {expected}"
+        )

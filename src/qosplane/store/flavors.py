@@ -1,0 +1,110 @@
+"""Flavors and their extra specs, as model Flavors. Extra specs are validated with Nova's
+rules (openstack.nova) before anything is written, so a refused spec changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qosplane.model.errors import Conflict, NotFound
+from qosplane.model.flavor import Flavor
+from qosplane.openstack.nova import make_flavor, validate_extra_specs
+from qosplane.store.tables import FlavorExtraSpecRow, FlavorRow
+
+
+def _to_model(row: FlavorRow, specs: Mapping[str, str]) -> Flavor:
+    return make_flavor(
+        name=row.name,
+        vcpus=row.vcpus,
+        ram_mb=row.ram_mb,
+        disk_gb=row.disk_gb,
+        extra_specs=specs,
+        ephemeral_gb=row.ephemeral_gb,
+        swap_mb=row.swap_mb,
+        flavor_id=row.id,
+        strict=False,
+    )
+
+
+class FlavorRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def create(self, flavor: Flavor, is_public: bool = True) -> Flavor:
+        row = FlavorRow(
+            id=flavor.id or str(uuid.uuid4()),
+            name=flavor.name,
+            vcpus=flavor.vcpus,
+            ram_mb=flavor.ram_mb,
+            disk_gb=flavor.disk_gb,
+            ephemeral_gb=flavor.ephemeral_gb,
+            swap_mb=flavor.swap_mb,
+            is_public=is_public,
+        )
+        self.session.add(row)
+        try:
+            self.session.flush()
+        except IntegrityError:
+            raise Conflict("name", f"a flavor named {flavor.name!r} already exists") from None
+        self._write_specs(row.id, flavor.extra_specs)
+        return self.get(row.id)
+
+    def _row(self, flavor_id: str) -> FlavorRow:
+        row = self.session.get(FlavorRow, flavor_id)
+        if row is None:
+            raise NotFound("flavor", flavor_id)
+        return row
+
+    def _specs(self, flavor_id: str) -> dict[str, str]:
+        rows = self.session.scalars(
+            select(FlavorExtraSpecRow).where(FlavorExtraSpecRow.flavor_id == flavor_id)
+        )
+        return {r.key: r.value for r in rows}
+
+    def get(self, flavor_id: str) -> Flavor:
+        return _to_model(self._row(flavor_id), self._specs(flavor_id))
+
+    def find_by_name(self, name: str) -> Flavor:
+        row = self.session.scalar(select(FlavorRow).where(FlavorRow.name == name))
+        if row is None:
+            raise NotFound("flavor", name)
+        return _to_model(row, self._specs(row.id))
+
+    def list(self) -> list[Flavor]:
+        rows = self.session.scalars(select(FlavorRow).order_by(FlavorRow.name))
+        return [_to_model(row, self._specs(row.id)) for row in rows]
+
+    def set_extra_specs(
+        self, flavor_id: str, specs: Mapping[str, object], strict: bool = True
+    ) -> Flavor:
+        self._row(flavor_id)
+        checked = validate_extra_specs(specs, strict)
+        # The merged set must still make a valid flavor (e.g. no total+read disk limits).
+        merged = {**self._specs(flavor_id), **checked}
+        _to_model(self._row(flavor_id), merged)
+        self._write_specs(flavor_id, checked)
+        return self.get(flavor_id)
+
+    def unset_extra_specs(self, flavor_id: str, keys: Iterable[str]) -> Flavor:
+        self._row(flavor_id)
+        present = self._specs(flavor_id)
+        for key in keys:
+            if key not in present:
+                raise NotFound("flavor extra spec", key)
+            self.session.execute(
+                delete(FlavorExtraSpecRow).where(
+                    FlavorExtraSpecRow.flavor_id == flavor_id, FlavorExtraSpecRow.key == key
+                )
+            )
+        return self.get(flavor_id)
+
+    def delete(self, flavor_id: str) -> None:
+        self.session.delete(self._row(flavor_id))
+
+    def _write_specs(self, flavor_id: str, specs: Mapping[str, str]) -> None:
+        for key, value in specs.items():
+            self.session.merge(FlavorExtraSpecRow(flavor_id=flavor_id, key=key, value=value))

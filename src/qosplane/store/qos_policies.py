@@ -1,0 +1,205 @@
+"""Neutron QoS policies and rules, as model QosPolicy objects.
+
+Every rule change runs Neutron's checks against the rules already stored (duplicates,
+min/max conflicts) and bumps the policy's revision_number; callers pass the revision they
+read to get `If-Match` semantics.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from qosplane.model.errors import Conflict, NotFound, RevisionMismatch
+from qosplane.model.network_qos import (
+    BandwidthLimitRule,
+    Direction,
+    DscpMarkingRule,
+    MinimumBandwidthRule,
+    MinimumPacketRateRule,
+    PacketRateLimitRule,
+    QosPolicy,
+    Rule,
+    check_rule_fits,
+)
+from qosplane.model.units import Bits, BitsPerSecond, Packets, PacketsPerSecond
+from qosplane.store.tables import QosPolicyRow, QosPolicyTagRow, QosRuleRow
+
+
+def _rule_row(rule: Rule, policy_id: str, position: int) -> QosRuleRow:
+    row = QosRuleRow(
+        id=rule.id or str(uuid.uuid4()),
+        policy_id=policy_id,
+        position=position,
+        rule_type=rule.type_name,
+        direction=rule.direction.value,
+    )
+    if isinstance(rule, BandwidthLimitRule):
+        row.max_rate_bits_per_s = rule.max_rate_bits_per_s
+        row.max_burst_bits = rule.max_burst_bits
+    elif isinstance(rule, DscpMarkingRule):
+        row.dscp_mark = rule.dscp_mark
+    elif isinstance(rule, MinimumBandwidthRule):
+        row.min_rate_bits_per_s = rule.min_rate_bits_per_s
+    elif isinstance(rule, PacketRateLimitRule):
+        row.max_rate_packets_per_s = rule.max_rate_packets_per_s
+        row.max_burst_packets = rule.max_burst_packets
+    else:
+        row.min_rate_packets_per_s = rule.min_rate_packets_per_s
+    return row
+
+
+def _rule_model(row: QosRuleRow) -> Rule:
+    direction = Direction(row.direction)
+    if row.rule_type == "bandwidth_limit":
+        return BandwidthLimitRule(
+            BitsPerSecond(row.max_rate_bits_per_s or 0),
+            Bits(row.max_burst_bits or 0),
+            direction,
+            row.id,
+        )
+    if row.rule_type == "dscp_marking":
+        return DscpMarkingRule(row.dscp_mark or 0, row.id)
+    if row.rule_type == "minimum_bandwidth":
+        return MinimumBandwidthRule(BitsPerSecond(row.min_rate_bits_per_s or 0), direction, row.id)
+    if row.rule_type == "packet_rate_limit":
+        return PacketRateLimitRule(
+            PacketsPerSecond(row.max_rate_packets_per_s or 0),
+            Packets(row.max_burst_packets or 0),
+            direction,
+            row.id,
+        )
+    return MinimumPacketRateRule(
+        PacketsPerSecond(row.min_rate_packets_per_s or 0), direction, row.id
+    )
+
+
+class QosPolicyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _row(self, policy_id: str) -> QosPolicyRow:
+        row = self.session.get(QosPolicyRow, policy_id)
+        if row is None:
+            raise NotFound("QoS policy", policy_id)
+        return row
+
+    def _rules(self, policy_id: str) -> list[Rule]:
+        rows = self.session.scalars(
+            select(QosRuleRow)
+            .where(QosRuleRow.policy_id == policy_id)
+            .order_by(QosRuleRow.position)
+        )
+        return [_rule_model(r) for r in rows]
+
+    def _model(self, row: QosPolicyRow) -> QosPolicy:
+        tags = self.session.scalars(
+            select(QosPolicyTagRow.tag)
+            .where(QosPolicyTagRow.policy_id == row.id)
+            .order_by(QosPolicyTagRow.tag)
+        )
+        return QosPolicy(
+            name=row.name,
+            id=row.id,
+            description=row.description,
+            shared=row.shared,
+            is_default=row.is_default,
+            project_id=row.project_id,
+            tags=tuple(tags),
+            rules=tuple(self._rules(row.id)),
+        )
+
+    def revision(self, policy_id: str) -> int:
+        return self._row(policy_id).revision_number
+
+    def create(self, policy: QosPolicy) -> QosPolicy:
+        if policy.is_default:
+            self._check_single_default(policy.project_id, policy.id)
+        row = QosPolicyRow(
+            id=policy.id or str(uuid.uuid4()),
+            project_id=policy.project_id,
+            name=policy.name,
+            description=policy.description,
+            shared=policy.shared,
+            is_default=policy.is_default,
+            revision_number=0,
+        )
+        self.session.add(row)
+        self.session.flush()
+        for tag in policy.tags:
+            self.session.add(QosPolicyTagRow(policy_id=row.id, tag=tag))
+        accepted: list[Rule] = []
+        for rule in policy.rules:
+            check_rule_fits(accepted, rule)
+            self.session.add(_rule_row(rule, row.id, len(accepted)))
+            accepted.append(rule)
+        self.session.flush()
+        return self._model(row)
+
+    def get(self, policy_id: str) -> QosPolicy:
+        return self._model(self._row(policy_id))
+
+    def list(self, project_id: str | None = None) -> list[QosPolicy]:
+        """A project sees its own policies and shared ones; None (admin) sees all."""
+        query = select(QosPolicyRow).order_by(QosPolicyRow.name, QosPolicyRow.id)
+        if project_id is not None:
+            query = query.where(
+                (QosPolicyRow.project_id == project_id) | QosPolicyRow.shared.is_(True)
+            )
+        return [self._model(r) for r in self.session.scalars(query)]
+
+    def add_rule(self, policy_id: str, rule: Rule, if_revision: int | None = None) -> Rule:
+        row = self._bump(policy_id, if_revision)
+        existing = self._rules(policy_id)
+        check_rule_fits(existing, rule)
+        rule_row = _rule_row(rule, row.id, len(existing))
+        self.session.add(rule_row)
+        self.session.flush()
+        return _rule_model(rule_row)
+
+    def delete_rule(self, policy_id: str, rule_id: str, if_revision: int | None = None) -> None:
+        self._bump(policy_id, if_revision)
+        rule_row = self.session.get(QosRuleRow, rule_id)
+        if rule_row is None or rule_row.policy_id != policy_id:
+            raise NotFound("QoS rule", rule_id)
+        self.session.delete(rule_row)
+
+    def delete(self, policy_id: str) -> None:
+        self.session.delete(self._row(policy_id))
+
+    def _bump(self, policy_id: str, if_revision: int | None) -> QosPolicyRow:
+        """Increment revision_number atomically, honouring an If-Match precondition.
+
+        The conditional UPDATE is the compare-and-swap: two writers holding the same
+        revision cannot both succeed, on SQLite or PostgreSQL.
+        """
+        row = self._row(policy_id)
+        expected = row.revision_number if if_revision is None else if_revision
+        result = self.session.execute(
+            update(QosPolicyRow)
+            .where(QosPolicyRow.id == policy_id, QosPolicyRow.revision_number == expected)
+            .values(revision_number=expected + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self.session.refresh(row)
+            raise RevisionMismatch("QoS policy", policy_id, expected, row.revision_number)
+        self.session.refresh(row)
+        return row
+
+    def _check_single_default(self, project_id: str, policy_id: str) -> None:
+        other = self.session.scalar(
+            select(QosPolicyRow.id).where(
+                QosPolicyRow.project_id == project_id,
+                QosPolicyRow.is_default.is_(True),
+                QosPolicyRow.id != policy_id,
+            )
+        )
+        if other is not None:
+            raise Conflict(
+                "is_default",
+                f"project {project_id} already has a default QoS policy ({other}); allowed: one "
+                "default policy per project",
+            )
