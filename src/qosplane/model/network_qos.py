@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qosplane.model.errors import Conflict, InvalidInput
-from qosplane.model.units import Bits, BitsPerSecond, Packets, PacketsPerSecond
+from qosplane.model.units import (
+    Bits,
+    BitsPerSecond,
+    Packets,
+    PacketsPerSecond,
+    bits_per_s_to_kilobits_per_s,
+)
 
 
 class Direction(enum.Enum):
@@ -151,16 +157,16 @@ def check_rule_fits(existing: Sequence[Rule], new: Rule, key: str = "rule") -> N
             if new.max_rate_bits_per_s < rule.min_rate_bits_per_s:
                 raise Conflict(
                     key,
-                    f"max_kbps {new.max_rate_bits_per_s // 1000} is below the policy's "
-                    f"min_kbps {rule.min_rate_bits_per_s // 1000} for direction "
+                    f"max_kbps {bits_per_s_to_kilobits_per_s(new.max_rate_bits_per_s)} is below the policy's "
+                    f"min_kbps {bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)} for direction "
                     f"{new.direction.value}; allowed: max_kbps >= min_kbps",
                 )
         if isinstance(new, MinimumBandwidthRule) and isinstance(rule, BandwidthLimitRule):
             if new.min_rate_bits_per_s > rule.max_rate_bits_per_s:
                 raise Conflict(
                     key,
-                    f"min_kbps {new.min_rate_bits_per_s // 1000} is above the policy's "
-                    f"max_kbps {rule.max_rate_bits_per_s // 1000} for direction "
+                    f"min_kbps {bits_per_s_to_kilobits_per_s(new.min_rate_bits_per_s)} is above the policy's "
+                    f"max_kbps {bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)} for direction "
                     f"{new.direction.value}; allowed: min_kbps <= max_kbps",
                 )
 
@@ -191,7 +197,8 @@ def effective_policy(
         return port_policy, "port"
     if network_policy is None:
         return None, ""
-    if device_owner.startswith(_NETWORK_OWNED_PREFIXES) and device_owner not in (
+    # Neutron tests the exceptions with startswith too (QosRule.should_apply_to_port).
+    if device_owner.startswith(_NETWORK_OWNED_PREFIXES) and not device_owner.startswith(
         _NETWORK_POLICY_EXCEPTIONS
     ):
         return None, ""

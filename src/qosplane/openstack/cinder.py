@@ -93,8 +93,15 @@ def volume_qos(
         )
     work: dict[str, int | str] = {}
     for key, text in checked.items():
-        base = key.removesuffix("_per_gb_min").removesuffix("_per_gb")
-        if key in FRONT_END_KEYS or base in PER_GB_BASES:
+        # A *_per_gb_min is read only beside its *_per_gb (Cinder pops it inside that
+        # branch); alone it passes through untouched and Nova ignores it.
+        per_gb_base = key.removesuffix("_per_gb")
+        min_base = key.removesuffix("_per_gb_min")
+        if (
+            key in FRONT_END_KEYS
+            or (key.endswith("_per_gb") and per_gb_base in PER_GB_BASES)
+            or (key.endswith("_per_gb_min") and f"{min_base}_per_gb" in checked)
+        ):
             work[key] = parse_int(key, text, minimum=0)
         else:
             work[key] = text
