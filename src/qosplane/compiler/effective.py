@@ -16,6 +16,7 @@ Facts this encodes (upstream-mapping.md sections 3, 6, 7 and 10; the seed):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from qosplane.model.units import (
     ETHERNET_HEADER_BYTES,
     Bytes,
     BytesPerSecond,
+    Kibibytes,
     Kilobits,
     bits_per_s_to_bytes_per_s,
     bits_per_s_to_kilobits_per_s,
@@ -57,8 +59,13 @@ from qosplane.model.units import (
     bits_to_kilobits,
     dscp_to_tos,
     kibibytes_to_bytes,
+    kilobytes_per_s_to_bits_per_s,
+    libvirt_kib_to_ovs_policing_kbit,
+    libvirt_kilobytes_per_s_to_ovs_policing_kbit,
     megabits_per_s_to_bits_per_s,
     ovs_policing_burst_to_bytes,
+    packets_per_s_to_kilopackets_per_s,
+    packets_to_kilopackets,
     relative_cpu_share,
     sriov_kbps_to_mbps,
 )
@@ -80,7 +87,7 @@ class Enforcement:
     artifact: str  # the concrete thing on the host
     mechanism: str  # shape, police, meter, guarantee, mark, throttle, weight, quota
     as_written: str  # the values as that layer writes them
-    limit: dict[str, int]  # canonical units, unit in each key
+    limit: Mapping[str, int]  # canonical units, unit in each key
     holds: bool = True
     note: str = ""
 
@@ -244,7 +251,7 @@ def _flavor_vif(
             entry.conflicts.append(msg)
             eff.warnings.append(Finding("direction_inverted", msg, dev, f"quota:vif_{way}_average"))
         avg_kbps = libvirt_kbps(limit.average_bytes_per_s)
-        avg_bits = avg_kbps * 8000
+        avg_bits = kilobytes_per_s_to_bits_per_s(avg_kbps)
         if wiring.libvirt_backend is LibvirtBandwidthBackend.OVS:
             if on_tx:
                 peak = limit.peak_bytes_per_s
@@ -253,9 +260,17 @@ def _flavor_vif(
                     f"OVS QoS linux-htb queue 0 on Port {dev}",
                     "guarantee",
                     f"other_config:min-rate={avg_bits}"
-                    + (f" max-rate={libvirt_kbps(peak) * 8000}" if peak is not None else ""),
+                    + (
+                        f" max-rate={kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))}"
+                        if peak is not None
+                        else ""
+                    ),
                     {"min_rate_bits_per_s": avg_bits}
-                    | ({"rate_bits_per_s": libvirt_kbps(peak) * 8000} if peak is not None else {}),
+                    | (
+                        {"rate_bits_per_s": kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))}
+                        if peak is not None
+                        else {}
+                    ),
                     holds=peak is not None,
                     note="libvirt on OVS ports makes average an HTB min-rate, not a cap",
                 )
@@ -280,7 +295,8 @@ def _flavor_vif(
                     "libvirt",
                     f"OVS Interface {dev} ingress_policing",
                     "police",
-                    f"ingress_policing_rate={avg_kbps * 8} ingress_policing_burst={burst_kib * 8}",
+                    f"ingress_policing_rate={libvirt_kilobytes_per_s_to_ovs_policing_kbit(avg_kbps)} "
+                    f"ingress_policing_burst={libvirt_kib_to_ovs_policing_kbit(Kibibytes(burst_kib))}",
                     {"rate_bits_per_s": avg_bits, "burst_bytes": burst_bytes},
                 )
                 entry.candidates.append(e)
@@ -294,14 +310,15 @@ def _flavor_vif(
                 if limit.peak_bytes_per_s is not None
                 else avg_kbps
             )
-            lim = {"rate_bits_per_s": avg_bits, "ceil_bits_per_s": ceil * 8000}
+            ceil_bits = kilobytes_per_s_to_bits_per_s(ceil)
+            lim: dict[str, int] = {"rate_bits_per_s": avg_bits, "ceil_bits_per_s": ceil_bits}
             written = f"rate {avg_kbps}kbps ceil {ceil}kbps"
             if limit.burst_bytes is not None:
                 lim["burst_bytes"] = kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
                 written += f" burst {libvirt_kib(limit.burst_bytes)}kb"
             if ceil > avg_kbps:
                 # HTB lends up to ceil when the parent has spare: the cap is the ceil.
-                lim["rate_bits_per_s"] = ceil * 8000
+                lim["rate_bits_per_s"] = ceil_bits
                 lim["guaranteed_bits_per_s"] = avg_bits
             entry.candidates.append(
                 Enforcement(
@@ -455,12 +472,12 @@ def _neutron_rule(
         return
     if isinstance(rule, PacketRateLimitRule):
         entry = _extra(extra, dev, direction, "packet_rate", wiring.port.id)
-        kpps = rule.max_rate_packets_per_s // 1000
+        kpps = packets_per_s_to_kilopackets_per_s(rule.max_rate_packets_per_s)
         entry.declared.append(
             Declared(
                 src,
                 f"packet_rate_limit {direction}",
-                f"max_kpps={kpps} max_burst_kpps={rule.max_burst_packets // 1000}",
+                f"max_kpps={kpps} max_burst_kpps={packets_to_kilopackets(rule.max_burst_packets)}",
             )
         )
         if sriov:
@@ -533,7 +550,7 @@ def _neutron_rule(
             Declared(
                 src,
                 f"minimum_packet_rate {direction}",
-                f"min_kpps={rule.min_rate_packets_per_s // 1000}",
+                f"min_kpps={packets_per_s_to_kilopackets_per_s(rule.min_rate_packets_per_s)}",
             )
         )
         msg = "minimum_packet_rate is placement-only: no host enforces it"

@@ -17,6 +17,7 @@ from qosplane.compiler.topology import DiskWiring, PortWiring
 from qosplane.model.flavor import CpuTune, VifLimit
 from qosplane.model.host_facts import HostFacts, NovaSharesDefault
 from qosplane.model.instance import Instance
+from qosplane.model.units import bytes_per_s_to_kilobytes_per_s, bytes_to_kibibytes
 
 # IoTune field -> libvirt element, in Nova's order.
 IOTUNE_ELEMENTS: dict[str, str] = {
@@ -79,11 +80,11 @@ def _rate_attrs(limit: VifLimit) -> str:
     # libvirt's own units: kB/s for average/peak, KiB for burst. The model keeps them in
     # whole kB and KiB (VifLimit is built only from Nova's integers), so these divisions
     # are exact.
-    attrs = f"average='{limit.average_bytes_per_s // 1000}'"
+    attrs = f"average='{bytes_per_s_to_kilobytes_per_s(limit.average_bytes_per_s)}'"
     if limit.peak_bytes_per_s is not None:
-        attrs += f" peak='{limit.peak_bytes_per_s // 1000}'"
+        attrs += f" peak='{bytes_per_s_to_kilobytes_per_s(limit.peak_bytes_per_s)}'"
     if limit.burst_bytes is not None:
-        attrs += f" burst='{limit.burst_bytes // 1024}'"
+        attrs += f" burst='{bytes_to_kibibytes(limit.burst_bytes)}'"
     return attrs
 
 

@@ -16,8 +16,12 @@ from qosplane.compiler.topology import PortWiring
 from qosplane.model.flavor import FlavorQos, VifLimit
 from qosplane.model.host_facts import LibvirtBandwidthBackend
 from qosplane.model.units import (
+    Bytes,
+    BytesPerSecond,
     Kibibytes,
     KilobytesPerSecond,
+    bytes_per_s_to_kilobytes_per_s,
+    bytes_to_kibibytes,
     libvirt_default_police_burst,
     libvirt_htb_quantum_bytes,
     tc_rate_kbps,
@@ -42,11 +46,11 @@ def device_sides(wiring: PortWiring, qos: FlavorQos) -> DeviceSides:
 
 
 def libvirt_kbps(limit_bytes_per_s: int) -> KilobytesPerSecond:
-    return KilobytesPerSecond(limit_bytes_per_s // 1000)
+    return bytes_per_s_to_kilobytes_per_s(BytesPerSecond(limit_bytes_per_s))
 
 
 def libvirt_kib(limit_bytes: int) -> Kibibytes:
-    return Kibibytes(limit_bytes // 1024)
+    return bytes_to_kibibytes(Bytes(limit_bytes))
 
 
 def htb_class_args(limit: VifLimit) -> list[str]:

@@ -3,7 +3,8 @@
 One canonical unit per kind: bits/s for network rates, bytes/s for disk throughput,
 bytes for sizes, operations/s for IOPS, packets/s for packet rates. Each conversion
 between an upstream unit and a canonical one is one named function here, tested against
-the upstream examples (tests/test_units.py). Nowhere else multiplies by 8, 1000 or 1024.
+the upstream examples (tests/test_units.py). Other modules call
+these functions rather than scaling numbers themselves.
 
 Upstream facts (see docs/units.md for the citations):
 - libvirt `<bandwidth>` average/peak are kilobytes/s (1000 B), burst is kibibytes (1024 B).
@@ -55,6 +56,11 @@ def kilobytes_per_s_to_bytes_per_s(value: KilobytesPerSecond) -> BytesPerSecond:
     return BytesPerSecond(value * 1000)
 
 
+def bytes_per_s_to_kilobytes_per_s(value: BytesPerSecond) -> KilobytesPerSecond:
+    """bytes/s to libvirt's kB/s, rounded down."""
+    return KilobytesPerSecond(value // 1000)
+
+
 def bits_per_s_to_kilobytes_per_s(value: BitsPerSecond) -> KilobytesPerSecond:
     """bit/s to libvirt's kB/s, rounded down (libvirt cannot express fractions)."""
     return KilobytesPerSecond(value // 8000)
@@ -73,8 +79,9 @@ def bytes_to_kibibytes(value: Bytes) -> Kibibytes:
 def libvirt_htb_quantum_bytes(average: KilobytesPerSecond) -> Bytes:
     """The HTB quantum libvirt adds to a class: average*1024/8/1500, at least 1.
 
-    libvirt src/util/virnetdevbandwidth.c:virNetDevBandwidthCmdAddOptimalQuantum; its
-    examples: 1024 -> 87, 1 -> 1, 32768 -> 2796, 4294967295 -> 366503875.
+    libvirt src/util/virnetdevbandwidth.c:virNetDevBandwidthCmdAddOptimalQuantum; its tests
+    (tests/virnetdevbandwidthtest.c) expect 1024 -> 87, 1 -> 1, 4294967295 -> 366503875;
+    the seed's 32768 gives 2796 by the same formula.
     """
     return Bytes(max(1, average * 1024 // 8 // 1500))
 
@@ -156,8 +163,9 @@ def ovs_effective_policing_burst(rate: KilobitsPerSecond, burst: Kilobits) -> Ki
 def neutron_default_egress_burst(max_kbps: KilobitsPerSecond) -> Kilobits:
     """Neutron's OVS/linuxbridge egress burst when max_burst_kbps is 0: int(0.8 * max_kbps).
 
-    neutron/agent/linux/tc_lib.py:TcCommand.get_ingress_qdisc_burst_value, DEFAULT_BURST_RATE.
-    Integer arithmetic (max_kbps * 8 // 10) equals int(0.8 * max_kbps) for every value
+    neutron/agent/linux/tc_lib.py:TcCommand.get_ingress_qdisc_burst_value returns
+    float(max_kbps) * DEFAULT_BURST_RATE (0.8, neutron_lib/services/qos/constants.py); the OVS
+    agent's _update_egress_bandwidth_limit truncates it with int(). Integer arithmetic (max_kbps * 8 // 10) equals int(0.8 * max_kbps) for every value
     Neutron accepts (max_kbps < 2**31), without float rounding doubts.
     """
     return Kilobits(max_kbps * 8 // 10)
@@ -166,6 +174,16 @@ def neutron_default_egress_burst(max_kbps: KilobitsPerSecond) -> Kilobits:
 def kilopackets_per_s_to_packets_per_s(value: KilopacketsPerSecond) -> PacketsPerSecond:
     """Neutron max_kpps/min_kpps to OpenFlow meter pktps: x 1000."""
     return PacketsPerSecond(value * 1000)
+
+
+def packets_per_s_to_kilopackets_per_s(value: PacketsPerSecond) -> KilopacketsPerSecond:
+    """packets/s to Neutron's kpps, rounded down."""
+    return KilopacketsPerSecond(value // 1000)
+
+
+def packets_to_kilopackets(value: Packets) -> Kilopackets:
+    """packets to Neutron's kilo-packets, rounded down."""
+    return Kilopackets(value // 1000)
 
 
 def kilopackets_to_packets(value: Kilopackets) -> Packets:
@@ -191,7 +209,8 @@ def bits_per_s_to_bytes_per_s(value: BitsPerSecond) -> BytesPerSecond:
 def sriov_kbps_to_mbps(value: KilobitsPerSecond) -> MegabitsPerSecond:
     """Neutron SR-IOV agent rounding: 0 stays 0, below 1000 becomes 1, else half-up /1000.
 
-    neutron_lib/utils/helpers.py:round_val; 2499 -> 2 and 2500 -> 3.
+    neutron .../mech_sriov/agent/eswitch_manager.py:EmbSwitch.set_device_rate (below 1000 -> 1)
+    and neutron_lib/utils/helpers.py:round_val (half up); 2499 -> 2 and 2500 -> 3.
     """
     if value == 0:
         return MegabitsPerSecond(0)

@@ -36,6 +36,8 @@ from qosplane.model.units import (
     kilobits_to_bits,
     kilopackets_per_s_to_packets_per_s,
     kilopackets_to_packets,
+    packets_per_s_to_kilopackets_per_s,
+    packets_to_kilopackets,
 )
 
 # The fields each rule type accepts; `type`/`id`/`name`/`qos_policy_id`/`tenant_id`/
@@ -147,11 +149,11 @@ def rule_to_json(rule: Rule) -> dict[str, Any]:
         body["min_kbps"] = bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)
         body["direction"] = rule.direction.value
     elif isinstance(rule, PacketRateLimitRule):
-        body["max_kpps"] = rule.max_rate_packets_per_s // 1000
-        body["max_burst_kpps"] = rule.max_burst_packets // 1000
+        body["max_kpps"] = packets_per_s_to_kilopackets_per_s(rule.max_rate_packets_per_s)
+        body["max_burst_kpps"] = packets_to_kilopackets(rule.max_burst_packets)
         body["direction"] = rule.direction.value
     else:
-        body["min_kpps"] = rule.min_rate_packets_per_s // 1000
+        body["min_kpps"] = packets_per_s_to_kilopackets_per_s(rule.min_rate_packets_per_s)
         body["direction"] = rule.direction.value
     return body
 
