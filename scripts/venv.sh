@@ -13,3 +13,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 export VENV
+
+# The real OpenStack client, pinned, in a venv of its own (its dependency tree must not
+# leak into qosplane's): the end-to-end tests drive `qosplane serve` with it.
+OSC_VENV="${QOSPLANE_OSC_VENV:-$PWD/.venv-osc}"
+OSC_VERSION="10.5.0"
+if [ ! -x "$OSC_VENV/bin/openstack" ] || [ ! -f "$OSC_VENV/.osc-$OSC_VERSION" ]; then
+  "$PYTHON" -m venv "$OSC_VENV"
+  "$OSC_VENV/bin/pip" install --quiet "python-openstackclient==$OSC_VERSION" "openstacksdk==4.22.0" \
+    2>&1 | grep -v '^WARNING: Location' || true
+  "$OSC_VENV/bin/openstack" --version >/dev/null && touch "$OSC_VENV/.osc-$OSC_VERSION"
+fi
+export OSC_VENV

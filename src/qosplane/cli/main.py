@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
+from qosplane.cli.state import default_state_dir, load_or_create, openrc_lines
 from qosplane.compiler.plan import compile_plan
 from qosplane.compiler.report import render_report
 from qosplane.model.errors import QosplaneError
@@ -46,6 +48,49 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_PLAN_HAS_ERRORS if plan.errors else EXIT_OK
 
 
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"--listen takes HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from qosplane.api.app import build_app
+    from qosplane.api.auth import TokenSigner
+    from qosplane.api.common import Services
+    from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
+
+    state = load_or_create(Path(args.state_dir))
+    url = args.db or os.environ.get("QOSPLANE_DB") or sqlite_url(state.sqlite_path)
+    engine = make_engine(url)
+    upgrade(engine)
+    host, port = args.listen
+    state.endpoint_file.write_text(f"http://{host}:{port}\n")
+    services = Services(Database(engine), TokenSigner(state.token_secret), state.admin)
+    print(
+        f"qosplane serve: http://{host}:{port} (state {state.directory}, database "
+        f"{engine.url.render_as_string(hide_password=True)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(build_app(services), host=host, port=port, log_level=args.log_level)
+    return EXIT_OK
+
+
+def _cmd_openrc(args: argparse.Namespace) -> int:
+    state = load_or_create(Path(args.state_dir))
+    try:
+        lines = openrc_lines(state)
+    except FileNotFoundError as exc:
+        print(f"qosplane openrc: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qosplane", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +103,32 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("case", help="the case file (YAML), see design.md section 1")
     plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     plan.set_defaults(func=_cmd_plan)
+
+    serve = sub.add_parser("serve", help="run the OpenStack-compatible API with its store")
+    serve.add_argument(
+        "--listen",
+        type=_parse_listen,
+        default=("127.0.0.1", 8770),
+        help="HOST:PORT (default 127.0.0.1:8770)",
+    )
+    serve.add_argument(
+        "--state-dir",
+        default=str(default_state_dir()),
+        help="database, admin credentials (default $XDG_DATA_HOME/qosplane)",
+    )
+    serve.add_argument(
+        "--db",
+        help="database URL (default: SQLite in the state directory; "
+        "or QOSPLANE_DB), e.g. postgresql://user@host/db",
+    )
+    serve.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    openrc = sub.add_parser("openrc", help="print export OS_... lines for the openstack CLI")
+    openrc.add_argument("--state-dir", default=str(default_state_dir()))
+    openrc.set_defaults(func=_cmd_openrc)
     return parser
 
 

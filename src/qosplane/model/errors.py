@@ -87,3 +87,11 @@ class RevisionMismatch(QosplaneError):
         super().__init__(
             f"{kind} {ref}: revision_number is {actual}, the request expected {expected}"
         )
+
+
+class Unauthorized(QosplaneError):
+    """No valid credentials or token (HTTP 401)."""
+
+
+class Forbidden(QosplaneError):
+    """Authenticated, but the caller's role does not allow this (HTTP 403)."""

@@ -68,6 +68,9 @@ class FlavorRepository:
     def get(self, flavor_id: str) -> Flavor:
         return _to_model(self._row(flavor_id), self._specs(flavor_id))
 
+    def is_public(self, flavor_id: str) -> bool:
+        return self._row(flavor_id).is_public
+
     def find_by_name(self, name: str) -> Flavor:
         row = self.session.scalar(select(FlavorRow).where(FlavorRow.name == name))
         if row is None:

@@ -8,6 +8,7 @@ read to get `If-Match` semantics.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -168,6 +169,59 @@ class QosPolicyRepository:
 
     def delete(self, policy_id: str) -> None:
         self.session.delete(self._row(policy_id))
+
+    def find_by_name(self, name: str, project_id: str | None = None) -> Sequence[QosPolicy]:
+        return [p for p in self.list(project_id) if p.name == name]
+
+    def update(
+        self,
+        policy_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        shared: bool | None = None,
+        is_default: bool | None = None,
+        if_revision: int | None = None,
+    ) -> QosPolicy:
+        """Change the given attributes only (Neutron PUTs are partial)."""
+        row = self._bump(policy_id, if_revision)
+        if is_default:
+            self._check_single_default(row.project_id, row.id)
+        if name is not None:
+            row.name = name
+        if description is not None:
+            row.description = description
+        if shared is not None:
+            row.shared = shared
+        if is_default is not None:
+            row.is_default = is_default
+        self.session.flush()
+        return self._model(row)
+
+    def get_rule(self, policy_id: str, rule_id: str) -> Rule:
+        rule_row = self.session.get(QosRuleRow, rule_id)
+        if rule_row is None or rule_row.policy_id != policy_id:
+            raise NotFound("QoS rule", rule_id)
+        return _rule_model(rule_row)
+
+    def replace_rule(
+        self, policy_id: str, rule_id: str, rule: Rule, if_revision: int | None = None
+    ) -> Rule:
+        """Swap a rule for `rule` (same id), checked against the policy's other rules."""
+        self._bump(policy_id, if_revision)
+        old = self.session.get(QosRuleRow, rule_id)
+        if old is None or old.policy_id != policy_id:
+            raise NotFound("QoS rule", rule_id)
+        others = [r for r in self._rules(policy_id) if r.id != rule_id]
+        check_rule_fits(others, rule)
+        position = old.position
+        self.session.delete(old)
+        self.session.flush()
+        new_row = _rule_row(rule, policy_id, position)
+        new_row.id = rule_id
+        self.session.add(new_row)
+        self.session.flush()
+        return _rule_model(new_row)
 
     def _bump(self, policy_id: str, if_revision: int | None) -> QosPolicyRow:
         """Increment revision_number atomically, honouring an If-Match precondition.

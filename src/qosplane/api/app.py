@@ -1,0 +1,39 @@
+"""The ASGI application: every service under one port with DevStack's path layout."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from qosplane.api import compute, identity, network
+from qosplane.api.common import Services
+from qosplane.api.errors import error_body
+from qosplane.model.errors import InvalidInput, NotFound
+
+
+def _service_of(path: str) -> str:
+    for prefix, service in (("/networking", "network"), ("/identity", "identity")):
+        if path.startswith(prefix):
+            return service
+    return "compute"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in the service's own error shape, never a bare 500."""
+    assert isinstance(exc, HTTPException)
+    service = _service_of(request.url.path)
+    if exc.status_code == 404:
+        status, body = error_body(service, NotFound("resource", request.url.path))
+    else:
+        status, body = error_body(
+            service, InvalidInput("method", request.method, "a supported method")
+        )
+        status = exc.status_code
+    return JSONResponse(body, status_code=status)
+
+
+def build_app(services: Services) -> Starlette:
+    routes = identity.routes(services) + compute.routes(services) + network.routes(services)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -1,0 +1,93 @@
+"""Tokens and the request context.
+
+Tokens are stateless: a payload (user, project, roles, expiry) signed with HMAC-SHA256 under
+a secret kept in the state directory, so any API worker can verify any token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from qosplane.model.errors import Forbidden, Unauthorized
+
+TOKEN_LIFETIME = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    user_id: str
+    user_name: str
+    project_id: str
+    project_name: str
+    roles: tuple[str, ...]
+    expires_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    def require_admin(self, action: str) -> None:
+        if not self.is_admin:
+            raise Forbidden(f"Policy doesn't allow {action} to be performed.")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def issue(self, ctx: Context) -> str:
+        payload = _b64(
+            json.dumps(
+                {
+                    "u": ctx.user_id,
+                    "un": ctx.user_name,
+                    "p": ctx.project_id,
+                    "pn": ctx.project_name,
+                    "r": list(ctx.roles),
+                    "e": ctx.expires_at.isoformat(),
+                },
+                separators=(",", ":"),
+            ).encode()
+        )
+        sig = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        return f"{payload}.{sig}"
+
+    def verify(self, token: str | None, now: datetime) -> Context:
+        if not token or token.count(".") != 1:
+            raise Unauthorized("The request you have made requires authentication.")
+        payload, sig = token.split(".")
+        expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(sig, expected):
+            raise Unauthorized("The request you have made requires authentication.")
+        try:
+            data = json.loads(_unb64(payload))
+            ctx = Context(
+                data["u"],
+                data["un"],
+                data["p"],
+                data["pn"],
+                tuple(data["r"]),
+                datetime.fromisoformat(data["e"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise Unauthorized("The request you have made requires authentication.") from None
+        if ctx.expires_at <= now:
+            raise Unauthorized("The token has expired.")
+        return ctx
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

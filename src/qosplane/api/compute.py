@@ -1,0 +1,267 @@
+"""Nova v2.1 subset: version document and flavors with extra specs.
+
+Microversions: advertised 2.1..2.96; flavor bodies follow the requested version
+(`description` from 2.55, `extra_specs` embedded from 2.61, `swap` 0 instead of "" from 2.75).
+Unlike Nova, `quota:*` extra specs are validated at every microversion: the compiler reads
+them, so an unknown or malformed one is refused instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.flavor import Flavor
+from qosplane.openstack.nova import make_flavor
+from qosplane.store.flavors import FlavorRepository
+
+MIN_VERSION = (2, 1)
+MAX_VERSION = (2, 96)
+
+
+def requested_version(request: Request) -> tuple[int, int]:
+    header = request.headers.get("openstack-api-version", "")
+    value = ""
+    if header.startswith("compute "):
+        value = header.removeprefix("compute ").strip()
+    else:
+        value = request.headers.get("x-openstack-nova-api-version", "").strip()
+    if not value:
+        return MIN_VERSION
+    if value == "latest":
+        return MAX_VERSION
+    try:
+        major, minor = (int(x) for x in value.split("."))
+    except ValueError:
+        raise InvalidInput("OpenStack-API-Version", value, "compute X.Y") from None
+    if not MIN_VERSION <= (major, minor) <= MAX_VERSION:
+        raise InvalidInput(
+            "OpenStack-API-Version",
+            value,
+            f"a version from {MIN_VERSION[0]}.{MIN_VERSION[1]} to {MAX_VERSION[0]}.{MAX_VERSION[1]}",
+        )
+    return major, minor
+
+
+def _version_doc(request: Request) -> dict[str, Any]:
+    return {
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": f"{MAX_VERSION[0]}.{MAX_VERSION[1]}",
+        "min_version": f"{MIN_VERSION[0]}.{MIN_VERSION[1]}",
+        "updated": "2013-07-23T11:33:21Z",
+        "links": [{"rel": "self", "href": f"{base_url(request)}/compute/v2.1/"}],
+    }
+
+
+async def version(request: Request, services: Services) -> Response:
+    return ok({"version": _version_doc(request)})
+
+
+async def versions(request: Request, services: Services) -> Response:
+    return ok({"versions": [_version_doc(request)]})
+
+
+def flavor_json(
+    request: Request, flavor: Flavor, is_public: bool, ver: tuple[int, int]
+) -> dict[str, Any]:
+    link = f"{base_url(request)}/compute/v2.1/flavors/{flavor.id}"
+    body: dict[str, Any] = {
+        "id": flavor.id,
+        "name": flavor.name,
+        "ram": flavor.ram_mb,
+        "disk": flavor.disk_gb,
+        "vcpus": flavor.vcpus,
+        "swap": flavor.swap_mb if flavor.swap_mb or ver >= (2, 75) else "",
+        "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral_gb,
+        "OS-FLV-DISABLED:disabled": False,
+        "os-flavor-access:is_public": is_public,
+        "rxtx_factor": 1.0,
+        "links": [{"rel": "self", "href": link}],
+    }
+    if ver >= (2, 55):
+        body["description"] = None
+    if ver >= (2, 61):
+        body["extra_specs"] = dict(flavor.extra_specs)
+    return body
+
+
+def _int_field(body: dict[str, Any], key: str, default: int | None, minimum: int) -> int:
+    value = body.get(key, default)
+    if value is None or isinstance(value, bool):
+        raise InvalidInput(f"flavor.{key}", value, f"an integer >= {minimum}", "required")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"flavor.{key}", value, f"an integer >= {minimum}") from None
+    if number < minimum:
+        raise InvalidInput(f"flavor.{key}", value, f"an integer >= {minimum}")
+    return number
+
+
+async def create_flavor(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ver = requested_version(request)
+    ctx.require_admin("os_compute_api:os-flavor-manage:create")
+    body = await json_body(request, "flavor")
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
+        raise InvalidInput("flavor.name", name, "a string of 1 to 255 characters")
+    flavor_id = body.get("id")
+    if flavor_id is not None and (not isinstance(flavor_id, str) or not 1 <= len(flavor_id) <= 255):
+        raise InvalidInput("flavor.id", flavor_id, "a string of 1 to 255 characters or null")
+    is_public = body.get("os-flavor-access:is_public", True)
+    if not isinstance(is_public, bool):
+        raise InvalidInput("flavor.os-flavor-access:is_public", is_public, "true or false")
+    flavor = make_flavor(
+        name=name.strip(),
+        vcpus=_int_field(body, "vcpus", None, 1),
+        ram_mb=_int_field(body, "ram", None, 1),
+        disk_gb=_int_field(body, "disk", 0, 0),
+        extra_specs={},
+        ephemeral_gb=_int_field(body, "OS-FLV-EXT-DATA:ephemeral", 0, 0),
+        swap_mb=_int_field(body, "swap", 0, 0) if body.get("swap") != "" else 0,
+        flavor_id=flavor_id or "",
+    )
+    with services.db.transaction() as s:
+        created = FlavorRepository(s).create(flavor, is_public=is_public)
+    return ok({"flavor": flavor_json(request, created, is_public, ver)})
+
+
+def _public_filter(request: Request, is_admin: bool) -> bool | None:
+    """None: public and private; True: public only (Nova's is_public query semantics)."""
+    raw = request.query_params.get("is_public")
+    if raw is None:
+        return True
+    if raw.lower() == "none":
+        return None if is_admin else True
+    if raw.lower() in ("true", "1", "yes", "t"):
+        return True
+    if raw.lower() in ("false", "0", "no", "f"):
+        return False
+    raise InvalidInput("is_public", raw, "true, false or none")
+
+
+async def list_flavors(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ver = requested_version(request)
+    wanted = _public_filter(request, ctx.is_admin)
+    detail = request.url.path.rstrip("/").endswith("/detail")
+    with services.db.transaction() as s:
+        repo = FlavorRepository(s)
+        rows = [(f, repo.is_public(f.id)) for f in repo.list()]
+    out = []
+    for flavor, public in rows:
+        if wanted is not None and public != wanted:
+            continue
+        if detail:
+            out.append(flavor_json(request, flavor, public, ver))
+        else:
+            out.append(
+                {
+                    "id": flavor.id,
+                    "name": flavor.name,
+                    "links": flavor_json(request, flavor, public, ver)["links"],
+                }
+            )
+    return ok({"flavors": out})
+
+
+async def show_flavor(request: Request, services: Services) -> Response:
+    context(request, services)
+    ver = requested_version(request)
+    with services.db.transaction() as s:
+        repo = FlavorRepository(s)
+        flavor = repo.get(request.path_params["flavor_id"])
+        public = repo.is_public(flavor.id)
+    return ok({"flavor": flavor_json(request, flavor, public, ver)})
+
+
+async def delete_flavor(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("os_compute_api:os-flavor-manage:delete")
+    with services.db.transaction() as s:
+        FlavorRepository(s).delete(request.path_params["flavor_id"])
+    return empty(202)
+
+
+async def flavor_access(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        repo = FlavorRepository(s)
+        flavor = repo.get(request.path_params["flavor_id"])
+        if repo.is_public(flavor.id):
+            raise InvalidInput(
+                "flavor",
+                flavor.id,
+                "a private flavor",
+                "access list does not apply to a public flavor",
+            )
+    return ok({"flavor_access": []})
+
+
+async def get_extra_specs(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        flavor = FlavorRepository(s).get(request.path_params["flavor_id"])
+    return ok({"extra_specs": dict(flavor.extra_specs)})
+
+
+async def get_extra_spec(request: Request, services: Services) -> Response:
+    context(request, services)
+    key = request.path_params["key"]
+    with services.db.transaction() as s:
+        flavor = FlavorRepository(s).get(request.path_params["flavor_id"])
+    if key not in flavor.extra_specs:
+        raise NotFound("flavor extra spec", key)
+    return ok({key: flavor.extra_specs[key]})
+
+
+async def set_extra_specs(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:create")
+    specs = await json_body(request, "extra_specs")
+    with services.db.transaction() as s:
+        flavor = FlavorRepository(s).set_extra_specs(request.path_params["flavor_id"], specs)
+    return ok({"extra_specs": {k: flavor.extra_specs[k] for k in specs}})
+
+
+async def delete_extra_spec(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:delete")
+    with services.db.transaction() as s:
+        FlavorRepository(s).unset_extra_specs(
+            request.path_params["flavor_id"], [request.path_params["key"]]
+        )
+    return empty(200)
+
+
+def routes(services: Services) -> list[Route]:
+    def w(handler: Any) -> Any:
+        return wrap("compute", services, handler)
+
+    base = "/compute/v2.1"
+    return [
+        Route("/compute", w(versions), methods=["GET"]),
+        Route("/compute/", w(versions), methods=["GET"]),
+        Route(base, w(version), methods=["GET"]),
+        Route(base + "/", w(version), methods=["GET"]),
+        Route(base + "/flavors", w(list_flavors), methods=["GET"]),
+        Route(base + "/flavors", w(create_flavor), methods=["POST"]),
+        Route(base + "/flavors/detail", w(list_flavors), methods=["GET"]),
+        Route(base + "/flavors/{flavor_id}", w(show_flavor), methods=["GET"]),
+        Route(base + "/flavors/{flavor_id}", w(delete_flavor), methods=["DELETE"]),
+        Route(base + "/flavors/{flavor_id}/os-flavor-access", w(flavor_access), methods=["GET"]),
+        Route(base + "/flavors/{flavor_id}/os-extra_specs", w(get_extra_specs), methods=["GET"]),
+        Route(base + "/flavors/{flavor_id}/os-extra_specs", w(set_extra_specs), methods=["POST"]),
+        Route(
+            base + "/flavors/{flavor_id}/os-extra_specs/{key}", w(get_extra_spec), methods=["GET"]
+        ),
+        Route(
+            base + "/flavors/{flavor_id}/os-extra_specs/{key}",
+            w(delete_extra_spec),
+            methods=["DELETE"],
+        ),
+    ]

@@ -1,0 +1,355 @@
+"""Neutron v2.0 subset: QoS policies (rules embedded), the five rule collections, rule types.
+
+Neutron's own validation applies (DSCP set, directions, ranges, one rule per type and
+direction, min/max conflicts, one default policy per project); PUTs are partial; an
+`If-Match: revision_number=N` header makes an update conditional.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from qosplane.api.auth import Context
+from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.network_qos import (
+    NEUTRON_INT_MAX,
+    RULE_TYPES,
+    VALID_DSCP_MARKS,
+    QosPolicy,
+    Rule,
+)
+from qosplane.openstack.neutron import RULE_FIELDS, rule_from_json, rule_to_json
+from qosplane.store.qos_policies import QosPolicyRepository
+
+_POLICY_FIELDS = ("name", "description", "shared", "is_default", "tags", "project_id", "tenant_id")
+_RANGE = {"type": "range", "values": {"start": 0, "end": NEUTRON_INT_MAX}}
+
+
+def if_match(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    value = header.strip().removeprefix("revision_number=")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput("If-Match", header, "revision_number=<integer>") from None
+
+
+def rule_json(rule: Rule, policy_id: str) -> dict[str, Any]:
+    body = rule_to_json(rule)
+    body["qos_policy_id"] = policy_id
+    return body
+
+
+def policy_json(policy: QosPolicy, revision: int) -> dict[str, Any]:
+    return {
+        "id": policy.id,
+        "name": policy.name,
+        "description": policy.description,
+        "shared": policy.shared,
+        "is_default": policy.is_default,
+        "project_id": policy.project_id,
+        "tenant_id": policy.project_id,
+        "rules": [rule_json(r, policy.id) for r in policy.rules],
+        "tags": list(policy.tags),
+        "revision_number": revision,
+        "created_at": None,
+        "updated_at": None,
+    }
+
+
+def _visible(policy: QosPolicy, ctx: Context) -> bool:
+    return ctx.is_admin or policy.shared or policy.project_id == ctx.project_id
+
+
+def _get_visible(repo: QosPolicyRepository, policy_id: str, ctx: Context) -> QosPolicy:
+    policy = repo.get(policy_id)
+    if not _visible(policy, ctx):
+        raise NotFound("QoS policy", policy_id)
+    return policy
+
+
+def _bool(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidInput(f"policy.{key}", value, "true or false")
+    return value
+
+
+def _text(body: dict[str, Any], key: str, limit: int = 255) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(f"policy.{key}", value, f"a string of at most {limit} characters")
+    return value
+
+
+def _check_policy_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    for key, value in body.items():
+        if key not in allowed:
+            raise InvalidInput(
+                f"policy.{key}",
+                value,
+                "attributes " + ", ".join(allowed),
+                "unrecognized attribute",
+            )
+
+
+async def versions(request: Request, services: Services) -> Response:
+    return ok(
+        {
+            "versions": [
+                {
+                    "id": "v2.0",
+                    "status": "CURRENT",
+                    "links": [{"rel": "self", "href": f"{base_url(request)}/networking/v2.0/"}],
+                }
+            ]
+        }
+    )
+
+
+async def list_policies(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    name = request.query_params.get("name")
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policies = repo.list(None if ctx.is_admin else ctx.project_id)
+        out = [
+            policy_json(p, repo.revision(p.id)) for p in policies if name is None or p.name == name
+        ]
+    return ok({"policies": out})
+
+
+async def create_policy(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    body = await json_body(request, "policy")
+    _check_policy_fields(body, _POLICY_FIELDS)
+    project_id = body.get("project_id") or body.get("tenant_id") or ctx.project_id
+    if project_id != ctx.project_id:
+        ctx.require_admin("create_policy for another project")
+    tags = body.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidInput("policy.tags", tags, "a list of strings")
+    policy = QosPolicy(
+        name=_text(body, "name") or "",
+        description=_text(body, "description") or "",
+        shared=bool(_bool(body, "shared")),
+        is_default=bool(_bool(body, "is_default")),
+        project_id=str(project_id),
+        tags=tuple(tags),
+    )
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        created = repo.create(policy)
+        out = policy_json(created, repo.revision(created.id))
+    return ok({"policy": out}, status=201)
+
+
+async def show_policy(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        out = policy_json(policy, repo.revision(policy.id))
+    return ok({"policy": out})
+
+
+async def update_policy(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    body = await json_body(request, "policy")
+    _check_policy_fields(body, ("name", "description", "shared", "is_default"))
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        if policy.project_id != ctx.project_id:
+            ctx.require_admin("update_policy")
+        updated = repo.update(
+            policy.id,
+            name=_text(body, "name"),
+            description=_text(body, "description"),
+            shared=_bool(body, "shared"),
+            is_default=_bool(body, "is_default"),
+            if_revision=if_match(request),
+        )
+        out = policy_json(updated, repo.revision(policy.id))
+    return ok({"policy": out})
+
+
+async def delete_policy(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        if policy.project_id != ctx.project_id:
+            ctx.require_admin("delete_policy")
+        repo.delete(policy.id)
+    return empty(204)
+
+
+def _rule_type(request: Request) -> str:
+    collection = str(request.path_params["collection"])
+    rule_type = collection.removesuffix("_rules")
+    if not collection.endswith("_rules") or rule_type not in RULE_TYPES:
+        raise NotFound("resource", request.url.path)
+    return rule_type
+
+
+async def create_rule(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    rule_type = _rule_type(request)
+    body = await json_body(request, f"{rule_type}_rule")
+    rule = rule_from_json(rule_type, body, f"{rule_type}_rule")
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        if policy.project_id != ctx.project_id:
+            ctx.require_admin(f"create_policy_{rule_type}_rule")
+        stored = repo.add_rule(policy.id, rule, if_match(request))
+    return ok({f"{rule_type}_rule": rule_json(stored, policy.id)}, status=201)
+
+
+async def list_rules(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    rule_type = _rule_type(request)
+    with services.db.transaction() as s:
+        policy = _get_visible(QosPolicyRepository(s), request.path_params["policy_id"], ctx)
+    rules = [rule_json(r, policy.id) for r in policy.rules if r.type_name == rule_type]
+    return ok({f"{rule_type}_rules": rules})
+
+
+async def show_rule(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    rule_type = _rule_type(request)
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        rule = repo.get_rule(policy.id, request.path_params["rule_id"])
+    if rule.type_name != rule_type:
+        raise NotFound("QoS rule", request.path_params["rule_id"])
+    return ok({f"{rule_type}_rule": rule_json(rule, policy.id)})
+
+
+async def update_rule(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    rule_type = _rule_type(request)
+    changes = await json_body(request, f"{rule_type}_rule")
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        if policy.project_id != ctx.project_id:
+            ctx.require_admin(f"update_policy_{rule_type}_rule")
+        rule_id = request.path_params["rule_id"]
+        current = repo.get_rule(policy.id, rule_id)
+        if current.type_name != rule_type:
+            raise NotFound("QoS rule", rule_id)
+        merged = {k: v for k, v in rule_to_json(current).items() if k in RULE_FIELDS[rule_type]}
+        merged.update(changes)
+        merged["id"] = rule_id
+        new_rule = rule_from_json(rule_type, merged, f"{rule_type}_rule")
+        stored = repo.replace_rule(policy.id, rule_id, new_rule, if_match(request))
+    return ok({f"{rule_type}_rule": rule_json(stored, policy.id)})
+
+
+async def delete_rule(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    rule_type = _rule_type(request)
+    with services.db.transaction() as s:
+        repo = QosPolicyRepository(s)
+        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        if policy.project_id != ctx.project_id:
+            ctx.require_admin(f"delete_policy_{rule_type}_rule")
+        rule_id = request.path_params["rule_id"]
+        if repo.get_rule(policy.id, rule_id).type_name != rule_type:
+            raise NotFound("QoS rule", rule_id)
+        repo.delete_rule(policy.id, rule_id, if_match(request))
+    return empty(204)
+
+
+def _parameters(rule_type: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in RULE_FIELDS[rule_type]:
+        if name == "direction":
+            values = (
+                ["any", "egress", "ingress"]
+                if rule_type == "minimum_packet_rate"
+                else ["egress", "ingress"]
+            )
+            out.append(
+                {"parameter_name": name, "parameter_type": "choices", "parameter_values": values}
+            )
+        elif name == "dscp_mark":
+            out.append(
+                {
+                    "parameter_name": name,
+                    "parameter_type": "choices",
+                    "parameter_values": sorted(VALID_DSCP_MARKS),
+                }
+            )
+        else:
+            out.append(
+                {
+                    "parameter_name": name,
+                    "parameter_type": _RANGE["type"],
+                    "parameter_values": _RANGE["values"],
+                }
+            )
+    return out
+
+
+async def list_rule_types(request: Request, services: Services) -> Response:
+    context(request, services)
+    return ok({"rule_types": [{"type": t} for t in RULE_TYPES]})
+
+
+async def show_rule_type(request: Request, services: Services) -> Response:
+    context(request, services)
+    rule_type = request.path_params["rule_type"]
+    if rule_type not in RULE_TYPES:
+        raise NotFound("QoS rule type", rule_type)
+    return ok(
+        {
+            "rule_type": {
+                "type": rule_type,
+                "drivers": [{"name": "qosplane", "supported_parameters": _parameters(rule_type)}],
+            }
+        }
+    )
+
+
+def routes(services: Services) -> list[Route]:
+    def w(handler: Any) -> Any:
+        return wrap("network", services, handler)
+
+    base = "/networking/v2.0/qos"
+    return [
+        Route("/networking", w(versions), methods=["GET"]),
+        Route("/networking/", w(versions), methods=["GET"]),
+        Route(base + "/policies", w(list_policies), methods=["GET"]),
+        Route(base + "/policies", w(create_policy), methods=["POST"]),
+        Route(base + "/policies/{policy_id}", w(show_policy), methods=["GET"]),
+        Route(base + "/policies/{policy_id}", w(update_policy), methods=["PUT"]),
+        Route(base + "/policies/{policy_id}", w(delete_policy), methods=["DELETE"]),
+        Route(base + "/policies/{policy_id}/{collection}", w(list_rules), methods=["GET"]),
+        Route(base + "/policies/{policy_id}/{collection}", w(create_rule), methods=["POST"]),
+        Route(base + "/policies/{policy_id}/{collection}/{rule_id}", w(show_rule), methods=["GET"]),
+        Route(
+            base + "/policies/{policy_id}/{collection}/{rule_id}", w(update_rule), methods=["PUT"]
+        ),
+        Route(
+            base + "/policies/{policy_id}/{collection}/{rule_id}",
+            w(delete_rule),
+            methods=["DELETE"],
+        ),
+        Route(base + "/rule-types", w(list_rule_types), methods=["GET"]),
+        Route(base + "/rule-types/{rule_type}", w(show_rule_type), methods=["GET"]),
+    ]

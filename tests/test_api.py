@@ -1,0 +1,459 @@
+"""The API in-process (httpx over ASGI) on SQLite: every endpoint of this slice and its
+error paths, in each service's own error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from qosplane.api.app import build_app
+from qosplane.api.auth import Context, TokenSigner, utcnow
+from qosplane.api.common import AdminAccount, Services
+from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
+
+SECRET = b"k" * 32
+ADMIN = AdminAccount("admin-user-id", "s3cret", "admin-project-id")
+NOVA = {"OpenStack-API-Version": "compute 2.96"}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    engine = make_engine(sqlite_url(tmp_path / "api.db"))
+    upgrade(engine)
+    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
+    with TestClient(app, raise_server_exceptions=True) as c:
+        yield c
+    engine.dispose()
+
+
+def token(client: TestClient) -> dict[str, str]:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": "admin", "password": "s3cret", "domain": {"name": "Default"}}
+                },
+            },
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+        }
+    }
+    r = client.post("/identity/v3/auth/tokens", json=body)
+    assert r.status_code == 201
+    return {"X-Auth-Token": r.headers["X-Subject-Token"]}
+
+
+def member_token(project: str = "tenant-project") -> dict[str, str]:
+    ctx = Context(
+        "member-id", "alice", project, "tenant", ("member", "reader"), utcnow() + timedelta(hours=1)
+    )
+    return {"X-Auth-Token": TokenSigner(SECRET).issue(ctx)}
+
+
+def neutron_error(r: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = r.json()["NeutronError"]
+    return body
+
+
+# --- identity --------------------------------------------------------------------------
+
+
+def test_discovery_documents_need_no_token(client: TestClient) -> None:
+    assert client.get("/identity/v3").json()["version"]["id"] == "v3.14"
+    r = client.get("/identity")
+    assert r.status_code == 300
+    assert r.json()["versions"]["values"][0]["status"] == "stable"
+    doc = client.get("/compute/v2.1").json()["version"]
+    assert (doc["min_version"], doc["version"]) == ("2.1", "2.96")
+    assert client.get("/networking/").json()["versions"][0]["id"] == "v2.0"
+
+
+def test_token_carries_catalog_and_expiry(client: TestClient) -> None:
+    headers = token(client)
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "admin", "password": "s3cret"}},
+            }
+        }
+    }
+    data = client.post("/identity/v3/auth/tokens", json=body).json()["token"]
+    assert {s["type"] for s in data["catalog"]} == {"identity", "compute", "network"}
+    assert data["expires_at"].endswith("Z")
+    assert client.get("/compute/v2.1/flavors/detail", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("password", ["wrong", ""])
+def test_bad_password_is_401_in_keystone_shape(client: TestClient, password: str) -> None:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "admin", "password": password}},
+            }
+        }
+    }
+    r = client.post("/identity/v3/auth/tokens", json=body)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == 401
+
+
+@pytest.mark.parametrize("bad", [None, "garbage", "a.b", "x" * 10 + "." + "y" * 10])
+def test_missing_or_forged_token_is_401(client: TestClient, bad: str | None) -> None:
+    headers = {} if bad is None else {"X-Auth-Token": bad}
+    r = client.get("/networking/v2.0/qos/policies", headers=headers)
+    assert r.status_code == 401
+    assert neutron_error(r)["type"] == "HTTPUnauthorized"
+
+
+def test_expired_token_is_401(client: TestClient) -> None:
+    ctx = Context("u", "admin", "p", "admin", ("admin",), utcnow() - timedelta(seconds=1))
+    r = client.get(
+        "/compute/v2.1/flavors/detail", headers={"X-Auth-Token": TokenSigner(SECRET).issue(ctx)}
+    )
+    assert r.status_code == 401
+    assert "expired" in r.json()["unauthorized"]["message"]
+
+
+# --- compute ---------------------------------------------------------------------------
+
+
+def make_flavor(client: TestClient, headers: dict[str, str], name: str = "m1.resquota") -> str:
+    r = client.post(
+        "/compute/v2.1/flavors",
+        headers={**headers, **NOVA},
+        json={
+            "flavor": {
+                "name": name,
+                "ram": 1024,
+                "vcpus": 1,
+                "disk": 20,
+                "id": None,
+                "OS-FLV-EXT-DATA:ephemeral": 0,
+                "swap": 0,
+                "os-flavor-access:is_public": True,
+            }
+        },
+    )
+    assert r.status_code == 200, r.text
+    flavor_id: str = r.json()["flavor"]["id"]
+    return flavor_id
+
+
+def test_flavor_lifecycle_and_extra_specs(client: TestClient) -> None:
+    h = token(client)
+    fid = make_flavor(client, h)
+    specs = {"quota:cpu_shares": "512", "quota:vif_inbound_burst": "131072"}
+    r = client.post(
+        f"/compute/v2.1/flavors/{fid}/os-extra_specs", headers=h, json={"extra_specs": specs}
+    )
+    assert r.json() == {"extra_specs": specs}
+    shown = client.get(f"/compute/v2.1/flavors/{fid}", headers={**h, **NOVA}).json()["flavor"]
+    assert shown["extra_specs"] == specs
+    assert shown["swap"] == 0
+    old = client.get(f"/compute/v2.1/flavors/{fid}", headers=h).json()["flavor"]
+    assert "extra_specs" not in old  # below 2.61 the specs are not embedded
+    assert old["swap"] == ""
+    r = client.delete(f"/compute/v2.1/flavors/{fid}/os-extra_specs/quota:cpu_shares", headers=h)
+    assert r.status_code == 200
+    r = client.delete(f"/compute/v2.1/flavors/{fid}/os-extra_specs/quota:cpu_shares", headers=h)
+    assert r.status_code == 404
+    assert client.delete(f"/compute/v2.1/flavors/{fid}", headers=h).status_code == 202
+    assert client.get(f"/compute/v2.1/flavors/{fid}", headers=h).status_code == 404
+
+
+def test_flavor_lookup_by_name_on_the_id_path_is_404(client: TestClient) -> None:
+    h = token(client)
+    make_flavor(client, h)
+    r = client.get("/compute/v2.1/flavors/m1.resquota", headers=h)
+    assert r.status_code == 404
+    assert r.json()["itemNotFound"]["code"] == 404
+    listing = client.get("/compute/v2.1/flavors/detail?is_public=None", headers=h).json()
+    assert [f["name"] for f in listing["flavors"]] == ["m1.resquota"]
+
+
+def test_invalid_extra_spec_is_400_and_nothing_is_written(client: TestClient) -> None:
+    h = token(client)
+    fid = make_flavor(client, h)
+    for specs, needle in [
+        ({"quota:cpu_shares": "512", "quota:cpu_sharez": "1"}, "quota:cpu_sharez"),
+        ({"quota:cpu_shares": "-1"}, "an integer >= 0"),
+        ({"quota:vif_inbound_average": "fast"}, "not an integer"),
+    ]:
+        r = client.post(
+            f"/compute/v2.1/flavors/{fid}/os-extra_specs", headers=h, json={"extra_specs": specs}
+        )
+        assert r.status_code == 400
+        assert needle in r.json()["badRequest"]["message"]
+    assert client.get(f"/compute/v2.1/flavors/{fid}/os-extra_specs", headers=h).json() == {
+        "extra_specs": {}
+    }
+
+
+def test_member_may_read_but_not_write_flavors(client: TestClient) -> None:
+    fid = make_flavor(client, token(client))
+    m = member_token()
+    assert client.get(f"/compute/v2.1/flavors/{fid}", headers=m).status_code == 200
+    r = client.post(
+        f"/compute/v2.1/flavors/{fid}/os-extra_specs",
+        headers=m,
+        json={"extra_specs": {"quota:cpu_shares": "512"}},
+    )
+    assert r.status_code == 403
+    assert "os-flavor-extra-specs:create" in r.json()["forbidden"]["message"]
+    assert (
+        client.post(
+            "/compute/v2.1/flavors", headers=m, json={"flavor": {"name": "x", "ram": 1, "vcpus": 1}}
+        ).status_code
+        == 403
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"flavor": {"name": "", "ram": 1, "vcpus": 1}}, "flavor.name"),
+        ({"flavor": {"name": "x", "ram": "lots", "vcpus": 1}}, "flavor.ram"),
+        ({"flavor": {"name": "x", "ram": 1, "vcpus": 0}}, "flavor.vcpus"),
+        ({"flavor": {"name": "x", "ram": 1}}, "flavor.vcpus"),
+        ({"flavour": {}}, "flavor"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_flavor_body_is_400_naming_the_field(client: TestClient, body: Any, field: str) -> None:
+    r = client.post("/compute/v2.1/flavors", headers=token(client), json=body)
+    assert r.status_code == 400
+    assert r.json()["badRequest"]["message"].startswith(field)
+
+
+def test_malformed_json_and_bad_microversion_are_400(client: TestClient) -> None:
+    h = token(client)
+    r = client.post(
+        "/compute/v2.1/flavors",
+        headers={**h, "Content-Type": "application/json"},
+        content=b"{not json",
+    )
+    assert r.status_code == 400
+    r = client.get(
+        "/compute/v2.1/flavors/detail", headers={**h, "OpenStack-API-Version": "compute 2.200"}
+    )
+    assert r.status_code == 400
+    assert "2.96" in r.json()["badRequest"]["message"]
+
+
+# --- network ---------------------------------------------------------------------------
+
+QOS = "/networking/v2.0/qos"
+
+
+def make_policy(client: TestClient, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+    r = client.post(
+        f"{QOS}/policies", headers=headers, json={"policy": {"name": "bw-limiter", **fields}}
+    )
+    assert r.status_code == 201, r.text
+    policy: dict[str, Any] = r.json()["policy"]
+    return policy
+
+
+def test_policy_with_rules_embedded(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    r = client.post(
+        f"{QOS}/policies/{pid}/bandwidth_limit_rules",
+        headers=h,
+        json={
+            "bandwidth_limit_rule": {"max_kbps": 3000, "max_burst_kbps": 300, "direction": "egress"}
+        },
+    )
+    assert r.status_code == 201
+    rule = r.json()["bandwidth_limit_rule"]
+    assert rule["max_kbps"] == 3000
+    assert rule["max_burst_kbps"] == 300
+    policy = client.get(f"{QOS}/policies/{pid}", headers=h).json()["policy"]
+    assert policy["rules"] == [rule]
+    assert rule["type"] == "bandwidth_limit"
+    assert policy["revision_number"] == 1
+    assert (
+        client.get(f"{QOS}/policies?name=bw-limiter", headers=h).json()["policies"][0]["id"] == pid
+    )
+    assert client.get(f"{QOS}/policies?name=other", headers=h).json()["policies"] == []
+
+
+def test_second_rule_same_direction_is_409(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    url = f"{QOS}/policies/{pid}/bandwidth_limit_rules"
+    assert (
+        client.post(url, headers=h, json={"bandwidth_limit_rule": {"max_kbps": 1}}).status_code
+        == 201
+    )
+    r = client.post(
+        url, headers=h, json={"bandwidth_limit_rule": {"max_kbps": 2, "direction": "egress"}}
+    )
+    assert r.status_code == 409
+    assert neutron_error(r)["type"] == "QoSRulesConflict"
+    ingress = client.post(
+        url, headers=h, json={"bandwidth_limit_rule": {"max_kbps": 2, "direction": "ingress"}}
+    )
+    assert ingress.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("collection", "rule", "needle"),
+    [
+        ("dscp_marking_rules", {"dscp_mark": 27}, "allowed: one of 0, 8, 10"),
+        ("bandwidth_limit_rules", {"max_kbps": -1}, "an integer from 0 to 2147483647"),
+        ("bandwidth_limit_rules", {"max_kbps": 1, "direction": "up"}, "one of egress, ingress"),
+        ("bandwidth_limit_rules", {"max_burst_kbps": 1}, "required"),
+        ("minimum_bandwidth_rules", {"min_kbps": 1, "colour": "red"}, "unrecognized attribute"),
+        ("packet_rate_limit_rules", {"max_kpps": 1, "direction": "any"}, "one of egress, ingress"),
+    ],
+)
+def test_invalid_rules_are_400_naming_the_field(
+    client: TestClient, collection: str, rule: dict[str, Any], needle: str
+) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    key = collection.removesuffix("s")
+    r = client.post(f"{QOS}/policies/{pid}/{collection}", headers=h, json={key: rule})
+    assert r.status_code == 400
+    err = neutron_error(r)
+    assert err["type"] == "HTTPBadRequest"
+    assert needle in err["message"]
+    assert client.get(f"{QOS}/policies/{pid}", headers=h).json()["policy"]["rules"] == []
+
+
+def test_min_above_max_is_a_parameter_conflict(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    client.post(
+        f"{QOS}/policies/{pid}/bandwidth_limit_rules",
+        headers=h,
+        json={"bandwidth_limit_rule": {"max_kbps": 1000}},
+    )
+    r = client.post(
+        f"{QOS}/policies/{pid}/minimum_bandwidth_rules",
+        headers=h,
+        json={"minimum_bandwidth_rule": {"min_kbps": 2000}},
+    )
+    assert r.status_code == 409
+    assert neutron_error(r)["type"] == "QoSRuleParameterConflict"
+
+
+def test_partial_rule_update_keeps_other_fields(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    rid = client.post(
+        f"{QOS}/policies/{pid}/bandwidth_limit_rules",
+        headers=h,
+        json={"bandwidth_limit_rule": {"max_kbps": 3000, "max_burst_kbps": 300}},
+    ).json()["bandwidth_limit_rule"]["id"]
+    r = client.put(
+        f"{QOS}/policies/{pid}/bandwidth_limit_rules/{rid}",
+        headers=h,
+        json={"bandwidth_limit_rule": {"max_kbps": 4000}},
+    )
+    assert r.status_code == 200
+    assert r.json()["bandwidth_limit_rule"] == {
+        "id": rid,
+        "type": "bandwidth_limit",
+        "max_kbps": 4000,
+        "max_burst_kbps": 300,
+        "direction": "egress",
+        "qos_policy_id": pid,
+    }
+    bad = client.put(
+        f"{QOS}/policies/{pid}/bandwidth_limit_rules/{rid}",
+        headers=h,
+        json={"bandwidth_limit_rule": {"max_kbps": "x"}},
+    )
+    assert bad.status_code == 400
+    wrong_type = client.get(f"{QOS}/policies/{pid}/dscp_marking_rules/{rid}", headers=h)
+    assert wrong_type.status_code == 404
+    assert (
+        client.delete(f"{QOS}/policies/{pid}/bandwidth_limit_rules/{rid}", headers=h).status_code
+        == 204
+    )
+
+
+def test_if_match_revision_is_412_when_stale(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    r = client.put(
+        f"{QOS}/policies/{pid}",
+        headers={**h, "If-Match": "revision_number=3"},
+        json={"policy": {"description": "x"}},
+    )
+    assert r.status_code == 412
+    ok = client.put(
+        f"{QOS}/policies/{pid}",
+        headers={**h, "If-Match": "revision_number=0"},
+        json={"policy": {"description": "x"}},
+    )
+    assert ok.json()["policy"]["revision_number"] == 1
+
+
+def test_one_default_policy_per_project(client: TestClient) -> None:
+    h = token(client)
+    make_policy(client, h, is_default=True)
+    second = make_policy(client, h)
+    r = client.put(
+        f"{QOS}/policies/{second['id']}", headers=h, json={"policy": {"is_default": True}}
+    )
+    assert r.status_code == 409
+
+
+def test_projects_see_own_and_shared_policies_only(client: TestClient) -> None:
+    h = token(client)
+    private = make_policy(client, h)
+    shared = make_policy(client, h, shared=True)
+    m = member_token()
+    listed = {p["id"] for p in client.get(f"{QOS}/policies", headers=m).json()["policies"]}
+    assert listed == {shared["id"]}
+    assert client.get(f"{QOS}/policies/{private['id']}", headers=m).status_code == 404
+    r = client.delete(f"{QOS}/policies/{shared['id']}", headers=m)
+    assert r.status_code == 403
+
+
+def test_rule_types(client: TestClient) -> None:
+    h = token(client)
+    types = client.get(f"{QOS}/rule-types", headers=h).json()["rule_types"]
+    assert [t["type"] for t in types] == [
+        "bandwidth_limit",
+        "dscp_marking",
+        "minimum_bandwidth",
+        "packet_rate_limit",
+        "minimum_packet_rate",
+    ]
+    dscp = client.get(f"{QOS}/rule-types/dscp_marking", headers=h).json()["rule_type"]
+    values = dscp["drivers"][0]["supported_parameters"][0]["parameter_values"]
+    assert 26 in values
+    assert 27 not in values
+    assert client.get(f"{QOS}/rule-types/nope", headers=h).status_code == 404
+
+
+def test_unknown_paths_answer_404_in_the_services_shape(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    r = client.get(f"{QOS}/policies/{pid}/weird_rules", headers=h)
+    assert r.status_code == 404
+    assert "NeutronError" in r.json()
+    listed = client.get(f"{QOS}/policies/{pid}/dscp_marking_rules", headers=h)
+    assert listed.json() == {"dscp_marking_rules": []}
+    r = client.get(f"{QOS}/policies/no-such-policy/dscp_marking_rules", headers=h)
+    assert r.status_code == 404
+    assert neutron_error(r)["type"] == "QosPolicyNotFound"
+    assert "NeutronError" in r.json()
+    r = client.get("/networking/v2.0/nothing", headers=h)
+    assert r.status_code == 404
+    assert "NeutronError" in r.json()
+    r = client.patch("/compute/v2.1/flavors", headers=h)
+    assert r.status_code == 405
+    assert "badRequest" in r.json()

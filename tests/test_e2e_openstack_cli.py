@@ -1,0 +1,178 @@
+"""The real `openstack` CLI (python-openstackclient 10.5.0, installed by scripts/venv.sh into
+.venv-osc) against a `qosplane serve` started here: the seed's Nova flavor and Neutron QoS
+commands, in order, with the fields the seed shows, then the error cases.
+
+Skips with the reason when the client is not installed, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OSC = Path(os.environ.get("OSC_VENV", ROOT / ".venv-osc")) / "bin" / "openstack"
+QOSPLANE = Path(sys.executable).parent / "qosplane"
+
+SEED_PROPERTIES = (
+    "quota:cpu_shares='512', quota:disk_read_bytes_sec='1000000', "
+    "quota:disk_write_bytes_sec='1024000', quota:vif_inbound_average='32768', "
+    "quota:vif_inbound_burst='131072', quota:vif_inbound_peak='65536', "
+    "quota:vif_outbound_average='32768', quota:vif_outbound_burst='131072', "
+    "quota:vif_outbound_peak='65536'"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Cloud:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(OSC), *shlex.split(command)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, command: str) -> str:
+        result = self.run(command)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        return result.stdout
+
+    def json(self, command: str) -> dict[str, object]:
+        data: dict[str, object] = json.loads(self.ok(command + " -f json"))
+        return data
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    if not OSC.exists():
+        reason = f"the openstack CLI is not installed at {OSC} (scripts/venv.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("state")
+    port = _free_port()
+    log = (state / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(QOSPLANE), "serve", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/identity/v3", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError((state / "serve.log").read_text()) from None
+                time.sleep(0.2)
+        openrc = subprocess.run(
+            [str(QOSPLANE), "openrc", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        for line in openrc.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value
+        yield Cloud(env)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def test_seed_flavors(cloud: Cloud) -> None:
+    cloud.ok("flavor create --ram 1024 --disk 20 --vcpus 1 m1.normal")
+    cloud.ok("flavor create --ram 1024 --disk 20 --vcpus 1 m1.resquota")
+    cloud.ok(
+        "flavor set m1.resquota --property quota:cpu_shares=512 "
+        "--property quota:disk_read_bytes_sec=1000000 --property quota:disk_write_bytes_sec=1024000 "
+        "--property quota:vif_outbound_average=32768 --property quota:vif_outbound_peak=65536 "
+        "--property quota:vif_outbound_burst=131072 --property quota:vif_inbound_average=32768 "
+        "--property quota:vif_inbound_peak=65536 --property quota:vif_inbound_burst=131072"
+    )
+    shown = cloud.ok("flavor show m1.resquota")
+    assert SEED_PROPERTIES in shown
+    data = cloud.json("flavor show m1.normal")
+    assert (data["ram"], data["disk"], data["vcpus"], data["os-flavor-access:is_public"]) == (
+        1024,
+        20,
+        1,
+        True,
+    )
+    listed = cloud.ok("flavor list -f value -c Name").split()
+    assert sorted(listed) == ["m1.normal", "m1.resquota"]
+
+
+def test_seed_qos_policy_and_rules(cloud: Cloud) -> None:
+    policy = cloud.json("network qos policy create bw-limiter")
+    assert (policy["name"], policy["shared"], policy["is_default"], policy["rules"]) == (
+        "bw-limiter",
+        False,
+        False,
+        [],
+    )
+    rule = cloud.json(
+        "network qos rule create --type bandwidth-limit --max-kbps 3000 "
+        "--max-burst-kbits 300 --egress bw-limiter"
+    )
+    assert (rule["direction"], rule["max_kbps"], rule["max_burst_kbps"]) == ("egress", 3000, 300)
+    cloud.ok("network qos policy create dscp-marking")
+    dscp = cloud.json("network qos rule create dscp-marking --type dscp-marking --dscp-mark 26")
+    assert dscp["dscp_mark"] == 26
+    rows = cloud.ok("network qos rule list bw-limiter -f value -c ID -c 'Max Kbps'")
+    assert rows.split() == [str(rule["id"]), "3000"]
+    cloud.ok(f"network qos rule set --max-kbps 4000 bw-limiter {rule['id']}")
+    assert cloud.json(f"network qos rule show bw-limiter {rule['id']}")["max_kbps"] == 4000
+    cloud.ok("network qos policy set --share bw-limiter")
+    assert cloud.json("network qos policy show bw-limiter")["shared"] is True
+    types = cloud.ok("network qos rule type list -f value").split()
+    assert "dscp_marking" in types
+
+
+def test_error_cases(cloud: Cloud) -> None:
+    cloud.ok("network qos policy create errors")
+    bad_dscp = cloud.run("network qos rule create errors --type dscp-marking --dscp-mark 27")
+    assert bad_dscp.returncode == 1
+    assert "400" in bad_dscp.stderr
+    assert "dscp_mark: got 27" in bad_dscp.stderr
+    cloud.ok("network qos rule create --type bandwidth-limit --max-kbps 1000 --egress errors")
+    second = cloud.run(
+        "network qos rule create --type bandwidth-limit --max-kbps 2000 --egress errors"
+    )
+    assert second.returncode == 1
+    assert "409" in second.stderr
+    assert "already exists" in second.stderr
+    cloud.ok("flavor create --ram 512 --disk 1 --vcpus 1 m1.err")
+    bad_key = cloud.run("flavor set m1.err --property quota:cpu_sharez=1")
+    assert bad_key.returncode == 1
+    assert "quota:cpu_sharez" in bad_key.stderr
+    assert cloud.json("flavor show m1.err")["properties"] == {}
+    missing = cloud.run("network qos policy show no-such-policy")
+    assert missing.returncode == 1
+    assert "No QoSPolicy found for no-such-policy" in missing.stderr
