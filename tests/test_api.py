@@ -85,7 +85,7 @@ def test_token_carries_catalog_and_expiry(client: TestClient) -> None:
         }
     }
     data = client.post("/identity/v3/auth/tokens", json=body).json()["token"]
-    assert {s["type"] for s in data["catalog"]} == {"identity", "compute", "network"}
+    assert {s["type"] for s in data["catalog"]} == {"identity", "compute", "network", "image"}
     assert data["expires_at"].endswith("Z")
     assert client.get("/compute/v2.1/flavors/detail", headers=headers).status_code == 200
 
@@ -457,3 +457,228 @@ def test_unknown_paths_answer_404_in_the_services_shape(client: TestClient) -> N
     r = client.patch("/compute/v2.1/flavors", headers=h)
     assert r.status_code == 405
     assert "badRequest" in r.json()
+
+
+# --- networks, ports, servers ---------------------------------------------------------
+
+NET = "/networking/v2.0"
+
+
+def make_network(
+    client: TestClient,
+    h: dict[str, str],
+    name: str = "net1",
+    cidr: str = "10.0.0.0/29",
+    **extra: Any,
+) -> str:
+    net = client.post(f"{NET}/networks", headers=h, json={"network": {"name": name, **extra}})
+    assert net.status_code == 201, net.text
+    net_id: str = net.json()["network"]["id"]
+    sub = client.post(
+        f"{NET}/subnets",
+        headers=h,
+        json={
+            "subnet": {"network_id": net_id, "cidr": cidr, "ip_version": 4, "name": f"{name}-sub"}
+        },
+    )
+    assert sub.status_code == 201, sub.text
+    assert (
+        sub.json()["subnet"]["allocation_pools"] == [{"start": "10.0.0.2", "end": "10.0.0.6"}]
+        or cidr != "10.0.0.0/29"
+    )
+    return net_id
+
+
+def make_server(
+    client: TestClient,
+    h: dict[str, str],
+    net_ids: list[str],
+    flavor: str | None = None,
+    name: str = "vm",
+) -> dict[str, Any]:
+    fid = flavor or make_flavor(client, h, name=f"f-{name}")
+    r = client.post(
+        "/compute/v2.1/servers",
+        headers={**h, **NOVA},
+        json={
+            "server": {
+                "name": name,
+                "flavorRef": fid,
+                "networks": [{"uuid": n} for n in net_ids],
+                "min_count": 1,
+                "max_count": 1,
+            }
+        },
+    )
+    assert r.status_code == 202, r.text
+    server: dict[str, Any] = client.get(
+        f"/compute/v2.1/servers/{r.json()['server']['id']}", headers={**h, **NOVA}
+    ).json()["server"]
+    return server
+
+
+def test_server_gets_ports_addresses_and_a_plan(client: TestClient) -> None:
+    h = token(client)
+    net_id = make_network(client, h)
+    server = make_server(client, h, [net_id])
+    assert server["status"] == "ACTIVE"
+    assert server["addresses"]["net1"][0]["addr"] == "10.0.0.2"
+    ports = client.get(f"{NET}/ports?device_id={server['id']}", headers=h).json()["ports"]
+    assert len(ports) == 1
+    assert ports[0]["mac_address"].startswith("fa:16:3e:")
+    plan = client.get(f"/qosplane/v1/servers/{server['id']}/plan", headers=h).json()["plan"]
+    assert plan["instance"]["uuid"] == server["id"]
+    assert "tap" + ports[0]["id"][:11] in plan["domain_xml"]
+    by_name = client.get("/qosplane/v1/servers/vm/plan", headers=h)
+    assert by_name.json()["server"]["id"] == server["id"]
+
+
+def test_network_policy_reaches_the_plan_and_blocks_deletion(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    client.post(
+        f"{QOS}/policies/{pid}/dscp_marking_rules",
+        headers=h,
+        json={"dscp_marking_rule": {"dscp_mark": 26}},
+    )
+    net_id = make_network(client, h)
+    server = make_server(client, h, [net_id])
+    r = client.put(f"{NET}/networks/{net_id}", headers=h, json={"network": {"qos_policy_id": pid}})
+    assert r.status_code == 200
+    port = client.get(f"{NET}/ports?device_id={server['id']}", headers=h).json()["ports"][0]
+    assert (port["qos_policy_id"], port["qos_network_policy_id"]) == (None, pid)
+    plan = client.get(f"/qosplane/v1/servers/{server['id']}/plan", headers=h).json()["plan"]
+    assert any("mod_nw_tos:104" in c[-1] for c in plan["ovs"])
+    r = client.delete(f"{QOS}/policies/{pid}", headers=h)
+    assert r.status_code == 409
+    assert "is used by network" in neutron_error(r)["message"]
+
+
+def test_rule_change_recompiles_plans_of_bound_ports(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    server = make_server(client, h, [make_network(client, h)])
+    port_id = client.get(f"{NET}/ports?device_id={server['id']}", headers=h).json()["ports"][0][
+        "id"
+    ]
+    assert (
+        client.put(
+            f"{NET}/ports/{port_id}", headers=h, json={"port": {"qos_policy_id": pid}}
+        ).status_code
+        == 200
+    )
+    client.post(
+        f"{QOS}/policies/{pid}/bandwidth_limit_rules",
+        headers=h,
+        json={"bandwidth_limit_rule": {"max_kbps": 5000, "max_burst_kbps": 500}},
+    )
+    plan = client.get(f"/qosplane/v1/servers/{server['id']}/plan", headers=h).json()["plan"]
+    assert plan["revision"] == 3  # create, port binding, rule
+    assert any("ingress_policing_rate=5000" in c for c in plan["ovs"])
+    stale = client.put(
+        f"{NET}/ports/{port_id}",
+        headers={**h, "If-Match": "revision_number=0"},
+        json={"port": {"qos_policy_id": None}},
+    )
+    assert stale.status_code == 412
+
+
+def test_flavor_spec_change_recompiles_and_v2_weight_overflow_is_error(client: TestClient) -> None:
+    h = token(client)
+    fid = make_flavor(client, h, name="big")
+    server = make_server(client, h, [make_network(client, h)], flavor=fid)
+    client.post(
+        f"/compute/v2.1/flavors/{fid}/os-extra_specs",
+        headers=h,
+        json={"extra_specs": {"quota:cpu_shares": "2048"}},
+    )
+    plan = client.get(f"/qosplane/v1/servers/{server['id']}/plan", headers=h).json()["plan"]
+    assert plan["cgroup"]["v1"] == {"cpu.shares": "2048"}
+
+
+def test_subnet_pool_exhaustion_is_409_and_rolls_back_the_server(client: TestClient) -> None:
+    h = token(client)
+    net_id = make_network(client, h, cidr="10.9.0.0/30")  # one usable address
+    make_server(client, h, [net_id], name="first")
+    fid = make_flavor(client, h, name="f2")
+    r = client.post(
+        "/compute/v2.1/servers",
+        headers=h,
+        json={"server": {"name": "second", "flavorRef": fid, "networks": [{"uuid": net_id}]}},
+    )
+    assert r.status_code == 409
+    assert "No more IP addresses" in r.json()["conflictingRequest"]["message"]
+    names = [
+        s["name"] for s in client.get("/compute/v2.1/servers/detail", headers=h).json()["servers"]
+    ]
+    assert names == ["first"]
+    assert len(client.get(f"{NET}/ports", headers=h).json()["ports"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("server", "field"),
+    [
+        ({"name": "x", "flavorRef": "nope"}, "server.flavorRef"),
+        ({"name": "", "flavorRef": "f"}, "server.name"),
+        ({"name": "x", "flavorRef": "FLAVOR", "networks": "auto"}, "server.networks"),
+        ({"name": "x", "flavorRef": "FLAVOR", "networks": [{"uuid": 1}]}, "server.networks"),
+        ({"name": "x", "flavorRef": "FLAVOR", "imageRef": "nope"}, "server.imageRef"),
+        ({"name": "x", "flavorRef": "FLAVOR", "key_name": "nope"}, "server.key_name"),
+        (
+            {"name": "x", "flavorRef": "FLAVOR", "security_groups": [{"name": "nope"}]},
+            "security group",
+        ),
+    ],
+)
+def test_bad_server_request_is_400_naming_the_field(
+    client: TestClient, server: dict[str, Any], field: str
+) -> None:
+    h = token(client)
+    fid = make_flavor(client, h)
+    body = {k: (fid if v == "FLAVOR" else v) for k, v in server.items()}
+    r = client.post("/compute/v2.1/servers", headers=h, json={"server": body})
+    assert r.status_code == 400
+    assert r.json()["badRequest"]["message"].startswith(field)
+    assert client.get("/compute/v2.1/servers/detail", headers=h).json()["servers"] == []
+
+
+@pytest.mark.parametrize(
+    ("subnet", "field"),
+    [
+        ({"cidr": "10.0.0.1/24"}, "subnet.cidr"),
+        ({"cidr": "banana"}, "subnet.cidr"),
+        ({"cidr": "10.0.0.0/24", "gateway_ip": "10.1.0.1"}, "subnet.gateway_ip"),
+        (
+            {"cidr": "10.0.0.0/24", "allocation_pools": [{"start": "10.0.1.2", "end": "10.0.0.9"}]},
+            "subnet.allocation_pools.start",
+        ),
+        ({"cidr": "10.0.0.0/32"}, "subnet.cidr"),
+    ],
+)
+def test_bad_subnet_is_400(client: TestClient, subnet: dict[str, Any], field: str) -> None:
+    h = token(client)
+    net_id = client.post(f"{NET}/networks", headers=h, json={"network": {"name": "n"}}).json()[
+        "network"
+    ]["id"]
+    r = client.post(f"{NET}/subnets", headers=h, json={"subnet": {"network_id": net_id, **subnet}})
+    assert r.status_code == 400
+    assert neutron_error(r)["message"].startswith(field)
+
+
+def test_lookups_by_name_on_id_paths_are_404(client: TestClient) -> None:
+    h = token(client)
+    make_network(client, h, name="mplane")
+    for path in (
+        f"{NET}/networks/mplane",
+        f"{NET}/ports/x",
+        f"{NET}/security-groups/sg",
+        f"{NET}/subnets/x",
+        "/compute/v2.1/servers/vm",
+        "/image/v2/images/rhel7",
+        "/compute/v2.1/os-keypairs/k",
+    ):
+        assert client.get(path, headers=h).status_code == 404, path
+    assert (
+        client.get(f"{NET}/networks?name=mplane", headers=h).json()["networks"][0]["name"]
+        == "mplane"
+    )

@@ -176,3 +176,99 @@ def test_error_cases(cloud: Cloud) -> None:
     missing = cloud.run("network qos policy show no-such-policy")
     assert missing.returncode == 1
     assert "No QoSPolicy found for no-such-policy" in missing.stderr
+
+
+def test_seed_servers_ports_and_plans(cloud: Cloud, tmp_path: Path) -> None:
+    stdin = tmp_path / "image-data"
+    stdin.write_bytes(b"")
+    with stdin.open("rb") as data:
+        image = subprocess.run(
+            [str(OSC), "image", "create", "rhel7", "-f", "json"],
+            env=cloud.env,
+            stdin=data,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert image.returncode == 0, image.stderr
+    cloud.ok("keypair create sshkey_test")
+    cloud.ok("security group create sg_test")
+    for net, cidr in (
+        ("mplane_vlan11", "10.11.0.0/24"),
+        ("provider_test15", "192.168.15.0/24"),
+        ("provider_test16", "192.168.16.0/24"),
+    ):
+        cloud.ok(f"network create {net}")
+        cloud.ok(f"subnet create --network {net} --subnet-range {cidr} {net}-subnet")
+    nets = "--network mplane_vlan11 --network provider_test15 --network provider_test16"
+    common = f"--key-name sshkey_test --image rhel7 --security-group sg_test {nets} --availability-zone az_vlan"
+    normal = cloud.json(f"server create --wait --flavor m1.normal {common} vm_normal")
+    assert normal["status"] == "ACTIVE"
+    assert normal["OS-EXT-AZ:availability_zone"] == "az_vlan"
+    addresses = normal["addresses"]
+    assert isinstance(addresses, dict)
+    assert sorted(addresses) == ["mplane_vlan11", "provider_test15", "provider_test16"]
+    table = cloud.ok(f"server create --wait --flavor m1.resquota {common} vm_resquota")
+    assert table.count("name='sg_test'") == 3
+    assert (
+        "mplane_vlan11=10.11.0.3; provider_test15=192.168.15.3; provider_test16=192.168.16.3"
+        in table
+    )
+
+    plan = json.loads(
+        subprocess.run(
+            [str(QOSPLANE), "plan", "--server", "vm_resquota", "--json"],
+            env=cloud.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert plan["cgroup"]["v1"] == {"cpu.shares": "512"}
+    assert plan["qemu_drives"]["vda"].endswith(
+        "throttling.bps-read=1000000,throttling.bps-write=1024000"
+    )
+    assert len(plan["tc"]) == 3
+    assert plan["revision"] == 1
+
+    cloud.ok("network qos policy create bw-seed")
+    cloud.ok(
+        "network qos rule create --type bandwidth-limit --max-kbps 3000 --max-burst-kbits 300 --egress bw-seed"
+    )
+    port_line = next(
+        line
+        for line in cloud.ok("port list -f value -c ID -c 'Fixed IP Addresses'").splitlines()
+        if "192.168.16.2'" in line
+    )
+    port_id = port_line.split()[0]
+    cloud.ok(f"port set {port_id} --qos-policy bw-seed")
+    shown = cloud.json(f"port show {port_id}")
+    assert shown["device_id"] == normal["id"]
+    assert shown["qos_policy_id"] == cloud.json("network qos policy show bw-seed")["id"]
+    plan = json.loads(
+        subprocess.run(
+            [str(QOSPLANE), "plan", "--server", "vm_normal", "--json"],
+            env=cloud.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    tap = "tap" + port_id[:11]
+    assert [
+        "ovs-vsctl",
+        "set",
+        "Interface",
+        tap,
+        "ingress_policing_rate=3000",
+        "ingress_policing_burst=300",
+    ] in plan["ovs"]
+    assert plan["revision"] == 2
+
+    in_use = cloud.run("network qos policy delete bw-seed")
+    assert in_use.returncode == 1
+    assert "409" in in_use.stderr
+    assert f"is used by port {port_id}" in in_use.stderr
+    cloud.ok(f"port unset --qos-policy {port_id}")
+    cloud.ok("network qos policy delete bw-seed")

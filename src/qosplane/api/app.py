@@ -7,14 +7,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from qosplane.api import compute, identity, network
+from qosplane.api import compute, identity, image, network, networking, servers
 from qosplane.api.common import Services
 from qosplane.api.errors import error_body
 from qosplane.model.errors import InvalidInput, NotFound
 
 
 def _service_of(path: str) -> str:
-    for prefix, service in (("/networking", "network"), ("/identity", "identity")):
+    for prefix, service in (
+        ("/networking", "network"),
+        ("/identity", "identity"),
+        ("/image", "image"),
+    ):
         if path.startswith(prefix):
             return service
     return "compute"
@@ -35,5 +39,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(services: Services) -> Starlette:
-    routes = identity.routes(services) + compute.routes(services) + network.routes(services)
+    routes = (
+        identity.routes(services)
+        + compute.routes(services)
+        + servers.routes(services)
+        + image.routes(services)
+        + network.routes(services)
+        + networking.routes(services)
+    )
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -30,6 +30,7 @@ class Services:
     db: Database
     signer: TokenSigner
     admin: AdminAccount
+    local_host: str = "localhost"  # the host this process's servers are placed on
 
 
 Handler = Callable[[Request, "Services"], Awaitable[Response]]

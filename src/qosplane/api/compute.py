@@ -19,6 +19,7 @@ from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor
 from qosplane.store.flavors import FlavorRepository
+from qosplane.store.servers import ServerRepository
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 96)
@@ -226,15 +227,17 @@ async def set_extra_specs(request: Request, services: Services) -> Response:
     specs = await json_body(request, "extra_specs")
     with services.db.transaction() as s:
         flavor = FlavorRepository(s).set_extra_specs(request.path_params["flavor_id"], specs)
+        ServerRepository(s).recompile_for_flavor(flavor.id)
     return ok({"extra_specs": {k: flavor.extra_specs[k] for k in specs}})
 
 
 async def delete_extra_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:delete")
     with services.db.transaction() as s:
-        FlavorRepository(s).unset_extra_specs(
+        flavor = FlavorRepository(s).unset_extra_specs(
             request.path_params["flavor_id"], [request.path_params["key"]]
         )
+        ServerRepository(s).recompile_for_flavor(flavor.id)
     return empty(200)
 
 

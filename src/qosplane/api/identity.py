@@ -41,6 +41,7 @@ def catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
         ("identity", "keystone", f"{root}/identity"),
         ("compute", "nova", f"{root}/compute/v2.1"),
         ("network", "neutron", f"{root}/networking"),
+        ("image", "glance", f"{root}/image"),
     ]
     return [
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import yaml
 
 from qosplane.cli.state import default_state_dir, load_or_create, openrc_lines
+from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.compiler.plan import compile_plan
-from qosplane.compiler.report import render_report
-from qosplane.model.errors import QosplaneError
+from qosplane.compiler.report import render_report, render_report_json
+from qosplane.model.errors import NotFound, QosplaneError
 from qosplane.openstack.case import case_from_mapping
 
 EXIT_OK = 0
@@ -23,6 +25,11 @@ EXIT_INVALID_INPUT = 2
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        return _plan_of_server(args)
+    if args.case is None:
+        print("qosplane plan: give a case file or --server NAME_OR_ID", file=sys.stderr)
+        return EXIT_INVALID_INPUT
     path = Path(args.case)
     try:
         text = path.read_text(encoding="utf-8")
@@ -48,6 +55,46 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_PLAN_HAS_ERRORS if plan.errors else EXIT_OK
 
 
+def _credentials(state_dir: str) -> Credentials:
+    """OS_* variables when set (as after `eval $(qosplane openrc)`), else the state dir."""
+    env = os.environ
+    if env.get("OS_AUTH_URL") and env.get("OS_PASSWORD"):
+        return Credentials(
+            env["OS_AUTH_URL"].removesuffix("/").removesuffix("/identity/v3"),
+            env.get("OS_USERNAME", "admin"),
+            env["OS_PASSWORD"],
+            env.get("OS_PROJECT_NAME", "admin"),
+        )
+    state = load_or_create(Path(state_dir))
+    if not state.endpoint_file.exists():
+        raise FileNotFoundError(f"no OS_AUTH_URL set and no server recorded in {state.directory}")
+    return Credentials(
+        state.endpoint_file.read_text().strip(), "admin", state.admin.password, "admin"
+    )
+
+
+def _plan_of_server(args: argparse.Namespace) -> int:
+    try:
+        client = QosplaneClient(_credentials(args.state_dir))
+        data = client.server_plan(args.server)
+    except FileNotFoundError as exc:
+        print(f"qosplane plan: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except NotFound:
+        print(f"qosplane plan: no server {args.server}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except (QosplaneError, OSError) as exc:
+        print(f"qosplane plan: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    plan = data["plan"]
+    if args.json:
+        json.dump(plan, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_report_json(plan))
+    return EXIT_PLAN_HAS_ERRORS if plan["errors"] else EXIT_OK
+
+
 def _parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -69,7 +116,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     upgrade(engine)
     host, port = args.listen
     state.endpoint_file.write_text(f"http://{host}:{port}\n")
-    services = Services(Database(engine), TokenSigner(state.token_secret), state.admin)
+    services = Services(
+        Database(engine), TokenSigner(state.token_secret), state.admin, socket.gethostname()
+    )
     print(
         f"qosplane serve: http://{host}:{port} (state {state.directory}, database "
         f"{engine.url.render_as_string(hide_password=True)})",
@@ -100,7 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit 0: plan compiled; 1: compiled but some limits cannot be honoured "
         "(see errors); 2: invalid input.",
     )
-    plan.add_argument("case", help="the case file (YAML), see design.md section 1")
+    plan.add_argument("case", nargs="?", help="the case file (YAML), see design.md section 1")
+    plan.add_argument(
+        "--server",
+        help="print the stored plan of this server (name or id) from "
+        "a running qosplane serve (OS_* variables, else --state-dir)",
+    )
+    plan.add_argument("--state-dir", default=str(default_state_dir()))
     plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     plan.set_defaults(func=_cmd_plan)
 

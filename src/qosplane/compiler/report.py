@@ -15,8 +15,13 @@ def _limit_text(limit: dict[str, int] | None) -> str:
 
 
 def render_report(plan: HostPlan) -> str:
-    data: dict[str, Any] = plan.to_json()
-    out = [f"Plan for {plan.instance_name} ({plan.instance_uuid}) on {plan.hostname}", ""]
+    return render_report_json(plan.to_json())
+
+
+def render_report_json(data: dict[str, Any]) -> str:
+    """The report from a plan's JSON form (as stored by the API)."""
+    inst = data["instance"]
+    out = [f"Plan for {inst['name']} ({inst['uuid']}) on {data['host']}", ""]
     out.append("== Effective QoS (guest-relative; ingress = to the instance) ==")
     if not data["effective"]:
         out.append("  no limits declared")

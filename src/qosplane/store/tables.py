@@ -9,6 +9,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -87,3 +88,90 @@ class QosRuleRow(Base):
     max_burst_packets: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     min_rate_packets_per_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     dscp_mark: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class RecordRow(Base):
+    """Resources qosplane only records (images, keypairs, security groups): their API body
+    is kept whole, with the fields lookups need as columns."""
+
+    __tablename__ = "records"
+    __table_args__ = (UniqueConstraint("kind", "id", name="uq_records_kind_id"),)
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+
+
+class NetworkRow(Base):
+    __tablename__ = "networks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    mtu: Mapped[int] = mapped_column(Integer, default=1500)
+    network_type: Mapped[str] = mapped_column(String(32), default="")
+    physical_network: Mapped[str] = mapped_column(String(64), default="")
+    qos_policy_id: Mapped[str | None] = mapped_column(ForeignKey("qos_policies.id"), nullable=True)
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SubnetRow(Base):
+    __tablename__ = "subnets"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(64))
+    cidr: Mapped[str] = mapped_column(String(64))
+    ip_version: Mapped[int] = mapped_column(Integer)
+    gateway_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pool_start: Mapped[str] = mapped_column(String(64))
+    pool_end: Mapped[str] = mapped_column(String(64))
+
+
+class PortRow(Base):
+    __tablename__ = "ports"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    project_id: Mapped[str] = mapped_column(String(64))
+    mac_address: Mapped[str] = mapped_column(String(32), unique=True)
+    device_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    device_owner: Mapped[str] = mapped_column(String(255), default="")
+    binding_host_id: Mapped[str] = mapped_column(String(255), default="")
+    qos_policy_id: Mapped[str | None] = mapped_column(ForeignKey("qos_policies.id"), nullable=True)
+    security_groups: Mapped[str] = mapped_column(Text, default="[]")
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PortIpRow(Base):
+    __tablename__ = "port_ips"
+    __table_args__ = (UniqueConstraint("subnet_id", "ip_address", name="uq_port_ips_subnet_ip"),)
+    port_id: Mapped[str] = mapped_column(
+        ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True
+    )
+    subnet_id: Mapped[str] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64))
+
+
+class ServerRow(Base):
+    __tablename__ = "servers"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)  # instance-%08x
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id"))
+    image_id: Mapped[str] = mapped_column(String(255))
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[str] = mapped_column(String(32))
+    admin_pass: Mapped[str] = mapped_column(String(64))
+    plan_json: Mapped[str] = mapped_column(Text, default="")
+    plan_revision: Mapped[int] = mapped_column(Integer, default=0)
+    port_ids: Mapped[str] = mapped_column(Text, default="[]")  # in NIC order

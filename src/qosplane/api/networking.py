@@ -1,0 +1,350 @@
+"""Neutron v2.0 core subset: networks (with qos_policy_id), subnets with IP allocation,
+ports (qos_policy_id, qos_network_policy_id, binding:host_id, device_id), security groups.
+
+Changing a port's or a network's QoS policy recompiles the plans of the servers behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from qosplane.api.common import Services, context, empty, json_body, ok, wrap
+from qosplane.api.network import if_match
+from qosplane.model.errors import InvalidInput
+from qosplane.store.networks import NetworkRepository
+from qosplane.store.records import RecordRepository
+from qosplane.store.servers import ServerRepository
+from qosplane.store.tables import NetworkRow, PortRow, SubnetRow
+
+NETWORK_TYPES = ("", "flat", "vlan", "vxlan", "geneve", "gre", "local")
+
+
+def network_json(row: NetworkRow, subnet_ids: list[str]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "project_id": row.project_id,
+        "tenant_id": row.project_id,
+        "shared": row.shared,
+        "mtu": row.mtu,
+        "status": "ACTIVE",
+        "admin_state_up": True,
+        "subnets": subnet_ids,
+        "qos_policy_id": row.qos_policy_id,
+        "provider:network_type": row.network_type or None,
+        "provider:physical_network": row.physical_network or None,
+        "router:external": False,
+        "revision_number": row.revision_number,
+        "tags": [],
+        "availability_zones": [],
+        "availability_zone_hints": [],
+        "description": "",
+        "port_security_enabled": True,
+        "is_default": False,
+    }
+
+
+def subnet_json(row: SubnetRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "network_id": row.network_id,
+        "cidr": row.cidr,
+        "ip_version": row.ip_version,
+        "gateway_ip": row.gateway_ip,
+        "project_id": row.project_id,
+        "tenant_id": row.project_id,
+        "enable_dhcp": True,
+        "allocation_pools": [{"start": row.pool_start, "end": row.pool_end}],
+        "dns_nameservers": [],
+        "host_routes": [],
+        "service_types": [],
+        "tags": [],
+        "description": "",
+        "revision_number": 0,
+        "subnetpool_id": None,
+        "ipv6_address_mode": None,
+        "ipv6_ra_mode": None,
+    }
+
+
+def port_json(repo: NetworkRepository, row: PortRow) -> dict[str, Any]:
+    net = repo.network(row.network_id)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "network_id": row.network_id,
+        "project_id": row.project_id,
+        "tenant_id": row.project_id,
+        "mac_address": row.mac_address,
+        "admin_state_up": True,
+        "status": "ACTIVE",
+        "device_id": row.device_id,
+        "device_owner": row.device_owner,
+        "fixed_ips": [
+            {"subnet_id": ip.subnet_id, "ip_address": ip.ip_address}
+            for ip in repo.fixed_ips(row.id)
+        ],
+        "binding:host_id": row.binding_host_id,
+        "binding:vif_type": "ovs",
+        "binding:vnic_type": "normal",
+        "binding:profile": {},
+        "binding:vif_details": {
+            "port_filter": True,
+            "ovs_hybrid_plug": False,
+            "datapath_type": "system",
+        },
+        "qos_policy_id": row.qos_policy_id,
+        "qos_network_policy_id": net.qos_policy_id,
+        "security_groups": json.loads(row.security_groups),
+        "allowed_address_pairs": [],
+        "extra_dhcp_opts": [],
+        "port_security_enabled": True,
+        "tags": [],
+        "description": "",
+        "revision_number": row.revision_number,
+        "resource_request": None,
+    }
+
+
+def _str(body: dict[str, Any], key: str, prefix: str, default: str = "") -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > 255:
+        raise InvalidInput(f"{prefix}.{key}", value, "a string of at most 255 characters")
+    return value
+
+
+def _policy_ref(body: dict[str, Any], prefix: str) -> str | None:
+    value = body.get("qos_policy_id")
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{prefix}.qos_policy_id", value, "a QoS policy id or null")
+    return value
+
+
+async def list_networks(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        rows = repo.networks(request.query_params.get("name"))
+        out = [network_json(r, [sn.id for sn in repo.subnets(r.id)]) for r in rows]
+    return ok({"networks": out})
+
+
+async def create_network(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    body = await json_body(request, "network")
+    network_type = _str(body, "provider:network_type", "network")
+    if network_type not in NETWORK_TYPES:
+        raise InvalidInput(
+            "network.provider:network_type", network_type, "one of " + ", ".join(NETWORK_TYPES[1:])
+        )
+    mtu = body.get("mtu", 1500)
+    if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
+        raise InvalidInput("network.mtu", mtu, "an integer from 68 to 65535")
+    shared = body.get("shared", False)
+    if not isinstance(shared, bool):
+        raise InvalidInput("network.shared", shared, "true or false")
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        row = repo.create_network(
+            _str(body, "name", "network"),
+            ctx.project_id,
+            shared=shared,
+            qos_policy_id=_policy_ref(body, "network"),
+            mtu=mtu,
+            network_type=network_type,
+            physical_network=_str(body, "provider:physical_network", "network"),
+        )
+        out = network_json(row, [])
+    return ok({"network": out}, status=201)
+
+
+async def show_network(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        row = repo.network(request.path_params["network_id"])
+        out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
+    return ok({"network": out})
+
+
+async def update_network(request: Request, services: Services) -> Response:
+    context(request, services)
+    body = await json_body(request, "network")
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        row = repo.network(request.path_params["network_id"])
+        if "name" in body:
+            row.name = _str(body, "name", "network")
+        if "qos_policy_id" in body:
+            repo.set_network_policy(row.id, _policy_ref(body, "network"))
+            servers = ServerRepository(s)
+            for port in repo.ports(network_id=row.id):
+                servers.recompile_for_port(port.id)
+        out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
+    return ok({"network": out})
+
+
+async def delete_network(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        NetworkRepository(s).delete_network(request.path_params["network_id"])
+    return empty(204)
+
+
+async def create_subnet(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    body = await json_body(request, "subnet")
+    network_id = _str(body, "network_id", "subnet")
+    cidr = _str(body, "cidr", "subnet")
+    if not network_id or not cidr:
+        raise InvalidInput(
+            "subnet.network_id" if not network_id else "subnet.cidr", None, "a value", "required"
+        )
+    pools = body.get("allocation_pools")
+    pool: tuple[str, str] | None = None
+    if pools:
+        if not isinstance(pools, list) or len(pools) != 1 or not isinstance(pools[0], dict):
+            raise InvalidInput("subnet.allocation_pools", pools, "one {start, end} range")
+        pool = (str(pools[0].get("start")), str(pools[0].get("end")))
+    gateway = body.get("gateway_ip")
+    with services.db.transaction() as s:
+        row = NetworkRepository(s).create_subnet(
+            network_id,
+            _str(body, "name", "subnet"),
+            cidr,
+            ctx.project_id,
+            gateway_ip=gateway if isinstance(gateway, str) else None,
+            pool=pool,
+        )
+        out = subnet_json(row)
+    return ok({"subnet": out}, status=201)
+
+
+async def list_subnets(request: Request, services: Services) -> Response:
+    context(request, services)
+    name = request.query_params.get("name")
+    with services.db.transaction() as s:
+        rows = NetworkRepository(s).subnets(request.query_params.get("network_id"))
+        out = [subnet_json(r) for r in rows if name is None or r.name == name]
+    return ok({"subnets": out})
+
+
+async def show_subnet(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        return ok(
+            {"subnet": subnet_json(NetworkRepository(s).subnet(request.path_params["subnet_id"]))}
+        )
+
+
+async def list_ports(request: Request, services: Services) -> Response:
+    context(request, services)
+    q = request.query_params
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        rows = repo.ports(
+            device_id=q.get("device_id"), name=q.get("name"), network_id=q.get("network_id")
+        )
+        out = [port_json(repo, r) for r in rows]
+    return ok({"ports": out})
+
+
+async def show_port(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        return ok({"port": port_json(repo, repo.port(request.path_params["port_id"]))})
+
+
+async def update_port(request: Request, services: Services) -> Response:
+    context(request, services)
+    body = await json_body(request, "port")
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        row = repo.port(request.path_params["port_id"])
+        if "name" in body:
+            row.name = _str(body, "name", "port")
+        if "qos_policy_id" in body:
+            repo.set_port_policy(row.id, _policy_ref(body, "port"), if_match(request))
+            ServerRepository(s).recompile_for_port(row.id)
+        out = port_json(repo, row)
+    return ok({"port": out})
+
+
+def sg_json(sg_id: str, name: str, project_id: str, description: str) -> dict[str, Any]:
+    return {
+        "id": sg_id,
+        "name": name,
+        "project_id": project_id,
+        "tenant_id": project_id,
+        "description": description,
+        "security_group_rules": [],
+        "tags": [],
+        "stateful": True,
+        "revision_number": 0,
+    }
+
+
+async def create_sg(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    body = await json_body(request, "security_group")
+    name = _str(body, "name", "security_group")
+    sg = sg_json(
+        str(uuid.uuid4()), name, ctx.project_id, _str(body, "description", "security_group")
+    )
+    with services.db.transaction() as s:
+        RecordRepository(s, "security_group").create(sg["id"], name, ctx.project_id, sg)
+    return ok({"security_group": sg}, status=201)
+
+
+async def list_sgs(request: Request, services: Services) -> Response:
+    context(request, services)
+    name = request.query_params.get("name")
+    with services.db.transaction() as s:
+        repo = RecordRepository(s, "security_group")
+        sgs = repo.find(name) if name is not None else repo.list()
+    return ok({"security_groups": sgs})
+
+
+async def show_sg(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        return ok(
+            {
+                "security_group": RecordRepository(s, "security_group").get(
+                    request.path_params["sg_id"]
+                )
+            }
+        )
+
+
+def routes(services: Services) -> list[Route]:
+    def w(handler: Any) -> Any:
+        return wrap("network", services, handler)
+
+    base = "/networking/v2.0"
+    return [
+        Route(base + "/networks", w(list_networks), methods=["GET"]),
+        Route(base + "/networks", w(create_network), methods=["POST"]),
+        Route(base + "/networks/{network_id}", w(show_network), methods=["GET"]),
+        Route(base + "/networks/{network_id}", w(update_network), methods=["PUT"]),
+        Route(base + "/networks/{network_id}", w(delete_network), methods=["DELETE"]),
+        Route(base + "/subnets", w(list_subnets), methods=["GET"]),
+        Route(base + "/subnets", w(create_subnet), methods=["POST"]),
+        Route(base + "/subnets/{subnet_id}", w(show_subnet), methods=["GET"]),
+        Route(base + "/ports", w(list_ports), methods=["GET"]),
+        Route(base + "/ports/{port_id}", w(show_port), methods=["GET"]),
+        Route(base + "/ports/{port_id}", w(update_port), methods=["PUT"]),
+        Route(base + "/security-groups", w(list_sgs), methods=["GET"]),
+        Route(base + "/security-groups", w(create_sg), methods=["POST"]),
+        Route(base + "/security-groups/{sg_id}", w(show_sg), methods=["GET"]),
+    ]

@@ -1,0 +1,341 @@
+"""Nova v2.1 servers, keypairs and availability zones, and the native plan of a server.
+
+A server is created with one port per requested network (Nova's tap naming, fixed IPs from
+the subnets), its plan is compiled and stored in the same transaction, and it goes ACTIVE,
+or ERROR when the plan holds an error that stops libvirt from starting the guest (the host
+agent of the next issue will take over the transition).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.api.compute import requested_version
+from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.store.flavors import FlavorRepository
+from qosplane.store.networks import NetworkRepository
+from qosplane.store.records import RecordRepository
+from qosplane.store.servers import ServerRepository
+from qosplane.store.tables import ServerRow
+
+# Plan errors after which libvirt refuses to start the guest.
+FATAL_PLAN_ERRORS = frozenset(
+    {
+        "cpu_shares_above_cgroup_v2_max",
+        "cpu_shares_out_of_range",
+        "cpu_period_out_of_range",
+        "cpu_quota_out_of_range",
+    }
+)
+DEFAULT_ZONE = "nova"
+
+
+def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) -> dict[str, Any]:
+    networks = NetworkRepository(s)
+    servers = ServerRepository(s)
+    flavor = FlavorRepository(s).get(row.flavor_id)
+    addresses: dict[str, list[dict[str, Any]]] = {}
+    sg_names: list[dict[str, str]] = []
+    sgs = RecordRepository(s, "security_group")
+    for port_id in servers.port_ids(row):
+        port = networks.port(port_id)
+        net = networks.network(port.network_id)
+        for ip in networks.fixed_ips(port.id):
+            addresses.setdefault(net.name, []).append(
+                {
+                    "version": 6 if ":" in ip.ip_address else 4,
+                    "addr": ip.ip_address,
+                    "OS-EXT-IPS:type": "fixed",
+                    "OS-EXT-IPS-MAC:mac_addr": port.mac_address,
+                }
+            )
+        for sg_id in json.loads(port.security_groups):
+            sg_names.append({"name": sgs.get(sg_id)["name"]})
+    if ver >= (2, 47):
+        flavor_body: dict[str, Any] = {
+            "original_name": flavor.name,
+            "vcpus": flavor.vcpus,
+            "ram": flavor.ram_mb,
+            "disk": flavor.disk_gb,
+            "ephemeral": flavor.ephemeral_gb,
+            "swap": flavor.swap_mb,
+            "extra_specs": dict(flavor.extra_specs),
+        }
+    else:
+        flavor_body = {
+            "id": flavor.id,
+            "links": [
+                {"rel": "bookmark", "href": f"{base_url(request)}/compute/flavors/{flavor.id}"}
+            ],
+        }
+    active = row.status == "ACTIVE"
+    body: dict[str, Any] = {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "tenant_id": row.project_id,
+        "user_id": row.user_id,
+        "flavor": flavor_body,
+        "image": {"id": row.image_id},
+        "addresses": addresses,
+        "security_groups": sg_names,
+        "key_name": row.key_name,
+        "metadata": {},
+        "created": row.created_at,
+        "updated": row.created_at,
+        "hostId": hashlib.sha224((row.project_id + row.host).encode()).hexdigest(),
+        "OS-EXT-AZ:availability_zone": row.availability_zone,
+        "OS-EXT-STS:vm_state": "active" if active else "error",
+        "OS-EXT-STS:task_state": None,
+        "OS-EXT-STS:power_state": 1 if active else 0,
+        "OS-SRV-USG:launched_at": row.created_at.replace("Z", ".000000") if active else None,
+        "OS-SRV-USG:terminated_at": None,
+        "OS-DCF:diskConfig": "MANUAL",
+        "os-extended-volumes:volumes_attached": [],
+        "progress": 0,
+        "config_drive": "",
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "OS-EXT-SRV-ATTR:host": row.host,
+        "OS-EXT-SRV-ATTR:hypervisor_hostname": row.host,
+        "OS-EXT-SRV-ATTR:instance_name": f"instance-{row.number:08x}",
+        "links": [{"rel": "self", "href": f"{base_url(request)}/compute/v2.1/servers/{row.id}"}],
+    }
+    if not active:
+        body["fault"] = {
+            "code": 500,
+            "message": "the compiled plan cannot be honoured on "
+            f"{row.host}; see GET /qosplane/v1/servers/{row.id}/plan",
+        }
+    return body
+
+
+def _lookup(repo: RecordRepository, ref: str, what: str) -> dict[str, Any]:
+    try:
+        return repo.get(ref)
+    except NotFound:
+        found = repo.find(ref)
+        if len(found) != 1:
+            raise InvalidInput(what, ref, f"the id or unique name of an existing {what}") from None
+        return found[0]
+
+
+async def create_server(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ver = requested_version(request)
+    body = await json_body(request, "server")
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise InvalidInput("server.name", name, "a string of 1 to 255 characters")
+    flavor_ref = body.get("flavorRef")
+    if not isinstance(flavor_ref, str):
+        raise InvalidInput("server.flavorRef", flavor_ref, "a flavor id", "required")
+    image_ref = body.get("imageRef") or ""
+    nets = body.get("networks", [])
+    if nets == "auto":
+        raise InvalidInput(
+            "server.networks",
+            nets,
+            "a list of {uuid} or 'none'",
+            "Unable to automatically allocate a network for the project",
+        )
+    if nets == "none":
+        nets = []
+    if not isinstance(nets, list) or not all(
+        isinstance(n, dict) and isinstance(n.get("uuid"), str) for n in nets
+    ):
+        raise InvalidInput("server.networks", nets, 'a list of {"uuid": network id}')
+    zone = body.get("availability_zone") or DEFAULT_ZONE
+    if not isinstance(zone, str):
+        raise InvalidInput("server.availability_zone", zone, "a zone name")
+    key_name = body.get("key_name")
+    groups = body.get("security_groups") or []
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("name"), str) for g in groups
+    ):
+        raise InvalidInput("server.security_groups", groups, 'a list of {"name": id or name}')
+    with services.db.transaction() as s:
+        try:
+            FlavorRepository(s).get(flavor_ref)
+        except NotFound:
+            raise InvalidInput(
+                "server.flavorRef", flavor_ref, "the id of an existing flavor"
+            ) from None
+        if image_ref:
+            try:
+                RecordRepository(s, "image").get(image_ref)
+            except NotFound:
+                raise InvalidInput(
+                    "server.imageRef", image_ref, "the id of an existing image"
+                ) from None
+        if key_name is not None and not RecordRepository(s, "keypair").find(key_name):
+            raise InvalidInput("server.key_name", key_name, "the name of an existing keypair")
+        sg_repo = RecordRepository(s, "security_group")
+        sg_ids = [_lookup(sg_repo, g["name"], "security group")["id"] for g in groups]
+        for n in nets:
+            NetworkRepository(s).network(n["uuid"])
+        repo = ServerRepository(s)
+        row = repo.create(
+            name=name,
+            project_id=ctx.project_id,
+            user_id=ctx.user_id,
+            flavor_id=flavor_ref,
+            image_id=image_ref,
+            key_name=key_name,
+            availability_zone=zone,
+            host=services.local_host,
+            networks=[n["uuid"] for n in nets],
+            security_groups=sg_ids,
+        )
+        errors = {e["code"] for e in repo.plan(row.id)["errors"]}
+        row.status = "ERROR" if errors & FATAL_PLAN_ERRORS else "ACTIVE"
+        out = {
+            "id": row.id,
+            "links": server_json(request, s, row, ver)["links"],
+            "OS-DCF:diskConfig": "MANUAL",
+            "adminPass": row.admin_pass,
+            "security_groups": [{"name": sg_repo.get(i)["name"]} for i in sg_ids],
+        }
+    return ok({"server": out}, status=202)
+
+
+async def show_server(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ver = requested_version(request)
+    with services.db.transaction() as s:
+        row = ServerRepository(s).get(request.path_params["server_id"])
+        if row.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("Server", row.id)
+        return ok({"server": server_json(request, s, row, ver)})
+
+
+async def list_servers(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ver = requested_version(request)
+    detail = request.url.path.rstrip("/").endswith("/detail")
+    with services.db.transaction() as s:
+        rows = ServerRepository(s).find(
+            request.query_params.get("name"), None if ctx.is_admin else ctx.project_id
+        )
+        out = [
+            server_json(request, s, r, ver) if detail else {"id": r.id, "name": r.name, "links": []}
+            for r in rows
+        ]
+    return ok({"servers": out})
+
+
+async def delete_server(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        repo = ServerRepository(s)
+        row = repo.get(request.path_params["server_id"])
+        if row.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("Server", row.id)
+        repo.delete(row.id)
+    return empty(204)
+
+
+async def create_keypair(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    body = await json_body(request, "keypair")
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise InvalidInput("keypair.name", name, "a string of 1 to 255 characters")
+    public_key = body.get("public_key") or f"ssh-ed25519 AAAA{uuid.uuid4().hex} qosplane-generated"
+    fingerprint = ":".join(
+        hashlib.md5(str(public_key).encode(), usedforsecurity=False).hexdigest()[i : i + 2]
+        for i in range(0, 32, 2)
+    )
+    keypair = {
+        "name": name,
+        "public_key": public_key,
+        "fingerprint": fingerprint,
+        "user_id": ctx.user_id,
+        "type": body.get("type", "ssh"),
+    }
+    with services.db.transaction() as s:
+        RecordRepository(s, "keypair").create(name, name, ctx.project_id, keypair, unique_name=True)
+    return ok({"keypair": keypair})
+
+
+async def list_keypairs(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        return ok({"keypairs": [{"keypair": k} for k in RecordRepository(s, "keypair").list()]})
+
+
+async def show_keypair(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        return ok({"keypair": RecordRepository(s, "keypair").get(request.path_params["name"])})
+
+
+async def delete_keypair(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        RecordRepository(s, "keypair").delete(request.path_params["name"])
+    return empty(202)
+
+
+async def list_zones(request: Request, services: Services) -> Response:
+    context(request, services)
+    with services.db.transaction() as s:
+        zones = sorted({r.availability_zone for r in ServerRepository(s).find()} | {DEFAULT_ZONE})
+    return ok(
+        {
+            "availabilityZoneInfo": [
+                {"zoneName": z, "zoneState": {"available": True}, "hosts": None} for z in zones
+            ]
+        }
+    )
+
+
+async def server_plan(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        repo = ServerRepository(s)
+        ref = request.path_params["server_id"]
+        try:
+            row = repo.get(ref)
+        except NotFound:
+            matches = repo.find(ref, None if ctx.is_admin else ctx.project_id)
+            if len(matches) != 1:
+                raise
+            row = matches[0]
+        if row.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("Server", ref)
+        return ok(
+            {
+                "plan": repo.plan(row.id),
+                "server": {"id": row.id, "name": row.name, "status": row.status, "host": row.host},
+            }
+        )
+
+
+def routes(services: Services) -> list[Route]:
+    def w(handler: Any) -> Any:
+        return wrap("compute", services, handler)
+
+    base = "/compute/v2.1"
+    return [
+        Route(base + "/servers", w(list_servers), methods=["GET"]),
+        Route(base + "/servers", w(create_server), methods=["POST"]),
+        Route(base + "/servers/detail", w(list_servers), methods=["GET"]),
+        Route(base + "/servers/{server_id}", w(show_server), methods=["GET"]),
+        Route(base + "/servers/{server_id}", w(delete_server), methods=["DELETE"]),
+        Route(base + "/os-keypairs", w(list_keypairs), methods=["GET"]),
+        Route(base + "/os-keypairs", w(create_keypair), methods=["POST"]),
+        Route(base + "/os-keypairs/{name}", w(show_keypair), methods=["GET"]),
+        Route(base + "/os-keypairs/{name}", w(delete_keypair), methods=["DELETE"]),
+        Route(base + "/os-availability-zone", w(list_zones), methods=["GET"]),
+        Route(base + "/os-availability-zone/detail", w(list_zones), methods=["GET"]),
+        Route("/qosplane/v1/servers/{server_id}/plan", w(server_plan), methods=["GET"]),
+    ]

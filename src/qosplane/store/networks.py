@@ -1,0 +1,289 @@
+"""Networks, subnets and ports, with IP allocation from a subnet's pool and QoS bindings.
+
+A QoS policy bound to a port or a network cannot be deleted (Neutron QosPolicyInUse); the
+check lives here, next to the bindings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qosplane.model.errors import Conflict, InvalidInput, NotFound, RevisionMismatch
+from qosplane.store.tables import NetworkRow, PortIpRow, PortRow, QosPolicyRow, SubnetRow
+
+
+@dataclass(frozen=True, slots=True)
+class FixedIp:
+    subnet_id: str
+    ip_address: str
+
+
+def parse_cidr(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(cidr, strict=True)
+    except ValueError as exc:
+        raise InvalidInput(
+            "subnet.cidr", cidr, "a network address with prefix, e.g. 10.0.0.0/24", str(exc)
+        ) from None
+
+
+class NetworkRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- networks ---------------------------------------------------------------------
+
+    def create_network(
+        self,
+        name: str,
+        project_id: str,
+        shared: bool = False,
+        qos_policy_id: str | None = None,
+        mtu: int = 1500,
+        network_type: str = "",
+        physical_network: str = "",
+    ) -> NetworkRow:
+        if qos_policy_id is not None:
+            self._policy_exists(qos_policy_id)
+        row = NetworkRow(
+            id=str(uuid.uuid4()),
+            name=name,
+            project_id=project_id,
+            shared=shared,
+            mtu=mtu,
+            network_type=network_type,
+            physical_network=physical_network,
+            qos_policy_id=qos_policy_id,
+            revision_number=0,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def network(self, network_id: str) -> NetworkRow:
+        row = self.session.get(NetworkRow, network_id)
+        if row is None:
+            raise NotFound("Network", network_id)
+        return row
+
+    def networks(self, name: str | None = None) -> list[NetworkRow]:
+        query = select(NetworkRow).order_by(NetworkRow.name)
+        if name is not None:
+            query = query.where(NetworkRow.name == name)
+        return list(self.session.scalars(query))
+
+    def set_network_policy(self, network_id: str, qos_policy_id: str | None) -> NetworkRow:
+        row = self.network(network_id)
+        if qos_policy_id is not None:
+            self._policy_exists(qos_policy_id)
+        row.qos_policy_id = qos_policy_id
+        row.revision_number += 1
+        self.session.flush()
+        return row
+
+    def delete_network(self, network_id: str) -> None:
+        row = self.network(network_id)
+        if self.session.scalar(select(PortRow.id).where(PortRow.network_id == network_id)):
+            raise Conflict(
+                "network",
+                f"Unable to complete operation on network {network_id}. "
+                "There are one or more ports still in use on the network.",
+            )
+        self.session.delete(row)
+
+    # --- subnets ----------------------------------------------------------------------
+
+    def create_subnet(
+        self,
+        network_id: str,
+        name: str,
+        cidr: str,
+        project_id: str,
+        gateway_ip: str | None = None,
+        pool: tuple[str, str] | None = None,
+    ) -> SubnetRow:
+        self.network(network_id)
+        net = parse_cidr(cidr)
+        hosts = list(net.hosts()) if net.num_addresses <= 65536 else None
+        if hosts is not None and len(hosts) < 2:
+            raise InvalidInput("subnet.cidr", cidr, "a prefix with at least two host addresses")
+        first = net.network_address + 1
+        gateway = gateway_ip if gateway_ip is not None else str(first)
+        if gateway and ipaddress.ip_address(gateway) not in net:
+            raise InvalidInput("subnet.gateway_ip", gateway, f"an address inside {cidr}")
+        if pool is None:
+            start = first + 1 if gateway == str(first) else first
+            end = net.broadcast_address - 1 if net.version == 4 else net.broadcast_address
+            pool = (str(start), str(end))
+        for label, address in zip(("start", "end"), pool, strict=True):
+            try:
+                inside = ipaddress.ip_address(address) in net
+            except ValueError:
+                inside = False
+            if not inside:
+                raise InvalidInput(
+                    f"subnet.allocation_pools.{label}", address, f"an address inside {cidr}"
+                )
+        row = SubnetRow(
+            id=str(uuid.uuid4()),
+            network_id=network_id,
+            name=name,
+            project_id=project_id,
+            cidr=str(net),
+            ip_version=net.version,
+            gateway_ip=gateway or None,
+            pool_start=pool[0],
+            pool_end=pool[1],
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def subnets(self, network_id: str | None = None) -> list[SubnetRow]:
+        query = select(SubnetRow).order_by(SubnetRow.name, SubnetRow.id)
+        if network_id is not None:
+            query = query.where(SubnetRow.network_id == network_id)
+        return list(self.session.scalars(query))
+
+    def subnet(self, subnet_id: str) -> SubnetRow:
+        row = self.session.get(SubnetRow, subnet_id)
+        if row is None:
+            raise NotFound("Subnet", subnet_id)
+        return row
+
+    def _allocate(self, subnet: SubnetRow) -> str:
+        used = set(
+            self.session.scalars(
+                select(PortIpRow.ip_address).where(PortIpRow.subnet_id == subnet.id)
+            )
+        )
+        # Integers: both ends are of the subnet's IP version (checked at subnet create).
+        start = int(ipaddress.ip_address(subnet.pool_start))
+        end = int(ipaddress.ip_address(subnet.pool_end))
+        for number in range(start, end + 1):
+            text = str(
+                ipaddress.ip_address(number)
+                if subnet.ip_version == 4
+                else ipaddress.IPv6Address(number)
+            )
+            if text not in used and text != subnet.gateway_ip:
+                return text
+        raise Conflict("fixed_ips", f"No more IP addresses available on subnet {subnet.id}.")
+
+    # --- ports ------------------------------------------------------------------------
+
+    def create_port(
+        self,
+        network_id: str,
+        project_id: str,
+        device_id: str = "",
+        device_owner: str = "",
+        host: str = "",
+        name: str = "",
+        security_groups: list[str] | None = None,
+        qos_policy_id: str | None = None,
+    ) -> PortRow:
+        self.network(network_id)
+        if qos_policy_id is not None:
+            self._policy_exists(qos_policy_id)
+        mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+        row = PortRow(
+            id=str(uuid.uuid4()),
+            network_id=network_id,
+            name=name,
+            project_id=project_id,
+            mac_address=mac,
+            device_id=device_id,
+            device_owner=device_owner,
+            binding_host_id=host,
+            qos_policy_id=qos_policy_id,
+            security_groups=json.dumps(security_groups or []),
+            revision_number=0,
+        )
+        self.session.add(row)
+        self.session.flush()
+        for subnet in self.subnets(network_id):
+            if subnet.ip_version == 4 or not self.fixed_ips(row.id):
+                self.session.add(
+                    PortIpRow(
+                        port_id=row.id, subnet_id=subnet.id, ip_address=self._allocate(subnet)
+                    )
+                )
+                self.session.flush()
+        return row
+
+    def port(self, port_id: str) -> PortRow:
+        row = self.session.get(PortRow, port_id)
+        if row is None:
+            raise NotFound("Port", port_id)
+        return row
+
+    def ports(
+        self, device_id: str | None = None, name: str | None = None, network_id: str | None = None
+    ) -> list[PortRow]:
+        query = select(PortRow).order_by(PortRow.id)
+        if device_id is not None:
+            query = query.where(PortRow.device_id == device_id)
+        if name is not None:
+            query = query.where(PortRow.name == name)
+        if network_id is not None:
+            query = query.where(PortRow.network_id == network_id)
+        return list(self.session.scalars(query))
+
+    def fixed_ips(self, port_id: str) -> list[FixedIp]:
+        rows = self.session.scalars(select(PortIpRow).where(PortIpRow.port_id == port_id))
+        return [FixedIp(r.subnet_id, r.ip_address) for r in rows]
+
+    def set_port_policy(
+        self, port_id: str, qos_policy_id: str | None, if_revision: int | None = None
+    ) -> PortRow:
+        row = self.port(port_id)
+        if if_revision is not None and if_revision != row.revision_number:
+            raise RevisionMismatch("port", port_id, if_revision, row.revision_number)
+        if qos_policy_id is not None:
+            self._policy_exists(qos_policy_id)
+        row.qos_policy_id = qos_policy_id
+        row.revision_number += 1
+        self.session.flush()
+        return row
+
+    def delete_port(self, port_id: str) -> None:
+        self.session.delete(self.port(port_id))
+
+    # --- QoS bindings -----------------------------------------------------------------
+
+    def _policy_exists(self, policy_id: str) -> None:
+        if self.session.get(QosPolicyRow, policy_id) is None:
+            raise NotFound("QoS policy", policy_id)
+
+    def check_policy_unused(self, policy_id: str) -> None:
+        port = self.session.scalar(select(PortRow.id).where(PortRow.qos_policy_id == policy_id))
+        if port is not None:
+            raise Conflict("policy", f"QoS Policy {policy_id} is used by port {port}.")
+        net = self.session.scalar(
+            select(NetworkRow.id).where(NetworkRow.qos_policy_id == policy_id)
+        )
+        if net is not None:
+            raise Conflict("policy", f"QoS Policy {policy_id} is used by network {net}.")
+
+    def device_ids_using_policy(self, policy_id: str) -> set[str]:
+        direct = set(
+            self.session.scalars(
+                select(PortRow.device_id).where(PortRow.qos_policy_id == policy_id)
+            )
+        )
+        via_net = set(
+            self.session.scalars(
+                select(PortRow.device_id)
+                .join(NetworkRow, PortRow.network_id == NetworkRow.id)
+                .where(NetworkRow.qos_policy_id == policy_id)
+            )
+        )
+        return {d for d in direct | via_net if d}

@@ -1,0 +1,175 @@
+"""Servers and their compiled plans.
+
+A server's plan is compiled when it is created and again whenever something it depends on
+changes (its flavor's extra specs, a QoS policy or rule on its ports or their networks, a
+port's policy binding). `recompile_*` find the affected servers; the plan's revision counts
+the recompilations so agents can tell a new plan from an old one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from qosplane.compiler.plan import compile_plan
+from qosplane.model.errors import NotFound
+from qosplane.model.host_facts import HostFacts
+from qosplane.model.instance import Instance, Port
+from qosplane.store.flavors import FlavorRepository
+from qosplane.store.networks import NetworkRepository
+from qosplane.store.qos_policies import QosPolicyRepository
+from qosplane.store.tables import ServerRow
+
+
+class ServerRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.networks = NetworkRepository(session)
+
+    def create(
+        self,
+        *,
+        name: str,
+        project_id: str,
+        user_id: str,
+        flavor_id: str,
+        image_id: str,
+        key_name: str | None,
+        availability_zone: str,
+        host: str,
+        networks: list[str],
+        security_groups: list[str],
+    ) -> ServerRow:
+        FlavorRepository(self.session).get(flavor_id)
+        number = (self.session.scalar(select(func.max(ServerRow.number))) or 0) + 1
+        server_id = str(uuid.uuid4())
+        port_ids = [
+            self.networks.create_port(
+                net,
+                project_id,
+                device_id=server_id,
+                device_owner=f"compute:{availability_zone}",
+                host=host,
+                security_groups=security_groups,
+            ).id
+            for net in networks
+        ]
+        row = ServerRow(
+            id=server_id,
+            number=number,
+            name=name,
+            project_id=project_id,
+            user_id=user_id,
+            flavor_id=flavor_id,
+            image_id=image_id,
+            key_name=key_name,
+            availability_zone=availability_zone,
+            host=host,
+            status="BUILD",
+            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            admin_pass=secrets.token_urlsafe(9),
+            plan_json="",
+            plan_revision=0,
+            port_ids=json.dumps(port_ids),
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.recompile(row)
+        return row
+
+    def get(self, server_id: str) -> ServerRow:
+        row = self.session.get(ServerRow, server_id)
+        if row is None:
+            raise NotFound("Server", server_id)
+        return row
+
+    def find(self, name: str | None = None, project_id: str | None = None) -> list[ServerRow]:
+        query = select(ServerRow).order_by(ServerRow.number)
+        if name is not None:
+            query = query.where(ServerRow.name == name)
+        if project_id is not None:
+            query = query.where(ServerRow.project_id == project_id)
+        return list(self.session.scalars(query))
+
+    def delete(self, server_id: str) -> None:
+        row = self.get(server_id)
+        for port in self.networks.ports(device_id=server_id):
+            self.networks.delete_port(port.id)
+        self.session.delete(row)
+
+    def port_ids(self, row: ServerRow) -> list[str]:
+        ids: list[str] = json.loads(row.port_ids)
+        return ids
+
+    def instance(self, row: ServerRow) -> Instance:
+        policies = QosPolicyRepository(self.session)
+        ports = []
+        for port_id in self.port_ids(row):
+            port = self.networks.port(port_id)
+            net = self.networks.network(port.network_id)
+            ports.append(
+                Port(
+                    id=port.id,
+                    mac=port.mac_address,
+                    network_id=net.id,
+                    network_name=net.name,
+                    ip_addresses=tuple(ip.ip_address for ip in self.networks.fixed_ips(port.id)),
+                    device_owner=port.device_owner,
+                    network_type=net.network_type,
+                    physical_network=net.physical_network,
+                    mtu_bytes=net.mtu,
+                    qos_policy=policies.get(port.qos_policy_id) if port.qos_policy_id else None,
+                    network_qos_policy=policies.get(net.qos_policy_id)
+                    if net.qos_policy_id
+                    else None,
+                )
+            )
+        return Instance(
+            uuid=row.id,
+            name=f"instance-{row.number:08x}",
+            flavor=FlavorRepository(self.session).get(row.flavor_id),
+            display_name=row.name,
+            ports=tuple(ports),
+            image_id=row.image_id,
+            project_id=row.project_id,
+            user_id=row.user_id,
+            creation_time=row.created_at,
+        )
+
+    def recompile(self, row: ServerRow) -> dict[str, Any]:
+        plan = compile_plan(self.instance(row), HostFacts(hostname=row.host)).to_json()
+        row.plan_json = json.dumps(plan)
+        row.plan_revision += 1
+        self.session.flush()
+        return plan
+
+    def plan(self, server_id: str) -> dict[str, Any]:
+        row = self.get(server_id)
+        plan: dict[str, Any] = json.loads(row.plan_json)
+        plan["revision"] = row.plan_revision
+        return plan
+
+    def recompile_for_flavor(self, flavor_id: str) -> int:
+        rows = list(self.session.scalars(select(ServerRow).where(ServerRow.flavor_id == flavor_id)))
+        for row in rows:
+            self.recompile(row)
+        return len(rows)
+
+    def recompile_for_policy(self, policy_id: str) -> int:
+        ids = self.networks.device_ids_using_policy(policy_id)
+        for server_id in ids:
+            row = self.session.get(ServerRow, server_id)
+            if row is not None:
+                self.recompile(row)
+        return len(ids)
+
+    def recompile_for_port(self, port_id: str) -> None:
+        row = self.session.get(ServerRow, self.networks.port(port_id).device_id)
+        if row is not None:
+            self.recompile(row)
