@@ -85,7 +85,13 @@ def test_token_carries_catalog_and_expiry(client: TestClient) -> None:
         }
     }
     data = client.post("/identity/v3/auth/tokens", json=body).json()["token"]
-    assert {s["type"] for s in data["catalog"]} == {"identity", "compute", "network", "image"}
+    assert {s["type"] for s in data["catalog"]} == {
+        "identity",
+        "compute",
+        "network",
+        "image",
+        "volumev3",
+    }
     assert data["expires_at"].endswith("Z")
     assert client.get("/compute/v2.1/flavors/detail", headers=headers).status_code == 200
 
@@ -682,3 +688,104 @@ def test_lookups_by_name_on_id_paths_are_404(client: TestClient) -> None:
         client.get(f"{NET}/networks?name=mplane", headers=h).json()["networks"][0]["name"]
         == "mplane"
     )
+
+
+# --- Cinder -----------------------------------------------------------------------------
+
+VOL = "/volume/v3/admin-project-id"
+
+
+def test_volume_discovery_and_catalog_url(client: TestClient) -> None:
+    doc = client.get("/volume/v3/").json()["versions"][0]
+    assert (doc["min_version"], doc["version"]) == ("3.0", "3.71")
+    assert client.get("/volume/").status_code == 300
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"name": "x", "consumer": "frontend"}, "one of front-end, back-end, both"),
+        ({"name": "x", "consumer": "front-end", "read_iops_sec": "fast"}, "read_iops_sec"),
+        (
+            {"name": "x", "consumer": "both", "total_iops_sec": "1", "read_iops_sec": "1"},
+            "not both",
+        ),
+        ({"consumer": "front-end"}, "qos_specs.name"),
+    ],
+)
+def test_bad_qos_spec_is_400(client: TestClient, spec: dict[str, Any], needle: str) -> None:
+    r = client.post(f"{VOL}/qos-specs", headers=token(client), json={"qos_specs": spec})
+    assert r.status_code == 400
+    assert needle in r.json()["badRequest"]["message"]
+
+
+def test_back_end_specs_are_not_checked_and_reach_no_plan(client: TestClient) -> None:
+    h = token(client)
+    r = client.post(
+        f"{VOL}/qos-specs",
+        headers=h,
+        json={"qos_specs": {"name": "be", "read_iops_sec_per_gb": "10", "vendor:thing": "x"}},
+    )
+    assert r.status_code == 200
+    assert r.json()["qos_specs"]["consumer"] == "back-end"  # Cinder's default
+
+
+def test_spec_association_rules(client: TestClient) -> None:
+    h = token(client)
+    a = client.post(f"{VOL}/qos-specs", headers=h, json={"qos_specs": {"name": "a"}}).json()[
+        "qos_specs"
+    ]["id"]
+    b = client.post(f"{VOL}/qos-specs", headers=h, json={"qos_specs": {"name": "b"}}).json()[
+        "qos_specs"
+    ]["id"]
+    t = client.post(f"{VOL}/types", headers=h, json={"volume_type": {"name": "t"}}).json()[
+        "volume_type"
+    ]["id"]
+    assert (
+        client.get(f"{VOL}/qos-specs/{a}/associate?vol_type_id={t}", headers=h).status_code == 202
+    )
+    assert (
+        client.get(f"{VOL}/qos-specs/{a}/associate?vol_type_id={t}", headers=h).status_code == 202
+    )
+    r = client.get(f"{VOL}/qos-specs/{b}/associate?vol_type_id={t}", headers=h)
+    assert r.status_code == 400
+    assert "already associated" in r.json()["badRequest"]["message"]
+    assert client.get(f"{VOL}/types/t", headers=h).status_code == 404  # ids only, as Cinder
+    assert client.delete(f"{VOL}/qos-specs/{a}?force=False", headers=h).status_code == 400
+    assert (
+        client.get(f"{VOL}/qos-specs/{a}/disassociate?vol_type_id={t}", headers=h).status_code
+        == 202
+    )
+    assert client.delete(f"{VOL}/qos-specs/{a}?force=False", headers=h).status_code == 202
+    r = client.put(f"{VOL}/qos-specs/{b}/delete_keys", headers=h, json={"keys": ["missing"]})
+    assert r.status_code == 404
+
+
+def test_volume_requires_a_size_and_an_existing_type(client: TestClient) -> None:
+    h = token(client)
+    r = client.post(f"{VOL}/volumes", headers=h, json={"volume": {"name": "v", "size": 0}})
+    assert r.status_code == 400
+    assert r.json()["badRequest"]["message"].startswith("volume.size")
+    r = client.post(
+        f"{VOL}/volumes",
+        headers=h,
+        json={"volume": {"name": "v", "size": 1, "volume_type": "nope"}},
+    )
+    assert r.status_code == 400
+    assert "volume.volume_type" in r.json()["badRequest"]["message"]
+
+
+def test_attaching_twice_is_refused(client: TestClient) -> None:
+    h = token(client)
+    server = make_server(client, h, [make_network(client, h)])
+    vol = client.post(
+        f"{VOL}/volumes", headers=h, json={"volume": {"name": "v", "size": 1}}
+    ).json()["volume"]
+    url = f"/compute/v2.1/servers/{server['id']}/os-volume_attachments"
+    assert (
+        client.post(url, headers=h, json={"volumeAttachment": {"volumeId": vol["id"]}}).status_code
+        == 200
+    )
+    r = client.post(url, headers=h, json={"volumeAttachment": {"volumeId": vol["id"]}})
+    assert r.status_code == 400
+    assert "in-use" in r.json()["badRequest"]["message"]

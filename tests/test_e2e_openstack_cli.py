@@ -272,3 +272,52 @@ def test_seed_servers_ports_and_plans(cloud: Cloud, tmp_path: Path) -> None:
     assert f"is used by port {port_id}" in in_use.stderr
     cloud.ok(f"port unset --qos-policy {port_id}")
     cloud.ok("network qos policy delete bw-seed")
+
+
+def test_cinder_qos_workflow_reaches_the_plan(cloud: Cloud) -> None:
+    spec = cloud.json(
+        "volume qos create --consumer front-end --property read_iops_sec_per_gb=10 "
+        "--property write_iops_sec_per_gb=5 iops-per-gb"
+    )
+    assert spec["consumer"] == "front-end"
+    cloud.ok("volume type create qos-type")
+    cloud.ok("volume qos associate iops-per-gb qos-type")
+    assert cloud.json("volume qos show iops-per-gb")["associations"] == ["qos-type"]
+    assert cloud.json("volume create --type qos-type --size 10 vol-qos")["size"] == 10
+    attach = cloud.ok("server add volume vm_resquota vol-qos")
+    assert "/dev/vdb" in attach
+    volume = cloud.json("volume show vol-qos")
+    assert volume["status"] == "in-use"
+    plan = json.loads(
+        subprocess.run(
+            [str(QOSPLANE), "plan", "--server", "vm_resquota", "--json"],
+            env=cloud.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    # Cinder's per-GB: 10 IOPS/GB and 5 IOPS/GB on a 10 GB volume.
+    assert plan["qemu_drives"]["vdb"].endswith("throttling.iops-read=100,throttling.iops-write=50")
+    assert "<read_iops_sec>100</read_iops_sec>" in plan["domain_xml"]
+    cloud.ok("volume qos unset --property write_iops_sec_per_gb iops-per-gb")
+    plan = json.loads(
+        subprocess.run(
+            [str(QOSPLANE), "plan", "--server", "vm_resquota", "--json"],
+            env=cloud.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert plan["qemu_drives"]["vdb"].endswith("throttling.iops-read=100")
+    in_use = cloud.run("volume qos delete iops-per-gb")
+    assert in_use.returncode == 1
+    assert "still in use" in in_use.stderr
+    cloud.ok("volume qos delete --force iops-per-gb")
+    bad = cloud.run(
+        "volume qos create --consumer front-end --property total_iops_sec=10 "
+        "--property read_iops_sec=5 mixed"
+    )
+    assert bad.returncode == 1
+    assert "total and read/write limits cannot be set at the same time" in bad.stderr

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from qosplane.api import compute, identity, image, network, networking, servers
+from qosplane.api import compute, identity, image, network, networking, servers, volume
 from qosplane.api.common import Services
 from qosplane.api.errors import error_body
 from qosplane.model.errors import InvalidInput, NotFound
@@ -46,5 +46,6 @@ def build_app(services: Services) -> Starlette:
         + image.routes(services)
         + network.routes(services)
         + networking.routes(services)
+        + volume.routes(services)
     )
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -42,6 +42,7 @@ def catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
         ("compute", "nova", f"{root}/compute/v2.1"),
         ("network", "neutron", f"{root}/networking"),
         ("image", "glance", f"{root}/image"),
+        ("volumev3", "cinderv3", f"{root}/volume/v3/{project_id}"),
     ]
     return [
         {

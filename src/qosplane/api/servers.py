@@ -25,6 +25,7 @@ from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import ServerRow
+from qosplane.store.volumes import VolumeRepository
 
 # Plan errors after which libvirt refuses to start the guest.
 FATAL_PLAN_ERRORS = frozenset(
@@ -99,7 +100,10 @@ def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) 
         "OS-SRV-USG:launched_at": row.created_at.replace("Z", ".000000") if active else None,
         "OS-SRV-USG:terminated_at": None,
         "OS-DCF:diskConfig": "MANUAL",
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": [
+            {"id": v.id, "delete_on_termination": False}
+            for v in VolumeRepository(s).attached_to(row.id)
+        ],
         "progress": 0,
         "config_drive": "",
         "accessIPv4": "",
@@ -298,6 +302,44 @@ async def list_zones(request: Request, services: Services) -> Response:
     )
 
 
+async def attach_volume(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ver = requested_version(request)
+    body = await json_body(request, "volumeAttachment")
+    volume_id = body.get("volumeId")
+    if not isinstance(volume_id, str):
+        raise InvalidInput("volumeAttachment.volumeId", volume_id, "a volume id", "required")
+    with services.db.transaction() as s:
+        servers = ServerRepository(s)
+        row = servers.get(request.path_params["server_id"])
+        if row.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("Server", row.id)
+        volumes = VolumeRepository(s)
+        try:
+            volume = volumes.volume(volume_id)
+        except NotFound:
+            raise InvalidInput(
+                "volumeAttachment.volumeId", volume_id, "an existing volume"
+            ) from None
+        volumes.attach(volume.id, row.id)
+        servers.recompile(row)
+        # Volumes come after the image disks, in attach order: the newest is the last target.
+        targets = list(servers.plan(row.id)["qemu_drives"])
+        device = f"/dev/{targets[-1]}"
+        out: dict[str, Any] = {
+            "serverId": row.id,
+            "volumeId": volume.id,
+            "device": device,
+            "tag": None,
+            "delete_on_termination": False,
+        }
+        if ver >= (2, 89):
+            out |= {"attachment_id": volume.attachment_id, "bdm_uuid": str(uuid.uuid4())}
+        else:
+            out["id"] = volume.id
+    return ok({"volumeAttachment": out})
+
+
 async def server_plan(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
@@ -337,5 +379,8 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/os-keypairs/{name}", w(delete_keypair), methods=["DELETE"]),
         Route(base + "/os-availability-zone", w(list_zones), methods=["GET"]),
         Route(base + "/os-availability-zone/detail", w(list_zones), methods=["GET"]),
+        Route(
+            base + "/servers/{server_id}/os-volume_attachments", w(attach_volume), methods=["POST"]
+        ),
         Route("/qosplane/v1/servers/{server_id}/plan", w(server_plan), methods=["GET"]),
     ]

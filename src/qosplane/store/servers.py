@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from qosplane.compiler.plan import compile_plan
 from qosplane.model.errors import NotFound
 from qosplane.model.host_facts import HostFacts
-from qosplane.model.instance import Instance, Port
+from qosplane.model.instance import Instance, Port, Volume
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.tables import ServerRow
+from qosplane.store.volumes import VolumeRepository
 
 
 class ServerRepository:
@@ -99,6 +100,10 @@ class ServerRepository:
 
     def delete(self, server_id: str) -> None:
         row = self.get(server_id)
+        for volume in VolumeRepository(self.session).attached_to(server_id):
+            volume.server_id = None
+            volume.status = "available"
+            volume.attachment_id = None
         for port in self.networks.ports(device_id=server_id):
             self.networks.delete_port(port.id)
         self.session.delete(row)
@@ -130,7 +135,13 @@ class ServerRepository:
                     else None,
                 )
             )
+        volumes_repo = VolumeRepository(self.session)
+        volumes = tuple(
+            Volume(id=v.id, size_gb=v.size_gb, qos=volumes_repo.qos_of(v), name=v.name)
+            for v in volumes_repo.attached_to(row.id)
+        )
         return Instance(
+            volumes=volumes,
             uuid=row.id,
             name=f"instance-{row.number:08x}",
             flavor=FlavorRepository(self.session).get(row.flavor_id),
@@ -168,6 +179,12 @@ class ServerRepository:
             if row is not None:
                 self.recompile(row)
         return len(ids)
+
+    def recompile_for_server_ids(self, server_ids: set[str]) -> None:
+        for server_id in server_ids:
+            row = self.session.get(ServerRow, server_id)
+            if row is not None:
+                self.recompile(row)
 
     def recompile_for_port(self, port_id: str) -> None:
         row = self.session.get(ServerRow, self.networks.port(port_id).device_id)

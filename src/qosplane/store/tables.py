@@ -175,3 +175,37 @@ class ServerRow(Base):
     plan_json: Mapped[str] = mapped_column(Text, default="")
     plan_revision: Mapped[int] = mapped_column(Integer, default=0)
     port_ids: Mapped[str] = mapped_column(Text, default="[]")  # in NIC order
+
+
+class QosSpecRow(Base):
+    __tablename__ = "qos_specs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    consumer: Mapped[str] = mapped_column(String(16))
+    specs: Mapped[str] = mapped_column(Text, default="{}")  # JSON object of strings
+
+
+class VolumeTypeRow(Base):
+    __tablename__ = "volume_types"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    qos_specs_id: Mapped[str | None] = mapped_column(ForeignKey("qos_specs.id"), nullable=True)
+
+
+class VolumeRow(Base):
+    __tablename__ = "volumes"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    size_gb: Mapped[int] = mapped_column(Integer)
+    volume_type_id: Mapped[str | None] = mapped_column(ForeignKey("volume_types.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[str] = mapped_column(String(32))
+    server_id: Mapped[str | None] = mapped_column(
+        ForeignKey("servers.id"), nullable=True, index=True
+    )
+    attachment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    attached_at: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -1,0 +1,252 @@
+"""Cinder QoS specs, volume types and volumes, with Cinder's association rules.
+
+Front-end specs are checked when written (integers, no total+read/write mix), not only at
+attach time as Cinder does: a spec that would break every attach is refused up front.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qosplane.model.errors import Conflict, InvalidInput, NotFound
+from qosplane.model.volume_qos import VolumeQos
+from qosplane.openstack.cinder import (
+    check_front_end_specs,
+    parse_consumer,
+    validate_specs,
+    volume_qos,
+)
+from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000")
+
+
+def _check(consumer: str, specs: Mapping[str, str]) -> None:
+    if parse_consumer(consumer).reaches_host:
+        check_front_end_specs(specs)
+
+
+class VolumeRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- QoS specs ----------------------------------------------------------------------
+
+    def create_spec(
+        self, name: str, consumer: str | None, specs: Mapping[str, object]
+    ) -> QosSpecRow:
+        checked = validate_specs(specs)
+        kind = parse_consumer(consumer).value
+        _check(kind, checked)
+        if self.session.scalar(select(QosSpecRow.id).where(QosSpecRow.name == name)):
+            raise Conflict("name", f"QoS Specs {name} already exists.")
+        row = QosSpecRow(id=str(uuid.uuid4()), name=name, consumer=kind, specs=json.dumps(checked))
+        self.session.add(row)
+        try:
+            self.session.flush()
+        except IntegrityError:
+            raise Conflict("name", f"QoS Specs {name} already exists.") from None
+        return row
+
+    def spec(self, spec_id: str) -> QosSpecRow:
+        row = self.session.get(QosSpecRow, spec_id)
+        if row is None:
+            raise NotFound("QoS spec", spec_id)
+        return row
+
+    def specs_of(self, row: QosSpecRow) -> dict[str, str]:
+        data: dict[str, str] = json.loads(row.specs)
+        return data
+
+    def specs(self) -> list[QosSpecRow]:
+        return list(self.session.scalars(select(QosSpecRow).order_by(QosSpecRow.name)))
+
+    def set_keys(self, spec_id: str, values: Mapping[str, object]) -> dict[str, str]:
+        row = self.spec(spec_id)
+        updates = dict(values)
+        if "consumer" in updates:
+            row.consumer = parse_consumer(updates.pop("consumer")).value
+        checked = validate_specs(updates)
+        merged = {**self.specs_of(row), **checked}
+        _check(row.consumer, merged)
+        row.specs = json.dumps(merged)
+        self.session.flush()
+        return checked
+
+    def delete_keys(self, spec_id: str, keys: list[str]) -> None:
+        row = self.spec(spec_id)
+        current = self.specs_of(row)
+        for key in keys:
+            if key not in current:
+                raise NotFound("QoS spec key", key)
+            del current[key]
+        row.specs = json.dumps(current)
+        self.session.flush()
+
+    def delete_spec(self, spec_id: str, force: bool) -> None:
+        row = self.spec(spec_id)
+        types = self.associations(spec_id)
+        if types and not force:
+            raise InvalidInput(
+                "qos_specs",
+                spec_id,
+                "a spec with no associations, or force=True",
+                "QoS Specs still in use",
+            )
+        for vtype in types:
+            vtype.qos_specs_id = None
+        self.session.flush()
+        self.session.delete(row)
+
+    def associations(self, spec_id: str) -> list[VolumeTypeRow]:
+        return list(
+            self.session.scalars(select(VolumeTypeRow).where(VolumeTypeRow.qos_specs_id == spec_id))
+        )
+
+    def associate(self, spec_id: str, type_id: str) -> None:
+        self.spec(spec_id)
+        vtype = self.volume_type(type_id)
+        if vtype.qos_specs_id not in (None, spec_id):
+            raise InvalidInput(
+                "vol_type_id",
+                type_id,
+                "a volume type without QoS specs",
+                f"Type {type_id} is already associated with another qos specs: "
+                f"{vtype.qos_specs_id}",
+            )
+        vtype.qos_specs_id = spec_id
+        self.session.flush()
+
+    def disassociate(self, spec_id: str, type_id: str | None) -> None:
+        self.spec(spec_id)
+        types = [self.volume_type(type_id)] if type_id else self.associations(spec_id)
+        for vtype in types:
+            if vtype.qos_specs_id == spec_id:
+                vtype.qos_specs_id = None
+        self.session.flush()
+
+    # --- volume types -------------------------------------------------------------------
+
+    def create_type(self, name: str, description: str | None, is_public: bool) -> VolumeTypeRow:
+        if self.session.scalar(select(VolumeTypeRow.id).where(VolumeTypeRow.name == name)):
+            raise Conflict("name", f"Volume Type {name} already exists.")
+        row = VolumeTypeRow(
+            id=str(uuid.uuid4()),
+            name=name,
+            description=description,
+            is_public=is_public,
+            qos_specs_id=None,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def volume_type(self, type_id: str) -> VolumeTypeRow:
+        row = self.session.get(VolumeTypeRow, type_id)
+        if row is None:
+            raise NotFound("Volume type", type_id)
+        return row
+
+    def volume_types(self) -> list[VolumeTypeRow]:
+        return list(self.session.scalars(select(VolumeTypeRow).order_by(VolumeTypeRow.name)))
+
+    def type_by_name_or_id(self, ref: str) -> VolumeTypeRow:
+        row = self.session.get(VolumeTypeRow, ref) or self.session.scalar(
+            select(VolumeTypeRow).where(VolumeTypeRow.name == ref)
+        )
+        if row is None:
+            raise NotFound("Volume type", ref)
+        return row
+
+    # --- volumes ------------------------------------------------------------------------
+
+    def create_volume(
+        self, name: str, size_gb: int, type_ref: str | None, project_id: str, user_id: str
+    ) -> VolumeRow:
+        type_id = None
+        if type_ref:
+            try:
+                type_id = self.type_by_name_or_id(type_ref).id
+            except NotFound:
+                raise InvalidInput(
+                    "volume.volume_type", type_ref, "the name or id of an existing volume type"
+                ) from None
+        row = VolumeRow(
+            id=str(uuid.uuid4()),
+            name=name,
+            project_id=project_id,
+            user_id=user_id,
+            size_gb=size_gb,
+            volume_type_id=type_id,
+            status="available",
+            created_at=_now(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def volume(self, volume_id: str) -> VolumeRow:
+        row = self.session.get(VolumeRow, volume_id)
+        if row is None:
+            raise NotFound("Volume", volume_id)
+        return row
+
+    def volumes(self, name: str | None = None) -> list[VolumeRow]:
+        query = select(VolumeRow).order_by(VolumeRow.created_at, VolumeRow.id)
+        if name is not None:
+            query = query.where(VolumeRow.name == name)
+        return list(self.session.scalars(query))
+
+    def attach(self, volume_id: str, server_id: str) -> VolumeRow:
+        row = self.volume(volume_id)
+        if row.status != "available":
+            raise InvalidInput(
+                "volumeId", volume_id, "an available volume", f"volume {volume_id} is {row.status}"
+            )
+        row.status = "in-use"
+        row.server_id = server_id
+        row.attachment_id = str(uuid.uuid4())
+        row.attached_at = _now()
+        self.session.flush()
+        return row
+
+    def attached_to(self, server_id: str) -> list[VolumeRow]:
+        return list(
+            self.session.scalars(
+                select(VolumeRow)
+                .where(VolumeRow.server_id == server_id)
+                .order_by(VolumeRow.attached_at, VolumeRow.id)
+            )
+        )
+
+    def qos_of(self, row: VolumeRow) -> VolumeQos:
+        """What reaches the hypervisor for this volume at attach time (Cinder's per-GB)."""
+        if row.volume_type_id is None:
+            return volume_qos(parse_consumer(None), {}, row.size_gb)
+        vtype = self.volume_type(row.volume_type_id)
+        if vtype.qos_specs_id is None:
+            return volume_qos(parse_consumer(None), {}, row.size_gb)
+        spec = self.spec(vtype.qos_specs_id)
+        return volume_qos(
+            parse_consumer(spec.consumer), self.specs_of(spec), row.size_gb, spec.name
+        )
+
+    def server_ids_for_spec(self, spec_id: str) -> set[str]:
+        type_ids = [t.id for t in self.associations(spec_id)]
+        if not type_ids:
+            return set()
+        rows = self.session.scalars(
+            select(VolumeRow.server_id).where(
+                VolumeRow.volume_type_id.in_(type_ids), VolumeRow.server_id.is_not(None)
+            )
+        )
+        return {r for r in rows if r}
