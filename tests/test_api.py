@@ -15,20 +15,28 @@ from starlette.testclient import TestClient
 from qosplane.api.app import build_app
 from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.common import AdminAccount, Services
-from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
+from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
+from tests.test_store import postgres_engine_or_skip
 
 SECRET = b"k" * 32
 ADMIN = AdminAccount("admin-user-id", "s3cret", "admin-project-id")
 NOVA = {"OpenStack-API-Version": "compute 2.96"}
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    engine = make_engine(sqlite_url(tmp_path / "api.db"))
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The API on SQLite and on PostgreSQL (see tests/test_store.py for the skip rule)."""
+    if request.param == "sqlite":
+        engine = make_engine(sqlite_url(tmp_path / "api.db"))
+    else:
+        engine = postgres_engine_or_skip()
+        downgrade(engine)
     upgrade(engine)
     app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
     with TestClient(app, raise_server_exceptions=True) as c:
         yield c
+    if request.param == "postgresql":
+        downgrade(engine)
     engine.dispose()
 
 

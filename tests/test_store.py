@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from qosplane.model.errors import Conflict, InvalidInput, NotFound, RevisionMismatch
@@ -26,20 +26,25 @@ from qosplane.store.qos_policies import QosPolicyRepository
 PG_URL = os.environ.get("QOSPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def postgres_engine_or_skip() -> Engine:
+    engine = make_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except OperationalError as exc:
+        reason = f"PostgreSQL at {PG_URL} is not reachable: {exc.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run the PostgreSQL variants)")
+        pytest.skip(reason)
+    return engine
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         engine = make_engine(sqlite_url(tmp_path / "qosplane.db"))
     else:
-        engine = make_engine(PG_URL)
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("select 1"))
-        except OperationalError as exc:
-            reason = f"PostgreSQL at {PG_URL} is not reachable: {exc.orig}"
-            if os.environ.get("CI"):
-                pytest.fail(reason + " (CI must run the PostgreSQL variants)")
-            pytest.skip(reason)
+        engine = postgres_engine_or_skip()
         downgrade(engine)
     upgrade(engine)
     yield Database(engine)
