@@ -797,3 +797,65 @@ def test_attaching_twice_is_refused(client: TestClient) -> None:
     r = client.post(url, headers=h, json={"volumeAttachment": {"volumeId": vol["id"]}})
     assert r.status_code == 400
     assert "in-use" in r.json()["badRequest"]["message"]
+
+
+# --- identity: projects, users, roles ----------------------------------------------------
+
+
+def test_projects_users_and_grants(client: TestClient) -> None:
+    h = token(client)
+    pid = client.post(
+        "/identity/v3/projects", headers=h, json={"project": {"name": "demo"}}
+    ).json()["project"]["id"]
+    dup = client.post("/identity/v3/projects", headers=h, json={"project": {"name": "demo"}})
+    assert dup.status_code == 409
+    assert dup.json()["error"]["code"] == 409
+    uid = client.post(
+        "/identity/v3/users",
+        headers=h,
+        json={"user": {"name": "alice", "password": "pw", "default_project_id": pid}},
+    ).json()["user"]["id"]
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "alice", "password": "pw"}},
+            },
+            "scope": {"project": {"name": "demo"}},
+        }
+    }
+    assert client.post("/identity/v3/auth/tokens", json=body).status_code == 401  # no role yet
+    assert (
+        client.put(f"/identity/v3/projects/{pid}/users/{uid}/roles/member", headers=h).status_code
+        == 204
+    )
+    assert (
+        client.put(f"/identity/v3/projects/{pid}/users/{uid}/roles/owner", headers=h).status_code
+        == 404
+    )
+    r = client.post("/identity/v3/auth/tokens", json=body)
+    assert r.status_code == 201
+    roles = {x["name"] for x in r.json()["token"]["roles"]}
+    assert roles == {"member", "reader"}
+    alice = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+    assert client.get("/identity/v3/projects", headers=alice).status_code == 403
+    assert client.get(f"/identity/v3/projects/{pid}", headers=alice).status_code == 200
+    listed = client.get("/identity/v3/role_assignments?include_names", headers=h).json()
+    pairs = {(a["user"]["name"], a["role"]["name"]) for a in listed["role_assignments"]}
+    assert pairs == {("admin", "admin"), ("alice", "member")}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/identity/v3/projects", {"project": {"name": ""}}, "project.name"),
+        ("/identity/v3/users", {"user": {"name": "bob"}}, "user.password"),
+        ("/identity/v3/users", {"user": {"name": "bob", "password": ""}}, "user.password"),
+    ],
+)
+def test_bad_identity_input_is_400(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    r = client.post(path, headers=token(client), json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith(field)

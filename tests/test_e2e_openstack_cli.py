@@ -321,3 +321,29 @@ def test_cinder_qos_workflow_reaches_the_plan(cloud: Cloud) -> None:
     )
     assert bad.returncode == 1
     assert "total and read/write limits cannot be set at the same time" in bad.stderr
+
+
+def test_identity_admin_commands_and_a_member_is_refused(cloud: Cloud) -> None:
+    cloud.ok("project create demo")
+    cloud.ok("user create --project demo --password pw-alice alice")
+    cloud.ok("role add --project demo --user alice member")
+    rows = cloud.ok("role assignment list --names -f value -c Role -c User -c Project")
+    assert "member alice@Default demo@Default" in rows
+    alice = Cloud(
+        {**cloud.env, "OS_USERNAME": "alice", "OS_PASSWORD": "pw-alice", "OS_PROJECT_NAME": "demo"}
+    )
+    refused = alice.run("flavor set m1.normal --property quota:cpu_shares=256")
+    assert refused.returncode == 1
+    assert "403" in refused.stderr
+    assert "m1.normal" in alice.ok("flavor list -f value -c Name")
+    # alice's project sees its own policies and shared ones, not admin's private ones.
+    alice.ok("network qos policy create alice-policy")
+    visible = alice.ok("network qos policy list -f value -c Name").split()
+    assert "alice-policy" in visible
+    assert "bw-limiter" in visible  # shared by test_seed_qos_policy_and_rules
+    assert "dscp-marking" not in visible
+    bad = Cloud(
+        {**cloud.env, "OS_USERNAME": "alice", "OS_PASSWORD": "wrong", "OS_PROJECT_NAME": "demo"}
+    ).run("flavor list")
+    assert bad.returncode == 1
+    assert "401" in bad.stderr

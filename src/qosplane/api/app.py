@@ -11,6 +11,7 @@ from qosplane.api import compute, identity, image, network, networking, servers,
 from qosplane.api.common import Services
 from qosplane.api.errors import error_body
 from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.store.identity import IdentityRepository
 
 
 def _service_of(path: str) -> str:
@@ -39,6 +40,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(services: Services) -> Starlette:
+    with services.db.transaction() as s:
+        IdentityRepository(s).bootstrap_admin(
+            services.admin.user_id, services.admin.project_id, services.admin.password
+        )
     routes = (
         identity.routes(services)
         + compute.routes(services)
