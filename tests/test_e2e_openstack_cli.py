@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,19 @@ class Cloud:
     def json(self, command: str) -> dict[str, object]:
         data: dict[str, object] = json.loads(self.ok(command + " -f json"))
         return data
+
+
+def server_plan(cloud: Cloud, server: str) -> dict[str, Any]:
+    """`qosplane plan --server NAME --json`, as an operator runs it after `eval $(openrc)`."""
+    out = subprocess.run(
+        [str(QOSPLANE), "plan", "--server", server, "--json"],
+        env=cloud.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    plan: dict[str, Any] = json.loads(out)
+    return plan
 
 
 @pytest.fixture(scope="module")
@@ -216,15 +230,7 @@ def test_seed_servers_ports_and_plans(cloud: Cloud, tmp_path: Path) -> None:
         in table
     )
 
-    plan = json.loads(
-        subprocess.run(
-            [str(QOSPLANE), "plan", "--server", "vm_resquota", "--json"],
-            env=cloud.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    plan = server_plan(cloud, "vm_resquota")
     assert plan["cgroup"]["v1"] == {"cpu.shares": "512"}
     assert plan["qemu_drives"]["vda"].endswith(
         "throttling.bps-read=1000000,throttling.bps-write=1024000"
@@ -246,15 +252,7 @@ def test_seed_servers_ports_and_plans(cloud: Cloud, tmp_path: Path) -> None:
     shown = cloud.json(f"port show {port_id}")
     assert shown["device_id"] == normal["id"]
     assert shown["qos_policy_id"] == cloud.json("network qos policy show bw-seed")["id"]
-    plan = json.loads(
-        subprocess.run(
-            [str(QOSPLANE), "plan", "--server", "vm_normal", "--json"],
-            env=cloud.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    plan = server_plan(cloud, "vm_normal")
     tap = "tap" + port_id[:11]
     assert [
         "ovs-vsctl",
@@ -288,28 +286,12 @@ def test_cinder_qos_workflow_reaches_the_plan(cloud: Cloud) -> None:
     assert "/dev/vdb" in attach
     volume = cloud.json("volume show vol-qos")
     assert volume["status"] == "in-use"
-    plan = json.loads(
-        subprocess.run(
-            [str(QOSPLANE), "plan", "--server", "vm_resquota", "--json"],
-            env=cloud.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    plan = server_plan(cloud, "vm_resquota")
     # Cinder's per-GB: 10 IOPS/GB and 5 IOPS/GB on a 10 GB volume.
     assert plan["qemu_drives"]["vdb"].endswith("throttling.iops-read=100,throttling.iops-write=50")
     assert "<read_iops_sec>100</read_iops_sec>" in plan["domain_xml"]
     cloud.ok("volume qos unset --property write_iops_sec_per_gb iops-per-gb")
-    plan = json.loads(
-        subprocess.run(
-            [str(QOSPLANE), "plan", "--server", "vm_resquota", "--json"],
-            env=cloud.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    plan = server_plan(cloud, "vm_resquota")
     assert plan["qemu_drives"]["vdb"].endswith("throttling.iops-read=100")
     in_use = cloud.run("volume qos delete iops-per-gb")
     assert in_use.returncode == 1

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from qosplane.model.errors import NotFound
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -64,3 +69,11 @@ class Database:
         """One unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions.begin() as session:
             yield session
+
+
+def fetch(session: Session, row_type: type[T], key: object, kind: str) -> T:
+    """The row with primary key `key`, or NotFound naming `kind` and the key as given."""
+    row = session.get(row_type, key)
+    if row is None:
+        raise NotFound(kind, str(key))
+    return row

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from qosplane.model.errors import Conflict, NotFound
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor, validate_extra_specs
+from qosplane.store.database import fetch
 from qosplane.store.tables import FlavorExtraSpecRow, FlavorRow
 
 
@@ -54,10 +55,7 @@ class FlavorRepository:
         return self.get(row.id)
 
     def _row(self, flavor_id: str) -> FlavorRow:
-        row = self.session.get(FlavorRow, flavor_id)
-        if row is None:
-            raise NotFound("flavor", flavor_id)
-        return row
+        return fetch(self.session, FlavorRow, flavor_id, "flavor")
 
     def _specs(self, flavor_id: str) -> dict[str, str]:
         rows = self.session.scalars(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qosplane.model.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from qosplane.store.database import fetch
 from qosplane.store.tables import ProjectRow, RoleAssignmentRow, UserRow
 
 ROLES = ("admin", "member", "reader")
@@ -59,10 +60,7 @@ class IdentityRepository:
         return row
 
     def project(self, ref: str) -> ProjectRow:
-        row = self.session.get(ProjectRow, ref)
-        if row is None:
-            raise NotFound("Project", ref)
-        return row
+        return fetch(self.session, ProjectRow, ref, "Project")
 
     def projects(self, name: str | None = None) -> list[ProjectRow]:
         query = select(ProjectRow).order_by(ProjectRow.name)
@@ -97,10 +95,7 @@ class IdentityRepository:
         return row
 
     def user(self, ref: str) -> UserRow:
-        row = self.session.get(UserRow, ref)
-        if row is None:
-            raise NotFound("User", ref)
-        return row
+        return fetch(self.session, UserRow, ref, "User")
 
     def users(self, name: str | None = None) -> list[UserRow]:
         query = select(UserRow).order_by(UserRow.name)

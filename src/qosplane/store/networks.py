@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qosplane.model.errors import Conflict, InvalidInput, NotFound, RevisionMismatch
+from qosplane.store.database import fetch
 from qosplane.store.tables import NetworkRow, PortIpRow, PortRow, QosPolicyRow, SubnetRow
 
 
@@ -68,10 +69,7 @@ class NetworkRepository:
         return row
 
     def network(self, network_id: str) -> NetworkRow:
-        row = self.session.get(NetworkRow, network_id)
-        if row is None:
-            raise NotFound("Network", network_id)
-        return row
+        return fetch(self.session, NetworkRow, network_id, "Network")
 
     def networks(self, name: str | None = None) -> list[NetworkRow]:
         query = select(NetworkRow).order_by(NetworkRow.name)
@@ -153,10 +151,7 @@ class NetworkRepository:
         return list(self.session.scalars(query))
 
     def subnet(self, subnet_id: str) -> SubnetRow:
-        row = self.session.get(SubnetRow, subnet_id)
-        if row is None:
-            raise NotFound("Subnet", subnet_id)
-        return row
+        return fetch(self.session, SubnetRow, subnet_id, "Subnet")
 
     def _allocate(self, subnet: SubnetRow) -> str:
         used = set(
@@ -220,10 +215,7 @@ class NetworkRepository:
         return row
 
     def port(self, port_id: str) -> PortRow:
-        row = self.session.get(PortRow, port_id)
-        if row is None:
-            raise NotFound("Port", port_id)
-        return row
+        return fetch(self.session, PortRow, port_id, "Port")
 
     def ports(
         self, device_id: str | None = None, name: str | None = None, network_id: str | None = None

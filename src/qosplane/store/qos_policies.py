@@ -26,6 +26,7 @@ from qosplane.model.network_qos import (
     check_rule_fits,
 )
 from qosplane.model.units import Bits, BitsPerSecond, Packets, PacketsPerSecond
+from qosplane.store.database import fetch
 from qosplane.store.tables import QosPolicyRow, QosPolicyTagRow, QosRuleRow
 
 
@@ -82,10 +83,7 @@ class QosPolicyRepository:
         self.session = session
 
     def _row(self, policy_id: str) -> QosPolicyRow:
-        row = self.session.get(QosPolicyRow, policy_id)
-        if row is None:
-            raise NotFound("QoS policy", policy_id)
-        return row
+        return fetch(self.session, QosPolicyRow, policy_id, "QoS policy")
 
     def _rules(self, policy_id: str) -> list[Rule]:
         rows = self.session.scalars(

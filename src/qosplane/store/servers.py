@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qosplane.compiler.plan import compile_plan
-from qosplane.model.errors import NotFound
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import Instance, Port, Volume
+from qosplane.store.database import fetch
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
@@ -85,10 +85,7 @@ class ServerRepository:
         return row
 
     def get(self, server_id: str) -> ServerRow:
-        row = self.session.get(ServerRow, server_id)
-        if row is None:
-            raise NotFound("Server", server_id)
-        return row
+        return fetch(self.session, ServerRow, server_id, "Server")
 
     def find(self, name: str | None = None, project_id: str | None = None) -> list[ServerRow]:
         query = select(ServerRow).order_by(ServerRow.number)

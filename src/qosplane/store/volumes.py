@@ -23,6 +23,7 @@ from qosplane.openstack.cinder import (
     validate_specs,
     volume_qos,
 )
+from qosplane.store.database import fetch
 from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
 
 
@@ -58,10 +59,7 @@ class VolumeRepository:
         return row
 
     def spec(self, spec_id: str) -> QosSpecRow:
-        row = self.session.get(QosSpecRow, spec_id)
-        if row is None:
-            raise NotFound("QoS spec", spec_id)
-        return row
+        return fetch(self.session, QosSpecRow, spec_id, "QoS spec")
 
     def specs_of(self, row: QosSpecRow) -> dict[str, str]:
         data: dict[str, str] = json.loads(row.specs)
@@ -151,10 +149,7 @@ class VolumeRepository:
         return row
 
     def volume_type(self, type_id: str) -> VolumeTypeRow:
-        row = self.session.get(VolumeTypeRow, type_id)
-        if row is None:
-            raise NotFound("Volume type", type_id)
-        return row
+        return fetch(self.session, VolumeTypeRow, type_id, "Volume type")
 
     def volume_types(self) -> list[VolumeTypeRow]:
         return list(self.session.scalars(select(VolumeTypeRow).order_by(VolumeTypeRow.name)))
@@ -195,10 +190,7 @@ class VolumeRepository:
         return row
 
     def volume(self, volume_id: str) -> VolumeRow:
-        row = self.session.get(VolumeRow, volume_id)
-        if row is None:
-            raise NotFound("Volume", volume_id)
-        return row
+        return fetch(self.session, VolumeRow, volume_id, "Volume")
 
     def volumes(self, name: str | None = None) -> list[VolumeRow]:
         query = select(VolumeRow).order_by(VolumeRow.created_at, VolumeRow.id)
