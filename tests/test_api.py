@@ -859,3 +859,19 @@ def test_bad_identity_input_is_400(
     r = client.post(path, headers=token(client), json=body)
     assert r.status_code == 400
     assert r.json()["error"]["message"].startswith(field)
+
+
+def test_a_bug_is_a_logged_500_in_the_services_shape(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "broken.db"))
+    upgrade(engine)
+    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        h = token(c)
+        with engine.begin() as conn:  # break the schema behind the API's back
+            conn.exec_driver_sql("DROP TABLE flavor_extra_specs")
+        make = c.post(
+            "/compute/v2.1/flavors", headers=h, json={"flavor": {"name": "x", "ram": 1, "vcpus": 1}}
+        )
+        assert make.status_code == 500
+        assert "internal error (OperationalError)" in make.json()["computeFault"]["message"]
+    engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -10,8 +12,10 @@ from starlette.responses import JSONResponse, Response
 from qosplane.api import compute, identity, image, network, networking, servers, volume
 from qosplane.api.common import Services
 from qosplane.api.errors import error_body
-from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.errors import InvalidInput, NotFound, QosplaneError
 from qosplane.store.identity import IdentityRepository
+
+LOG = logging.getLogger("qosplane.api")
 
 
 def _service_of(path: str) -> str:
@@ -30,13 +34,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     service = _service_of(request.url.path)
     if exc.status_code == 404:
-        status, body = error_body(service, NotFound("resource", request.url.path))
+        _, body = error_body(service, NotFound("resource", request.url.path))
     else:
-        status, body = error_body(
-            service, InvalidInput("method", request.method, "a supported method")
-        )
+        _, body = error_body(service, InvalidInput("method", request.method, "a supported method"))
         status = exc.status_code
     return JSONResponse(body, status_code=status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: logged with its traceback and answered as a 500 in the service's
+    shape, so the client shows a message instead of a parse error."""
+    LOG.exception("unhandled error on %s %s", request.method, request.url.path)
+    _, body = error_body(
+        _service_of(request.url.path),
+        QosplaneError(f"internal error ({type(exc).__name__}); see the server log"),
+    )
+    return JSONResponse(body, status_code=500)
 
 
 def build_app(services: Services) -> Starlette:
@@ -53,4 +66,6 @@ def build_app(services: Services) -> Starlette:
         + networking.routes(services)
         + volume.routes(services)
     )
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(
+        routes=routes, exception_handlers={HTTPException: _http_error, Exception: _unexpected}
+    )
