@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -38,3 +42,29 @@ def normal_plan() -> HostPlan:
 @pytest.fixture
 def neutron_plan() -> HostPlan:
     return plan_of(load_case("vm-neutron-qos.yaml"))
+
+
+PG_URL = os.environ.get("QOSPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test run's own, created on the server of
+    QOSPLANE_TEST_PG_URL and dropped at the end, so concurrent runs never share tables.
+
+    Skips with the reason when the server is unreachable, except under CI=true, where it fails.
+    """
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        reason = f"PostgreSQL at {PG_URL} is not reachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run the PostgreSQL variants)")
+        pytest.skip(reason)
+    name = f"qosplane_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -16,7 +16,6 @@ from qosplane.api.app import build_app
 from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.common import AdminAccount, Services
 from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
-from tests.test_store import postgres_engine_or_skip
 
 SECRET = b"k" * 32
 ADMIN = AdminAccount("admin-user-id", "s3cret", "admin-project-id")
@@ -29,7 +28,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     if request.param == "sqlite":
         engine = make_engine(sqlite_url(tmp_path / "api.db"))
     else:
-        engine = postgres_engine_or_skip()
+        engine = make_engine(request.getfixturevalue("pg_url"))
         downgrade(engine)
     upgrade(engine)
     app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))

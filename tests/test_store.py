@@ -1,19 +1,18 @@
 """The store on SQLite and on PostgreSQL: the same tests, both databases.
 
-PostgreSQL comes from QOSPLANE_TEST_PG_URL (default: the development/CI server at
-127.0.0.1:5432, database `test`, trust auth). Without a reachable server the PostgreSQL
-variants skip and say why, except under CI=true, where they fail: CI starts the server.
+PostgreSQL: a database of the run's own on the server of QOSPLANE_TEST_PG_URL (default: the
+development/CI server at 127.0.0.1:5432, trust auth), see the `pg_url` fixture in conftest.py.
+Without a reachable server the PostgreSQL variants skip and say why, except under CI=true,
+where they fail: CI starts the server.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import inspect, text
 
 from qosplane.model.errors import Conflict, InvalidInput, NotFound, RevisionMismatch
 from qosplane.model.network_qos import QosPolicy
@@ -23,28 +22,13 @@ from qosplane.store.database import Database, downgrade, make_engine, sqlite_url
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.qos_policies import QosPolicyRepository
 
-PG_URL = os.environ.get("QOSPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_engine_or_skip() -> Engine:
-    engine = make_engine(PG_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except OperationalError as exc:
-        reason = f"PostgreSQL at {PG_URL} is not reachable: {exc.orig}"
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (CI must run the PostgreSQL variants)")
-        pytest.skip(reason)
-    return engine
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         engine = make_engine(sqlite_url(tmp_path / "qosplane.db"))
     else:
-        engine = postgres_engine_or_skip()
+        engine = make_engine(request.getfixturevalue("pg_url"))
         downgrade(engine)
     upgrade(engine)
     yield Database(engine)

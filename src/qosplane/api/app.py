@@ -37,8 +37,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         _, body = error_body(service, NotFound("resource", request.url.path))
     else:
         _, body = error_body(service, InvalidInput("method", request.method, "a supported method"))
-        status = exc.status_code
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=exc.status_code)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
