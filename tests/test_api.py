@@ -874,3 +874,39 @@ def test_a_bug_is_a_logged_500_in_the_services_shape(tmp_path: Path) -> None:
         assert make.status_code == 500
         assert "internal error (OperationalError)" in make.json()["computeFault"]["message"]
     engine.dispose()
+
+
+def test_projects_do_not_see_each_others_networks_ports_and_volumes(client: TestClient) -> None:
+    h = token(client)
+    private = make_network(client, h, name="admin-net")
+    shared = client.post(
+        f"{NET}/networks", headers=h, json={"network": {"name": "pub", "shared": True}}
+    ).json()["network"]["id"]
+    server = make_server(client, h, [private])
+    port_id = client.get(f"{NET}/ports?device_id={server['id']}", headers=h).json()["ports"][0][
+        "id"
+    ]
+    vol = client.post(
+        f"{VOL}/volumes", headers=h, json={"volume": {"name": "v", "size": 1}}
+    ).json()["volume"]["id"]
+    m = member_token()
+    names = {n["name"] for n in client.get(f"{NET}/networks", headers=m).json()["networks"]}
+    assert names == {"pub"}
+    assert client.get(f"{NET}/networks/{private}", headers=m).status_code == 404
+    assert (
+        client.put(
+            f"{NET}/networks/{shared}", headers=m, json={"network": {"name": "x"}}
+        ).status_code
+        == 403
+    )
+    assert client.get(f"{NET}/subnets", headers=m).json()["subnets"] == []
+    assert client.get(f"{NET}/ports", headers=m).json()["ports"] == []
+    assert client.get(f"{NET}/ports/{port_id}", headers=m).status_code == 404
+    r = client.put(f"{NET}/ports/{port_id}", headers=m, json={"port": {"qos_policy_id": None}})
+    assert r.status_code == 404
+    assert client.get(f"{VOL}/volumes/{vol}", headers=m).status_code == 404
+    assert client.get(f"{VOL}/volumes/detail", headers=m).json()["volumes"] == []
+    r = client.post(
+        f"{NET}/subnets", headers=m, json={"subnet": {"network_id": private, "cidr": "10.7.0.0/24"}}
+    )
+    assert r.status_code == 404

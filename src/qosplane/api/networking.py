@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.network import if_match
-from qosplane.model.errors import InvalidInput
+from qosplane.model.errors import Forbidden, InvalidInput, NotFound
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.servers import ServerRepository
@@ -129,11 +130,41 @@ def _policy_ref(body: dict[str, Any], prefix: str) -> str | None:
     return value
 
 
+def _owns(ctx: Context, project_id: str) -> bool:
+    return ctx.is_admin or project_id == ctx.project_id
+
+
+def _sees(ctx: Context, network: NetworkRow) -> bool:
+    return network.shared or _owns(ctx, network.project_id)
+
+
+def visible_network(repo: NetworkRepository, ctx: Context, network_id: str) -> NetworkRow:
+    """Another project's private network answers 404, as Neutron does."""
+    row = repo.network(network_id)
+    if not _sees(ctx, row):
+        raise NotFound("Network", network_id)
+    return row
+
+
+def owned_network(repo: NetworkRepository, ctx: Context, network_id: str) -> NetworkRow:
+    row = visible_network(repo, ctx, network_id)
+    if not _owns(ctx, row.project_id):
+        raise Forbidden(f"Policy doesn't allow update_network to be performed on {network_id}.")
+    return row
+
+
+def owned_port(repo: NetworkRepository, ctx: Context, port_id: str) -> PortRow:
+    row = repo.port(port_id)
+    if not _owns(ctx, row.project_id):
+        raise NotFound("Port", port_id)
+    return row
+
+
 async def list_networks(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        rows = repo.networks(request.query_params.get("name"))
+        rows = [r for r in repo.networks(request.query_params.get("name")) if _sees(ctx, r)]
         out = [network_json(r, [sn.id for sn in repo.subnets(r.id)]) for r in rows]
     return ok({"networks": out})
 
@@ -168,20 +199,20 @@ async def create_network(request: Request, services: Services) -> Response:
 
 
 async def show_network(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        row = repo.network(request.path_params["network_id"])
+        row = visible_network(repo, ctx, request.path_params["network_id"])
         out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
     return ok({"network": out})
 
 
 async def update_network(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     body = await json_body(request, "network")
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        row = repo.network(request.path_params["network_id"])
+        row = owned_network(repo, ctx, request.path_params["network_id"])
         if "name" in body:
             row.name = _str(body, "name", "network")
         if "qos_policy_id" in body:
@@ -194,9 +225,10 @@ async def update_network(request: Request, services: Services) -> Response:
 
 
 async def delete_network(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        NetworkRepository(s).delete_network(request.path_params["network_id"])
+        repo = NetworkRepository(s)
+        repo.delete_network(owned_network(repo, ctx, request.path_params["network_id"]).id)
     return empty(204)
 
 
@@ -217,7 +249,9 @@ async def create_subnet(request: Request, services: Services) -> Response:
         pool = (str(pools[0].get("start")), str(pools[0].get("end")))
     gateway = body.get("gateway_ip")
     with services.db.transaction() as s:
-        row = NetworkRepository(s).create_subnet(
+        repo = NetworkRepository(s)
+        owned_network(repo, ctx, network_id)
+        row = repo.create_subnet(
             network_id,
             _str(body, "name", "subnet"),
             cidr,
@@ -230,47 +264,54 @@ async def create_subnet(request: Request, services: Services) -> Response:
 
 
 async def list_subnets(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     name = request.query_params.get("name")
     with services.db.transaction() as s:
-        rows = NetworkRepository(s).subnets(request.query_params.get("network_id"))
-        out = [subnet_json(r) for r in rows if name is None or r.name == name]
+        repo = NetworkRepository(s)
+        rows = repo.subnets(request.query_params.get("network_id"))
+        out = [
+            subnet_json(r)
+            for r in rows
+            if (name is None or r.name == name) and _sees(ctx, repo.network(r.network_id))
+        ]
     return ok({"subnets": out})
 
 
 async def show_subnet(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        return ok(
-            {"subnet": subnet_json(NetworkRepository(s).subnet(request.path_params["subnet_id"]))}
-        )
+        repo = NetworkRepository(s)
+        row = repo.subnet(request.path_params["subnet_id"])
+        if not _sees(ctx, repo.network(row.network_id)):
+            raise NotFound("Subnet", row.id)
+        return ok({"subnet": subnet_json(row)})
 
 
 async def list_ports(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     q = request.query_params
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
         rows = repo.ports(
             device_id=q.get("device_id"), name=q.get("name"), network_id=q.get("network_id")
         )
-        out = [port_json(repo, r) for r in rows]
+        out = [port_json(repo, r) for r in rows if _owns(ctx, r.project_id)]
     return ok({"ports": out})
 
 
 async def show_port(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        return ok({"port": port_json(repo, repo.port(request.path_params["port_id"]))})
+        return ok({"port": port_json(repo, owned_port(repo, ctx, request.path_params["port_id"]))})
 
 
 async def update_port(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     body = await json_body(request, "port")
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        row = repo.port(request.path_params["port_id"])
+        row = owned_port(repo, ctx, request.path_params["port_id"])
         if "name" in body:
             row.name = _str(body, "name", "port")
         if "qos_policy_id" in body:

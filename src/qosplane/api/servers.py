@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.compute import requested_version
+from qosplane.api.networking import visible_network
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.networks import NetworkRepository
@@ -185,7 +186,7 @@ async def create_server(request: Request, services: Services) -> Response:
         sg_repo = RecordRepository(s, "security_group")
         sg_ids = [_lookup(sg_repo, g["name"], "security group")["id"] for g in groups]
         for n in nets:
-            NetworkRepository(s).network(n["uuid"])
+            visible_network(NetworkRepository(s), ctx, n["uuid"])
         repo = ServerRepository(s)
         row = repo.create(
             name=name,
@@ -319,8 +320,12 @@ async def attach_volume(request: Request, services: Services) -> Response:
             volume = volumes.volume(volume_id)
         except NotFound:
             raise InvalidInput(
-                "volumeAttachment.volumeId", volume_id, "an existing volume"
+                "volumeAttachment.volumeId", volume_id, "an existing volume of yours"
             ) from None
+        if not ctx.is_admin and volume.project_id != ctx.project_id:
+            raise InvalidInput(
+                "volumeAttachment.volumeId", volume_id, "an existing volume of yours"
+            )
         volumes.attach(volume.id, row.id)
         servers.recompile(row)
         # Volumes come after the image disks, in attach order: the newest is the last target.

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
-from qosplane.model.errors import InvalidInput
+from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
 from qosplane.store.volumes import VolumeRepository
@@ -256,23 +256,22 @@ async def create_volume(request: Request, services: Services) -> Response:
 
 
 async def list_volumes(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
-        return ok(
-            {
-                "volumes": [
-                    volume_json(repo, r) for r in repo.volumes(request.query_params.get("name"))
-                ]
-            }
-        )
+        rows = repo.volumes(request.query_params.get("name"))
+        out = [volume_json(repo, r) for r in rows if ctx.is_admin or r.project_id == ctx.project_id]
+    return ok({"volumes": out})
 
 
 async def show_volume(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
-        return ok({"volume": volume_json(repo, repo.volume(request.path_params["volume_id"]))})
+        row = repo.volume(request.path_params["volume_id"])
+        if not ctx.is_admin and row.project_id != ctx.project_id:
+            raise NotFound("Volume", row.id)
+        return ok({"volume": volume_json(repo, row)})
 
 
 def routes(services: Services) -> list[Route]:
