@@ -910,3 +910,22 @@ def test_projects_do_not_see_each_others_networks_ports_and_volumes(client: Test
         f"{NET}/subnets", headers=m, json={"subnet": {"network_id": private, "cidr": "10.7.0.0/24"}}
     )
     assert r.status_code == 404
+
+
+def test_network_policy_binding_honours_if_match(client: TestClient) -> None:
+    h = token(client)
+    pid = make_policy(client, h)["id"]
+    net_id = make_network(client, h)
+    stale = client.put(
+        f"{NET}/networks/{net_id}",
+        headers={**h, "If-Match": "revision_number=4"},
+        json={"network": {"qos_policy_id": pid}},
+    )
+    assert stale.status_code == 412
+    ok = client.put(
+        f"{NET}/networks/{net_id}",
+        headers={**h, "If-Match": "revision_number=0"},
+        json={"network": {"qos_policy_id": pid}},
+    )
+    assert ok.json()["network"]["revision_number"] == 1
+    assert ok.json()["network"]["qos_policy_id"] == pid

@@ -216,7 +216,7 @@ async def update_network(request: Request, services: Services) -> Response:
         if "name" in body:
             row.name = _str(body, "name", "network")
         if "qos_policy_id" in body:
-            repo.set_network_policy(row.id, _policy_ref(body, "network"))
+            repo.set_network_policy(row.id, _policy_ref(body, "network"), if_match(request))
             servers = ServerRepository(s)
             for port in repo.ports(network_id=row.id):
                 servers.recompile_for_port(port.id)

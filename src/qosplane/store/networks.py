@@ -11,6 +11,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session
 from qosplane.model.errors import Conflict, InvalidInput, NotFound, RevisionMismatch
 from qosplane.store.database import fetch
 from qosplane.store.tables import NetworkRow, PortIpRow, PortRow, QosPolicyRow, SubnetRow
+
+BoundRow = TypeVar("BoundRow", NetworkRow, PortRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +80,10 @@ class NetworkRepository:
             query = query.where(NetworkRow.name == name)
         return list(self.session.scalars(query))
 
-    def set_network_policy(self, network_id: str, qos_policy_id: str | None) -> NetworkRow:
-        row = self.network(network_id)
-        if qos_policy_id is not None:
-            self._policy_exists(qos_policy_id)
-        row.qos_policy_id = qos_policy_id
-        row.revision_number += 1
-        self.session.flush()
-        return row
+    def set_network_policy(
+        self, network_id: str, qos_policy_id: str | None, if_revision: int | None = None
+    ) -> NetworkRow:
+        return self._bind_policy(NetworkRow, network_id, "Network", qos_policy_id, if_revision)
 
     def delete_network(self, network_id: str) -> None:
         row = self.network(network_id)
@@ -236,9 +235,24 @@ class NetworkRepository:
     def set_port_policy(
         self, port_id: str, qos_policy_id: str | None, if_revision: int | None = None
     ) -> PortRow:
-        row = self.port(port_id)
+        return self._bind_policy(PortRow, port_id, "Port", qos_policy_id, if_revision)
+
+    def _bind_policy(
+        self,
+        row_type: type[BoundRow],
+        key: str,
+        kind: str,
+        qos_policy_id: str | None,
+        if_revision: int | None,
+    ) -> BoundRow:
+        """Bind (or unbind) a QoS policy and bump the revision. The row is locked for the
+        compare-and-bump (FOR UPDATE on PostgreSQL; SQLite serialises writers), so two
+        If-Match writers holding the same revision cannot both succeed."""
+        row = self.session.get(row_type, key, with_for_update=True)
+        if row is None:
+            raise NotFound(kind, key)
         if if_revision is not None and if_revision != row.revision_number:
-            raise RevisionMismatch("port", port_id, if_revision, row.revision_number)
+            raise RevisionMismatch(kind.lower(), key, if_revision, row.revision_number)
         if qos_policy_id is not None:
             self._policy_exists(qos_policy_id)
         row.qos_policy_id = qos_policy_id
