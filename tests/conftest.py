@@ -11,9 +11,14 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from starlette.testclient import TestClient
 
+from qosplane.api.app import build_app
+from qosplane.api.auth import TokenSigner
+from qosplane.api.common import AdminAccount, Services
 from qosplane.compiler.plan import HostPlan, compile_plan
 from qosplane.openstack.case import case_from_mapping
+from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -68,3 +73,24 @@ def pg_url() -> Iterator[str]:
             yield PG_URL.rsplit("/", 1)[0] + "/" + name
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+SECRET = b"k" * 32
+ADMIN = AdminAccount("admin-user-id", "s3cret", "admin-project-id")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The API on SQLite and on PostgreSQL (see tests/test_store.py for the skip rule)."""
+    if request.param == "sqlite":
+        engine = make_engine(sqlite_url(tmp_path / "api.db"))
+    else:
+        engine = make_engine(request.getfixturevalue("pg_url"))
+        downgrade(engine)
+    upgrade(engine)
+    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
+    with TestClient(app, raise_server_exceptions=True) as c:
+        yield c
+    if request.param == "postgresql":
+        downgrade(engine)
+    engine.dispose()

@@ -3,7 +3,6 @@ error paths, in each service's own error shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,29 +13,11 @@ from starlette.testclient import TestClient
 
 from qosplane.api.app import build_app
 from qosplane.api.auth import Context, TokenSigner, utcnow
-from qosplane.api.common import AdminAccount, Services
-from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
+from qosplane.api.common import Services
+from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
+from tests.conftest import ADMIN, SECRET
 
-SECRET = b"k" * 32
-ADMIN = AdminAccount("admin-user-id", "s3cret", "admin-project-id")
 NOVA = {"OpenStack-API-Version": "compute 2.96"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    """The API on SQLite and on PostgreSQL (see tests/test_store.py for the skip rule)."""
-    if request.param == "sqlite":
-        engine = make_engine(sqlite_url(tmp_path / "api.db"))
-    else:
-        engine = make_engine(request.getfixturevalue("pg_url"))
-        downgrade(engine)
-    upgrade(engine)
-    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
-    with TestClient(app, raise_server_exceptions=True) as c:
-        yield c
-    if request.param == "postgresql":
-        downgrade(engine)
-    engine.dispose()
 
 
 def token(client: TestClient) -> dict[str, str]:

@@ -217,9 +217,24 @@ def test_seed_servers_ports_and_plans(cloud: Cloud, tmp_path: Path) -> None:
         cloud.ok(f"subnet create --network {net} --subnet-range {cidr} {net}-subnet")
     nets = "--network mplane_vlan11 --network provider_test15 --network provider_test16"
     common = f"--key-name sshkey_test --image rhel7 --security-group sg_test {nets} --availability-zone az_vlan"
+    # Zones come from aggregates of registered hosts, as in Nova: az_vlan does not exist yet.
+    early = cloud.run(f"server create --flavor m1.normal {common} vm_early")
+    assert early.returncode == 1
+    assert "The requested availability zone is not available" in early.stderr
+    hosts = cloud.ok("hypervisor list -f value -c 'Hypervisor Hostname' -c State").split()
+    assert hosts[1:] == ["up"]
+    agg = cloud.json("aggregate create --zone az_vlan agg_vlan")
+    assert agg["availability_zone"] == "az_vlan"
+    cloud.ok(f"aggregate add host agg_vlan {hosts[0]}")
+    assert cloud.json("aggregate show agg_vlan")["hosts"] == [hosts[0]]
+    zones = cloud.ok(
+        "availability zone list --compute --long -f value -c 'Zone Name' -c 'Host Name'"
+    )
+    assert f"az_vlan {hosts[0]}" in zones
     normal = cloud.json(f"server create --wait --flavor m1.normal {common} vm_normal")
     assert normal["status"] == "ACTIVE"
     assert normal["OS-EXT-AZ:availability_zone"] == "az_vlan"
+    assert normal["OS-EXT-SRV-ATTR:host"] == hosts[0]
     addresses = normal["addresses"]
     assert isinstance(addresses, dict)
     assert sorted(addresses) == ["mplane_vlan11", "provider_test15", "provider_test16"]
@@ -329,3 +344,32 @@ def test_identity_admin_commands_and_a_member_is_refused(cloud: Cloud) -> None:
     ).run("flavor list")
     assert bad.returncode == 1
     assert "401" in bad.stderr
+
+
+def test_private_flavor_access_detach_and_deletes(cloud: Cloud) -> None:
+    """Runs after the identity test: project demo and its member alice exist."""
+    alice = Cloud(
+        {**cloud.env, "OS_USERNAME": "alice", "OS_PASSWORD": "pw-alice", "OS_PROJECT_NAME": "demo"}
+    )
+    cloud.ok("flavor create --private --ram 512 --disk 1 --vcpus 1 m1.private")
+    assert "m1.private" not in alice.ok("flavor list -f value -c Name")
+    cloud.ok("flavor set --project demo m1.private")
+    demo_id = cloud.json("project show demo")["id"]
+    assert cloud.json("flavor show m1.private")["access_project_ids"] == [demo_id]
+    assert "m1.private" in alice.ok("flavor list -f value -c Name")
+    cloud.ok("flavor unset --project demo m1.private")
+    assert "m1.private" not in alice.ok("flavor list -f value -c Name")
+
+    refused = cloud.run("volume delete vol-qos")
+    assert refused.returncode == 1
+    assert cloud.json("volume show vol-qos")["status"] == "in-use"
+    cloud.ok("server remove volume vm_resquota vol-qos")
+    assert cloud.json("volume show vol-qos")["status"] == "available"
+    assert "vdb" not in server_plan(cloud, "vm_resquota")["qemu_drives"]
+    cloud.ok("volume delete vol-qos")
+    assert "vol-qos" not in cloud.ok("volume list -f value -c Name")
+
+    ports_before = cloud.ok("port list -f value -c ID").split()
+    cloud.ok("server delete --wait vm_normal")
+    assert "vm_normal" not in cloud.ok("server list -f value -c Name").split()
+    assert len(cloud.ok("port list -f value -c ID").split()) == len(ports_before) - 3

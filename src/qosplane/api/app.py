@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from qosplane.api import compute, identity, image, network, networking, servers, volume
+from qosplane.api import (
+    compute,
+    hosts,
+    identity,
+    image,
+    network,
+    networking,
+    servers,
+    volume,
+)
 from qosplane.api.common import Services
 from qosplane.api.errors import error_body
+from qosplane.api.openapi import openapi_document
 from qosplane.model.errors import InvalidInput, NotFound, QosplaneError
+from qosplane.store.database import listen_host_changes
+from qosplane.store.hosts import HostRepository
 from qosplane.store.identity import IdentityRepository
 
 LOG = logging.getLogger("qosplane.api")
@@ -56,15 +72,40 @@ def build_app(services: Services) -> Starlette:
         IdentityRepository(s).bootstrap_admin(
             services.admin.user_id, services.admin.project_id, services.admin.password
         )
+        HostRepository(s).ensure(services.local_host)
+    services.db.on_hosts_changed(services.watch.changed)
     routes = (
         identity.routes(services)
         + compute.routes(services)
         + servers.routes(services)
+        + hosts.routes(services)
         + image.routes(services)
         + network.routes(services)
         + networking.routes(services)
         + volume.routes(services)
     )
-    return Starlette(
-        routes=routes, exception_handlers={HTTPException: _http_error, Exception: _unexpected}
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = listen_host_changes(services.db.engine, services.watch.changed, stop)
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=5)
+
+    document = openapi_document(routes)
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes.append(Route("/qosplane/v1/openapi.json", openapi, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
     )
+    app.state.services = services
+    return app

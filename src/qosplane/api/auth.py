@@ -31,6 +31,11 @@ class Context:
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
+    @property
+    def scope(self) -> str | None:
+        """The project whose resources this caller sees; None for an admin (all)."""
+        return None if self.is_admin else self.project_id
+
     def require_admin(self, action: str) -> None:
         if not self.is_admin:
             raise Forbidden(f"Policy doesn't allow {action} to be performed.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.errors import error_response
+from qosplane.api.watch import HostWatch
 from qosplane.model.errors import InvalidInput, QosplaneError
 from qosplane.store.database import Database
 
@@ -30,7 +31,10 @@ class Services:
     db: Database
     signer: TokenSigner
     admin: AdminAccount
-    local_host: str = "localhost"  # the host this process's servers are placed on
+    # The all-in-one's own host: registered at start-up so servers can be placed before
+    # any remote agent registers.
+    local_host: str = "localhost"
+    watch: HostWatch = field(default_factory=HostWatch)
 
 
 Handler = Callable[[Request, "Services"], Awaitable[Response]]
@@ -45,7 +49,7 @@ async def json_body(request: Request, key: str | None = None) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "body", raw[:80].decode(errors="replace"), "a JSON object", str(exc)
         ) from None

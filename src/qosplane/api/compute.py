@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
-from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor
 from qosplane.store.flavors import FlavorRepository
@@ -94,15 +94,11 @@ def flavor_json(
 
 def _int_field(body: dict[str, Any], key: str, default: int | None, minimum: int) -> int:
     value = body.get(key, default)
-    if value is None or isinstance(value, bool):
-        raise InvalidInput(f"flavor.{key}", value, f"an integer >= {minimum}", "required")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"flavor.{key}", value, f"an integer >= {minimum}") from None
-    if number < minimum:
-        raise InvalidInput(f"flavor.{key}", value, f"an integer >= {minimum}")
-    return number
+    if value is None:
+        raise InvalidInput(
+            f"flavor.{key}", value, f"an integer from {minimum} to {INT32_MAX}", "required"
+        )
+    return parse_int(f"flavor.{key}", value, minimum, INT32_MAX)
 
 
 async def create_flavor(request: Request, services: Services) -> Response:
@@ -155,10 +151,15 @@ async def list_flavors(request: Request, services: Services) -> Response:
     detail = request.url.path.rstrip("/").endswith("/detail")
     with services.db.transaction() as s:
         repo = FlavorRepository(s)
-        rows = [(f, repo.is_public(f.id)) for f in repo.list()]
+        rows = [(f, repo.is_public(f.id), repo.can_use(f.id, ctx.scope)) for f in repo.list()]
     out = []
-    for flavor, public in rows:
-        if wanted is not None and public != wanted:
+    for flavor, public, usable in rows:
+        # Admins filter with is_public; a project sees the public flavors and the private
+        # ones shared with it, whatever it asks (Nova's flavor query for non-admins).
+        if ctx.is_admin:
+            if wanted is not None and public != wanted:
+                continue
+        elif not usable:
             continue
         if detail:
             out.append(flavor_json(request, flavor, public, ver))
@@ -174,11 +175,13 @@ async def list_flavors(request: Request, services: Services) -> Response:
 
 
 async def show_flavor(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     ver = requested_version(request)
     with services.db.transaction() as s:
         repo = FlavorRepository(s)
         flavor = repo.get(request.path_params["flavor_id"])
+        if not repo.can_use(flavor.id, ctx.scope):
+            raise NotFound("flavor", flavor.id)
         public = repo.is_public(flavor.id)
     return ok({"flavor": flavor_json(request, flavor, public, ver)})
 
@@ -191,18 +194,36 @@ async def delete_flavor(request: Request, services: Services) -> Response:
 
 
 async def flavor_access(request: Request, services: Services) -> Response:
-    context(request, services)
+    context(request, services).require_admin("os_compute_api:os-flavor-access")
     with services.db.transaction() as s:
         repo = FlavorRepository(s)
         flavor = repo.get(request.path_params["flavor_id"])
         if repo.is_public(flavor.id):
-            raise InvalidInput(
-                "flavor",
-                flavor.id,
-                "a private flavor",
-                "access list does not apply to a public flavor",
-            )
-    return ok({"flavor_access": []})
+            raise NotFound("Access list", "for a public flavor (not available)")
+        projects = repo.projects_with_access(flavor.id)
+    return ok({"flavor_access": [{"flavor_id": flavor.id, "tenant_id": p} for p in projects]})
+
+
+async def flavor_action(request: Request, services: Services) -> Response:
+    """addTenantAccess / removeTenantAccess: `flavor set|unset --project`."""
+    ctx = context(request, services)
+    body = await json_body(request)
+    if len(body) != 1 or next(iter(body)) not in ("addTenantAccess", "removeTenantAccess"):
+        raise InvalidInput("action", sorted(body), "addTenantAccess or removeTenantAccess")
+    action, args = next(iter(body.items()))
+    ctx.require_admin(f"os_compute_api:os-flavor-access:{action}")
+    tenant = args.get("tenant") if isinstance(args, dict) else None
+    if not isinstance(tenant, str) or not 1 <= len(tenant) <= 255:
+        raise InvalidInput(f"{action}.tenant", tenant, "a project id")
+    with services.db.transaction() as s:
+        repo = FlavorRepository(s)
+        flavor = repo.get(request.path_params["flavor_id"])
+        if action == "addTenantAccess":
+            repo.add_access(flavor.id, tenant)
+        else:
+            repo.remove_access(flavor.id, tenant)
+        projects = repo.projects_with_access(flavor.id)
+    return ok({"flavor_access": [{"flavor_id": flavor.id, "tenant_id": p} for p in projects]})
 
 
 async def get_extra_specs(request: Request, services: Services) -> Response:
@@ -257,6 +278,7 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/flavors/{flavor_id}", w(show_flavor), methods=["GET"]),
         Route(base + "/flavors/{flavor_id}", w(delete_flavor), methods=["DELETE"]),
         Route(base + "/flavors/{flavor_id}/os-flavor-access", w(flavor_access), methods=["GET"]),
+        Route(base + "/flavors/{flavor_id}/action", w(flavor_action), methods=["POST"]),
         Route(base + "/flavors/{flavor_id}/os-extra_specs", w(get_extra_specs), methods=["GET"]),
         Route(base + "/flavors/{flavor_id}/os-extra_specs", w(set_extra_specs), methods=["POST"]),
         Route(

@@ -13,6 +13,7 @@ from qosplane.api.common import Services, base_url, context, empty, json_body, o
 from qosplane.model.errors import InvalidInput
 from qosplane.store.records import RecordRepository
 
+VISIBILITIES = ("public", "private", "shared", "community")
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 
 
@@ -40,12 +41,17 @@ async def create_image(request: Request, services: Services) -> Response:
     disk_format = body.get("disk_format", "raw")
     if disk_format not in DISK_FORMATS:
         raise InvalidInput("disk_format", disk_format, "one of " + ", ".join(DISK_FORMATS))
+    visibility = body.get("visibility", "shared")
+    if visibility not in VISIBILITIES:
+        raise InvalidInput("visibility", visibility, "one of " + ", ".join(VISIBILITIES))
+    if visibility == "public":
+        ctx.require_admin('"publicize_image"')
     image_id = str(body.get("id") or uuid.uuid4())
     image: dict[str, Any] = {
         "id": image_id,
         "name": name,
         "status": "queued",
-        "visibility": body.get("visibility", "shared"),
+        "visibility": visibility,
         "disk_format": disk_format,
         "container_format": body.get("container_format", "bare"),
         "owner": ctx.project_id,
@@ -65,26 +71,26 @@ async def create_image(request: Request, services: Services) -> Response:
 
 
 async def list_images(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     name = request.query_params.get("name")
     with services.db.transaction() as s:
-        repo = RecordRepository(s, "image")
+        repo = RecordRepository(s, "image", ctx.scope)
         images = repo.find(name) if name is not None else repo.list()
     return ok({"images": images, "schema": "/v2/schemas/images", "first": "/v2/images"})
 
 
 async def show_image(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        return ok(RecordRepository(s, "image").get(request.path_params["image_id"]))
+        return ok(RecordRepository(s, "image", ctx.scope).get(request.path_params["image_id"]))
 
 
 async def upload_image(request: Request, services: Services) -> Response:
     """Image data is not kept (records only); the upload marks the image active."""
-    context(request, services)
+    ctx = context(request, services)
     image_id = request.path_params["image_id"]
     with services.db.transaction() as s:
-        repo = RecordRepository(s, "image")
+        repo = RecordRepository(s, "image", ctx.scope)
         image = repo.get(image_id)
         image["status"] = "active"
         repo.update(image_id, image)
@@ -92,9 +98,9 @@ async def upload_image(request: Request, services: Services) -> Response:
 
 
 async def delete_image(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        RecordRepository(s, "image").delete(request.path_params["image_id"])
+        RecordRepository(s, "image", ctx.scope).delete(request.path_params["image_id"])
     return empty(204)
 
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
-from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
 from qosplane.model.network_qos import (
     NEUTRON_INT_MAX,
     RULE_TYPES,
@@ -37,10 +37,7 @@ def if_match(request: Request) -> int | None:
     if header is None:
         return None
     value = header.strip().removeprefix("revision_number=")
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidInput("If-Match", header, "revision_number=<integer>") from None
+    return parse_int("If-Match revision_number", value, 0, INT32_MAX)
 
 
 def rule_json(rule: Rule, policy_id: str) -> dict[str, Any]:

@@ -348,20 +348,20 @@ async def create_sg(request: Request, services: Services) -> Response:
 
 
 async def list_sgs(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     name = request.query_params.get("name")
     with services.db.transaction() as s:
-        repo = RecordRepository(s, "security_group")
+        repo = RecordRepository(s, "security_group", ctx.scope)
         sgs = repo.find(name) if name is not None else repo.list()
     return ok({"security_groups": sgs})
 
 
 async def show_sg(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
         return ok(
             {
-                "security_group": RecordRepository(s, "security_group").get(
+                "security_group": RecordRepository(s, "security_group", ctx.scope).get(
                     request.path_params["sg_id"]
                 )
             }

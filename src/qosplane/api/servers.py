@@ -22,6 +22,7 @@ from qosplane.api.compute import requested_version
 from qosplane.api.networking import visible_network
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.store.flavors import FlavorRepository
+from qosplane.store.hosts import HostRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.servers import ServerRepository
@@ -37,7 +38,6 @@ FATAL_PLAN_ERRORS = frozenset(
         "cpu_quota_out_of_range",
     }
 )
-DEFAULT_ZONE = "nova"
 
 
 def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) -> dict[str, Any]:
@@ -158,9 +158,12 @@ async def create_server(request: Request, services: Services) -> Response:
         isinstance(n, dict) and isinstance(n.get("uuid"), str) for n in nets
     ):
         raise InvalidInput("server.networks", nets, 'a list of {"uuid": network id}')
-    zone = body.get("availability_zone") or DEFAULT_ZONE
-    if not isinstance(zone, str):
-        raise InvalidInput("server.availability_zone", zone, "a zone name")
+    zone_ref = body.get("availability_zone")
+    if zone_ref is not None and (not isinstance(zone_ref, str) or not zone_ref):
+        raise InvalidInput("server.availability_zone", zone_ref, "a zone name, or zone:host")
+    zone, _, forced_host = (zone_ref or "").partition(":")
+    if forced_host:
+        ctx.require_admin("os_compute_api:servers:create:forced_host")
     key_name = body.get("key_name")
     groups = body.get("security_groups") or []
     if not isinstance(groups, list) or not all(
@@ -169,24 +172,30 @@ async def create_server(request: Request, services: Services) -> Response:
         raise InvalidInput("server.security_groups", groups, 'a list of {"name": id or name}')
     with services.db.transaction() as s:
         try:
-            FlavorRepository(s).get(flavor_ref)
+            usable = FlavorRepository(s).can_use(flavor_ref, ctx.scope)
         except NotFound:
-            raise InvalidInput(
-                "server.flavorRef", flavor_ref, "the id of an existing flavor"
-            ) from None
+            usable = False
+        if not usable:
+            raise InvalidInput("server.flavorRef", flavor_ref, "the id of a flavor you may use")
         if image_ref:
             try:
-                RecordRepository(s, "image").get(image_ref)
+                RecordRepository(s, "image", ctx.scope).get(image_ref)
             except NotFound:
                 raise InvalidInput(
                     "server.imageRef", image_ref, "the id of an existing image"
                 ) from None
-        if key_name is not None and not RecordRepository(s, "keypair").find(key_name):
-            raise InvalidInput("server.key_name", key_name, "the name of an existing keypair")
-        sg_repo = RecordRepository(s, "security_group")
+        if key_name is not None:
+            try:
+                RecordRepository(s, "keypair", ctx.user_id).named(key_name)
+            except NotFound:
+                raise InvalidInput(
+                    "server.key_name", key_name, "the name of one of your keypairs"
+                ) from None
+        sg_repo = RecordRepository(s, "security_group", ctx.scope)
         sg_ids = [_lookup(sg_repo, g["name"], "security group")["id"] for g in groups]
         for n in nets:
             visible_network(NetworkRepository(s), ctx, n["uuid"])
+        placement = HostRepository(s).place(zone or None, forced_host or None)
         repo = ServerRepository(s)
         row = repo.create(
             name=name,
@@ -195,8 +204,8 @@ async def create_server(request: Request, services: Services) -> Response:
             flavor_id=flavor_ref,
             image_id=image_ref,
             key_name=key_name,
-            availability_zone=zone,
-            host=services.local_host,
+            availability_zone=placement.zone,
+            host=placement.host,
             networks=[n["uuid"] for n in nets],
             security_groups=sg_ids,
         )
@@ -267,40 +276,33 @@ async def create_keypair(request: Request, services: Services) -> Response:
         "type": body.get("type", "ssh"),
     }
     with services.db.transaction() as s:
-        RecordRepository(s, "keypair").create(name, name, ctx.project_id, keypair, unique_name=True)
+        RecordRepository(s, "keypair", ctx.user_id).create(
+            f"{ctx.user_id}/{name}", name, ctx.user_id, keypair, unique_name=True
+        )
     return ok({"keypair": keypair})
 
 
 async def list_keypairs(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        return ok({"keypairs": [{"keypair": k} for k in RecordRepository(s, "keypair").list()]})
+        keypairs = RecordRepository(s, "keypair", ctx.user_id).list()
+    return ok({"keypairs": [{"keypair": k} for k in keypairs]})
 
 
 async def show_keypair(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        return ok({"keypair": RecordRepository(s, "keypair").get(request.path_params["name"])})
+        keypair = RecordRepository(s, "keypair", ctx.user_id).named(request.path_params["name"])
+    return ok({"keypair": keypair})
 
 
 async def delete_keypair(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        RecordRepository(s, "keypair").delete(request.path_params["name"])
+        RecordRepository(s, "keypair", ctx.user_id).delete(
+            f"{ctx.user_id}/{request.path_params['name']}"
+        )
     return empty(202)
-
-
-async def list_zones(request: Request, services: Services) -> Response:
-    context(request, services)
-    with services.db.transaction() as s:
-        zones = sorted({r.availability_zone for r in ServerRepository(s).find()} | {DEFAULT_ZONE})
-    return ok(
-        {
-            "availabilityZoneInfo": [
-                {"zoneName": z, "zoneState": {"available": True}, "hosts": None} for z in zones
-            ]
-        }
-    )
 
 
 async def attach_volume(request: Request, services: Services) -> Response:
@@ -345,6 +347,42 @@ async def attach_volume(request: Request, services: Services) -> Response:
     return ok({"volumeAttachment": out})
 
 
+async def detach_volume(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        servers = ServerRepository(s)
+        row = servers.get(request.path_params["server_id"])
+        if row.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("Server", row.id)
+        VolumeRepository(s).detach(request.path_params["volume_id"], row.id)
+        servers.recompile(row)
+    return empty(202)
+
+
+async def list_attachments(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        servers = ServerRepository(s)
+        row = servers.get(request.path_params["server_id"])
+        if row.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("Server", row.id)
+        volumes = VolumeRepository(s).attached_to(row.id)
+        targets = list(servers.plan(row.id)["qemu_drives"])[-len(volumes) :] if volumes else []
+        out = [
+            {
+                "id": v.id,
+                "serverId": row.id,
+                "volumeId": v.id,
+                "device": f"/dev/{target}",
+                "tag": None,
+                "delete_on_termination": False,
+                "attachment_id": v.attachment_id,
+            }
+            for v, target in zip(volumes, targets, strict=True)
+        ]
+    return ok({"volumeAttachments": out})
+
+
 async def server_plan(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
@@ -382,10 +420,18 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/os-keypairs", w(create_keypair), methods=["POST"]),
         Route(base + "/os-keypairs/{name}", w(show_keypair), methods=["GET"]),
         Route(base + "/os-keypairs/{name}", w(delete_keypair), methods=["DELETE"]),
-        Route(base + "/os-availability-zone", w(list_zones), methods=["GET"]),
-        Route(base + "/os-availability-zone/detail", w(list_zones), methods=["GET"]),
         Route(
             base + "/servers/{server_id}/os-volume_attachments", w(attach_volume), methods=["POST"]
+        ),
+        Route(
+            base + "/servers/{server_id}/os-volume_attachments",
+            w(list_attachments),
+            methods=["GET"],
+        ),
+        Route(
+            base + "/servers/{server_id}/os-volume_attachments/{volume_id}",
+            w(detach_volume),
+            methods=["DELETE"],
         ),
         Route("/qosplane/v1/servers/{server_id}/plan", w(server_plan), methods=["GET"]),
     ]

@@ -274,6 +274,17 @@ async def show_volume(request: Request, services: Services) -> Response:
         return ok({"volume": volume_json(repo, row)})
 
 
+async def delete_volume(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        repo = VolumeRepository(s)
+        row = repo.volume(request.path_params["volume_id"])
+        if not ctx.is_admin and row.project_id != ctx.project_id:
+            raise NotFound("Volume", row.id)
+        repo.delete_volume(row.id)
+    return empty(202)
+
+
 def routes(services: Services) -> list[Route]:
     def w(handler: Any) -> Any:
         return wrap("volume", services, handler)
@@ -302,4 +313,5 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/volumes", w(create_volume), methods=["POST"]),
         Route(base + "/volumes/detail", w(list_volumes), methods=["GET"]),
         Route(base + "/volumes/{volume_id}", w(show_volume), methods=["GET"]),
+        Route(base + "/volumes/{volume_id}", w(delete_volume), methods=["DELETE"]),
     ]

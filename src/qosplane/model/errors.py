@@ -32,6 +32,12 @@ class Conflict(QosplaneError):
         super().__init__(f"{key}: {message}")
 
 
+# The largest integer the upstream databases store (Nova's db.MAX_INT, SQL INTEGER):
+# API integers that reach a column are bounded by it, so a bigger one is a 400, not an
+# overflow inside the database driver.
+INT32_MAX = 2**31 - 1
+
+
 def parse_int(
     key: str, value: object, minimum: int | None = None, maximum: int | None = None
 ) -> int:

@@ -182,6 +182,28 @@ def host_facts_from_case(body: object) -> HostFacts:
     )
 
 
+def host_facts_to_case(facts: HostFacts) -> dict[str, Any]:
+    """The case file's `host` mapping for `facts`: what an agent registers with, and what
+    `host_facts_from_case` reads back unchanged."""
+    return {
+        "hostname": facts.hostname,
+        "vif_type": facts.vif_type.value,
+        "ovs_bridge": facts.ovs_bridge,
+        "cgroup": facts.cgroup.value,
+        "libvirt_bandwidth": facts.libvirt_bandwidth.value,
+        "dscp_flows": facts.dscp_flows.value,
+        "nova_shares_default": facts.nova_shares_default.value,
+        "neutron_meter_bandwidth": facts.neutron_meter_bandwidth,
+        "virt_type": facts.virt_type,
+        "emulator": facts.emulator,
+        "machine_type": facts.machine_type,
+        "instances_path": facts.instances_path,
+        "nova_version": facts.nova_version,
+        "tcp_reference_rtt_ms": facts.tcp_reference_rtt_ms,
+        "physical_bridges": dict(facts.physical_bridges),
+    }
+
+
 def _bool(value: object, key: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(key, value, "true or false")

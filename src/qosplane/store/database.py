@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -59,16 +61,32 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
         command.downgrade(config, revision)
 
 
+HostsChanged = Callable[[frozenset[str]], None]
+NOTIFY_CHANNEL = "qosplane_hosts"
+LISTEN_POLL_S = 0.5  # how often the LISTEN thread checks whether it should stop
+
+
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._on_hosts_changed: list[HostsChanged] = []
+
+    def on_hosts_changed(self, listener: HostsChanged) -> None:
+        """Call `listener` with the hosts whose revision a transaction bumped, after it
+        commits (never for a rolled-back one): this is what wakes watching agents."""
+        self._on_hosts_changed.append(listener)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back if it raises."""
-        with self._sessions.begin() as session:
-            yield session
+        with self._sessions() as session:
+            with session.begin():
+                yield session
+            bumped = frozenset(session.info.pop("bumped_hosts", ()))
+        if bumped:
+            for listener in self._on_hosts_changed:
+                listener(bumped)
 
 
 def fetch(session: Session, row_type: type[T], key: object, kind: str) -> T:
@@ -77,3 +95,26 @@ def fetch(session: Session, row_type: type[T], key: object, kind: str) -> T:
     if row is None:
         raise NotFound(kind, str(key))
     return row
+
+
+def listen_host_changes(
+    engine: Engine, listener: HostsChanged, stop: threading.Event
+) -> threading.Thread | None:
+    """On PostgreSQL, a thread that LISTENs for host revision bumps committed by any API
+    worker and passes them to `listener` until `stop` is set. None on SQLite, where one
+    process owns the database and the in-process call after commit is enough."""
+    if engine.dialect.name != "postgresql":
+        return None
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def run() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            while not stop.is_set():
+                hosts = frozenset(n.payload for n in conn.notifies(timeout=LISTEN_POLL_S))
+                if hosts:
+                    listener(hosts)
+
+    thread = threading.Thread(target=run, name="qosplane-listen", daemon=True)
+    thread.start()
+    return thread

@@ -14,7 +14,7 @@ from qosplane.model.errors import Conflict, NotFound
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor, validate_extra_specs
 from qosplane.store.database import fetch
-from qosplane.store.tables import FlavorExtraSpecRow, FlavorRow
+from qosplane.store.tables import FlavorAccessRow, FlavorExtraSpecRow, FlavorRow, ServerRow
 
 
 def _to_model(row: FlavorRow, specs: Mapping[str, str]) -> Flavor:
@@ -69,6 +69,44 @@ class FlavorRepository:
     def is_public(self, flavor_id: str) -> bool:
         return self._row(flavor_id).is_public
 
+    def projects_with_access(self, flavor_id: str) -> list[str]:
+        return list(
+            self.session.scalars(
+                select(FlavorAccessRow.project_id)
+                .where(FlavorAccessRow.flavor_id == flavor_id)
+                .order_by(FlavorAccessRow.project_id)
+            )
+        )
+
+    def can_use(self, flavor_id: str, project_id: str | None) -> bool:
+        """Public flavors are everyone's; a private one is the admin's (None) and the
+        projects it was shared with."""
+        if self._row(flavor_id).is_public or project_id is None:
+            return True
+        return project_id in self.projects_with_access(flavor_id)
+
+    def add_access(self, flavor_id: str, project_id: str) -> None:
+        if self._row(flavor_id).is_public:
+            raise Conflict("addTenantAccess", "Can not add access to a public flavor.")
+        if project_id in self.projects_with_access(flavor_id):
+            raise Conflict(
+                "addTenantAccess",
+                f"Flavor access already exists for flavor {flavor_id} and project "
+                f"{project_id} combination.",
+            )
+        self.session.add(FlavorAccessRow(flavor_id=flavor_id, project_id=project_id))
+        self.session.flush()
+
+    def remove_access(self, flavor_id: str, project_id: str) -> None:
+        self._row(flavor_id)
+        if project_id not in self.projects_with_access(flavor_id):
+            raise NotFound("Flavor access", f"for flavor {flavor_id} and project {project_id}")
+        self.session.execute(
+            delete(FlavorAccessRow).where(
+                FlavorAccessRow.flavor_id == flavor_id, FlavorAccessRow.project_id == project_id
+            )
+        )
+
     def find_by_name(self, name: str) -> Flavor:
         row = self.session.scalar(select(FlavorRow).where(FlavorRow.name == name))
         if row is None:
@@ -104,7 +142,17 @@ class FlavorRepository:
         return self.get(flavor_id)
 
     def delete(self, flavor_id: str) -> None:
-        self.session.delete(self._row(flavor_id))
+        """Refused while servers use the flavor. Nova allows it (instances keep a copy), but
+        here a server's plan is recompiled from its flavor, so it must outlive them."""
+        row = self._row(flavor_id)
+        users = list(
+            self.session.scalars(select(ServerRow.name).where(ServerRow.flavor_id == flavor_id))
+        )
+        if users:
+            raise Conflict(
+                "flavor", f"flavor {flavor_id} is used by servers {', '.join(sorted(users))}"
+            )
+        self.session.delete(row)
 
     def _write_specs(self, flavor_id: str, specs: Mapping[str, str]) -> None:
         for key, value in specs.items():

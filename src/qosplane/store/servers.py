@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qosplane.compiler.plan import compile_plan
-from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import Instance, Port, Volume
 from qosplane.store.database import fetch
 from qosplane.store.flavors import FlavorRepository
+from qosplane.store.hosts import HostRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.tables import ServerRow
@@ -103,6 +103,7 @@ class ServerRepository:
             volume.attachment_id = None
         for port in self.networks.ports(device_id=server_id):
             self.networks.delete_port(port.id)
+        HostRepository(self.session).bump(row.host)  # the agent tears the instance down
         self.session.delete(row)
 
     def port_ids(self, row: ServerRow) -> list[str]:
@@ -151,11 +152,26 @@ class ServerRepository:
         )
 
     def recompile(self, row: ServerRow) -> dict[str, Any]:
-        plan = compile_plan(self.instance(row), HostFacts(hostname=row.host)).to_json()
+        """Compile the server's plan with its host's registered facts and bump both the
+        plan's and the host's revision, so the host's agent wakes and applies it."""
+        hosts = HostRepository(self.session)
+        plan = compile_plan(self.instance(row), hosts.facts(row.host)).to_json()
         row.plan_json = json.dumps(plan)
         row.plan_revision += 1
+        hosts.bump(row.host)
         self.session.flush()
         return plan
+
+    def record_report(self, row: ServerRow, report: dict[str, Any]) -> None:
+        """Keep the agent's report; a failed apply puts the server in ERROR, as a failed
+        spawn does in Nova, and a later successful one brings it back to ACTIVE."""
+        row.agent_report = json.dumps(report, sort_keys=True)
+        if report.get("plan_revision") == row.plan_revision:
+            row.status = "ERROR" if report.get("status") == "failed" else "ACTIVE"
+
+    def report(self, row: ServerRow) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(row.agent_report or "{}")
+        return out
 
     def plan(self, server_id: str) -> dict[str, Any]:
         row = self.get(server_id)

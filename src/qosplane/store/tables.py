@@ -38,6 +38,16 @@ class FlavorRow(Base):
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class FlavorAccessRow(Base):
+    """A project allowed to see and use a private flavor."""
+
+    __tablename__ = "flavor_access"
+    flavor_id: Mapped[str] = mapped_column(
+        ForeignKey("flavors.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
 class FlavorExtraSpecRow(Base):
     __tablename__ = "flavor_extra_specs"
     flavor_id: Mapped[str] = mapped_column(
@@ -175,6 +185,8 @@ class ServerRow(Base):
     plan_json: Mapped[str] = mapped_column(Text, default="")
     plan_revision: Mapped[int] = mapped_column(Integer, default=0)
     port_ids: Mapped[str] = mapped_column(Text, default="[]")  # in NIC order
+    # The agent's last report on this server: JSON {revision, status, rules: [...]}.
+    agent_report: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class QosSpecRow(Base):
@@ -237,3 +249,38 @@ class RoleAssignmentRow(Base):
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class HostRow(Base):
+    """A registered agent. `revision` counts changes to the desired state of its servers;
+    `applied_revision` is the last one the agent reported as converged."""
+
+    __tablename__ = "hosts"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)  # Nova's integer hypervisor id
+    facts: Mapped[str] = mapped_column(Text)  # JSON, the case file's `host` mapping
+    registered_at: Mapped[str] = mapped_column(String(32))
+    heartbeat_at: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    applied_revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AggregateRow(Base):
+    __tablename__ = "aggregates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    availability_zone: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    metadata_json: Mapped[str] = mapped_column("metadata", Text, default="{}")
+    created_at: Mapped[str] = mapped_column(String(32))
+
+
+class AggregateHostRow(Base):
+    __tablename__ = "aggregate_hosts"
+    aggregate_id: Mapped[int] = mapped_column(
+        ForeignKey("aggregates.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(
+        ForeignKey("hosts.name", ondelete="CASCADE"), primary_key=True
+    )

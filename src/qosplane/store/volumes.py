@@ -211,6 +211,31 @@ class VolumeRepository:
         self.session.flush()
         return row
 
+    def detach(self, volume_id: str, server_id: str) -> VolumeRow:
+        row = self.volume(volume_id)
+        if row.server_id != server_id:
+            raise NotFound("Volume attachment", f"of volume {volume_id} to server {server_id}")
+        row.status = "available"
+        row.server_id = None
+        row.attachment_id = None
+        row.attached_at = None
+        self.session.flush()
+        return row
+
+    def delete_volume(self, volume_id: str) -> None:
+        row = self.volume(volume_id)
+        if row.status == "in-use":
+            raise InvalidInput(
+                "volume",
+                volume_id,
+                "a volume that is not attached",
+                "Invalid volume: Volume status must be available or error or error_restoring "
+                "or error_extending or error_managing and must not be migrating, attached, "
+                "belong to a group, have snapshots, awaiting a transfer, or be disassociated "
+                "from snapshots after volume transfer",
+            )
+        self.session.delete(row)
+
     def attached_to(self, server_id: str) -> list[VolumeRow]:
         return list(
             self.session.scalars(
