@@ -94,3 +94,20 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     if request.param == "postgresql":
         downgrade(engine)
     engine.dispose()
+
+
+def require_root_and(*tools: str) -> None:
+    """Skip, saying why, unless running as root with `tools` installed; under CI=true a
+    missing requirement fails instead (.ci/run installs them)."""
+    import shutil
+
+    missing = [t for t in tools if shutil.which(t) is None]
+    reason = ""
+    if os.geteuid() != 0:
+        reason = "needs root (network namespaces, tc, cgroups)"
+    elif missing:
+        reason = f"needs {', '.join(missing)} (apt: see scripts/host-packages)"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run the host tests)")
+        pytest.skip(reason)

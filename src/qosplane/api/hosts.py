@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -281,7 +282,7 @@ def desired_state(services: Services, name: str, since: int) -> dict[str, Any] |
         row = repo.get(name)
         if row.revision == since:
             return row.revision
-        ServerRepository(s)
+        servers = ServerRepository(s)
         return {
             "host": name,
             "revision": row.revision,
@@ -292,6 +293,7 @@ def desired_state(services: Services, name: str, since: int) -> dict[str, Any] |
                     "name": r.name,
                     "plan_revision": r.plan_revision,
                     "plan": json.loads(r.plan_json),
+                    "ports": servers.wiring(r),
                 }
                 for r in repo.servers(name)
             ],
@@ -345,6 +347,7 @@ async def report(request: Request, services: Services) -> Response:
 
 
 async def server_status(request: Request, services: Services) -> Response:
+    """What the agent reported for the server and the last measurement of its limits."""
     ctx = context(request, services)
     with services.db.transaction() as s:
         servers = ServerRepository(s)
@@ -356,8 +359,23 @@ async def server_status(request: Request, services: Services) -> Response:
                 "server": {"id": row.id, "status": row.status, "host": row.host},
                 "plan_revision": row.plan_revision,
                 "report": servers.report(row),
+                "measurements": json.loads(row.measurements or "{}"),
             }
         )
+
+
+async def record_measurements(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("qosplane:servers:measure")
+    body = await json_body(request)
+    verdicts = body.get("verdicts")
+    if not isinstance(verdicts, list) or not all(isinstance(v, dict) for v in verdicts):
+        raise InvalidInput("verdicts", verdicts, "a list of verdict objects")
+    with services.db.transaction() as s:
+        row = ServerRepository(s).get(request.path_params["server_id"])
+        row.measurements = json.dumps(
+            {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "verdicts": verdicts}
+        )
+    return empty(204)
 
 
 def routes(services: Services) -> list[Route]:
@@ -385,4 +403,9 @@ def routes(services: Services) -> list[Route]:
         Route(native + "/{name}/watch", nova(watch), methods=["GET"]),
         Route(native + "/{name}/report", nova(report), methods=["PUT"]),
         Route("/qosplane/v1/servers/{server_id}/status", nova(server_status), methods=["GET"]),
+        Route(
+            "/qosplane/v1/servers/{server_id}/measurements",
+            nova(record_measurements),
+            methods=["PUT"],
+        ),
     ]

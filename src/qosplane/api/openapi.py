@@ -224,6 +224,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         },
     ),
     ("POST", "/qosplane/v1/hosts/{name}/heartbeat"): _obj(None, {"applied_revision": _INT}),
+    ("PUT", "/qosplane/v1/servers/{server_id}/measurements"): _obj(
+        None, {"verdicts": {"type": "array", "items": {"type": "object"}}}
+    ),
     ("PUT", "/qosplane/v1/hosts/{name}/report"): _obj(
         None,
         {

@@ -49,7 +49,12 @@ class QosplaneClient:
         self._token: str | None = None
 
     def _request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
@@ -59,7 +64,7 @@ class QosplaneClient:
             headers={"Content-Type": "application/json", **(headers or {})},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             payload = exc.read()
@@ -100,9 +105,55 @@ class QosplaneClient:
                 raise Unauthorized("the identity service returned no token")
         return self._token
 
+    def call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> Any:
+        """An authenticated request; a token that expired meanwhile is renewed once."""
+        for attempt in (1, 2):
+            try:
+                _, _, data = self._request(
+                    method, path, body, {"X-Auth-Token": self.token()}, timeout_s
+                )
+            except Unauthorized:
+                if attempt == 2:
+                    raise
+                self._token = None
+                continue
+            return json.loads(data) if data else None
+        raise AssertionError("unreachable")
+
     def get(self, path: str) -> Any:
-        _, _, body = self._request("GET", path, headers={"X-Auth-Token": self.token()})
-        return json.loads(body)
+        return self.call("GET", path)
+
+    # --- agents ---------------------------------------------------------------------
+    def register_host(self, name: str, facts: dict[str, Any]) -> dict[str, Any]:
+        host: dict[str, Any] = self.call(
+            "POST", "/qosplane/v1/hosts", {"host": {"name": name, "facts": facts}}
+        )["host"]
+        return host
+
+    def watch(self, host: str, since: int, timeout_s: float) -> dict[str, Any]:
+        """The host's desired state once its revision differs from `since`, or
+        `{"changed": false}` after `timeout_s`."""
+        state: dict[str, Any] = self.call(
+            "GET",
+            f"/qosplane/v1/hosts/{host}/watch?since={since}&timeout={int(timeout_s)}",
+            timeout_s=timeout_s + self.timeout_s,
+        )
+        return state
+
+    def report(self, host: str, revision: int, servers: list[dict[str, Any]]) -> None:
+        self.call(
+            "PUT", f"/qosplane/v1/hosts/{host}/report", {"revision": revision, "servers": servers}
+        )
+
+    def heartbeat(self, host: str) -> None:
+        self.call("POST", f"/qosplane/v1/hosts/{host}/heartbeat", {})
+
+    def server_status(self, server_id: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.get(f"/qosplane/v1/servers/{server_id}/status")
+        return status
+
+    def record_measurement(self, server_id: str, verdicts: list[dict[str, Any]]) -> None:
+        self.call("PUT", f"/qosplane/v1/servers/{server_id}/measurements", {"verdicts": verdicts})
 
     def server_plan(self, name_or_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self.get(f"/qosplane/v1/servers/{name_or_id}/plan")

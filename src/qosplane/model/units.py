@@ -255,6 +255,50 @@ def tc_size_bytes(value: Bytes) -> str:
     return f"{value}b"
 
 
+def tc_rate_bits(value: BitsPerSecond) -> str:
+    """A tc rate argument in bit/s, exact for any rate: `262144000bit`."""
+    return f"{value}bit"
+
+
+# tc prints rates with SI prefixes and sizes with binary ones (iproute2 tc/tc_util.c
+# sprint_rate / sprint_size); the agent reads them back to compare with what it wrote.
+_TC_RATE_UNITS = {"bit": 1, "Kbit": 1000, "Mbit": 1000**2, "Gbit": 1000**3, "Tbit": 1000**4}
+_TC_SIZE_UNITS = {"b": 1, "Kb": 1024, "Mb": 1024**2, "Gb": 1024**3}
+
+
+def parse_tc_rate_bits(text: str) -> BitsPerSecond:
+    """A rate as `tc class show` prints it (`262144Kbit`, `10Mbit`, `999bit`) in bit/s.
+
+    tc divides by 1000 while the rate is divisible or at least 1000 of the next unit, so a
+    printed rate can be up to 0.1% below the configured one."""
+    for suffix in sorted(_TC_RATE_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number = text.removesuffix(suffix)
+            return BitsPerSecond(round(float(number) * _TC_RATE_UNITS[suffix]))
+    raise ValueError(f"not a tc rate: {text!r}")
+
+
+def parse_tc_size_bytes(text: str) -> Bytes:
+    """A size as tc prints it (`1600b`, `125Kb`, `128Mb`) in bytes; tc rounds a size to Mb
+    when within 1 KiB of it and to Kb when within 16 bytes."""
+    for suffix in sorted(_TC_SIZE_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number = text.removesuffix(suffix)
+            return Bytes(round(float(number) * _TC_SIZE_UNITS[suffix]))
+    raise ValueError(f"not a tc size: {text!r}")
+
+
+def tcp_goodput_bits_per_s(rate_bits_per_s: BitsPerSecond, mtu_bytes: int = 1500) -> int:
+    """Steady TCP goodput through a shaper counting Ethernet frames: the payload share of a
+    full frame, (MTU - 40 IP/TCP - 12 timestamps) / (MTU + 14 Ethernet header).
+
+    For MTU 1500 that is 1448/1514 = 0.9564, measured on this kernel's htb to within 0.1%
+    (shared/reference/host-capabilities.md)."""
+    payload = mtu_bytes - 40 - 12
+    frame = mtu_bytes + 14
+    return rate_bits_per_s * payload // frame
+
+
 # --- Cinder -------------------------------------------------------------------------------
 
 

@@ -162,6 +162,35 @@ class ServerRepository:
         self.session.flush()
         return plan
 
+    def wiring(self, row: ServerRow) -> list[dict[str, Any]]:
+        """What a host needs to plug the server's ports in: per port (NIC order) its tap,
+        MAC, network, MTU and addresses with their prefix length and the subnet gateway."""
+        out = []
+        for port_id in self.port_ids(row):
+            port = self.networks.port(port_id)
+            net = self.networks.network(port.network_id)
+            addresses = []
+            for ip in self.networks.fixed_ips(port.id):
+                subnet = self.networks.subnet(ip.subnet_id)
+                prefix = subnet.cidr.split("/")[1]
+                addresses.append(
+                    {
+                        "address": f"{ip.ip_address}/{prefix}",
+                        "gateway": f"{subnet.gateway_ip}/{prefix}" if subnet.gateway_ip else None,
+                    }
+                )
+            out.append(
+                {
+                    "id": port.id,
+                    "tap": ("tap" + port.id)[:14],
+                    "mac": port.mac_address,
+                    "network_id": net.id,
+                    "mtu": net.mtu,
+                    "addresses": addresses,
+                }
+            )
+        return out
+
     def record_report(self, row: ServerRow, report: dict[str, Any]) -> None:
         """Keep the agent's report; a failed apply puts the server in ERROR, as a failed
         spawn does in Nova, and a later successful one brings it back to ACTIVE."""

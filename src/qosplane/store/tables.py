@@ -187,6 +187,8 @@ class ServerRow(Base):
     port_ids: Mapped[str] = mapped_column(Text, default="[]")  # in NIC order
     # The agent's last report on this server: JSON {revision, status, rules: [...]}.
     agent_report: Mapped[str] = mapped_column(Text, default="{}")
+    # `qosplane verify`'s last verdicts: JSON {measured_at, verdicts: [...]}.
+    measurements: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class QosSpecRow(Base):

@@ -1,0 +1,1 @@
+"""The host agent: watch desired state, reconcile, report. Decides retry vs report."""

@@ -1,0 +1,246 @@
+"""One reconcile pass on one host: desired -> observe -> compare -> act -> observe again.
+
+The pass is idempotent: on a converged host it observes, finds no drift and changes
+nothing. Everything it writes is derived from desired state and observation only, so an
+agent killed mid-pass and restarted simply converges on its next pass. A failure is
+retried here and nowhere else: a failing tc batch is re-run device by device so one bad
+device cannot block the others, and what still fails is reported, not swallowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qosplane.compiler.host_program import device_commands, host_program
+from qosplane.host.cgroups import Cgroups
+from qosplane.host.errors import HostError
+from qosplane.host.instances import Instances, PortWire
+from qosplane.host.nft import DscpMarking
+from qosplane.host.tc import TrafficControl
+from qosplane.model.host_state import (
+    Capabilities,
+    DeviceQos,
+    InstanceQos,
+    ObservedDevice,
+    Outcome,
+    RuleOutcome,
+)
+from qosplane.verify.drift import Drift, cpu_drift, device_drift
+
+
+@dataclass(frozen=True, slots=True)
+class HostDrivers:
+    instances: Instances
+    tc: TrafficControl
+    dscp: DscpMarking
+    cgroups: Cgroups
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One server as this host must run it."""
+
+    server_id: str
+    plan_revision: int
+    qos: InstanceQos
+    outcomes: tuple[RuleOutcome, ...]
+    ports: tuple[PortWire, ...]
+
+
+@dataclass
+class PassResult:
+    drift_before: list[Drift] = field(default_factory=list)
+    drift_after: list[Drift] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # instance -> what failed
+    removed: list[str] = field(default_factory=list)
+    commands: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.drift_before or self.removed or self.errors)
+
+
+def ports_of(server: Mapping[str, Any]) -> tuple[PortWire, ...]:
+    out = []
+    for port in server.get("ports", []):
+        addresses = tuple(a["address"] for a in port["addresses"])
+        gateways = [a["gateway"] for a in port["addresses"] if a.get("gateway")]
+        out.append(
+            PortWire(
+                tap=port["tap"],
+                mac=port["mac"],
+                network_id=port["network_id"],
+                addresses=addresses,
+                gateway=gateways[0] if gateways else None,
+                mtu_bytes=int(port.get("mtu") or 1500),
+            )
+        )
+    return tuple(out)
+
+
+def targets_of(servers: Sequence[Mapping[str, Any]], caps: Capabilities) -> list[Target]:
+    targets = []
+    for server in servers:
+        qos, outcomes = host_program(server["plan"], caps)
+        targets.append(
+            Target(server["id"], int(server["plan_revision"]), qos, outcomes, ports_of(server))
+        )
+    return targets
+
+
+class Reconciler:
+    def __init__(self, drivers: HostDrivers, caps: Capabilities) -> None:
+        self.d = drivers
+        self.caps = caps
+        self._marks: dict[str, int] = {}
+
+    # -- observe ---------------------------------------------------------------------
+    def observe_device(self, desired: DeviceQos) -> ObservedDevice:
+        tap = self.d.tc.observe(desired.device)
+        ifb = self.d.tc.observe(desired.ifb) if desired.from_instance is not None else None
+        return ObservedDevice(
+            qos=DeviceQos(
+                desired.device,
+                tap.root,
+                ifb.root if ifb is not None and ifb.exists else None,
+                self._marks.get(desired.device),
+            ),
+            exists=tap.exists,
+            redirect_to=tap.redirect_to,
+            root_htb=tap.root_htb,
+            ifb_root_htb=ifb is not None and ifb.root_htb,
+            other_qdiscs=tap.foreign,
+        )
+
+    def drift(self, targets: Sequence[Target]) -> list[Drift]:
+        self._marks = self.d.dscp.observe()
+        out: list[Drift] = []
+        for t in targets:
+            for device in t.qos.devices:
+                out += device_drift(t.qos.name, device, self.observe_device(device))
+            if t.qos.cpu is not None:
+                out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
+        return out
+
+    # -- act -------------------------------------------------------------------------
+    def _remove_stale(self, targets: Sequence[Target], result: PassResult) -> None:
+        wanted = {t.qos.name for t in targets}
+        for name in sorted(self.d.instances.names() - wanted):
+            self.d.instances.remove(name)
+            self.d.cgroups.remove(name)
+            result.removed.append(name)
+        wanted_ifbs = {d.ifb for t in targets for d in t.qos.devices if d.from_instance}
+        for ifb in sorted(self.d.instances.ifbs() - wanted_ifbs):
+            self.d.instances.remove_ifb(ifb)
+        for group in sorted(self.d.cgroups.groups() - wanted):
+            self.d.cgroups.remove(group)
+
+    def _device_lines(
+        self, targets: Sequence[Target], result: PassResult
+    ) -> list[tuple[str, list[str]]]:
+        per_device: list[tuple[str, list[str]]] = []
+        for t in targets:
+            for device in t.qos.devices:
+                if device.from_instance is not None:
+                    self.d.instances.ensure_ifb(device.ifb)
+                observed = self.observe_device(device)
+                if not observed.exists:
+                    result.errors[t.qos.name] = f"device {device.device} is missing"
+                    continue
+                lines = device_commands(device, observed)
+                if lines:
+                    per_device.append((t.qos.name, lines))
+        return per_device
+
+    def _tc(self, targets: Sequence[Target], result: PassResult) -> None:
+        per_device = self._device_lines(targets, result)
+        batch = [line for _, lines in per_device for line in lines]
+        result.commands += len(batch)
+        try:
+            self.d.tc.apply(batch)
+        except HostError:
+            # tc applied the batch up to its failing line. Isolate the failing device:
+            # observe again and apply each device's remaining lines on their own, so the
+            # others still converge in this pass.
+            for t in targets:
+                for name, lines in self._device_lines([t], result):
+                    try:
+                        self.d.tc.apply(lines)
+                    except HostError as exc:
+                        result.errors[name] = str(exc)
+
+    def converge(self, servers: Sequence[Mapping[str, Any]]) -> tuple[list[Target], PassResult]:
+        result = PassResult()
+        targets = targets_of(servers, self.caps)
+        self._marks = {}
+        try:
+            self._remove_stale(targets, result)
+        except HostError as exc:
+            result.errors["host"] = str(exc)
+        for t in targets:
+            try:
+                self.d.instances.ensure(t.qos.name, t.ports)
+            except HostError as exc:
+                result.errors[t.qos.name] = str(exc)
+        ready = [t for t in targets if t.qos.name not in result.errors]
+        result.drift_before = self.drift(ready)
+        if result.drift_before:
+            self._tc(ready, result)
+            marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
+            if marks != self._marks:
+                try:
+                    self.d.dscp.apply(marks)
+                except HostError as exc:
+                    result.errors["dscp"] = str(exc)
+            for t in ready:
+                if t.qos.cpu is not None and cpu_drift(
+                    t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group)
+                ):
+                    try:
+                        self.d.cgroups.apply(t.qos.cpu)
+                    except HostError as exc:
+                        result.errors[t.qos.name] = str(exc)
+            result.drift_after = self.drift(ready)
+        return targets, result
+
+
+def server_reports(
+    targets: Sequence[Target], result: PassResult, converged: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Per server: applied, partial (some limit cannot be enforced here) or failed, with
+    one line per rule saying which mechanism enforces it or why none does. What a pass
+    repairs on a server whose plan revision had already converged (`converged`: server id
+    -> plan revision) is drift, and is reported as such."""
+    reports = []
+    for t in targets:
+        failed = result.errors.get(t.qos.name) or result.errors.get("host")
+        remaining = [d for d in result.drift_after if d.instance == t.qos.name]
+        if failed or remaining:
+            status = "failed"
+        elif any(o.outcome is Outcome.NOT_ENFORCEABLE for o in t.outcomes):
+            status = "partial"
+        else:
+            status = "applied"
+        rules = [o.to_json() for o in t.outcomes]
+        if failed or remaining:
+            reason = failed or "; ".join(f"{d.device} {d.aspect}" for d in remaining)
+            for rule in rules:
+                if rule["status"] == Outcome.APPLIED.value:
+                    rule["status"], rule["reason"] = Outcome.FAILED.value, reason
+        reports.append(
+            {
+                "id": t.server_id,
+                "plan_revision": t.plan_revision,
+                "status": status,
+                "rules": rules,
+                "drift_repaired": [
+                    d.to_json()
+                    for d in result.drift_before
+                    if d.instance == t.qos.name and converged.get(t.server_id) == t.plan_revision
+                ],
+                "error": failed or "",
+            }
+        )
+    return reports

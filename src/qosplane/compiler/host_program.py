@@ -1,0 +1,248 @@
+"""From a plan's effective limits to what this host enforces, and the commands that get a
+device from what it shows to what it should show.
+
+The plan says what holds on the upstream stack (libvirt's htb and police, Neutron's OVS
+rows). A host agent enforces the same guest-relative limits with what its kernel has (the
+probe's Capabilities), and says for each limit which mechanism it used, or why none.
+Pure: no I/O; the agent observes, these functions decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qosplane.model.host_state import (
+    Capabilities,
+    CpuQos,
+    DeviceQos,
+    InstanceQos,
+    Mechanism,
+    ObservedDevice,
+    Outcome,
+    RuleOutcome,
+    Shaper,
+)
+from qosplane.model.units import BitsPerSecond, Bytes, tc_rate_bits, tc_size_bytes
+
+TO_GUEST = "ingress"
+FROM_GUEST = "egress"
+PFIFO_LIMIT_PACKETS = 1000  # an ifb's txqueuelen is 32: the leaf queue must not be
+
+
+def default_burst_bytes(rate_bits_per_s: BitsPerSecond) -> Bytes:
+    """htb's own default when no burst is given: one timer tick of the rate plus one
+    frame (rate / HZ + MTU, with HZ = 1000 and a 1514-byte frame)."""
+    return Bytes(rate_bits_per_s // 8 // 1000 + 1514)
+
+
+def _shaper(limit: Mapping[str, int], policer: bool) -> Shaper:
+    cap = BitsPerSecond(limit["rate_bits_per_s"])
+    burst = limit.get("burst_bytes")
+    if policer:
+        # A policer has no ceil: shape at the rate, with its bucket as the burst.
+        return Shaper(cap, cap, Bytes(burst) if burst else default_burst_bytes(cap))
+    guaranteed = BitsPerSecond(limit.get("guaranteed_bits_per_s", cap))
+    ceil = BitsPerSecond(limit.get("ceil_bits_per_s", cap))
+    return Shaper(guaranteed, ceil, Bytes(burst) if burst else default_burst_bytes(guaranteed))
+
+
+def _keep_stricter(fields: dict[str, Any], key: str, shaper: Shaper) -> None:
+    """One owner per device: when a flavor quota and a Neutron rule both limit the same
+    direction of a port, the host applies one shaper, the one with the lower cap."""
+    current = fields.get(key)
+    if current is None or shaper.ceil_bits_per_s < current.ceil_bits_per_s:
+        fields[key] = shaper
+
+
+_PLACEMENT_ONLY = {
+    "min_bandwidth": "minimum bandwidth is a placement guarantee here; no queue enforces it",
+    "min_packet_rate": "minimum packet rate is placement-only upstream as well",
+}
+
+
+def host_program(
+    plan: Mapping[str, Any], caps: Capabilities
+) -> tuple[InstanceQos, tuple[RuleOutcome, ...]]:
+    """The instance's desired host state and one outcome per effective limit of `plan`."""
+    name = str(plan["instance"]["name"])
+    devices: dict[str, dict[str, Any]] = {}
+    cpu: dict[str, int] = {}
+    outcomes: list[RuleOutcome] = []
+
+    def report(entry: Mapping[str, Any], outcome: Outcome, mechanism: str = "", **kw: Any) -> None:
+        outcomes.append(
+            RuleOutcome(
+                str(entry["kind"]),
+                device,
+                str(entry["direction"]),
+                outcome,
+                mechanism,
+                **kw,
+            )
+        )
+
+    for entry in plan["effective"]:
+        kind, direction = entry["kind"], entry["direction"]
+        # Upstream splits a port across tap, qvb and qvo devices; here the port is one
+        # host-side device, its tap, which then carries every limit of the port.
+        device = str(entry["device"])
+        if entry.get("port_id"):
+            device = ("tap" + str(entry["port_id"]))[:14]
+        limit: Mapping[str, int] | None = entry["limit"]
+        if limit is None:
+            report(entry, Outcome.NOT_ENFORCEABLE, reason="no layer of the plan holds it")
+            continue
+        if kind == "bandwidth" and direction == TO_GUEST:
+            if not caps.htb:
+                report(entry, Outcome.NOT_ENFORCEABLE, reason="this kernel has no htb")
+                continue
+            _keep_stricter(devices.setdefault(device, {}), "to_instance", _shaper(limit, False))
+            report(entry, Outcome.APPLIED, Mechanism.SHAPE_HTB.value)
+        elif kind == "bandwidth" and direction == FROM_GUEST:
+            if caps.ifb_mirred and caps.htb:
+                _keep_stricter(
+                    devices.setdefault(device, {}), "from_instance", _shaper(limit, True)
+                )
+                reason = "" if caps.tc_police else "tc police is not available: shaping instead"
+                report(entry, Outcome.APPLIED, Mechanism.SHAPE_IFB.value, reason=reason)
+            else:
+                report(
+                    entry,
+                    Outcome.NOT_ENFORCEABLE,
+                    reason="neither ifb+mirred nor tc police is available",
+                )
+        elif kind == "dscp" and direction == FROM_GUEST:
+            if caps.nft_netdev:
+                devices.setdefault(device, {})["dscp"] = int(limit["dscp"])
+                report(entry, Outcome.APPLIED, Mechanism.MARK_NFT.value)
+            else:
+                report(entry, Outcome.NOT_ENFORCEABLE, reason="nftables netdev is not available")
+        elif kind == "cpu_shares":
+            if caps.cgroup_v1_cpu:
+                cpu["shares"] = int(limit["weight"])
+                report(entry, Outcome.APPLIED, Mechanism.CGROUP_CPU.value)
+            else:
+                report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup v1 cpu controller")
+        elif kind == "cpu_quota":
+            if caps.cgroup_v1_cpu:
+                cpu["cfs_quota_us"] = int(limit["quota_us"])
+                cpu["cfs_period_us"] = int(limit["period_us"])
+                report(entry, Outcome.APPLIED, Mechanism.CGROUP_CPU.value)
+            else:
+                report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup v1 cpu controller")
+        elif kind in _PLACEMENT_ONLY:
+            report(entry, Outcome.NOT_ENFORCEABLE, reason=_PLACEMENT_ONLY[kind])
+        elif kind.startswith("disk"):
+            report(
+                entry,
+                Outcome.NOT_ENFORCEABLE,
+                reason="the netns instance driver has no QEMU block export yet",
+            )
+        else:
+            report(entry, Outcome.NOT_ENFORCEABLE, reason=f"no mechanism for {kind} {direction}")
+    qos = InstanceQos(
+        name=name,
+        devices=tuple(DeviceQos(device=d, **fields) for d, fields in sorted(devices.items())),
+        cpu=CpuQos(group=name, **cpu) if cpu else None,
+    )
+    return qos, tuple(outcomes)
+
+
+# --- tc commands ------------------------------------------------------------------------
+
+
+def _shaper_lines(dev: str, shaper: Shaper) -> list[str]:
+    return [
+        f"qdisc replace dev {dev} root handle 1: htb default 1",
+        f"class replace dev {dev} parent 1: classid 1:1 htb "
+        f"rate {tc_rate_bits(shaper.rate_bits_per_s)} ceil {tc_rate_bits(shaper.ceil_bits_per_s)} "
+        f"burst {tc_size_bytes(shaper.burst_bytes)}",
+        f"qdisc replace dev {dev} parent 1:1 handle 2: pfifo limit {PFIFO_LIMIT_PACKETS}",
+    ]
+
+
+def root_commands(
+    dev: str, desired: Shaper | None, observed: Shaper | None, htb_present: bool
+) -> list[str]:
+    """tc batch lines taking `dev`'s root from `observed` to `desired` (none when equal).
+
+    htb refuses `qdisc replace` of itself ("Change operation not supported"), so an
+    existing htb root keeps its qdisc and only its class changes; an htb root without our
+    class is deleted and rebuilt; any other root qdisc is replaced."""
+    if same_shaper(desired, observed) and (desired is None) == (not htb_present):
+        return []
+    if desired is None:
+        return [f"qdisc del dev {dev} root"] if htb_present else []
+    lines = _shaper_lines(dev, desired)
+    if htb_present and observed is not None:
+        return [lines[1]]
+    if htb_present:
+        return [f"qdisc del dev {dev} root", *lines]
+    return lines
+
+
+def redirect_commands(dev: str, ifb: str, wanted: bool, present: bool) -> list[str]:
+    """The ingress qdisc and u32 filter that steer everything `dev` receives (what the
+    instance sends) to `ifb`."""
+    if wanted == present:
+        return []
+    lines = [f"qdisc del dev {dev} ingress"] if present else []
+    if wanted:
+        lines += [
+            f"qdisc add dev {dev} handle ffff: ingress",
+            f"filter add dev {dev} parent ffff: protocol all prio 1 u32 match u32 0 0 "
+            f"action mirred egress redirect dev {ifb}",
+        ]
+    return lines
+
+
+def same_shaper(desired: Shaper | None, observed: Shaper | None) -> bool:
+    """Equal up to how tc reads back: rates within 0.1% (tc prints them divided by 1000),
+    bursts within 2% or 2 KiB (htb keeps a burst as a time at the rate, tc prints sizes
+    rounded to KiB or MiB)."""
+    if desired is None or observed is None:
+        return desired is observed
+
+    def close(a: int, b: int, rel: float, floor: int) -> bool:
+        return abs(a - b) <= max(rel * max(a, b), floor)
+
+    return (
+        close(desired.rate_bits_per_s, observed.rate_bits_per_s, 0.001, 1000)
+        and close(desired.ceil_bits_per_s, observed.ceil_bits_per_s, 0.001, 1000)
+        and close(desired.burst_bytes, observed.burst_bytes, 0.02, 2048)
+    )
+
+
+def device_commands(desired: DeviceQos, observed: ObservedDevice) -> list[str]:
+    """Every tc line for one device and its ifb; empty when the device is converged."""
+    lines = root_commands(
+        desired.device, desired.to_instance, observed.qos.to_instance, observed.root_htb
+    )
+    wanted = desired.from_instance is not None
+    lines += redirect_commands(
+        desired.device, desired.ifb, wanted, observed.redirect_to is not None
+    )
+    if wanted:
+        lines += root_commands(
+            desired.ifb, desired.from_instance, observed.qos.from_instance, observed.ifb_root_htb
+        )
+    return lines
+
+
+def dscp_ruleset(table: str, marks: Sequence[tuple[str, int]]) -> str:
+    """One nftables netdev table marking what each device receives from its instance;
+    loaded with `nft -f` it replaces the table atomically."""
+    lines = [f"table netdev {table}", f"delete table netdev {table}"]
+    if not marks:
+        return "\n".join(lines) + "\n"
+    lines.append(f"table netdev {table} {{")
+    for device, dscp in sorted(marks):
+        lines += [
+            f"  chain {device} {{",
+            f'    type filter hook ingress device "{device}" priority 0; policy accept;',
+            f"    ip dscp set {dscp}",
+            "  }",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"

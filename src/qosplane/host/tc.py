@@ -1,0 +1,195 @@
+"""Traffic control: apply a pass's tc lines in one `tc -batch` process, and read a device's
+shaping back in the desired state's terms.
+
+One process per pass, never one per command: `tc -batch` applies 1,000 operations in about
+0.05 s where 1,000 `tc` processes take about 8 s (shared/reference/host-capabilities.md).
+tc stops a batch at its first failing line; the lines the agent writes are idempotent
+(`replace`), so the next pass finishes what a failed one left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from qosplane.host.errors import HostError
+from qosplane.host.process import run
+from qosplane.model.host_state import Shaper
+from qosplane.model.units import BitsPerSecond, Bytes, parse_tc_rate_bits, parse_tc_size_bytes
+
+# qdiscs the kernel puts on a device by itself: not ours, not drift
+DEFAULT_QDISCS = frozenset({"noqueue", "pfifo_fast", "mq", "fq_codel", "noop"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTc:
+    exists: bool
+    root: Shaper | None = None  # htb 1: with class 1:1, as qosplane writes it
+    root_htb: bool = False  # htb 1: is the root qdisc, whatever its classes
+    redirect_to: str | None = None  # ingress u32 -> mirred redirect target
+    foreign: tuple[str, ...] = ()  # other qdiscs found (kind@parent)
+
+
+class TrafficControl(Protocol):
+    def apply(self, lines: Sequence[str]) -> None:
+        """Run tc batch lines, in order; HostError naming the failing line."""
+
+    def observe(self, device: str) -> DeviceTc: ...
+
+
+_CLASS = re.compile(
+    r"class htb 1:1 (?:root|parent 1:)\S*.*?rate (\S+) ceil (\S+) burst (\S+)", re.DOTALL
+)
+
+
+def parse_htb_class(text: str) -> Shaper | None:
+    """Class 1:1 from `tc class show` text (htb classes have no JSON output in iproute2
+    6.1)."""
+    match = _CLASS.search(text)
+    if match is None:
+        return None
+    rate, ceil, burst = match.groups()
+    return Shaper(
+        BitsPerSecond(parse_tc_rate_bits(rate)),
+        BitsPerSecond(parse_tc_rate_bits(ceil)),
+        Bytes(parse_tc_size_bytes(burst)),
+    )
+
+
+class RealTrafficControl:
+    """The kernel's tc, in network namespace `netns` (None: the agent's own)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+
+    def _tc(self, *args: str) -> list[str]:
+        return ["tc", *(["-n", self.netns] if self.netns else []), *args]
+
+    def apply(self, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        run(self._tc("-batch", "-"), input_text="\n".join(lines) + "\n")
+
+    def observe(self, device: str) -> DeviceTc:
+        try:
+            qdiscs = json.loads(run(self._tc("-j", "qdisc", "show", "dev", device)) or "[]")
+        except HostError as exc:
+            if "Cannot find device" in exc.detail:
+                return DeviceTc(exists=False)
+            raise
+        root_htb = any(
+            q.get("kind") == "htb" and q.get("root") and q.get("handle") == "1:" for q in qdiscs
+        )
+        ours = {("htb", "1:"), ("pfifo", "2:"), ("ingress", "ffff:")}
+        foreign = tuple(
+            f"{q['kind']}@{q.get('parent', 'root')}"
+            for q in qdiscs
+            if (q.get("kind"), q.get("handle")) not in ours and q.get("kind") not in DEFAULT_QDISCS
+        )
+        root = None
+        if root_htb:
+            root = parse_htb_class(run(self._tc("class", "show", "dev", device)))
+        redirect = None
+        if any(q.get("kind") == "ingress" for q in qdiscs):
+            filters = json.loads(
+                run(self._tc("-j", "filter", "show", "dev", device, "parent", "ffff:")) or "[]"
+            )
+            for f in filters:
+                for action in f.get("options", {}).get("actions", []):
+                    if action.get("kind") == "mirred" and action.get("mirred_action") == "redirect":
+                        redirect = action.get("to_dev")
+        return DeviceTc(
+            exists=True, root=root, root_htb=root_htb, redirect_to=redirect, foreign=foreign
+        )
+
+
+@dataclass
+class FakeDevice:
+    root: Shaper | None = None
+    root_htb: bool = False
+    ingress: bool = False
+    redirect_to: str | None = None
+
+
+@dataclass
+class FakeTrafficControl:
+    """An in-memory kernel for the lines qosplane writes, failing as tc does (unknown
+    device, deleting what is not there, adding what exists), stopping at the first error."""
+
+    devices: dict[str, FakeDevice] = field(default_factory=dict)
+    batches: int = 0
+
+    def add_device(self, name: str) -> None:
+        self.devices.setdefault(name, FakeDevice())
+
+    def remove_device(self, name: str) -> None:
+        self.devices.pop(name, None)
+
+    def apply(self, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        self.batches += 1
+        for number, line in enumerate(lines, 1):
+            try:
+                self._line(line.split())
+            except (KeyError, ValueError, IndexError) as exc:
+                raise HostError("tc -batch -", f"Command failed -:{number}: {exc}") from None
+
+    def _dev(self, words: list[str]) -> FakeDevice:
+        name = words[words.index("dev") + 1]
+        if name not in self.devices:
+            raise KeyError(f'Cannot find device "{name}"')
+        return self.devices[name]
+
+    def _line(self, w: list[str]) -> None:
+        dev = self._dev(w)
+        verb = w[:2]
+        if verb == ["qdisc", "replace"] and "root" in w and "htb" in w:
+            if dev.root_htb:
+                raise ValueError("Change operation not supported by specified qdisc.")
+            dev.root_htb = True
+        elif verb == ["class", "replace"]:
+            if not dev.root_htb:
+                raise ValueError("Specified class not found")
+            if parse_tc_rate_bits(w[w.index("rate") + 1]) == 0:
+                raise ValueError("Illegal 'rate'")
+            dev.root = Shaper(
+                BitsPerSecond(parse_tc_rate_bits(w[w.index("rate") + 1])),
+                BitsPerSecond(parse_tc_rate_bits(w[w.index("ceil") + 1])),
+                Bytes(parse_tc_size_bytes(w[w.index("burst") + 1])),
+            )
+        elif verb == ["qdisc", "replace"] and "pfifo" in w:
+            if dev.root is None:
+                raise ValueError("Specified class not found")
+        elif verb == ["qdisc", "del"] and w[-1] == "root":
+            if not dev.root_htb:
+                raise ValueError("Cannot delete qdisc with handle of zero")
+            dev.root, dev.root_htb = None, False
+        elif verb == ["qdisc", "add"] and w[-1] == "ingress":
+            if dev.ingress:
+                raise ValueError("Exclusivity flag on, cannot modify")
+            dev.ingress = True
+        elif verb == ["qdisc", "del"] and w[-1] == "ingress":
+            if not dev.ingress:
+                raise ValueError("Cannot find specified qdisc on specified device")
+            dev.ingress, dev.redirect_to = False, None
+        elif verb == ["filter", "add"] and "mirred" in w:
+            if not dev.ingress:
+                raise ValueError("Parent Qdisc doesn't exists")
+            target = w[w.index("redirect") + 2]
+            if target not in self.devices:
+                raise KeyError(f'Cannot find device "{target}"')
+            dev.redirect_to = target
+        else:
+            raise ValueError(f"unsupported by the fake: {' '.join(w)}")
+
+    def observe(self, device: str) -> DeviceTc:
+        dev = self.devices.get(device)
+        if dev is None:
+            return DeviceTc(exists=False)
+        return DeviceTc(
+            exists=True, root=dev.root, root_htb=dev.root_htb, redirect_to=dev.redirect_to
+        )

@@ -1,0 +1,1 @@
+"""Pure judgement: desired vs observed host state (drift), and measurement vs limit."""

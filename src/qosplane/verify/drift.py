@@ -1,0 +1,100 @@
+"""Desired vs observed: every difference the agent must repair, named so an operator can
+read it ("tc class rate on tap5f1c..." not "state differs")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qosplane.compiler.host_program import same_shaper
+from qosplane.model.host_state import CpuQos, DeviceQos, ObservedDevice, Shaper
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    instance: str
+    device: str  # tap name, ifb name or "cpu"
+    aspect: str  # "to-instance shaper", "from-instance redirect", "dscp mark", "cpu.shares"
+    desired: str
+    observed: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "instance": self.instance,
+            "device": self.device,
+            "aspect": self.aspect,
+            "desired": self.desired,
+            "observed": self.observed,
+        }
+
+
+def _text(shaper: Shaper | None) -> str:
+    if shaper is None:
+        return "none"
+    return (
+        f"rate {shaper.rate_bits_per_s} bit/s ceil {shaper.ceil_bits_per_s} bit/s "
+        f"burst {shaper.burst_bytes} bytes"
+    )
+
+
+def device_drift(instance: str, desired: DeviceQos, observed: ObservedDevice) -> list[Drift]:
+    if not observed.exists:
+        return [Drift(instance, desired.device, "device", "present", "missing")]
+    out: list[Drift] = []
+    if not same_shaper(desired.to_instance, observed.qos.to_instance):
+        out.append(
+            Drift(
+                instance,
+                desired.device,
+                "to-instance shaper (htb on the device)",
+                _text(desired.to_instance),
+                _text(observed.qos.to_instance),
+            )
+        )
+    wanted_redirect = desired.ifb if desired.from_instance is not None else None
+    if observed.redirect_to != wanted_redirect:
+        out.append(
+            Drift(
+                instance,
+                desired.device,
+                "from-instance redirect (ingress u32 mirred)",
+                wanted_redirect or "none",
+                observed.redirect_to or "none",
+            )
+        )
+    if desired.from_instance is not None and not same_shaper(
+        desired.from_instance, observed.qos.from_instance
+    ):
+        out.append(
+            Drift(
+                instance,
+                desired.ifb,
+                "from-instance shaper (htb on the ifb)",
+                _text(desired.from_instance),
+                _text(observed.qos.from_instance),
+            )
+        )
+    if desired.dscp != observed.qos.dscp:
+        out.append(
+            Drift(
+                instance,
+                desired.device,
+                "dscp mark (nftables)",
+                str(desired.dscp),
+                str(observed.qos.dscp),
+            )
+        )
+    return out
+
+
+def cpu_drift(instance: str, desired: CpuQos, observed: CpuQos | None) -> list[Drift]:
+    if observed is None:
+        return [Drift(instance, "cpu", "cgroup", desired.group, "missing")]
+    out = []
+    for key, want, have in (
+        ("cpu.shares", desired.shares, observed.shares),
+        ("cpu.cfs_quota_us", desired.cfs_quota_us, observed.cfs_quota_us),
+        ("cpu.cfs_period_us", desired.cfs_period_us, observed.cfs_period_us),
+    ):
+        if want is not None and want != have:
+            out.append(Drift(instance, "cpu", key, str(want), str(have)))
+    return out

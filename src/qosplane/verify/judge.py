@@ -1,0 +1,102 @@
+"""Measured vs configured: the expected value each limit should produce and the band a
+measurement must fall in (issue 4's bands: throughput within 5% of the TCP goodput at
+>= 10 Mbit/s, CPU ratio within 5%, disk within 3%; DSCP exact)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
+
+TEN_MBIT = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: str  # bandwidth, dscp, cpu_shares
+    device: str
+    direction: str
+    configured: str  # as configured, with its unit
+    expected: float
+    measured: float
+    unit: str
+    tolerance: float  # relative; 0 for exact
+    passed: bool
+    method: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "device": self.device,
+            "direction": self.direction,
+            "configured": self.configured,
+            "expected": self.expected,
+            "measured": self.measured,
+            "unit": self.unit,
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+            "method": self.method,
+        }
+
+
+def throughput_tolerance(rate_bits_per_s: int) -> float:
+    """5% at 10 Mbit/s and above; 10% below, where a few frames of burst weigh more."""
+    return 0.05 if rate_bits_per_s >= TEN_MBIT else 0.10
+
+
+def judge_throughput(
+    device: str,
+    direction: str,
+    rate_bits_per_s: BitsPerSecond,
+    measured_bits_per_s: float,
+    mtu_bytes: int = 1500,
+    method: str = "",
+) -> Verdict:
+    expected = tcp_goodput_bits_per_s(rate_bits_per_s, mtu_bytes)
+    tolerance = throughput_tolerance(rate_bits_per_s)
+    return Verdict(
+        "bandwidth",
+        device,
+        direction,
+        f"{rate_bits_per_s} bit/s",
+        float(expected),
+        measured_bits_per_s,
+        "bit/s",
+        tolerance,
+        abs(measured_bits_per_s - expected) <= tolerance * expected,
+        method,
+    )
+
+
+def judge_ratio(
+    kind: str, device: str, configured: str, expected: float, measured: float, method: str = ""
+) -> Verdict:
+    return Verdict(
+        kind,
+        device,
+        "",
+        configured,
+        expected,
+        measured,
+        "ratio",
+        0.05,
+        abs(measured - expected) <= 0.05 * expected,
+        method,
+    )
+
+
+def judge_exact(
+    kind: str, device: str, direction: str, expected: int, measured: int, unit: str, method: str
+) -> Verdict:
+    return Verdict(
+        kind,
+        device,
+        direction,
+        f"{expected} {unit}",
+        float(expected),
+        float(measured),
+        unit,
+        0.0,
+        expected == measured,
+        method,
+    )

@@ -1,0 +1,86 @@
+"""Host drivers for tests: the in-memory fakes, or the real drivers confined to a
+throwaway host namespace, name prefix and cgroup, all removed afterwards."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from qosplane.agent.reconcile import HostDrivers
+from qosplane.host.cgroups import FakeCgroups, RealCgroups
+from qosplane.host.instances import FakeInstances, RealInstances
+from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
+from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
+from tests.conftest import require_root_and
+
+HOST_TOOLS = ("ip", "tc", "nft")
+
+
+def fake_drivers() -> HostDrivers:
+    tc = FakeTrafficControl()
+    return HostDrivers(FakeInstances(tc=tc), tc, FakeDscpMarking(), FakeCgroups())
+
+
+@contextmanager
+def real_drivers() -> Iterator[HostDrivers]:
+    require_root_and(*HOST_TOOLS)
+    tag = uuid.uuid4().hex[:6]
+    host_ns = f"qptest-host-{tag}"
+    subprocess.run(["ip", "netns", "add", host_ns], check=True)
+    instances = RealInstances(prefix=f"qpt{tag}-", host_netns=host_ns)
+    cgroups = RealCgroups(root=f"qosplane-test-{tag}")
+    try:
+        yield HostDrivers(instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups)
+    finally:
+        for name in instances.names():
+            instances.remove(name)
+        for group in cgroups.groups():
+            cgroups.remove(group)
+        cgroups.remove_root()
+        leftovers = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=True
+        ).stdout
+        for line in leftovers.splitlines():
+            name = line.split()[0] if line.strip() else ""
+            if name.startswith(f"qpt{tag}-"):
+                subprocess.run(["ip", "netns", "del", name], check=False)
+        subprocess.run(["ip", "netns", "del", host_ns], check=False)
+
+
+@contextmanager
+def drivers(kind: str) -> Iterator[HostDrivers]:
+    if kind == "fake":
+        yield fake_drivers()
+    else:
+        with real_drivers() as real:
+            yield real
+
+
+def server_of(plan: dict[str, Any], server_id: str, net_prefix: str = "10.77") -> dict[str, Any]:
+    """The watch's server entry for a compiled case plan: ports from the plan's devices."""
+    port_ids = sorted(
+        {e["port_id"] for e in plan["effective"] if e.get("port_id")}
+        | {d["port_id"] for d in plan.get("ports", []) if "port_id" in d}
+    )
+    ports = []
+    for i, port_id in enumerate(port_ids):
+        net = f"net{i:02d}" + "0" * 30
+        ports.append(
+            {
+                "id": port_id,
+                "tap": ("tap" + port_id)[:14],
+                "mac": f"fa:16:3e:00:{i:02x}:{int(server_id[-2:], 16):02x}",
+                "network_id": net,
+                "mtu": 1500,
+                "addresses": [
+                    {
+                        "address": f"{net_prefix}.{i}.{10 + int(server_id[-2:], 16)}/24",
+                        "gateway": f"{net_prefix}.{i}.1/24",
+                    }
+                ],
+            }
+        )
+    return {"id": server_id, "plan_revision": 1, "plan": plan, "ports": ports}

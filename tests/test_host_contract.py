@@ -1,0 +1,155 @@
+"""The same reconcile scenarios against the in-memory fakes and the real drivers (root,
+in a throwaway namespace): converge, stay quiet, repair each kind of drift, remove what is
+no longer wanted, and finish what a killed pass left half-made."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
+from qosplane.host.cgroups import RealCgroups
+from qosplane.host.instances import RealInstances
+from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
+from tests.hostkit import drivers, server_of
+from tests.test_host_program import hybrid_plan
+
+CAPS = Capabilities(htb=True, ifb_mirred=True, nft_netdev=True, cgroup_v1_cpu=True)
+
+
+@pytest.fixture(params=["fake", "real"])
+def host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
+    with drivers(request.param) as d:
+        yield d
+
+
+def servers() -> list[dict[str, object]]:
+    # Two instances: the seed's resquota (3 ports, cpu 512) and the Neutron one (bw + dscp).
+    return [
+        server_of(hybrid_plan("m1-resquota.yaml"), "server-01"),
+        server_of(hybrid_plan("vm-neutron-qos.yaml"), "server-02", net_prefix="10.78"),
+    ]
+
+
+def test_converges_then_a_second_pass_changes_nothing(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    targets, first = reconciler.converge(servers())
+    assert first.errors == {}
+    assert first.drift_before  # a fresh host differs from the plan
+    assert first.drift_after == []
+    assert host.instances.names() == {"instance-00000041", "instance-00000043"}
+    reports = server_reports(targets, first, {})
+    assert [r["status"] for r in reports] == ["partial", "applied"]  # disks: no export yet
+    _, second = reconciler.converge(servers())
+    assert (second.drift_before, second.commands, second.removed) == ([], 0, [])
+
+
+def test_each_kind_of_drift_is_repaired_and_named(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    targets, _ = reconciler.converge(servers())
+    tap = "tap679563b6-d1"
+    resquota_tap = targets[0].qos.devices[0].device
+    host.tc.apply(
+        [
+            f"qdisc del dev {resquota_tap} root",
+            f"class replace dev ifb{tap[3:]} parent 1: classid 1:1 htb rate 9000000bit ceil 9000000bit burst 4096b",
+        ]
+    )
+    host.dscp.apply({})
+    host.cgroups.apply(CpuQos("instance-00000041", shares=2048))
+    _, result = reconciler.converge(servers())
+    found = {(d.device, d.aspect) for d in result.drift_before}
+    assert found == {
+        (resquota_tap, "to-instance shaper (htb on the device)"),
+        (f"ifb{tap[3:]}", "from-instance shaper (htb on the ifb)"),
+        ("tap68fe8005-c4", "dscp mark (nftables)"),
+        ("cpu", "cpu.shares"),
+    }
+    assert result.drift_after == []
+    reports = server_reports(targets, result, {"server-01": 1, "server-02": 1})
+    assert {d["aspect"] for r in reports for d in r["drift_repaired"]} == {a for _, a in found}
+
+
+def test_what_is_no_longer_wanted_is_removed(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    reconciler.converge(servers())
+    _, result = reconciler.converge(servers()[:1])
+    assert result.removed == ["instance-00000043"]
+    assert host.instances.names() == {"instance-00000041"}
+    assert host.instances.ifbs() == {d.ifb for d in reconciler_ifbs(reconciler)}
+    assert host.cgroups.groups() == {"instance-00000041"}
+    _, empty = reconciler.converge([])
+    assert (host.instances.names(), host.instances.ifbs(), host.cgroups.groups()) == (
+        set(),
+        set(),
+        set(),
+    )
+    assert empty.removed == ["instance-00000041"]
+
+
+def reconciler_ifbs(reconciler: Reconciler) -> list[DeviceQos]:
+    from qosplane.agent.reconcile import targets_of
+
+    return [
+        d
+        for t in targets_of(servers()[:1], reconciler.caps)
+        for d in t.qos.devices
+        if d.from_instance is not None
+    ]
+
+
+def test_a_half_made_instance_is_completed(host: HostDrivers) -> None:
+    """What a SIGKILL between two steps leaves: a namespace with a tap but no guest end."""
+    reconciler = Reconciler(host, CAPS)
+    if isinstance(host.instances, RealInstances):
+        ns = host.instances.namespace("instance-00000043")
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                str(host.instances.host_netns),
+                "link",
+                "add",
+                "tap679563b6-d1",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "qphalf",
+            ],
+            check=True,
+        )
+    _, result = reconciler.converge(servers()[1:])
+    assert result.errors == {}
+    assert result.drift_after == []
+    _, again = reconciler.converge(servers()[1:])
+    assert again.commands == 0
+
+
+def test_a_failing_device_does_not_block_the_others(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    reconciler.converge(servers())
+    broken = servers()
+    # A burst tc refuses (0 bytes) on one server: its batch fails, the other converges.
+    effective = broken[1]["plan"]["effective"]  # type: ignore[index]
+    for entry in effective:
+        if entry["kind"] == "bandwidth" and entry["limit"]:
+            entry["limit"] = {**entry["limit"], "rate_bits_per_s": 0}
+    host.tc.apply(["qdisc del dev tapbb8410ad-a0 root"])
+    targets, result = reconciler.converge(broken)
+    assert "instance-00000043" in result.errors
+    assert all(d.instance == "instance-00000043" for d in result.drift_after)
+    reports = {r["id"]: r for r in server_reports(targets, result, {})}
+    assert reports["server-02"]["status"] == "failed"
+    assert reports["server-01"]["status"] == "partial"
+
+
+def test_real_cgroup_values_are_written() -> None:
+    with drivers("real") as host:
+        assert isinstance(host.cgroups, RealCgroups)
+        Reconciler(host, CAPS).converge(servers())
+        shares = host.cgroups.base / "instance-00000041" / "cpu.shares"
+        assert shares.read_text().strip() == "512"

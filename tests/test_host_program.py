@@ -1,0 +1,218 @@
+"""From plans to this host's program: mechanisms by capability, one owner per device,
+tc lines that converge and then stay silent, drift named per aspect, measurement bands."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qosplane.compiler.host_program import (
+    default_burst_bytes,
+    device_commands,
+    dscp_ruleset,
+    host_program,
+)
+from qosplane.host.tc import FakeTrafficControl, parse_htb_class
+from qosplane.model.host_state import (
+    Capabilities,
+    CpuQos,
+    DeviceQos,
+    ObservedDevice,
+    Outcome,
+    Shaper,
+)
+from qosplane.model.units import (
+    BitsPerSecond,
+    Bytes,
+    parse_tc_rate_bits,
+    parse_tc_size_bytes,
+    tcp_goodput_bits_per_s,
+)
+from qosplane.verify.drift import cpu_drift, device_drift
+from qosplane.verify.judge import judge_throughput
+from tests.conftest import load_case, plan_of
+
+
+def shaper(rate: int, ceil: int, burst: int) -> Shaper:
+    return Shaper(BitsPerSecond(rate), BitsPerSecond(ceil), Bytes(burst))
+
+
+HERE = Capabilities(htb=True, ifb_mirred=True, nft_netdev=True, cgroup_v1_cpu=True)
+
+
+def hybrid_plan(case: str, **extra_specs: str) -> dict[str, Any]:
+    """A plan as the netns agent gets it: taps in Linux bridges (facts vif_type hybrid)."""
+    body = copy.deepcopy(load_case(case))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid"}
+    body["flavor"]["extra_specs"] = {**body["flavor"].get("extra_specs", {}), **extra_specs}
+    return plan_of(body).to_json()
+
+
+def test_seed_resquota_on_this_host() -> None:
+    qos, outcomes = host_program(hybrid_plan("m1-resquota.yaml"), HERE)
+    assert qos.cpu == CpuQos(group="instance-00000041", shares=512)
+    assert len(qos.devices) == 3
+    tap = qos.devices[0]
+    # libvirt's class: rate 32768kbps ceil 65536kbps burst 131072kb, in canonical units.
+    assert tap.to_instance == shaper(262_144_000, 524_288_000, 134_217_728)
+    # libvirt's police (rate 32768kbps burst 131072kb) becomes an ifb shaper at the rate.
+    assert tap.from_instance == shaper(262_144_000, 262_144_000, 134_217_728)
+    by_kind = {(o.kind, o.direction): o for o in outcomes if o.device in ("cpu", tap.device)}
+    egress = by_kind[("bandwidth", "egress")]
+    assert (egress.outcome, egress.polices) == (Outcome.APPLIED, False)
+    assert "shaping instead" in egress.reason
+    disk = [o for o in outcomes if o.kind == "disk_bytes"]
+    assert disk
+    assert all(o.outcome is Outcome.NOT_ENFORCEABLE for o in disk)
+    assert "QEMU block export" in disk[0].reason
+
+
+def test_seed_on_ovs_taps_reports_the_lost_police() -> None:
+    _, outcomes = host_program(plan_of(load_case("m1-resquota.yaml")).to_json(), HERE)
+    lost = [o for o in outcomes if o.kind == "bandwidth" and o.direction == "egress"]
+    assert lost
+    assert all(o.outcome is Outcome.NOT_ENFORCEABLE for o in lost)
+    assert "no layer of the plan holds it" in lost[0].reason
+
+
+def test_neutron_rules_land_on_the_tap_of_their_port() -> None:
+    qos, outcomes = host_program(hybrid_plan("vm-neutron-qos.yaml"), HERE)
+    devices = {d.device: d for d in qos.devices}
+    assert devices["tap679563b6-d1"].from_instance == shaper(3_000_000, 3_000_000, 38_400)
+    assert devices["tap68fe8005-c4"].dscp == 26
+    assert {o.device for o in outcomes if o.kind in ("bandwidth", "dscp")} == set(devices)
+
+
+def test_the_stricter_of_flavor_and_policy_owns_the_device() -> None:
+    # flavor: to-instance 1250 kB/s = 10 Mbit/s; policy: ingress 20000 kbit/s.
+    qos, _ = host_program(hybrid_plan("flavor-and-policy-conflict.yaml"), HERE)
+    (tap,) = qos.devices
+    assert tap.to_instance is not None
+    assert tap.to_instance.ceil_bits_per_s == 10_000_000
+
+
+def test_missing_capabilities_are_reported_not_skipped() -> None:
+    bare = Capabilities(htb=True, ifb_mirred=False, nft_netdev=False, cgroup_v1_cpu=False)
+    qos, outcomes = host_program(hybrid_plan("vm-neutron-qos.yaml"), bare)
+    assert all(d.from_instance is None and d.dscp is None for d in qos.devices)
+    refused = {o.kind: o.reason for o in outcomes if o.outcome is Outcome.NOT_ENFORCEABLE}
+    assert refused["bandwidth"] == "neither ifb+mirred nor tc police is available"
+    assert refused["dscp"] == "nftables netdev is not available"
+    assert refused["cpu_shares"] == "no cgroup v1 cpu controller"
+
+
+def test_commands_converge_on_the_fake_kernel_and_then_stay_silent() -> None:
+    desired = DeviceQos(
+        "tapx", shaper(10_000_000, 20_000_000, 125_000), shaper(5_000_000, 5_000_000, 62_500)
+    )
+    kernel = FakeTrafficControl()
+    kernel.add_device("tapx")
+    kernel.add_device(desired.ifb)
+
+    def observed() -> ObservedDevice:
+        tap, ifb = kernel.observe("tapx"), kernel.observe(desired.ifb)
+        return ObservedDevice(
+            DeviceQos("tapx", tap.root, ifb.root),
+            redirect_to=tap.redirect_to,
+            root_htb=tap.root_htb,
+            ifb_root_htb=ifb.root_htb,
+        )
+
+    kernel.apply(device_commands(desired, observed()))
+    seen = observed()
+    assert (seen.qos.to_instance, seen.qos.from_instance, seen.redirect_to) == (
+        desired.to_instance,
+        desired.from_instance,
+        desired.ifb,
+    )
+    assert device_commands(desired, observed()) == []
+    slower = DeviceQos("tapx", shaper(1_000_000, 1_000_000, 12_500), desired.from_instance)
+    assert device_commands(slower, observed()) == [
+        "class replace dev tapx parent 1: classid 1:1 htb rate 1000000bit ceil 1000000bit "
+        "burst 12500b"
+    ]
+    removed = DeviceQos("tapx")
+    kernel.apply(device_commands(removed, observed()))
+    seen = observed()
+    qos, redirected = seen.qos, seen.redirect_to is not None
+    # The tap is clean; the unused ifb goes with its device (the reconciler removes it).
+    assert (qos.to_instance, redirected) == (None, False)
+
+
+def test_tc_text_round_trip() -> None:
+    text = (
+        "class htb 1:1 root leaf 2: prio 0 rate 262144Kbit ceil 524288Kbit burst 128Mb "
+        "cburst 1572b \n"
+    )
+    assert parse_htb_class(text) == shaper(262_144_000, 524_288_000, 134_217_728)
+    assert parse_htb_class("class htb 1:2 root prio 0 rate 1Mbit ceil 1Mbit burst 1600b") is None
+    assert parse_tc_rate_bits("10Mbit") == 10_000_000
+    assert parse_tc_size_bytes("125Kb") == 128_000
+    with pytest.raises(ValueError, match="not a tc rate"):
+        parse_tc_rate_bits("fast")
+
+
+@given(st.integers(min_value=8_000, max_value=100_000_000_000))
+def test_printed_rates_read_back_within_a_tenth_of_a_percent(rate: int) -> None:
+    """tc's sprint_rate: divide by 1000 while divisible or still >= 1000 of the next unit."""
+    value, units = rate, ["bit", "Kbit", "Mbit", "Gbit", "Tbit"]
+    i = 0
+    while i < len(units) - 1 and value >= 1000 and (value % 1000 == 0 or value >= 1_000_000):
+        value //= 1000
+        i += 1
+    back = parse_tc_rate_bits(f"{value}{units[i]}")
+    assert back <= rate
+    assert rate - back <= rate * 0.001
+
+
+def test_default_burst_is_a_tick_plus_a_frame() -> None:
+    assert default_burst_bytes(BitsPerSecond(10_000_000)) == Bytes(1250 + 1514)
+
+
+def test_drift_is_named_per_aspect() -> None:
+    desired = DeviceQos(
+        "tapx", shaper(10_000_000, 10_000_000, 125_000), shaper(1_000_000, 1_000_000, 12_500), 26
+    )
+    same = ObservedDevice(desired, redirect_to=desired.ifb)
+    assert device_drift("i", desired, same) == []
+    changed = ObservedDevice(
+        DeviceQos("tapx", shaper(20_000_000, 20_000_000, 125_000), None, None), redirect_to=None
+    )
+    aspects = [d.aspect for d in device_drift("i", desired, changed)]
+    assert aspects == [
+        "to-instance shaper (htb on the device)",
+        "from-instance redirect (ingress u32 mirred)",
+        "from-instance shaper (htb on the ifb)",
+        "dscp mark (nftables)",
+    ]
+    assert (
+        device_drift("i", desired, ObservedDevice(desired, exists=False))[0].observed == "missing"
+    )
+    assert [
+        d.aspect for d in cpu_drift("i", CpuQos("i", 512), CpuQos("i", 1024, None, 100_000))
+    ] == ["cpu.shares"]
+
+
+def test_goodput_and_bands() -> None:
+    assert tcp_goodput_bits_per_s(BitsPerSecond(10_000_000)) == 9_564_068
+    ok = judge_throughput("tapx", "ingress", BitsPerSecond(10_000_000), 9_565_000)
+    assert ok.passed
+    assert ok.tolerance == 0.05
+    assert not judge_throughput("tapx", "ingress", BitsPerSecond(10_000_000), 10_500_000).passed
+    assert judge_throughput("tapx", "ingress", BitsPerSecond(1_000_000), 900_000).tolerance == 0.10
+
+
+def test_dscp_ruleset_replaces_the_table_atomically() -> None:
+    text = dscp_ruleset("qosplane", [("tapb", 10), ("tapa", 26)])
+    assert text.splitlines()[:3] == [
+        "table netdev qosplane",
+        "delete table netdev qosplane",
+        "table netdev qosplane {",
+    ]
+    assert text.index("chain tapa") < text.index("chain tapb")
+    assert "ip dscp set 26" in text
+    assert dscp_ruleset("qosplane", []) == "table netdev qosplane\ndelete table netdev qosplane\n"
