@@ -42,9 +42,8 @@ def _shaper(limit: Mapping[str, int], policer: bool) -> Shaper:
     if policer:
         # A policer has no ceil: shape at the rate, with its bucket as the burst.
         return Shaper(cap, cap, Bytes(burst) if burst else default_burst_bytes(cap))
-    guaranteed = BitsPerSecond(limit.get("guaranteed_bits_per_s", cap))
     ceil = BitsPerSecond(limit.get("ceil_bits_per_s", cap))
-    return Shaper(guaranteed, ceil, Bytes(burst) if burst else default_burst_bytes(guaranteed))
+    return Shaper(cap, ceil, Bytes(burst) if burst else default_burst_bytes(cap))
 
 
 def _keep_stricter(fields: dict[str, Any], key: str, shaper: Shaper) -> None:
