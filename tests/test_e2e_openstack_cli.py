@@ -89,7 +89,15 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     port = _free_port()
     log = (state / "serve.log").open("w")
     server = subprocess.Popen(
-        [str(QOSPLANE), "serve", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
+        [
+            str(QOSPLANE),
+            "serve",
+            "--no-agent",
+            "--state-dir",
+            str(state),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -16,7 +16,7 @@ from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
 from tests.hostkit import drivers, server_of
 from tests.test_host_program import hybrid_plan
 
-CAPS = Capabilities(htb=True, ifb_mirred=True, nft_netdev=True, cgroup_v1_cpu=True)
+CAPS = Capabilities(htb=True, ifb_mirred=True, nft_bridge=True, cgroup_v1_cpu=True)
 
 
 @pytest.fixture(params=["fake", "real"])

@@ -41,7 +41,7 @@ def shaper(rate: int, ceil: int, burst: int) -> Shaper:
     return Shaper(BitsPerSecond(rate), BitsPerSecond(ceil), Bytes(burst))
 
 
-HERE = Capabilities(htb=True, ifb_mirred=True, nft_netdev=True, cgroup_v1_cpu=True)
+HERE = Capabilities(htb=True, ifb_mirred=True, nft_bridge=True, cgroup_v1_cpu=True)
 
 
 def hybrid_plan(case: str, **extra_specs: str) -> dict[str, Any]:
@@ -96,12 +96,12 @@ def test_the_stricter_of_flavor_and_policy_owns_the_device() -> None:
 
 
 def test_missing_capabilities_are_reported_not_skipped() -> None:
-    bare = Capabilities(htb=True, ifb_mirred=False, nft_netdev=False, cgroup_v1_cpu=False)
+    bare = Capabilities(htb=True, ifb_mirred=False, nft_bridge=False, cgroup_v1_cpu=False)
     qos, outcomes = host_program(hybrid_plan("vm-neutron-qos.yaml"), bare)
     assert all(d.from_instance is None and d.dscp is None for d in qos.devices)
     refused = {o.kind: o.reason for o in outcomes if o.outcome is Outcome.NOT_ENFORCEABLE}
     assert refused["bandwidth"] == "neither ifb+mirred nor tc police is available"
-    assert refused["dscp"] == "nftables netdev is not available"
+    assert refused["dscp"] == "nftables bridge filtering is not available"
     assert refused["cpu_shares"] == "no cgroup v1 cpu controller"
 
 
@@ -209,10 +209,10 @@ def test_goodput_and_bands() -> None:
 def test_dscp_ruleset_replaces_the_table_atomically() -> None:
     text = dscp_ruleset("qosplane", [("tapb", 10), ("tapa", 26)])
     assert text.splitlines()[:3] == [
-        "table netdev qosplane",
-        "delete table netdev qosplane",
-        "table netdev qosplane {",
+        "table bridge qosplane",
+        "delete table bridge qosplane",
+        "table bridge qosplane {",
     ]
     assert text.index("chain tapa") < text.index("chain tapb")
-    assert "ip dscp set 26" in text
-    assert dscp_ruleset("qosplane", []) == "table netdev qosplane\ndelete table netdev qosplane\n"
+    assert 'iifname "tapa" ip dscp set 26' in text
+    assert dscp_ruleset("qosplane", []) == "table bridge qosplane\ndelete table bridge qosplane\n"

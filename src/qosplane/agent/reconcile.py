@@ -18,7 +18,7 @@ from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
 from qosplane.host.instances import Instances, PortWire
 from qosplane.host.nft import DscpMarking
-from qosplane.host.tc import TrafficControl
+from qosplane.host.tc import DeviceTc, TrafficControl
 from qosplane.model.host_state import (
     Capabilities,
     DeviceQos,
@@ -28,6 +28,8 @@ from qosplane.model.host_state import (
     RuleOutcome,
 )
 from qosplane.verify.drift import Drift, cpu_drift, device_drift
+
+INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +97,26 @@ class Reconciler:
         self.d = drivers
         self.caps = caps
         self._marks: dict[str, int] = {}
+        self._tc_seen: dict[str, DeviceTc] = {}
+        self._ensured: dict[str, tuple[PortWire, ...]] = {}
 
     # -- observe ---------------------------------------------------------------------
+    def _observe_all(self, targets: Sequence[Target]) -> None:
+        """One look at every device of `targets` (three tc processes on a real kernel)."""
+        names = [
+            name
+            for t in targets
+            for d in t.qos.devices
+            for name in ((d.device, d.ifb) if d.from_instance is not None else (d.device,))
+        ]
+        self._tc_seen = self.d.tc.observe_many(names)
+
     def observe_device(self, desired: DeviceQos) -> ObservedDevice:
-        tap = self.d.tc.observe(desired.device)
-        ifb = self.d.tc.observe(desired.ifb) if desired.from_instance is not None else None
+        seen = self._tc_seen
+        tap = seen.get(desired.device) or self.d.tc.observe(desired.device)
+        ifb = None
+        if desired.from_instance is not None:
+            ifb = seen.get(desired.ifb) or self.d.tc.observe(desired.ifb)
         return ObservedDevice(
             qos=DeviceQos(
                 desired.device,
@@ -116,6 +133,7 @@ class Reconciler:
 
     def drift(self, targets: Sequence[Target]) -> list[Drift]:
         self._marks = self.d.dscp.observe()
+        self._observe_all(targets)
         out: list[Drift] = []
         for t in targets:
             for device in t.qos.devices:
@@ -129,22 +147,28 @@ class Reconciler:
         wanted = {t.qos.name for t in targets}
         for name in sorted(self.d.instances.names() - wanted):
             self.d.instances.remove(name)
+            self._ensured.pop(name, None)
             self.d.cgroups.remove(name)
             result.removed.append(name)
         wanted_ifbs = {d.ifb for t in targets for d in t.qos.devices if d.from_instance}
         for ifb in sorted(self.d.instances.ifbs() - wanted_ifbs):
             self.d.instances.remove_ifb(ifb)
         for group in sorted(self.d.cgroups.groups() - wanted):
-            self.d.cgroups.remove(group)
+            if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
+                self.d.cgroups.remove(group)
 
     def _device_lines(
         self, targets: Sequence[Target], result: PassResult
     ) -> list[tuple[str, list[str]]]:
+        have = self.d.instances.ifbs()
+        for t in targets:
+            for device in t.qos.devices:
+                if device.from_instance is not None and device.ifb not in have:
+                    self.d.instances.ensure_ifb(device.ifb)
+        self._observe_all(targets)
         per_device: list[tuple[str, list[str]]] = []
         for t in targets:
             for device in t.qos.devices:
-                if device.from_instance is not None:
-                    self.d.instances.ensure_ifb(device.ifb)
                 observed = self.observe_device(device)
                 if not observed.exists:
                     result.errors[t.qos.name] = f"device {device.device} is missing"
@@ -172,20 +196,38 @@ class Reconciler:
                         result.errors[name] = str(exc)
 
     def converge(self, servers: Sequence[Mapping[str, Any]]) -> tuple[list[Target], PassResult]:
-        result = PassResult()
         targets = targets_of(servers, self.caps)
+        return targets, self.converge_targets(targets)
+
+    def converge_targets(self, targets: Sequence[Target]) -> PassResult:
+        result = PassResult()
         self._marks = {}
         try:
             self._remove_stale(targets, result)
         except HostError as exc:
             result.errors["host"] = str(exc)
+        present = self.d.instances.names()
         for t in targets:
+            # Wiring is checked in full when new or changed, or when a device went missing
+            # (see below); a quiet pass costs a few processes, not a few per instance.
+            if t.qos.name in present and self._ensured.get(t.qos.name) == t.ports:
+                continue
             try:
                 self.d.instances.ensure(t.qos.name, t.ports)
+                self._ensured[t.qos.name] = t.ports
             except HostError as exc:
+                self._ensured.pop(t.qos.name, None)
                 result.errors[t.qos.name] = str(exc)
         ready = [t for t in targets if t.qos.name not in result.errors]
         result.drift_before = self.drift(ready)
+        missing = {d.instance for d in result.drift_before if d.aspect == "device"}
+        for t in ready:
+            if t.qos.name in missing:  # re-plug it now instead of next pass
+                try:
+                    self.d.instances.ensure(t.qos.name, t.ports)
+                    self._ensured[t.qos.name] = t.ports
+                except HostError as exc:
+                    result.errors[t.qos.name] = str(exc)
         if result.drift_before:
             self._tc(ready, result)
             marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
@@ -203,7 +245,7 @@ class Reconciler:
                     except HostError as exc:
                         result.errors[t.qos.name] = str(exc)
             result.drift_after = self.drift(ready)
-        return targets, result
+        return result
 
 
 def server_reports(

@@ -157,8 +157,11 @@ async def create_project(request: Request, services: Services) -> Response:
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= 64:
         raise InvalidInput("project.name", name, "a string of 1 to 64 characters")
+    description = body.get("description") or ""
+    if not isinstance(description, str) or len(description) > 255:
+        raise InvalidInput("project.description", description, "a string of at most 255 characters")
     with services.db.transaction() as s:
-        row = IdentityRepository(s).create_project(name, str(body.get("description") or ""))
+        row = IdentityRepository(s).create_project(name, description)
         return ok({"project": project_json(row)}, status=201)
 
 

@@ -400,7 +400,13 @@ async def server_plan(request: Request, services: Services) -> Response:
         return ok(
             {
                 "plan": repo.plan(row.id),
-                "server": {"id": row.id, "name": row.name, "status": row.status, "host": row.host},
+                "server": {
+                    "id": row.id,
+                    "name": row.name,
+                    "status": row.status,
+                    "host": row.host,
+                    "ports": repo.wiring(row),
+                },
             }
         )
 

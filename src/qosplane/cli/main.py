@@ -7,11 +7,20 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
+from qosplane.cli.hostside import (
+    add_host_options,
+    cmd_agent,
+    cmd_exec,
+    cmd_explain,
+    cmd_verify,
+    start_local_agent,
+)
 from qosplane.cli.state import default_state_dir, load_or_create, openrc_lines
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.compiler.plan import compile_plan
@@ -95,6 +104,32 @@ def _plan_of_server(args: argparse.Namespace) -> int:
     return EXIT_PLAN_HAS_ERRORS if plan["errors"] else EXIT_OK
 
 
+def _with_creds(
+    command: Callable[[argparse.Namespace, Credentials], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A host command with the API's credentials (OS_* variables, else the state dir;
+    `--api` overrides the endpoint)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            creds = _credentials(args.state_dir)
+        except FileNotFoundError as exc:
+            print(f"qosplane {args.command}: {exc}", file=sys.stderr)
+            return EXIT_INVALID_INPUT
+        if getattr(args, "api", None):
+            creds = Credentials(args.api, creds.username, creds.password, creds.project_name)
+        try:
+            return command(args, creds)
+        except NotFound as exc:
+            print(f"qosplane {args.command}: {exc}", file=sys.stderr)
+            return EXIT_INVALID_INPUT
+        except (QosplaneError, OSError) as exc:
+            print(f"qosplane {args.command}: {exc}", file=sys.stderr)
+            return EXIT_PLAN_HAS_ERRORS
+
+    return run
+
+
 def _parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -125,7 +160,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(build_app(services), host=host, port=port, log_level=args.log_level)
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(services), host=host, port=port, log_level=args.log_level)
+    )
+    stop = threading.Event()
+    if not args.no_agent:
+        creds = Credentials(f"http://{host}:{port}", "admin", state.admin.password, "admin")
+        start_local_agent(creds, services.local_host, state.directory, stop)
+    try:
+        server.run()
+    finally:
+        stop.set()
     return EXIT_OK
 
 
@@ -180,6 +225,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     serve.set_defaults(func=_cmd_serve)
+
+    serve.add_argument(
+        "--no-agent",
+        action="store_true",
+        help="do not run the local host's agent (it runs by default when this machine can)",
+    )
+
+    agent = sub.add_parser(
+        "agent", help="run the host agent: watch this host's desired state, apply, repair"
+    )
+    agent.add_argument("--api", help="API endpoint (default: OS_AUTH_URL's, else the state dir's)")
+    agent.add_argument("--host", default=socket.gethostname(), help="this host's name")
+    agent.add_argument("--state-dir", default=str(default_state_dir()))
+    agent.add_argument("--drift-check-s", type=float, default=1.0)
+    add_host_options(agent)
+    agent.set_defaults(func=_with_creds(cmd_agent))
+
+    run_in = sub.add_parser(
+        "exec",
+        help="run a command inside an instance (namespace, cgroup)",
+        usage="qosplane exec [options] SERVER -- CMD...",
+    )
+    run_in.add_argument("server")
+    run_in.add_argument("cmd", nargs=argparse.REMAINDER)
+    run_in.add_argument("--state-dir", default=str(default_state_dir()))
+    add_host_options(run_in)
+    run_in.set_defaults(func=_with_creds(cmd_exec))
+
+    verify = sub.add_parser("verify", help="measure every limit of a server with real traffic")
+    verify.add_argument("server")
+    verify.add_argument("--seconds", type=int, default=5, help="measured seconds per limit")
+    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--state-dir", default=str(default_state_dir()))
+    add_host_options(verify)
+    verify.set_defaults(func=_with_creds(cmd_verify))
+
+    explain = sub.add_parser(
+        "explain", help="the effective QoS of a server across every layer, guest-relative"
+    )
+    explain.add_argument("server")
+    explain.add_argument("--json", action="store_true")
+    explain.add_argument("--state-dir", default=str(default_state_dir()))
+    explain.set_defaults(func=_with_creds(cmd_explain))
 
     openrc = sub.add_parser("openrc", help="print export OS_... lines for the openstack CLI")
     openrc.add_argument("--state-dir", default=str(default_state_dir()))

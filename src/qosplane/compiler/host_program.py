@@ -112,11 +112,15 @@ def host_program(
                     reason="neither ifb+mirred nor tc police is available",
                 )
         elif kind == "dscp" and direction == FROM_GUEST:
-            if caps.nft_netdev:
+            if caps.nft_bridge:
                 devices.setdefault(device, {})["dscp"] = int(limit["dscp"])
                 report(entry, Outcome.APPLIED, Mechanism.MARK_NFT.value)
             else:
-                report(entry, Outcome.NOT_ENFORCEABLE, reason="nftables netdev is not available")
+                report(
+                    entry,
+                    Outcome.NOT_ENFORCEABLE,
+                    reason="nftables bridge filtering is not available",
+                )
         elif kind == "cpu_shares":
             if caps.cgroup_v1_cpu:
                 cpu["shares"] = int(limit["weight"])
@@ -230,17 +234,21 @@ def device_commands(desired: DeviceQos, observed: ObservedDevice) -> list[str]:
 
 
 def dscp_ruleset(table: str, marks: Sequence[tuple[str, int]]) -> str:
-    """One nftables netdev table marking what each device receives from its instance;
-    loaded with `nft -f` it replaces the table atomically."""
-    lines = [f"table netdev {table}", f"delete table netdev {table}"]
+    """One nftables bridge table marking what each tap forwards from its instance; loaded
+    with `nft -f` it replaces the table atomically.
+
+    The bridge forward hook, not netdev ingress on the tap: the tap's tc ingress redirects
+    every packet to its ifb first (from-instance shaping), and a redirected packet skips
+    the tap's netdev ingress hook, so a mark set there was never applied (measured)."""
+    lines = [f"table bridge {table}", f"delete table bridge {table}"]
     if not marks:
         return "\n".join(lines) + "\n"
-    lines.append(f"table netdev {table} {{")
+    lines.append(f"table bridge {table} {{")
     for device, dscp in sorted(marks):
         lines += [
             f"  chain {device} {{",
-            f'    type filter hook ingress device "{device}" priority 0; policy accept;',
-            f"    ip dscp set {dscp}",
+            "    type filter hook forward priority 0; policy accept;",
+            f'    iifname "{device}" ip dscp set {dscp}',
             "  }",
         ]
     lines.append("}")

@@ -1,6 +1,6 @@
-"""DSCP marking with nftables: one netdev table whose chains hook the ingress of each
-host-side device, so what an instance sends leaves with the mark, whatever it set itself.
-The table is replaced whole in one `nft -f` transaction."""
+"""DSCP marking with nftables: one bridge table with a chain per host-side device that
+marks what the bridge forwards from it, so what an instance sends leaves with the mark,
+whatever it set itself. The table is replaced whole in one `nft -f` transaction."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class RealDscpMarking:
     def observe(self) -> dict[str, int]:
         try:
             out = run(
-                in_netns(self.netns, ["nft", "-n", "-j", "list", "table", "netdev", self.table])
+                in_netns(self.netns, ["nft", "-n", "-j", "list", "table", "bridge", self.table])
             )
         except HostError as exc:
             if "No such file or directory" in exc.detail:

@@ -119,9 +119,9 @@ def probe() -> Capabilities:
         )
         nft = _works(
             ["ip", "netns", "exec", ns, "nft", "-f", "-"],
-            "table netdev probe {\n chain c {\n"
-            '  type filter hook ingress device "pa" priority 0;\n'
-            "  ip dscp set 26\n }\n}\n",
+            "table bridge probe {\n chain c {\n"
+            "  type filter hook forward priority 0;\n"
+            '  iifname "pa" ip dscp set 26\n }\n}\n',
         )
     finally:
         run(["ip", "netns", "del", ns])
@@ -131,7 +131,7 @@ def probe() -> Capabilities:
         ifb_mirred=mirred,
         tc_police=police,
         sfq=sfq,
-        nft_netdev=nft,
+        nft_bridge=nft,
         cgroup_v1_cpu=(CPU_V1 / "cpu.shares").exists() and os.access(CPU_V1, os.W_OK),
         cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
     )

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
@@ -39,6 +39,10 @@ class TrafficControl(Protocol):
 
     def observe(self, device: str) -> DeviceTc: ...
 
+    def observe_many(self, devices: Sequence[str]) -> dict[str, DeviceTc]:
+        """All of `devices` at once; a real kernel answers in three processes, whatever
+        their number."""
+
 
 _CLASS = re.compile(
     r"class htb 1:1 (?:root|parent 1:)\S*.*?rate (\S+) ceil (\S+) burst (\S+)", re.DOTALL
@@ -59,6 +63,46 @@ def parse_htb_class(text: str) -> Shaper | None:
     )
 
 
+def _json_arrays(text: str) -> list[list[dict[str, Any]]]:
+    """The JSON arrays a `tc -j -batch` run prints one after another."""
+    decoder = json.JSONDecoder()
+    out: list[list[dict[str, Any]]] = []
+    index = 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return out
+        value, index = decoder.raw_decode(text, index)
+        out.append(value)
+
+
+def _device_tc(
+    qdiscs: list[dict[str, Any]], class_text: str, filters: list[dict[str, Any]]
+) -> DeviceTc:
+    root_htb = any(
+        q.get("kind") == "htb" and q.get("root") and q.get("handle") == "1:" for q in qdiscs
+    )
+    ours = {("htb", "1:"), ("pfifo", "2:"), ("ingress", "ffff:")}
+    foreign = tuple(
+        f"{q['kind']}@{q.get('parent', 'root')}"
+        for q in qdiscs
+        if (q.get("kind"), q.get("handle")) not in ours and q.get("kind") not in DEFAULT_QDISCS
+    )
+    redirect = None
+    for f in filters:
+        for action in f.get("options", {}).get("actions", []):
+            if action.get("kind") == "mirred" and action.get("mirred_action") == "redirect":
+                redirect = action.get("to_dev")
+    return DeviceTc(
+        exists=True,
+        root=parse_htb_class(class_text) if root_htb else None,
+        root_htb=root_htb,
+        redirect_to=redirect,
+        foreign=foreign,
+    )
+
+
 class RealTrafficControl:
     """The kernel's tc, in network namespace `netns` (None: the agent's own)."""
 
@@ -73,37 +117,44 @@ class RealTrafficControl:
             return
         run(self._tc("-batch", "-"), input_text="\n".join(lines) + "\n")
 
+    def observe_many(self, devices: Sequence[str]) -> dict[str, DeviceTc]:
+        wanted = list(dict.fromkeys(devices))
+        if not wanted:
+            return {}
+        by_device: dict[str, list[dict[str, Any]]] = {}
+        for q in json.loads(run(self._tc("-j", "qdisc", "show")) or "[]"):
+            by_device.setdefault(q.get("dev", ""), []).append(q)
+        present = [d for d in wanted if d in by_device]
+        classes: dict[str, str] = {}
+        filters: dict[str, list[dict[str, Any]]] = {}
+        htb = [d for d in present if any(q.get("kind") == "htb" for q in by_device[d])]
+        if htb:
+            # Class lines do not name their device. Each device's qdisc lines (it has at
+            # least its htb) go first: a qdisc line after other lines starts the next one.
+            lines = [line for d in htb for line in (f"qdisc show dev {d}", f"class show dev {d}")]
+            text = run(self._tc("-batch", "-"), "\n".join(lines) + "\n")
+            index, previous_was_qdisc = -1, False
+            for line in text.splitlines():
+                is_qdisc = line.startswith("qdisc ")
+                if is_qdisc and not previous_was_qdisc:
+                    index += 1
+                previous_was_qdisc = is_qdisc
+                if not is_qdisc and 0 <= index < len(htb):
+                    classes[htb[index]] = classes.get(htb[index], "") + line + "\n"
+        ingress = [d for d in present if any(q.get("kind") == "ingress" for q in by_device[d])]
+        if ingress:
+            lines = [f"filter show dev {d} parent ffff:" for d in ingress]
+            arrays = _json_arrays(run(self._tc("-j", "-batch", "-"), "\n".join(lines) + "\n"))
+            filters = dict(zip(ingress, arrays, strict=False))
+        return {
+            d: _device_tc(by_device[d], classes.get(d, ""), filters.get(d, []))
+            if d in by_device
+            else DeviceTc(exists=False)
+            for d in wanted
+        }
+
     def observe(self, device: str) -> DeviceTc:
-        try:
-            qdiscs = json.loads(run(self._tc("-j", "qdisc", "show", "dev", device)) or "[]")
-        except HostError as exc:
-            if "Cannot find device" in exc.detail:
-                return DeviceTc(exists=False)
-            raise
-        root_htb = any(
-            q.get("kind") == "htb" and q.get("root") and q.get("handle") == "1:" for q in qdiscs
-        )
-        ours = {("htb", "1:"), ("pfifo", "2:"), ("ingress", "ffff:")}
-        foreign = tuple(
-            f"{q['kind']}@{q.get('parent', 'root')}"
-            for q in qdiscs
-            if (q.get("kind"), q.get("handle")) not in ours and q.get("kind") not in DEFAULT_QDISCS
-        )
-        root = None
-        if root_htb:
-            root = parse_htb_class(run(self._tc("class", "show", "dev", device)))
-        redirect = None
-        if any(q.get("kind") == "ingress" for q in qdiscs):
-            filters = json.loads(
-                run(self._tc("-j", "filter", "show", "dev", device, "parent", "ffff:")) or "[]"
-            )
-            for f in filters:
-                for action in f.get("options", {}).get("actions", []):
-                    if action.get("kind") == "mirred" and action.get("mirred_action") == "redirect":
-                        redirect = action.get("to_dev")
-        return DeviceTc(
-            exists=True, root=root, root_htb=root_htb, redirect_to=redirect, foreign=foreign
-        )
+        return self.observe_many([device])[device]
 
 
 @dataclass
@@ -185,6 +236,9 @@ class FakeTrafficControl:
             dev.redirect_to = target
         else:
             raise ValueError(f"unsupported by the fake: {' '.join(w)}")
+
+    def observe_many(self, devices: Sequence[str]) -> dict[str, DeviceTc]:
+        return {d: self.observe(d) for d in devices}
 
     def observe(self, device: str) -> DeviceTc:
         dev = self.devices.get(device)

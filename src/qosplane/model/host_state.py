@@ -23,7 +23,7 @@ class Capabilities:
     ifb_mirred: bool = True  # ingress qdisc + u32 + mirred redirect to an ifb device
     tc_police: bool = False  # act_police
     sfq: bool = False
-    nft_netdev: bool = False  # nftables netdev ingress chains (DSCP marking, policing)
+    nft_bridge: bool = False  # nftables bridge-family forward chains (DSCP marking)
     cgroup_v1_cpu: bool = False
     cgroup_v2: bool = False
 
@@ -32,7 +32,7 @@ class Mechanism(enum.Enum):
     SHAPE_HTB = "htb shaper on the device"  # to-instance
     SHAPE_IFB = "ifb redirect + htb shaper"  # from-instance, shapes (queues) instead of policing
     POLICE_TC = "tc police"  # from-instance, drops
-    MARK_NFT = "nftables netdev ingress, ip dscp set"
+    MARK_NFT = "nftables bridge forward, ip dscp set"
     CGROUP_CPU = "cgroup cpu controller"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,9 +13,10 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from qosplane.model.errors import NotFound
+from qosplane.model.errors import InvalidInput, NotFound
 
 T = TypeVar("T")
 
@@ -81,12 +83,40 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions() as session:
-            with session.begin():
-                yield session
+            try:
+                with session.begin():
+                    yield session
+            except DataError as exc:
+                raise _as_invalid_input(exc) from None
             bumped = frozenset(session.info.pop("bumped_hosts", ()))
         if bumped:
             for listener in self._on_hosts_changed:
                 listener(bumped)
+
+
+STRING_COLUMN_MAX = 255
+
+
+def _as_invalid_input(exc: DataError) -> InvalidInput:
+    """A value the database refused (PostgreSQL checks VARCHAR lengths and INTEGER ranges,
+    SQLite does not): a 400 naming the column, not a 500. Handlers validate what they
+    know; this catches what slipped through, the same way on both databases."""
+    params = exc.params if isinstance(exc.params, dict) else {}
+    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "refused by the database"
+    sized = re.search(r"character varying\((\d+)\)", reason)
+    limit = int(sized.group(1)) if sized else STRING_COLUMN_MAX
+    suspects = [
+        key
+        for key, value in params.items()
+        if (isinstance(value, str) and len(value) > limit)
+        or (isinstance(value, int) and not -(2**31) <= value < 2**31)
+    ]
+    field = suspects[0] if suspects else "body"
+    value = params.get(field, "") if suspects else ""
+    shown = f"{str(value)[:20]}... ({len(str(value))} characters)" if suspects else ""
+    return InvalidInput(
+        field, shown, f"at most {limit} characters, integers within 32 bits", reason
+    )
 
 
 def fetch(session: Session, row_type: type[T], key: object, kind: str) -> T:

@@ -1,0 +1,115 @@
+"""`qosplane verify`: measure every limit this host applies to one server, and judge it.
+
+What is measured follows the host program (the same one the agent applies), so a limit the
+host cannot enforce is not "measured" into a pass: it keeps its not-enforceable outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qosplane.agent.reconcile import ports_of
+from qosplane.compiler.host_program import host_program
+from qosplane.host import measure
+from qosplane.host.cgroups import Cgroups
+from qosplane.host.instances import Instances, PortWire
+from qosplane.model.host_state import Capabilities, CpuQos, Shaper
+from qosplane.model.units import dscp_to_tos
+from qosplane.verify.judge import Verdict, judge_exact, judge_ratio, judge_throughput
+
+REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
+MAX_OMIT_S = 10
+
+
+def omit_seconds(shaper: Shaper) -> int:
+    """Seconds to skip before measuring the sustained rate: the burst drains at
+    (ceil - rate), or at the rate when there is no ceil above it, plus one for TCP to ramp."""
+    above = shaper.ceil_bits_per_s - shaper.rate_bits_per_s
+    drain_s = shaper.burst_bytes * 8 / (above if above > 0 else shaper.rate_bits_per_s)
+    return min(MAX_OMIT_S, math.ceil(drain_s) + 1)
+
+
+def _ip(cidr: str) -> str:
+    return cidr.split("/", maxsplit=1)[0]
+
+
+def verify_server(
+    plan: Mapping[str, Any],
+    server: Mapping[str, Any],
+    caps: Capabilities,
+    instances: Instances,
+    cgroups: Cgroups,
+    seconds: int = 5,
+) -> list[Verdict]:
+    qos, _ = host_program(plan, caps)
+    wires: dict[str, PortWire] = {w.tap: w for w in ports_of(server)}
+    ns = instances.namespace(qos.name)
+    verdicts: list[Verdict] = []
+    for device in qos.devices:
+        wire = wires.get(device.device)
+        if wire is None or wire.gateway is None or not wire.addresses:
+            continue
+        probe = instances.probe_namespace(wire.network_id)
+        mine, far = _ip(wire.addresses[0]), _ip(wire.gateway)
+        if device.to_instance is not None:
+            got = measure.throughput(probe, ns, mine, seconds, omit_seconds(device.to_instance))
+            verdicts.append(
+                judge_throughput(
+                    device.device,
+                    "ingress",
+                    device.to_instance.rate_bits_per_s,
+                    got.received_bits_per_s,
+                    wire.mtu_bytes,
+                    f"iperf3 TCP {got.seconds:.0f} s into the instance, receiver side",
+                )
+            )
+        if device.from_instance is not None:
+            got = measure.throughput(ns, probe, far, seconds, omit_seconds(device.from_instance))
+            verdicts.append(
+                judge_throughput(
+                    device.device,
+                    "egress",
+                    device.from_instance.rate_bits_per_s,
+                    got.received_bits_per_s,
+                    wire.mtu_bytes,
+                    f"iperf3 TCP {got.seconds:.0f} s out of the instance, receiver side",
+                )
+            )
+        if device.dscp is not None:
+            tos = measure.tos_seen(ns, probe, far)
+            verdicts.append(
+                judge_exact(
+                    "dscp",
+                    device.device,
+                    "egress",
+                    dscp_to_tos(device.dscp),
+                    tos,
+                    "TOS",
+                    "tcpdump of echo requests at the far end",
+                )
+            )
+    if qos.cpu is not None and qos.cpu.shares is not None:
+        cgroups.apply(CpuQos(REFERENCE_GROUP, shares=1024))
+        try:
+            ratio = measure.cpu_ratio(
+                cgroups.procs_file(qos.cpu.group), cgroups.procs_file(REFERENCE_GROUP), seconds
+            )
+        finally:
+            cgroups.remove(REFERENCE_GROUP)
+        verdicts.append(
+            judge_ratio(
+                "cpu_shares",
+                "cpu",
+                f"cpu.shares={qos.cpu.shares} vs 1024",
+                qos.cpu.shares / 1024,
+                ratio,
+                "two busy loops on one CPU, CPU time from /proc",
+            )
+        )
+    return verdicts
+
+
+def verdicts_json(verdicts: Sequence[Verdict]) -> list[dict[str, object]]:
+    return [v.to_json() for v in verdicts]

@@ -1,0 +1,210 @@
+"""The commands that run on a host: `agent`, `exec`, `verify`, `explain`, and the local
+agent of `serve`. This module wires real drivers to the agent; nothing else does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qosplane.agent.loop import Agent
+from qosplane.agent.reconcile import HostDrivers, Reconciler
+from qosplane.agent.verify import verdicts_json, verify_server
+from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.host.cgroups import RealCgroups
+from qosplane.host.instances import RealInstances
+from qosplane.host.nft import RealDscpMarking
+from qosplane.host.probe import cached_probe
+from qosplane.host.tc import RealTrafficControl
+from qosplane.model.errors import QosplaneError
+from qosplane.model.host_state import Capabilities
+from qosplane.verify.explain import explain, render_explain
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+HOST_TOOLS = ("ip", "tc", "nft")
+
+
+@dataclass(frozen=True, slots=True)
+class HostSetup:
+    drivers: HostDrivers
+    caps: Capabilities
+
+
+def host_setup(state_dir: Path, prefix: str, host_netns: str | None, cgroup_root: str) -> HostSetup:
+    caps = cached_probe(state_dir / "capabilities.json")
+    return HostSetup(
+        HostDrivers(
+            RealInstances(prefix=prefix, host_netns=host_netns),
+            RealTrafficControl(host_netns),
+            RealDscpMarking(host_netns),
+            RealCgroups(root=cgroup_root),
+        ),
+        caps,
+    )
+
+
+def why_no_agent() -> str:
+    """Empty when this machine can run the netns agent, else the reason it cannot."""
+    if platform.system() != "Linux":
+        return "the netns driver needs Linux"
+    if os.geteuid() != 0:
+        return "the agent needs root (network namespaces, tc, cgroups)"
+    missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (scripts/host-packages installs them)"
+    return ""
+
+
+def agent_facts(caps: Capabilities) -> dict[str, Any]:
+    """What the API compiles this host's plans with: taps in Linux bridges (libvirt's
+    `hybrid` wiring, so libvirt's police on the tap holds), this host's cgroup version."""
+    return {
+        "vif_type": "hybrid",
+        "cgroup": "v2" if caps.cgroup_v2 and not caps.cgroup_v1_cpu else "v1",
+        "virt_type": "qemu",
+    }
+
+
+def build_agent(client: QosplaneClient, host: str, setup: HostSetup, drift_check_s: float) -> Agent:
+    return Agent(
+        api=client,
+        host=host,
+        reconciler=Reconciler(setup.drivers, setup.caps),
+        facts=agent_facts(setup.caps),
+        drift_check_s=drift_check_s,
+    )
+
+
+def start_local_agent(
+    creds: Credentials, host: str, state_dir: Path, stop: threading.Event
+) -> threading.Thread | None:
+    """The all-in-one's agent, in a thread of `serve`; None (with a printed reason) when
+    this machine cannot run it."""
+    reason = why_no_agent()
+    if reason:
+        print(f"qosplane serve: no local agent: {reason}", file=sys.stderr, flush=True)
+        return None
+    setup = host_setup(state_dir, "qp-", None, "qosplane")
+    agent = build_agent(QosplaneClient(creds), host, setup, 1.0)
+    thread = threading.Thread(target=agent.run, args=(stop,), name="qosplane-agent", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
+    reason = why_no_agent()
+    if reason:
+        print(f"qosplane agent: {reason}", file=sys.stderr)
+        return EXIT_INVALID
+    setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
+    agent = build_agent(QosplaneClient(creds), args.host, setup, args.drift_check_s)
+    stop = threading.Event()
+    print(
+        f"qosplane agent: host {args.host} -> {creds.endpoint}, capabilities {setup.caps}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        agent.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    return EXIT_OK
+
+
+def _server(client: QosplaneClient, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    data = client.server_plan(ref)
+    return data["plan"], data["server"]
+
+
+def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
+    """Run a command in the instance's network namespace and cgroup, on this host."""
+    command = list(args.cmd or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        print("qosplane exec: give a command after --", file=sys.stderr)
+        return EXIT_INVALID
+    plan, server = _server(QosplaneClient(creds), args.server)
+    instance = plan["instance"]["name"]
+    setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
+    ns = setup.drivers.instances.namespace(instance)
+    if instance not in setup.drivers.instances.names():
+        print(
+            f"qosplane exec: {server['name']} ({instance}) does not run on this host "
+            f"({socket.gethostname()}); it is placed on {server['host']}",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    procs = setup.drivers.cgroups.procs_file(instance)
+    join = f'[ -w "{procs}" ] && echo $$ > "{procs}"; exec "$@"'
+    os.execvp(
+        "nsenter", ["nsenter", f"--net=/run/netns/{ns}", "--", "sh", "-c", join, "sh", *command]
+    )
+    return EXIT_FAILED  # not reached: execvp replaces this process
+
+
+def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
+    client = QosplaneClient(creds)
+    plan, server = _server(client, args.server)
+    setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
+    verdicts = verify_server(
+        plan, server, setup.caps, setup.drivers.instances, setup.drivers.cgroups, args.seconds
+    )
+    client.record_measurement(server["id"], verdicts_json(verdicts))
+    if args.json:
+        json.dump(verdicts_json(verdicts), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for v in verdicts:
+            mark = "pass" if v.passed else "FAIL"
+            print(
+                f"{v.device:16} {v.kind:11} {v.direction:8} configured {v.configured:22} "
+                f"expected {v.expected:14.1f} measured {v.measured:14.1f} {v.unit:6} "
+                f"±{v.tolerance:.0%} {mark}   ({v.method})"
+            )
+    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_FAILED
+
+
+def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:
+    client = QosplaneClient(creds)
+    try:
+        plan, server = _server(client, args.server)
+        status = client.server_status(server["id"])
+    except QosplaneError as exc:
+        print(f"qosplane explain: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    view = explain(
+        plan,
+        {**server, "status": status["server"]["status"]},
+        status["report"],
+        status["measurements"],
+    )
+    if args.json:
+        json.dump(view, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_explain(view))
+    return EXIT_OK
+
+
+def add_host_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prefix", default="qp-", help="name prefix of the instance namespaces")
+    parser.add_argument(
+        "--host-netns",
+        default=None,
+        help="network namespace holding the host side (taps, bridges); default: this one",
+    )
+    parser.add_argument("--cgroup-root", default="qosplane", help="cgroup under the cpu controller")

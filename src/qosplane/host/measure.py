@@ -1,0 +1,152 @@
+"""Measurements with real traffic and real CPU time, between namespaces the agent owns.
+
+- Throughput: iperf3, TCP, receiver-side bytes (the sender's count includes what still sits
+  in socket buffers), the first seconds omitted so a configured burst is spent first.
+- DSCP: tcpdump on the receiving side of echo requests (Linux copies the TOS of a request
+  into its reply, so only the request proves the mark).
+- CPU: two busy loops pinned to one CPU, one in the instance's cgroup and one in a
+  reference sibling group at the default weight; the ratio of their CPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qosplane.host.errors import HostError
+from qosplane.host.process import in_netns, run
+
+IPERF_PORT = 5201
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    received_bits_per_s: float
+    seconds: float
+    retransmits: int
+
+
+def throughput(
+    sender_ns: str, receiver_ns: str, receiver_ip: str, seconds: int, omit_s: int
+) -> Throughput:
+    """TCP from `sender_ns` to `receiver_ip` in `receiver_ns`, as the receiver counted it."""
+    server = subprocess.Popen(
+        in_netns(receiver_ns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while True:  # until the server listens
+            probe = subprocess.run(
+                in_netns(receiver_ns, ["ss", "-ltn", f"sport = :{IPERF_PORT}"]),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if f":{IPERF_PORT}" in probe.stdout:
+                break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise HostError("iperf3 -s", server.stderr.read() if server.stderr else "")
+            time.sleep(0.05)
+        out = run(
+            in_netns(
+                sender_ns,
+                [
+                    "iperf3",
+                    "-c",
+                    receiver_ip,
+                    "-p",
+                    str(IPERF_PORT),
+                    "-t",
+                    str(seconds + omit_s),
+                    "-O",
+                    str(omit_s),
+                    "-J",
+                ],
+            )
+        )
+    finally:
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    data = json.loads(out)
+    end = data["end"]
+    return Throughput(
+        float(end["sum_received"]["bits_per_second"]),
+        float(end["sum_received"]["seconds"]),
+        int(end["sum_sent"].get("retransmits", 0)),
+    )
+
+
+_TOS = re.compile(r"\btos 0x([0-9a-f]+)")
+
+
+def tos_seen(sender_ns: str, receiver_ns: str, receiver_ip: str, interface: str = "eth0") -> int:
+    """The TOS byte of echo requests from `sender_ns` as they arrive in `receiver_ns`."""
+    capture = subprocess.Popen(
+        in_netns(
+            receiver_ns,
+            [
+                "tcpdump",
+                "-i",
+                interface,
+                "-c",
+                "3",
+                "-nn",
+                "-v",
+                "-l",
+                "icmp[icmptype] == icmp-echo",
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)  # tcpdump opens its socket
+        run(in_netns(sender_ns, ["ping", "-c", "3", "-i", "0.2", "-W", "1", receiver_ip]))
+        out, err = capture.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        capture.kill()
+        out, err = capture.communicate()
+    found = _TOS.findall(out)
+    if not found:
+        raise HostError("tcpdump", f"no echo request seen in {receiver_ns}: {err[-300:]}")
+    return int(found[0], 16)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def cpu_ratio(procs_file: str, reference_procs_file: str, seconds: float, cpu: int = 0) -> float:
+    """CPU time of a busy loop in the first group over one in the reference group, both
+    pinned to `cpu`, so their shares decide the split."""
+    loop = "while :; do :; done"
+    starts = [
+        subprocess.Popen(
+            ["taskset", "-c", str(cpu), "sh", "-c", f"echo $$ > {path}; exec sh -c '{loop}'"]
+        )
+        for path in (procs_file, reference_procs_file)
+    ]
+    try:
+        time.sleep(seconds)
+        used = [_cpu_seconds(p.pid) for p in starts]
+    finally:
+        for p in starts:
+            p.kill()
+            p.wait()
+    if used[1] == 0:
+        raise HostError("cpu ratio", "the reference loop got no CPU time")
+    return used[0] / used[1]

@@ -1,0 +1,146 @@
+"""`qosplane explain`: one view per device and direction, guest-relative, of what was
+declared and where, what was compiled, what this host applied (or why not), whether it
+drifted, what was last measured, and what really holds with its conflicts and losses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_DEVICE_SIDE = {
+    "ingress": "to the instance: the host side's egress (root qdisc)",
+    "egress": "from the instance: the host side's ingress",
+    "read": "disk reads",
+    "write": "disk writes",
+    "total": "disk reads and writes",
+    "": "",
+}
+
+
+def _tap(entry: Mapping[str, Any]) -> str:
+    if entry.get("port_id"):
+        return ("tap" + str(entry["port_id"]))[:14]
+    return str(entry["device"])
+
+
+def _canonical(limit: Mapping[str, int] | None) -> str:
+    if not limit:
+        return "none holds"
+    parts = []
+    for key, value in limit.items():
+        if key.endswith("_bits_per_s"):
+            parts.append(f"{key}={value} ({value / 1e6:g} Mbit/s)")
+        elif key.endswith("_bytes"):
+            parts.append(f"{key}={value} ({value / 1024:g} KiB)")
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def explain(
+    plan: Mapping[str, Any],
+    server: Mapping[str, Any],
+    report: Mapping[str, Any],
+    measurements: Mapping[str, Any],
+) -> dict[str, Any]:
+    rules = {(r["kind"], r["device"], r["direction"]): r for r in report.get("rules", [])}
+    verdicts = {
+        (v["kind"], v["device"], v["direction"]): v for v in measurements.get("verdicts", [])
+    }
+    drift = report.get("drift_repaired", [])
+    current = report.get("plan_revision") == plan.get("revision")
+    limits = []
+    for entry in plan["effective"]:
+        device = _tap(entry)
+        key = (entry["kind"], device, entry["direction"])
+        enforced = entry.get("enforced_by") or {}
+        limits.append(
+            {
+                "device": device,
+                "plan_device": entry["device"],
+                "direction": entry["direction"],
+                "meaning": _DEVICE_SIDE.get(entry["direction"], entry["direction"]),
+                "kind": entry["kind"],
+                "declared": entry["declared"],
+                "compiled": [
+                    {k: a[k] for k in ("layer", "artifact", "as_written", "holds")}
+                    for a in entry["artifacts"]
+                ],
+                "effective": {
+                    "limit": entry["limit"],
+                    "canonical": _canonical(entry["limit"]),
+                    "as_written": enforced.get("as_written", ""),
+                    "by": enforced.get("layer", ""),
+                    "note": enforced.get("note", ""),
+                },
+                "conflicts": entry["conflicts"],
+                "losses": entry["losses"],
+                "applied": rules.get(key, {"status": "not reported yet"})
+                if current
+                else {"status": "agent has not applied this revision yet"},
+                "drift": [d for d in drift if d.get("device") in (device, "ifb" + device[3:])],
+                "measured": verdicts.get(key),
+            }
+        )
+    return {
+        "server": {
+            "id": server.get("id"),
+            "name": server.get("name"),
+            "status": server.get("status"),
+            "host": server.get("host"),
+            "instance": plan["instance"]["name"],
+            "plan_revision": plan.get("revision"),
+            "applied_revision": report.get("plan_revision"),
+            "measured_at": measurements.get("measured_at"),
+        },
+        "limits": limits,
+        "errors": plan.get("errors", []),
+        "warnings": plan.get("warnings", []),
+    }
+
+
+def render_explain(view: Mapping[str, Any]) -> str:
+    s = view["server"]
+    lines = [
+        f"{s['name']} ({s['id']}) {s['status']} on {s['host']} as {s['instance']}",
+        f"plan revision {s['plan_revision']}, applied {s['applied_revision']}, "
+        f"measured {s['measured_at'] or 'never'}",
+        "",
+    ]
+    for item in view["limits"]:
+        head = f"{item['device']} {item['kind']} {item['direction'] or ''}".rstrip()
+        lines.append(f"{head}  [{item['meaning']}]" if item["meaning"] else head)
+        for d in item["declared"]:
+            lines.append(f"  declared  {d['source']}: {d['key']} = {d['value']}")
+        for c in item["compiled"]:
+            holds = "" if c["holds"] else "  (does not hold)"
+            lines.append(f"  compiled  {c['layer']}: {c['artifact']}: {c['as_written']}{holds}")
+        eff = item["effective"]
+        lines.append(f"  effective {eff['canonical']}" + (f" by {eff['by']}" if eff["by"] else ""))
+        if eff["note"]:
+            lines.append(f"            {eff['note']}")
+        applied = item["applied"]
+        mech = f" by {applied['mechanism']}" if applied.get("mechanism") else ""
+        why = f": {applied['reason']}" if applied.get("reason") else ""
+        lines.append(f"  applied   {applied['status']}{mech}{why}")
+        for d in item["drift"]:
+            lines.append(
+                f"  drifted   {d['aspect']}: found {d['observed']}, restored {d['desired']}"
+            )
+        measured = item["measured"]
+        if measured:
+            verdict = "pass" if measured["passed"] else "FAIL"
+            lines.append(
+                f"  measured  {measured['measured']:.0f} {measured['unit']} vs expected "
+                f"{measured['expected']:.0f} (±{measured['tolerance']:.0%}): {verdict}"
+            )
+        for text in item["conflicts"]:
+            lines.append(f"  conflict  {text}")
+        for text in item["losses"]:
+            lines.append(f"  lost      {text}")
+        lines.append("")
+    for finding in view["errors"]:
+        lines.append(f"error: {finding.get('message', finding)}")
+    for finding in view["warnings"]:
+        lines.append(f"warning: {finding.get('message', finding)}")
+    return "\n".join(lines).rstrip() + "\n"

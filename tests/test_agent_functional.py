@@ -1,0 +1,481 @@
+"""The agent end to end, as root, on real namespaces, tc, nftables and cgroups: a
+`qosplane serve` started here, an agent confined to a throwaway host namespace, a server
+with a 10 Mbit/s VIF flavor, cpu_shares 512 and a DSCP 26 policy, measured with real
+traffic; drift repaired; an agent killed with SIGKILL and restarted converges and leaves
+nothing behind.
+
+Needs root, iproute2, nftables, iperf3, tcpdump and ping; CI installs them
+(scripts/host-packages), elsewhere the module skips saying which is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qosplane.agent.loop import Agent
+from qosplane.agent.reconcile import HostDrivers, Reconciler
+from qosplane.agent.verify import verify_server
+from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.host.cgroups import RealCgroups
+from qosplane.host.instances import RealInstances
+from qosplane.host.nft import RealDscpMarking
+from qosplane.host.probe import probe
+from qosplane.host.tc import RealTrafficControl
+from tests.conftest import require_root_and
+
+QOSPLANE = Path(sys.executable).parent / "qosplane"
+TOOLS = ("ip", "tc", "nft", "iperf3", "tcpdump", "ping", "nsenter", "taskset")
+TEN_MBIT_KB_PER_S = "1250"  # libvirt's vif_*_average unit: kilobytes/s
+
+
+@dataclass
+class Rig:
+    client: QosplaneClient
+    env: dict[str, str]
+    host: str
+    host_ns: str
+    prefix: str
+    cgroup_root: str
+    drivers: HostDrivers
+    server: dict[str, Any]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def _status(client: QosplaneClient, server_id: str) -> dict[str, Any]:
+    return client.server_status(server_id)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    require_root_and(*TOOLS)
+    tag = uuid.uuid4().hex[:6]
+    state = tmp_path_factory.mktemp("state")
+    port = _free_port()
+    log = (state / "serve.log").open("w")
+    serve = subprocess.Popen(
+        [
+            str(QOSPLANE),
+            "serve",
+            "--no-agent",
+            "--state-dir",
+            str(state),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    host_ns = f"qpf-host-{tag}"
+    prefix = f"qpf{tag}-"
+    cgroup_root = f"qosplane-ftest-{tag}"
+    subprocess.run(["ip", "netns", "add", host_ns], check=True)
+    drivers = HostDrivers(
+        RealInstances(prefix=prefix, host_netns=host_ns),
+        RealTrafficControl(host_ns),
+        RealDscpMarking(host_ns),
+        RealCgroups(root=cgroup_root),
+    )
+    stop = threading.Event()
+    try:
+        wait_for(lambda: _up(port), 30, "qosplane serve answers")
+        admin = json.loads((state / "admin.json").read_text())
+        creds = Credentials(f"http://127.0.0.1:{port}", "admin", admin["password"], "admin")
+        client = QosplaneClient(creds)
+        host = f"qpf-{tag}"
+        agent = Agent(client, host, Reconciler(drivers, probe()), facts={"vif_type": "hybrid"})
+        agent.register()
+        thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+        thread.start()
+        server = _make_server(client, host)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+            "OS_AUTH_URL": f"http://127.0.0.1:{port}/identity/v3",
+            "OS_USERNAME": "admin",
+            "OS_PASSWORD": admin["password"],
+            "OS_PROJECT_NAME": "admin",
+        }
+        yield Rig(client, env, host, host_ns, prefix, cgroup_root, drivers, server)
+        stop.set()
+        thread.join(timeout=10)
+    finally:
+        stop.set()
+        serve.terminate()
+        serve.wait(timeout=10)
+        log.close()
+        _cleanup(drivers, prefix, host_ns)
+
+
+def _up(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/identity/v3", timeout=1)
+    except OSError:
+        return False
+    return True
+
+
+def _cleanup(drivers: HostDrivers, prefix: str, host_ns: str) -> None:
+    for name in drivers.instances.names():
+        drivers.instances.remove(name)
+    assert isinstance(drivers.cgroups, RealCgroups)
+    for group in drivers.cgroups.groups():
+        drivers.cgroups.remove(group)
+    drivers.cgroups.remove_root()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    for line in listed.stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith(prefix):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+    subprocess.run(["ip", "netns", "del", host_ns], check=False)
+
+
+def _make_server(client: QosplaneClient, host: str) -> dict[str, Any]:
+    nova = "/compute/v2.1"
+    flavor = client.call(
+        "POST", f"{nova}/flavors", {"flavor": {"name": "m1.vif10", "ram": 512, "vcpus": 1}}
+    )["flavor"]["id"]
+    client.call(
+        "POST",
+        f"{nova}/flavors/{flavor}/os-extra_specs",
+        {
+            "extra_specs": {
+                "quota:vif_inbound_average": TEN_MBIT_KB_PER_S,
+                "quota:vif_outbound_average": TEN_MBIT_KB_PER_S,
+                "quota:cpu_shares": "512",
+            }
+        },
+    )
+    net = client.call("POST", "/networking/v2.0/networks", {"network": {"name": "fnet"}})
+    net_id = net["network"]["id"]
+    client.call(
+        "POST",
+        "/networking/v2.0/subnets",
+        {"subnet": {"network_id": net_id, "cidr": "10.201.0.0/24", "ip_version": 4}},
+    )
+    policy = client.call(
+        "POST", "/networking/v2.0/qos/policies", {"policy": {"name": "bw-limiter-dscp26"}}
+    )
+    policy_id = policy["policy"]["id"]
+    client.call(
+        "POST",
+        f"/networking/v2.0/qos/policies/{policy_id}/dscp_marking_rules",
+        {"dscp_marking_rule": {"dscp_mark": 26}},
+    )
+    # The seed's bw-limiter on the same port: stricter than the flavor's 10 Mbit/s egress,
+    # so it owns that direction.
+    client.call(
+        "POST",
+        f"/networking/v2.0/qos/policies/{policy_id}/bandwidth_limit_rules",
+        {"bandwidth_limit_rule": {"max_kbps": 3000, "max_burst_kbps": 300, "direction": "egress"}},
+    )
+    created = client.call(
+        "POST",
+        f"{nova}/servers",
+        {
+            "server": {
+                "name": "vm-func",
+                "flavorRef": flavor,
+                "networks": [{"uuid": net_id}],
+                "availability_zone": f"nova:{host}",
+            }
+        },
+    )["server"]
+    ports = client.get(f"/networking/v2.0/ports?device_id={created['id']}")["ports"]
+    client.call(
+        "PUT", f"/networking/v2.0/ports/{ports[0]['id']}", {"port": {"qos_policy_id": policy_id}}
+    )
+    data = client.server_plan(created["id"])
+    wait_for(
+        lambda: (
+            _status(client, created["id"])["report"].get("plan_revision")
+            == client.server_plan(created["id"])["plan"]["revision"]
+        ),
+        30,
+        "the agent reports the current plan",
+    )
+    return {**data["server"], "plan": client.server_plan(created["id"])["plan"]}
+
+
+def test_the_agent_applies_the_plan_and_reports_each_rule(rig: Rig) -> None:
+    status = _status(rig.client, rig.server["id"])
+    assert status["server"]["status"] == "ACTIVE"
+    report = status["report"]
+    assert report["status"] == "applied", report
+    rules = {(r["kind"], r["direction"]): r for r in report["rules"]}
+    assert rules[("bandwidth", "ingress")]["mechanism"] == "htb shaper on the device"
+    egress = rules[("bandwidth", "egress")]
+    assert (egress["mechanism"], egress["polices"]) == ("ifb redirect + htb shaper", False)
+    assert rules[("dscp", "egress")]["status"] == "applied"
+    assert rules[("cpu_shares", "")]["status"] == "applied"
+
+
+def test_limits_hold_when_measured(rig: Rig) -> None:
+    server = rig.client.server_plan(rig.server["id"])
+    verdicts = verify_server(
+        server["plan"], server["server"], probe(), rig.drivers.instances, rig.drivers.cgroups, 5
+    )
+    by_kind = {(v.kind, v.direction): v for v in verdicts}
+    assert set(by_kind) == {
+        ("bandwidth", "ingress"),
+        ("bandwidth", "egress"),
+        ("dscp", "egress"),
+        ("cpu_shares", ""),
+    }
+    failed = [v.to_json() for v in verdicts if not v.passed]
+    assert failed == []
+    assert by_kind[("bandwidth", "ingress")].configured == "10000000 bit/s"  # the flavor's
+    assert by_kind[("bandwidth", "egress")].configured == "3000000 bit/s"  # bw-limiter's
+    assert by_kind[("dscp", "egress")].measured == 0x68  # DSCP 26 = AF31 = TOS 0x68
+    assert abs(by_kind[("cpu_shares", "")].measured - 0.5) <= 0.025  # 512 vs 1024
+    rig.client.record_measurement(rig.server["id"], [v.to_json() for v in verdicts])
+
+
+def test_drift_is_repaired_within_five_seconds_and_reported(rig: Rig) -> None:
+    tap = rig.server["ports"][0]["tap"]
+    subprocess.run(["tc", "-n", rig.host_ns, "qdisc", "del", "dev", tap, "root"], check=True)
+    subprocess.run(
+        [
+            "tc",
+            "-n",
+            rig.host_ns,
+            "class",
+            "change",
+            "dev",
+            "ifb" + tap[3:],
+            "parent",
+            "1:",
+            "classid",
+            "1:1",
+            "htb",
+            "rate",
+            "50mbit",
+        ],
+        check=True,
+    )
+    group = Path("/sys/fs/cgroup/cpu") / rig.cgroup_root / rig.server["plan"]["instance"]["name"]
+    (group / "cpu.shares").write_text("4096")
+    tc = RealTrafficControl(rig.host_ns)
+    took = wait_for(
+        lambda: (
+            tc.observe(tap).root is not None
+            and tc.observe("ifb" + tap[3:]).root is not None
+            and tc.observe("ifb" + tap[3:]).root.rate_bits_per_s == 3_000_000  # type: ignore[union-attr]
+            and (group / "cpu.shares").read_text().strip() == "512"
+        ),
+        5,
+        "the agent repairs the deleted qdisc, the changed class and the cgroup value",
+    )
+    assert took < 5
+    wait_for(
+        lambda: bool(_status(rig.client, rig.server["id"])["report"]["drift_repaired"]),
+        5,
+        "the repair is reported as drift",
+    )
+    aspects = {
+        d["aspect"] for d in _status(rig.client, rig.server["id"])["report"]["drift_repaired"]
+    }
+    assert "to-instance shaper (htb on the device)" in aspects or "cpu.shares" in aspects
+
+
+def test_explain_shows_every_layer(rig: Rig) -> None:
+    out = subprocess.run(
+        [str(QOSPLANE), "explain", rig.server["id"], "--json"],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    view = json.loads(out)
+    limits = {(x["kind"], x["direction"]): x for x in view["limits"]}
+    ingress = limits[("bandwidth", "ingress")]
+    assert ingress["declared"][0]["key"] == "quota:vif_inbound_average"
+    assert ingress["effective"]["as_written"].startswith("rate 1250kbps")
+    assert ingress["applied"]["status"] == "applied"
+    assert ingress["measured"]["passed"] is True
+    assert ingress["meaning"].startswith("to the instance")
+    text = subprocess.run(
+        [str(QOSPLANE), "explain", "vm-func"],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "applied   applied by htb shaper on the device" in text
+    assert "measured" in text
+
+
+def test_exec_runs_inside_the_instance(rig: Rig) -> None:
+    out = subprocess.run(
+        [
+            str(QOSPLANE),
+            "exec",
+            "--prefix",
+            rig.prefix,
+            "--host-netns",
+            rig.host_ns,
+            "--cgroup-root",
+            rig.cgroup_root,
+            "vm-func",
+            "--",
+            "sh",
+            "-c",
+            "ip -o addr show eth0; cat /proc/self/cgroup",
+        ],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "10.201.0." in out
+    assert f"{rig.cgroup_root}/{rig.server['plan']['instance']['name']}" in out
+
+
+def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
+    """m1.resquota as the seed sets it: 32768 kB/s average, 2x peak, 131072 KiB burst each
+    way and cpu_shares 512. Sustained to-instance goodput is the average (the peak lasts
+    only the ~4 s of burst, skipped); from-instance, libvirt's police becomes an ifb
+    shaper at the average."""
+    nova = "/compute/v2.1"
+    client = rig.client
+    flavor = client.call(
+        "POST", f"{nova}/flavors", {"flavor": {"name": "m1.resquota", "ram": 1024, "vcpus": 1}}
+    )["flavor"]["id"]
+    specs = {
+        "quota:cpu_shares": "512",
+        "quota:vif_outbound_average": "32768",
+        "quota:vif_outbound_peak": "65536",
+        "quota:vif_outbound_burst": "131072",
+        "quota:vif_inbound_average": "32768",
+        "quota:vif_inbound_peak": "65536",
+        "quota:vif_inbound_burst": "131072",
+    }
+    client.call("POST", f"{nova}/flavors/{flavor}/os-extra_specs", {"extra_specs": specs})
+    net = client.call("POST", "/networking/v2.0/networks", {"network": {"name": "seednet"}})
+    net_id = net["network"]["id"]
+    client.call(
+        "POST",
+        "/networking/v2.0/subnets",
+        {"subnet": {"network_id": net_id, "cidr": "10.202.0.0/24", "ip_version": 4}},
+    )
+    created = client.call(
+        "POST",
+        f"{nova}/servers",
+        {
+            "server": {
+                "name": "vm_resquota",
+                "flavorRef": flavor,
+                "networks": [{"uuid": net_id}],
+                "availability_zone": f"nova:{rig.host}",
+            }
+        },
+    )["server"]
+    wait_for(
+        lambda: (
+            _status(client, created["id"])["report"].get("plan_revision")
+            == client.server_plan(created["id"])["plan"]["revision"]
+        ),
+        30,
+        "the agent applies vm_resquota",
+    )
+    data = client.server_plan(created["id"])
+    verdicts = verify_server(
+        data["plan"], data["server"], probe(), rig.drivers.instances, rig.drivers.cgroups, 5
+    )
+    by_kind = {(v.kind, v.direction): v for v in verdicts}
+    assert by_kind[("bandwidth", "ingress")].configured == "262144000 bit/s"
+    assert by_kind[("bandwidth", "egress")].configured == "262144000 bit/s"
+    assert [v.to_json() for v in verdicts if not v.passed] == []
+    client.call("DELETE", f"{nova}/servers/{created['id']}")
+    wait_for(
+        lambda: rig.drivers.instances.names() == {rig.server["plan"]["instance"]["name"]},
+        10,
+        "vm_resquota's namespace is removed",
+    )
+
+
+def test_a_killed_agent_restarted_converges_without_leftovers(rig: Rig) -> None:
+    """SIGKILL a second agent process for the same host while it applies a change (the
+    thread agent is stopped first), restart it, and check the host converged."""
+    flavor = rig.client.server_plan(rig.server["id"])
+    del flavor
+    args = [
+        str(QOSPLANE),
+        "agent",
+        "--host",
+        rig.host,
+        "--prefix",
+        rig.prefix,
+        "--host-netns",
+        rig.host_ns,
+        "--cgroup-root",
+        rig.cgroup_root,
+        "--drift-check-s",
+        "0.5",
+    ]
+    # The module's thread agent keeps running; a second agent for the same host applies
+    # the same program, so the two agree. Kill the process one mid-pass, then restart.
+    agent = subprocess.Popen(args, env=rig.env, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    nova = "/compute/v2.1"
+    flavor_id = rig.client.get(f"{nova}/servers/{rig.server['id']}")["server"]["flavor"]["id"]
+    rig.client.call(
+        "POST",
+        f"{nova}/flavors/{flavor_id}/os-extra_specs",
+        {"extra_specs": {"quota:cpu_shares": "256"}},
+    )
+    time.sleep(0.05)
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    subprocess.run(
+        ["ip", "-n", rig.host_ns, "link", "add", "ifbdeadbeef-00", "type", "ifb"], check=True
+    )  # a leftover of the killed pass: an ifb no instance uses
+    restarted = subprocess.Popen(args, env=rig.env, stderr=subprocess.DEVNULL)
+    try:
+        group = (
+            Path("/sys/fs/cgroup/cpu") / rig.cgroup_root / rig.server["plan"]["instance"]["name"]
+        )
+        wait_for(lambda: (group / "cpu.shares").read_text().strip() == "256", 10, "new shares")
+        wait_for(
+            lambda: rig.drivers.instances.ifbs() == {"ifb" + rig.server["ports"][0]["tap"][3:]},
+            10,
+            "the stray ifb is removed",
+        )
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=10)
+    rig.client.call("DELETE", f"{nova}/servers/{rig.server['id']}")
+    wait_for(
+        lambda: rig.drivers.instances.names() == set(), 10, "the deleted server's namespace goes"
+    )
+    assert rig.drivers.instances.ifbs() == set()
+    assert rig.drivers.cgroups.groups() == set()
