@@ -30,6 +30,7 @@ from qosplane.model.units import (
     Bytes,
     parse_tc_rate_bits,
     parse_tc_size_bytes,
+    tc_rate_as_printed,
     tcp_goodput_bits_per_s,
 )
 from qosplane.verify.drift import cpu_drift, device_drift
@@ -167,6 +168,7 @@ def test_printed_rates_read_back_within_a_tenth_of_a_percent(rate: int) -> None:
     back = parse_tc_rate_bits(f"{value}{units[i]}")
     assert back <= rate
     assert rate - back <= rate * 0.001
+    assert tc_rate_as_printed(BitsPerSecond(rate)) == back
 
 
 def test_default_burst_is_a_tick_plus_a_frame() -> None:
@@ -216,3 +218,22 @@ def test_dscp_ruleset_replaces_the_table_atomically() -> None:
     assert text.index("chain tapa") < text.index("chain tapb")
     assert 'iifname "tapa" ip dscp set 26' in text
     assert dscp_ruleset("qosplane", []) == "table bridge qosplane\ndelete table bridge qosplane\n"
+
+
+def test_a_small_rate_change_is_still_a_change() -> None:
+    """tc's printing is 0.1% coarse at most; a desired change of 0.05% must still apply."""
+    old = Shaper(BitsPerSecond(16_000_000), BitsPerSecond(16_000_000), Bytes(125_000))
+    new = Shaper(BitsPerSecond(16_008_000), BitsPerSecond(16_008_000), Bytes(125_000))
+    seen = ObservedDevice(DeviceQos("tapx", old), root_htb=True)
+    assert device_commands(DeviceQos("tapx", new), seen) == [
+        "class replace dev tapx parent 1: classid 1:1 htb rate 16008000bit ceil 16008000bit "
+        "burst 125000b"
+    ]
+    printed = Shaper(BitsPerSecond(1_234_000_000), BitsPerSecond(1_234_000_000), Bytes(125_000))
+    exact = Shaper(BitsPerSecond(1_234_567_891), BitsPerSecond(1_234_567_891), Bytes(125_000))
+    assert (
+        device_commands(
+            DeviceQos("tapx", exact), ObservedDevice(DeviceQos("tapx", printed), root_htb=True)
+        )
+        == []
+    )

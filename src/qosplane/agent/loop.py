@@ -58,6 +58,8 @@ class Agent:
             self.revision = int(state["revision"])
             self.servers = list(state["servers"])
         targets, result = self.reconciler.converge(self.servers)
+        if self.on_pass is not None:  # enforced (and read back) on the host from here
+            self.on_pass(result)
         reports = server_reports(targets, result, self.converged)
         if changed or result.changed or reports != self.last_reports:
             self.api.report(self.host, self.revision, reports)
@@ -71,8 +73,6 @@ class Agent:
         self.last_reports = reports
         if result.drift_before and not changed:
             LOG.warning("repaired drift: %s", [d.to_json() for d in result.drift_before])
-        if self.on_pass is not None:
-            self.on_pass(result)
         return result
 
     def run(self, stop: threading.Event) -> None:

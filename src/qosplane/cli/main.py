@@ -161,7 +161,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     server = uvicorn.Server(
-        uvicorn.Config(build_app(services), host=host, port=port, log_level=args.log_level)
+        uvicorn.Config(
+            build_app(services),
+            host=host,
+            port=port,
+            log_level=args.log_level,
+            # Agents' watches are long polls: do not wait them out on shutdown.
+            timeout_graceful_shutdown=2,
+        )
     )
     stop = threading.Event()
     if not args.no_agent:

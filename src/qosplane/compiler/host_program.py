@@ -23,7 +23,13 @@ from qosplane.model.host_state import (
     RuleOutcome,
     Shaper,
 )
-from qosplane.model.units import BitsPerSecond, Bytes, tc_rate_bits, tc_size_bytes
+from qosplane.model.units import (
+    BitsPerSecond,
+    Bytes,
+    tc_rate_as_printed,
+    tc_rate_bits,
+    tc_size_bytes,
+)
 
 TO_GUEST = "ingress"
 FROM_GUEST = "egress"
@@ -201,19 +207,16 @@ def redirect_commands(dev: str, ifb: str, wanted: bool, present: bool) -> list[s
 
 
 def same_shaper(desired: Shaper | None, observed: Shaper | None) -> bool:
-    """Equal up to how tc reads back: rates within 0.1% (tc prints them divided by 1000),
-    bursts within 2% or 2 KiB (htb keeps a burst as a time at the rate, tc prints sizes
-    rounded to KiB or MiB)."""
+    """Equal as tc reads back: rates exactly as tc prints the desired ones (it divides by
+    1000 with truncation), bursts within 2% or 2 KiB (htb keeps a burst as a time at the
+    rate and tc prints sizes rounded to KiB or MiB)."""
     if desired is None or observed is None:
         return desired is observed
-
-    def close(a: int, b: int, rel: float, floor: int) -> bool:
-        return abs(a - b) <= max(rel * max(a, b), floor)
-
+    burst_gap = abs(desired.burst_bytes - observed.burst_bytes)
     return (
-        close(desired.rate_bits_per_s, observed.rate_bits_per_s, 0.001, 1000)
-        and close(desired.ceil_bits_per_s, observed.ceil_bits_per_s, 0.001, 1000)
-        and close(desired.burst_bytes, observed.burst_bytes, 0.02, 2048)
+        tc_rate_as_printed(desired.rate_bits_per_s) == observed.rate_bits_per_s
+        and tc_rate_as_printed(desired.ceil_bits_per_s) == observed.ceil_bits_per_s
+        and burst_gap <= max(0.02 * max(desired.burst_bytes, observed.burst_bytes), 2048)
     )
 
 

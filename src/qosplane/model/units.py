@@ -278,6 +278,17 @@ def parse_tc_rate_bits(text: str) -> BitsPerSecond:
     raise ValueError(f"not a tc rate: {text!r}")
 
 
+def tc_rate_as_printed(value: BitsPerSecond) -> BitsPerSecond:
+    """The rate `tc class show` will print for `value`, read back: what an exact
+    comparison of desired and observed rates must compare against."""
+    number: int = value
+    scale = 1
+    while number >= 1000 and (number % 1000 == 0 or number >= 1_000_000) and scale < 1000**4:
+        number //= 1000
+        scale *= 1000
+    return BitsPerSecond(number * scale)
+
+
 def parse_tc_size_bytes(text: str) -> Bytes:
     """A size as tc prints it (`1600b`, `125Kb`, `128Mb`) in bytes; tc rounds a size to Mb
     when within 1 KiB of it and to Kb when within 16 bytes."""
