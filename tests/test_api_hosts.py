@@ -310,3 +310,40 @@ def test_a_change_through_another_worker_wakes_the_watch_on_postgresql(
     finally:
         downgrade(engine)
         engine.dispose()
+
+
+def test_a_server_on_an_agent_host_builds_until_the_agent_applies_it(client: TestClient) -> None:
+    h = token(client)
+    register(client, h, "compute-9")  # an agent registering: its host is now managed
+    net = make_network(client, h)
+    r = client.post(
+        "/compute/v2.1/servers",
+        headers={**h, **NOVA},
+        json={
+            "server": {
+                "name": "waits",
+                "flavorRef": make_flavor(client, h, name="f-build"),
+                "networks": [{"uuid": net}],
+                "availability_zone": "nova:compute-9",
+            }
+        },
+    )
+    server_id = r.json()["server"]["id"]
+    shown = client.get(f"/compute/v2.1/servers/{server_id}", headers=h).json()["server"]
+    assert shown["status"] == "BUILD"
+    status = client.get(f"/qosplane/v1/servers/{server_id}/status", headers=h).json()
+    client.put(
+        f"{HOSTS}/compute-9/report",
+        headers=h,
+        json={
+            "revision": revision(client, h, "compute-9"),
+            "servers": [
+                {"id": server_id, "plan_revision": status["plan_revision"], "status": "partial"}
+            ],
+        },
+    )
+    shown = client.get(f"/compute/v2.1/servers/{server_id}", headers=h).json()["server"]
+    assert shown["status"] == "ACTIVE"
+    # The all-in-one's own host has no agent here: its servers are ACTIVE once planned.
+    plain = make_server(client, h, [net], name="plain")
+    assert plain["status"] == "ACTIVE"

@@ -245,6 +245,7 @@ async def register_host(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = HostRepository(s)
         row = repo.register(_name(body.get("name"), "host.name"), facts)
+        repo.agent_spoke(row.name)
         return ok({"host": _host_json(repo, row)})
 
 

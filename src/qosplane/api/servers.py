@@ -210,7 +210,12 @@ async def create_server(request: Request, services: Services) -> Response:
             security_groups=sg_ids,
         )
         errors = {e["code"] for e in repo.plan(row.id)["errors"]}
-        row.status = "ERROR" if errors & FATAL_PLAN_ERRORS else "ACTIVE"
+        if errors & FATAL_PLAN_ERRORS:
+            row.status = "ERROR"
+        elif HostRepository(s).has_live_agent(row.host):
+            row.status = "BUILD"  # ACTIVE (or ERROR) when the agent reports this plan
+        else:
+            row.status = "ACTIVE"
         out = {
             "id": row.id,
             "links": server_json(request, s, row, ver)["links"],

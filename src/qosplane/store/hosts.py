@@ -82,6 +82,18 @@ class HostRepository:
         self.session.flush()
         return row
 
+    def agent_spoke(self, name: str) -> None:
+        """Its agent registered, reported or sent a heartbeat just now."""
+        self.get(name).agent_seen_at = _stamp(_now())
+
+    def has_live_agent(self, name: str) -> bool:
+        """Whether an agent manages this host: servers placed here wait in BUILD for it.
+        Hosts without one (the all-in-one with --no-agent) only store plans."""
+        row = self.session.get(HostRow, name)
+        if row is None or row.agent_seen_at is None:
+            return False
+        return _now() - _parse(row.agent_seen_at) < timedelta(seconds=HOST_DOWN_AFTER_S)
+
     def ensure(self, name: str) -> HostRow:
         """The host, registered with default facts if it is new; an existing host keeps the
         facts its agent registered."""
@@ -115,6 +127,7 @@ class HostRepository:
     def heartbeat(self, name: str, applied_revision: int | None = None) -> HostRow:
         row = self.get(name)
         row.heartbeat_at = _stamp(_now())
+        row.agent_seen_at = row.heartbeat_at
         if applied_revision is not None:
             if not 0 <= applied_revision <= row.revision:
                 raise InvalidInput(

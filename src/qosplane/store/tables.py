@@ -266,6 +266,7 @@ class HostRow(Base):
     heartbeat_at: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int] = mapped_column(Integer, default=0)
     applied_revision: Mapped[int] = mapped_column(Integer, default=0)
+    agent_seen_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class AggregateRow(Base):
