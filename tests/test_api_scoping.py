@@ -197,3 +197,29 @@ def test_values_beyond_the_columns_are_400_not_500(
         assert message.startswith("id: value too long for type character varying(36)")
     else:
         assert flavor.status_code == 200  # SQLite stores it whole
+
+
+@pytest.mark.parametrize(
+    ("auth", "field"),
+    [
+        ({"identity": True}, "auth.identity"),
+        ({"identity": {"methods": ["password"], "password": []}}, "auth.identity.password"),
+        (
+            {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {"name": "admin", "password": "s3cret"}},
+                },
+                "scope": {"project": {"name": 5}},
+            },
+            "auth.scope.project.name",
+        ),
+    ],
+)
+def test_malformed_auth_bodies_are_400(
+    client: TestClient, auth: dict[str, Any], field: str
+) -> None:
+    """Found by schemathesis: a non-object where Keystone expects one was a 500."""
+    r = client.post("/identity/v3/auth/tokens", json={"auth": auth})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith(field)

@@ -66,15 +66,33 @@ def catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _object(parent: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    """`parent[key]` as a JSON object ({} when absent); a 400 naming `path` otherwise."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(path, value, "a JSON object")
+    return value
+
+
 def _authenticate(body: dict[str, Any], services: Services) -> Context:
-    identity = body.get("identity") or {}
-    if "password" not in (identity.get("methods") or []):
+    identity = _object(body, "identity", "auth.identity")
+    methods = identity.get("methods") or []
+    if not isinstance(methods, list) or "password" not in methods:
         raise Unauthorized("The request you have made requires authentication.")
-    user = ((identity.get("password") or {}).get("user")) or {}
+    user = _object(
+        _object(identity, "password", "auth.identity.password"),
+        "user",
+        "auth.identity.password.user",
+    )
     name, password = user.get("name"), user.get("password")
     if not isinstance(name, str) or not isinstance(password, str):
         raise Unauthorized("The request you have made requires authentication.")
-    project = ((body.get("scope") or {}).get("project")) or {}
+    project = _object(_object(body, "scope", "auth.scope"), "project", "auth.scope.project")
+    for key in ("name", "id"):
+        if project.get(key) is not None and not isinstance(project[key], str):
+            raise InvalidInput(f"auth.scope.project.{key}", project[key], "a string")
     with services.db.transaction() as s:
         user_row, project_row, roles = IdentityRepository(s).authenticate(
             name, password, project.get("name"), project.get("id")
