@@ -297,13 +297,13 @@ def test_drift_is_repaired_within_five_seconds_and_reported(rig: Rig) -> None:
     )
     assert took < 5
     wait_for(
-        lambda: bool(_status(rig.client, rig.server["id"])["report"]["drift_repaired"]),
+        lambda: bool(_status(rig.client, rig.server["id"])["report"].get("last_drift")),
         5,
         "the repair is reported as drift",
     )
-    aspects = {
-        d["aspect"] for d in _status(rig.client, rig.server["id"])["report"]["drift_repaired"]
-    }
+    time.sleep(1.5)  # a quiet pass later the report still says what was repaired
+    last = _status(rig.client, rig.server["id"])["report"]["last_drift"]
+    aspects = {d["aspect"] for d in last["drift"]}
     assert "to-instance shaper (htb on the device)" in aspects or "cpu.shares" in aspects
 
 
@@ -349,7 +349,7 @@ def test_exec_runs_inside_the_instance(rig: Rig) -> None:
             "--",
             "sh",
             "-c",
-            "ip -o addr show eth0; cat /proc/self/cgroup",
+            "ip -o addr show; cat /proc/self/cgroup",
         ],
         env=rig.env,
         capture_output=True,

@@ -347,3 +347,33 @@ def test_a_server_on_an_agent_host_builds_until_the_agent_applies_it(client: Tes
     # The all-in-one's own host has no agent here: its servers are ACTIVE once planned.
     plain = make_server(client, h, [net], name="plain")
     assert plain["status"] == "ACTIVE"
+
+
+def test_servers_are_not_placed_on_a_host_whose_agent_went_silent(client: TestClient) -> None:
+    h = token(client)
+    register(client, h, "compute-7")
+    # The agent's last word was two minutes ago (longer than Nova's service_down_time).
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE hosts SET agent_seen_at = '2000-01-01T00:00:00.000000Z' WHERE name = 'compute-7'"
+        )
+    hypervisors = client.get("/compute/v2.1/os-hypervisors/detail", headers={**h, **NOVA}).json()
+    states = {x["hypervisor_hostname"]: x["state"] for x in hypervisors["hypervisors"]}
+    assert states == {"localhost": "up", "compute-7": "down"}
+    net = make_network(client, h)
+    forced = client.post(
+        "/compute/v2.1/servers",
+        headers={**h, **NOVA},
+        json={
+            "server": {
+                "name": "nowhere",
+                "flavorRef": make_flavor(client, h, name="f-down"),
+                "networks": [{"uuid": net}],
+                "availability_zone": "nova:compute-7",
+            }
+        },
+    )
+    assert forced.status_code == 409
+    assert "no live host in the zone" in forced.json()["conflictingRequest"]["message"]
+    assert make_server(client, h, [net], name="elsewhere")["OS-EXT-SRV-ATTR:host"] == "localhost"

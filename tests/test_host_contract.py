@@ -101,16 +101,30 @@ def reconciler_ifbs(reconciler: Reconciler) -> list[DeviceQos]:
 
 
 def test_a_half_made_instance_is_completed(host: HostDrivers) -> None:
-    """What a SIGKILL between two steps leaves: a namespace with a tap but no guest end."""
+    """What a SIGKILL between two steps leaves: the namespace made, no port plugged yet."""
     reconciler = Reconciler(host, CAPS)
     if isinstance(host.instances, RealInstances):
-        ns = host.instances.namespace("instance-00000043")
-        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(
+            ["ip", "netns", "add", host.instances.namespace("instance-00000043")], check=True
+        )
+    _, result = reconciler.converge(servers()[1:])
+    assert result.errors == {}
+    assert result.drift_after == []
+    _, again = reconciler.converge(servers()[1:])
+    assert again.commands == 0
+
+
+def test_a_device_that_is_not_ours_is_refused_not_deleted() -> None:
+    """A tap of the same name whose peer is elsewhere (a Nova VM's) is left alone and the
+    instance is reported failed; an ifb the agent did not make is never claimed."""
+    with drivers("real") as host:
+        assert isinstance(host.instances, RealInstances)
+        ns = str(host.instances.host_netns)
         subprocess.run(
             [
                 "ip",
                 "-n",
-                str(host.instances.host_netns),
+                ns,
                 "link",
                 "add",
                 "tap679563b6-d1",
@@ -118,15 +132,20 @@ def test_a_half_made_instance_is_completed(host: HostDrivers) -> None:
                 "veth",
                 "peer",
                 "name",
-                "qphalf",
+                "vm0",
             ],
             check=True,
         )
-    _, result = reconciler.converge(servers()[1:])
-    assert result.errors == {}
-    assert result.drift_after == []
-    _, again = reconciler.converge(servers()[1:])
-    assert again.commands == 0
+        subprocess.run(["ip", "-n", ns, "link", "add", "ifb68fe8005-c4", "type", "ifb"], check=True)
+        targets, result = Reconciler(host, CAPS).converge(servers()[1:])
+        assert "not qosplane's" in result.errors["instance-00000043"]
+        links = subprocess.run(
+            ["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "tap679563b6-d1" in links
+        assert "ifb68fe8005-c4" in links
+        assert host.instances.ifbs() == set()
+        assert server_reports(targets, result, {})[0]["status"] == "failed"
 
 
 def test_a_failing_device_does_not_block_the_others(host: HostDrivers) -> None:
@@ -153,3 +172,28 @@ def test_real_cgroup_values_are_written() -> None:
         Reconciler(host, CAPS).converge(servers())
         shares = host.cgroups.base / "instance-00000041" / "cpu.shares"
         assert shares.read_text().strip() == "512"
+
+
+def test_observation_keeps_each_devices_classes_apart() -> None:
+    """One batch reads every device's classes, and class lines do not name their device:
+    a device with an htb root but no class must not take the next device's class."""
+    with drivers("real") as host:
+        assert isinstance(host.instances, RealInstances)
+        ns = str(host.instances.host_netns)
+        for name in ("qpa", "qpb"):
+            subprocess.run(
+                ["ip", "-n", ns, "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                check=True,
+            )
+        host.tc.apply(
+            [
+                "qdisc add dev qpa root handle 1: htb default 1",
+                "qdisc add dev qpb root handle 1: htb default 1",
+                "class add dev qpb parent 1: classid 1:1 htb rate 10000000bit ceil 10000000bit burst 12500b",
+            ]
+        )
+        seen = host.tc.observe_many(["qpa", "qpb", "missing0"])
+        assert (seen["qpa"].root_htb, seen["qpa"].root) == (True, None)
+        assert seen["qpb"].root is not None
+        assert seen["qpb"].root.rate_bits_per_s == 10_000_000
+        assert not seen["missing0"].exists

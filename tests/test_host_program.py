@@ -121,6 +121,7 @@ def test_commands_converge_on_the_fake_kernel_and_then_stay_silent() -> None:
             redirect_to=tap.redirect_to,
             root_htb=tap.root_htb,
             ifb_root_htb=ifb.root_htb,
+            ingress=tap.ingress,
         )
 
     kernel.apply(device_commands(desired, observed()))
@@ -237,3 +238,12 @@ def test_a_small_rate_change_is_still_a_change() -> None:
         )
         == []
     )
+
+
+def test_a_limit_removed_from_the_flavor_is_drift_back_to_the_default() -> None:
+    left = CpuQos("i", shares=512, cfs_quota_us=50_000, cfs_period_us=100_000)
+    assert [d.aspect for d in cpu_drift("i", CpuQos("i"), left)] == [
+        "cpu.shares",
+        "cpu.cfs_quota_us",
+    ]
+    assert cpu_drift("i", CpuQos("i"), CpuQos("i", 1024, None, 100_000)) == []

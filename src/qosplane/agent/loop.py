@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from qosplane.agent.reconcile import PassResult, Reconciler, server_reports
-from qosplane.model.errors import QosplaneError
+from qosplane.model.errors import NotFound, QosplaneError
 
 LOG = logging.getLogger("qosplane.agent")
 HEARTBEAT_S = 20.0
@@ -43,6 +44,7 @@ class Agent:
     servers: list[dict[str, Any]] = field(default_factory=list)
     converged: dict[str, int] = field(default_factory=dict)  # server id -> plan revision
     last_reports: list[dict[str, Any]] = field(default_factory=list)
+    drift_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # server id -> last repair
     on_pass: Callable[[PassResult], None] | None = None  # tests and benchmarks listen here
     _last_contact: float = 0.0
 
@@ -61,7 +63,15 @@ class Agent:
         if self.on_pass is not None:  # enforced (and read back) on the host from here
             self.on_pass(result)
         reports = server_reports(targets, result, self.converged)
-        if changed or result.changed or reports != self.last_reports:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for report in reports:
+            # The last repair stays in the report (for explain) until the next one: a quiet
+            # pass does not erase it, and an unrepairable drift is not re-sent every pass.
+            if report["drift_repaired"]:
+                self.drift_log[report["id"]] = {"at": stamp, "drift": report["drift_repaired"]}
+            report["last_drift"] = self.drift_log.get(report["id"])
+            del report["drift_repaired"]
+        if changed or result.removed or reports != self.last_reports:
             self.api.report(self.host, self.revision, reports)
             self._last_contact = time.monotonic()
         elif time.monotonic() - self._last_contact > HEARTBEAT_S:
@@ -72,7 +82,13 @@ class Agent:
                 self.converged[report["id"]] = report["plan_revision"]
         self.last_reports = reports
         if result.drift_before and not changed:
-            LOG.warning("repaired drift: %s", [d.to_json() for d in result.drift_before])
+            repaired = [d for d in result.drift_before if d not in result.drift_after]
+            if repaired:
+                LOG.warning("repaired drift: %s", [d.to_json() for d in repaired])
+        if result.drift_after:
+            LOG.warning("drift not repaired: %s", [d.to_json() for d in result.drift_after])
+        for problem in result.host_errors:
+            LOG.warning("cleanup failed, retried next pass: %s", problem)
         return result
 
     def run(self, stop: threading.Event) -> None:
@@ -85,6 +101,15 @@ class Agent:
                     self.register()
                     registered = True
                 self.step(self.drift_check_s)
+            except NotFound as exc:  # the API forgot this host (a new database): register
+                LOG.warning("host unknown to the API, registering again: %s", exc)
+                registered = False
+                stop.wait(self.drift_check_s)
             except (QosplaneError, OSError) as exc:
                 LOG.warning("agent pass failed, retrying: %s", exc)
+                stop.wait(self.drift_check_s)
+            except Exception:
+                # A bug must not stop the host's agent for good: log it whole and go on
+                # with the next pass, which starts again from observation.
+                LOG.exception("agent pass failed unexpectedly, retrying")
                 stop.wait(self.drift_check_s)

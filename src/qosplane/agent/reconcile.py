@@ -56,6 +56,7 @@ class PassResult:
     drift_before: list[Drift] = field(default_factory=list)
     drift_after: list[Drift] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # instance -> what failed
+    host_errors: list[str] = field(default_factory=list)  # cleanup failures, retried
     removed: list[str] = field(default_factory=list)
     commands: int = 0
 
@@ -127,6 +128,7 @@ class Reconciler:
             exists=tap.exists,
             redirect_to=tap.redirect_to,
             root_htb=tap.root_htb,
+            ingress=tap.ingress,
             ifb_root_htb=ifb is not None and ifb.root_htb,
             other_qdiscs=tap.foreign,
         )
@@ -153,6 +155,9 @@ class Reconciler:
         wanted_ifbs = {d.ifb for t in targets for d in t.qos.devices if d.from_instance}
         for ifb in sorted(self.d.instances.ifbs() - wanted_ifbs):
             self.d.instances.remove_ifb(ifb)
+        wanted_networks = {p.network_id[:8] for t in targets for p in t.ports}
+        for network in sorted(self.d.instances.networks() - wanted_networks):
+            self.d.instances.cleanup_network(network)
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)
@@ -205,7 +210,9 @@ class Reconciler:
         try:
             self._remove_stale(targets, result)
         except HostError as exc:
-            result.errors["host"] = str(exc)
+            # Cleanup of what is no longer wanted failed: the wanted servers are unaffected
+            # and it is retried next pass, so it is logged, not charged to them.
+            result.host_errors.append(str(exc))
         present = self.d.instances.names()
         for t in targets:
             # Wiring is checked in full when new or changed, or when a device went missing
@@ -235,7 +242,9 @@ class Reconciler:
                 try:
                     self.d.dscp.apply(marks)
                 except HostError as exc:
-                    result.errors["dscp"] = str(exc)
+                    for t in ready:  # charged to the servers that have a mark
+                        if any(d.dscp is not None for d in t.qos.devices):
+                            result.errors.setdefault(t.qos.name, str(exc))
             for t in ready:
                 if t.qos.cpu is not None and cpu_drift(
                     t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group)
@@ -257,7 +266,7 @@ def server_reports(
     -> plan revision) is drift, and is reported as such."""
     reports = []
     for t in targets:
-        failed = result.errors.get(t.qos.name) or result.errors.get("host")
+        failed = result.errors.get(t.qos.name)
         remaining = [d for d in result.drift_after if d.instance == t.qos.name]
         if failed or remaining:
             status = "failed"

@@ -153,7 +153,9 @@ def host_program(
     qos = InstanceQos(
         name=name,
         devices=tuple(DeviceQos(device=d, **fields) for d, fields in sorted(devices.items())),
-        cpu=CpuQos(group=name, **cpu) if cpu else None,
+        # Every instance has its group where the controller exists: exec joins it, and a
+        # limit removed from the flavor is reset to the kernel's default there.
+        cpu=CpuQos(group=name, **cpu) if caps.cgroup_v1_cpu else None,
     )
     return qos, tuple(outcomes)
 
@@ -191,12 +193,15 @@ def root_commands(
     return lines
 
 
-def redirect_commands(dev: str, ifb: str, wanted: bool, present: bool) -> list[str]:
+def redirect_commands(
+    dev: str, ifb: str, wanted: bool, current: str | None, ingress: bool
+) -> list[str]:
     """The ingress qdisc and u32 filter that steer everything `dev` receives (what the
-    instance sends) to `ifb`."""
-    if wanted == present:
+    instance sends) to `ifb`. Anything else on the ingress (no filter, a filter to a
+    deleted or other device) is replaced whole."""
+    if (wanted and current == ifb) or (not wanted and not ingress):
         return []
-    lines = [f"qdisc del dev {dev} ingress"] if present else []
+    lines = [f"qdisc del dev {dev} ingress"] if ingress else []
     if wanted:
         lines += [
             f"qdisc add dev {dev} handle ffff: ingress",
@@ -227,7 +232,7 @@ def device_commands(desired: DeviceQos, observed: ObservedDevice) -> list[str]:
     )
     wanted = desired.from_instance is not None
     lines += redirect_commands(
-        desired.device, desired.ifb, wanted, observed.redirect_to is not None
+        desired.device, desired.ifb, wanted, observed.redirect_to, observed.ingress
     )
     if wanted:
         lines += root_commands(

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Protocol
 
 from qosplane.host.errors import HostError
-from qosplane.model.host_state import CpuQos
+from qosplane.model.host_state import CFS_DEFAULT_PERIOD_US, CGROUP_V1_DEFAULT_SHARES, CpuQos
 
 CPU_V1 = Path("/sys/fs/cgroup/cpu")
-DEFAULT_PERIOD_US = 100_000
+DEFAULT_PERIOD_US = CFS_DEFAULT_PERIOD_US
 UNLIMITED_QUOTA = -1
-DEFAULT_SHARES = 1024
+DEFAULT_SHARES = CGROUP_V1_DEFAULT_SHARES
 
 
 class Cgroups(Protocol):

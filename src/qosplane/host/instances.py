@@ -11,15 +11,14 @@ starts with `prefix`, so a host (or a test) can list and remove exactly what it 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
 from qosplane.host.tc import FakeTrafficControl
-
-IFB_NAME_LENGTH = 14  # "ifb" + 11 characters, like the tap it serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +56,31 @@ class Instances(Protocol):
 
     def ifbs(self) -> set[str]: ...
 
-    def cleanup_network(self, network_id: str) -> None: ...
+    def networks(self) -> set[str]:
+        """The networks (first 8 characters of their ids) this agent has wired."""
+
+    def cleanup_network(self, network_prefix: str) -> None: ...
 
 
 class RealInstances:
+    """Devices it creates carry the link alias `qosplane:<prefix>`: only those are ever
+    deleted or claimed, so a host's own taps, ifbs and bridges (a Nova VM's tap has the
+    same name pattern) are left alone."""
+
     def __init__(self, prefix: str = "qp-", host_netns: str | None = None) -> None:
         self.prefix = prefix
         self.host_netns = host_netns
+        self.tag = f"qosplane:{prefix}"
 
     def _ip(self, *args: str, netns: str | None = None) -> str:
         where = netns if netns is not None else self.host_netns
         return run(["ip", *(["-n", where] if where else []), *args])
+
+    def _ip_batch(self, *lines: str) -> None:
+        """Several `ip` commands in one process: an agent killed meanwhile does not stop
+        it, so a device is never left created but untagged."""
+        where = ["-n", self.host_netns] if self.host_netns else []
+        run(["ip", *where, "-batch", "-"], "\n".join(lines) + "\n")
 
     def namespace(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -79,24 +92,38 @@ class RealInstances:
         out = run(["ip", "netns", "list"])
         return {line.split()[0] for line in out.splitlines() if line.strip()}
 
-    def _links(self, netns: str | None = None) -> set[str]:
-        out = self._ip("-o", "link", "show", netns=netns)
-        return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    def _links(
+        self, netns: str | None = None, kind: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Name -> `ip -j link` entry."""
+        args = ["-j", "link", "show", *(["type", kind] if kind else [])]
+        return {link["ifname"]: link for link in json.loads(self._ip(*args, netns=netns) or "[]")}
 
-    def _ensure_bridge(self, port: PortWire) -> None:
-        if port.bridge not in self._links():
-            self._ip("link", "add", port.bridge, "type", "bridge")
-            self._ip("link", "set", port.bridge, "up")
+    def _ours(self, link: dict[str, Any] | None) -> bool:
+        return link is not None and link.get("ifalias") == self.tag
+
+    def _ensure_bridge(self, port: PortWire, host_links: dict[str, dict[str, Any]]) -> None:
+        if port.bridge not in host_links:
+            self._ip_batch(
+                f"link add {port.bridge} type bridge",
+                f"link set {port.bridge} alias {self.tag} up",
+            )
         probe = self.probe_namespace(port.network_id)
         if probe in self._namespaces() or port.gateway is None:
             return
         run(["ip", "netns", "add", probe])
         far = "prb" + port.network_id[:11]
         self._ip("link", "add", far, "type", "veth", "peer", "name", "eth0", "netns", probe)
-        self._ip("link", "set", far, "master", port.bridge, "up")
+        self._ip("link", "set", far, "master", port.bridge, "alias", self.tag, "up")
         self._ip("addr", "add", port.gateway, "dev", "eth0", netns=probe)
         self._ip("link", "set", "eth0", "up", netns=probe)
         self._ip("link", "set", "lo", "up", netns=probe)
+
+    @staticmethod
+    def guest_name(port: PortWire) -> str:
+        """The guest side, named after its port so attaching and detaching ports never
+        renames another one: `eth` + the 11 characters of the tap."""
+        return "eth" + port.tap.removeprefix("tap")
 
     def ensure(self, name: str, ports: Sequence[PortWire]) -> None:
         ns = self.namespace(name)
@@ -105,21 +132,29 @@ class RealInstances:
             self._ip("link", "set", "lo", "up", netns=ns)
         host_links = self._links()
         guest_links = self._links(netns=ns)
-        for index, port in enumerate(ports):
-            self._ensure_bridge(port)
-            guest = f"eth{index}"
+        wanted = {self.guest_name(p) for p in ports}
+        for stale in sorted(set(guest_links) - wanted - {"lo"}):
+            self._ip("link", "del", stale, netns=ns)  # a detached port: its tap goes too
+        for port in ports:
+            self._ensure_bridge(port, host_links)
+            guest = self.guest_name(port)
             if port.tap in host_links and guest not in guest_links:
-                self._ip("link", "del", port.tap)  # half-made by a killed agent
-                host_links.discard(port.tap)
+                # Both ends of a veth are made at once, so a tap whose peer is not in this
+                # instance's namespace was not made here: never delete someone else's.
+                raise HostError(
+                    f"plug {port.tap}", "a device of that name exists and is not qosplane's"
+                )
             if port.tap not in host_links:
-                self._ip(
-                    "link", "add", port.tap, "type", "veth", "peer", "name", guest, "netns", ns
+                self._ip_batch(
+                    f"link add {port.tap} type veth peer name {guest} netns {ns}",
+                    f"link set {port.tap} alias {self.tag}",
                 )
-                self._ip(
-                    "link", "set", guest, "address", port.mac, "mtu", str(port.mtu_bytes), netns=ns
-                )
-                for address in port.addresses:
-                    self._ip("addr", "add", address, "dev", guest, netns=ns)
+            # Idempotent: finishes what a killed pass left between these steps.
+            self._ip(
+                "link", "set", guest, "address", port.mac, "mtu", str(port.mtu_bytes), netns=ns
+            )
+            for address in port.addresses:
+                self._ip("addr", "replace", address, "dev", guest, netns=ns)
             self._ip(
                 "link", "set", port.tap, "master", port.bridge, "mtu", str(port.mtu_bytes), "up"
             )
@@ -140,8 +175,13 @@ class RealInstances:
         }
 
     def ensure_ifb(self, device: str) -> None:
-        if device not in self._links():
-            self._ip("link", "add", device, "type", "ifb")
+        links = self._links(kind="ifb")
+        if device not in links:
+            self._ip_batch(f"link add {device} type ifb", f"link set {device} alias {self.tag}")
+        elif not self._ours(links[device]):
+            raise HostError(
+                f"add ifb {device}", "a device of that name exists and is not qosplane's"
+            )
         self._ip("link", "set", device, "up")
 
     def remove_ifb(self, device: str) -> None:
@@ -152,19 +192,22 @@ class RealInstances:
                 raise
 
     def ifbs(self) -> set[str]:
-        """The ifb devices qosplane names (ifb + 11 characters of a port id); others,
-        like the kernel's ifb0, are not ours."""
-        out = self._ip("-o", "link", "show", "type", "ifb")
-        names = {line.split(":")[1].strip() for line in out.splitlines() if line.strip()}
-        return {n for n in names if len(n) == IFB_NAME_LENGTH}
+        """The ifb devices this agent made; others (the kernel's ifb0) are not ours."""
+        return {name for name, link in self._links(kind="ifb").items() if self._ours(link)}
 
-    def cleanup_network(self, network_id: str) -> None:
-        probe = self.probe_namespace(network_id)
+    def cleanup_network(self, network_prefix: str) -> None:
+        """Remove the probe namespace and bridge of a network no instance here uses."""
+        probe = self.probe_namespace(network_prefix)
         if probe in self._namespaces():
             run(["ip", "netns", "del", probe])
-        bridge = "brq" + network_id[:11]
-        if bridge in self._links():
-            self._ip("link", "del", bridge)
+        for name, link in self._links(kind="bridge").items():
+            if name.startswith("brq" + network_prefix[:8]) and self._ours(link):
+                self._ip("link", "del", name)
+
+    def networks(self) -> set[str]:
+        """Network id prefixes of the probe namespaces this agent made."""
+        probes = f"{self.prefix}probe-"
+        return {n.removeprefix(probes) for n in self._namespaces() if n.startswith(probes)}
 
 
 @dataclass
@@ -209,5 +252,8 @@ class FakeInstances:
     def ifbs(self) -> set[str]:
         return set(self.ifb_devices)
 
-    def cleanup_network(self, network_id: str) -> None:
+    def networks(self) -> set[str]:
+        return {p.network_id[:8] for ports in self.instances.values() for p in ports}
+
+    def cleanup_network(self, network_prefix: str) -> None:
         return None

@@ -119,6 +119,10 @@ def tos_seen(sender_ns: str, receiver_ns: str, receiver_ip: str, interface: str 
     except subprocess.TimeoutExpired:
         capture.kill()
         out, err = capture.communicate()
+    finally:
+        if capture.poll() is None:  # ping failed: do not leave tcpdump behind
+            capture.kill()
+            capture.wait()
     found = _TOS.findall(out)
     if not found:
         raise HostError("tcpdump", f"no echo request seen in {receiver_ns}: {err[-300:]}")

@@ -30,6 +30,7 @@ class DeviceTc:
     root: Shaper | None = None  # htb 1: with class 1:1, as qosplane writes it
     root_htb: bool = False  # htb 1: is the root qdisc, whatever its classes
     redirect_to: str | None = None  # ingress u32 -> mirred redirect target
+    ingress: bool = False  # an ingress qdisc is there, with or without our filter
     foreign: tuple[str, ...] = ()  # other qdiscs found (kind@parent)
 
 
@@ -99,6 +100,7 @@ def _device_tc(
         root=parse_htb_class(class_text) if root_htb else None,
         root_htb=root_htb,
         redirect_to=redirect,
+        ingress=any(q.get("kind") == "ingress" for q in qdiscs),
         foreign=foreign,
     )
 
@@ -129,18 +131,18 @@ class RealTrafficControl:
         filters: dict[str, list[dict[str, Any]]] = {}
         htb = [d for d in present if any(q.get("kind") == "htb" for q in by_device[d])]
         if htb:
-            # Class lines do not name their device. Each device's qdisc lines (it has at
-            # least its htb) go first: a qdisc line after other lines starts the next one.
+            # Class lines do not name their device, and a device may have none. Each
+            # device's section is its qdisc lines (as many as the JSON dump listed) and then
+            # its class lines, up to the next device's first qdisc line.
             lines = [line for d in htb for line in (f"qdisc show dev {d}", f"class show dev {d}")]
-            text = run(self._tc("-batch", "-"), "\n".join(lines) + "\n")
-            index, previous_was_qdisc = -1, False
-            for line in text.splitlines():
-                is_qdisc = line.startswith("qdisc ")
-                if is_qdisc and not previous_was_qdisc:
-                    index += 1
-                previous_was_qdisc = is_qdisc
-                if not is_qdisc and 0 <= index < len(htb):
-                    classes[htb[index]] = classes.get(htb[index], "") + line + "\n"
+            text = run(self._tc("-batch", "-"), "\n".join(lines) + "\n").splitlines()
+            at = 0
+            for device in htb:
+                at += len(by_device[device])  # its qdisc lines
+                start = at
+                while at < len(text) and not text[at].startswith("qdisc "):
+                    at += 1
+                classes[device] = "\n".join(text[start:at])
         ingress = [d for d in present if any(q.get("kind") == "ingress" for q in by_device[d])]
         if ingress:
             lines = [f"filter show dev {d} parent ffff:" for d in ingress]
@@ -245,5 +247,9 @@ class FakeTrafficControl:
         if dev is None:
             return DeviceTc(exists=False)
         return DeviceTc(
-            exists=True, root=dev.root, root_htb=dev.root_htb, redirect_to=dev.redirect_to
+            exists=True,
+            root=dev.root,
+            root_htb=dev.root_htb,
+            redirect_to=dev.redirect_to,
+            ingress=dev.ingress,
         )

@@ -67,8 +67,13 @@ class ObservedDevice:
     exists: bool = True
     redirect_to: str | None = None  # the ifb its ingress filter redirects to, if any
     root_htb: bool = False  # an htb root qdisc 1: is there (with or without our class)
+    ingress: bool = False  # an ingress qdisc is there (with or without our filter)
     ifb_root_htb: bool = False
     other_qdiscs: tuple[str, ...] = ()  # qdiscs qosplane does not write (sfq, fq_codel...)
+
+
+CGROUP_V1_DEFAULT_SHARES = 1024  # the kernel's cpu.shares for a new group
+CFS_DEFAULT_PERIOD_US = 100_000  # the kernel's cpu.cfs_period_us
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,8 +140,12 @@ class HostRepository:
 
     @staticmethod
     def is_up(row: HostRow, now: datetime | None = None) -> bool:
+        """A host with an agent is up while the agent speaks; a host no agent ever spoke
+        for (the all-in-one's own, with --no-agent) only stores plans and is always up."""
+        if row.agent_seen_at is None:
+            return True
         moment = now or _now()
-        return moment - _parse(row.heartbeat_at) < timedelta(seconds=HOST_DOWN_AFTER_S)
+        return moment - _parse(row.agent_seen_at) < timedelta(seconds=HOST_DOWN_AFTER_S)
 
     def bump(self, name: str) -> None:
         self._bump(name)
@@ -188,6 +192,7 @@ class HostRepository:
 
         `forced_host` is Nova's admin-only `zone:host` form."""
         zones = self.zones()
+        live = {h.name for h in self.all() if self.is_up(h)}
         wanted = zone or DEFAULT_ZONE
         if zone is not None and zone not in zones:
             raise InvalidInput(
@@ -208,10 +213,12 @@ class HostRepository:
                     "No valid host was found",
                 )
             candidates = [forced_host]
+        candidates = [h for h in candidates if h in live]
         if not candidates:
             raise Conflict(
                 "server.availability_zone",
-                "No valid host was found: no agent has registered a host yet",
+                "No valid host was found: no live host in the zone (agents send a heartbeat "
+                f"at least every {HOST_DOWN_AFTER_S} s)",
             )
         counts: dict[str, int] = dict(
             self.session.execute(

@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qosplane.compiler.host_program import same_shaper
-from qosplane.model.host_state import CpuQos, DeviceQos, ObservedDevice, Shaper
+from qosplane.model.host_state import (
+    CFS_DEFAULT_PERIOD_US,
+    CGROUP_V1_DEFAULT_SHARES,
+    CpuQos,
+    DeviceQos,
+    ObservedDevice,
+    Shaper,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +94,20 @@ def device_drift(instance: str, desired: DeviceQos, observed: ObservedDevice) ->
 
 
 def cpu_drift(instance: str, desired: CpuQos, observed: CpuQos | None) -> list[Drift]:
+    """A value the plan leaves unset must be the kernel's default, so removing a limit from
+    a flavor takes effect too (None quota: unlimited)."""
     if observed is None:
         return [Drift(instance, "cpu", "cgroup", desired.group, "missing")]
     out = []
     for key, want, have in (
-        ("cpu.shares", desired.shares, observed.shares),
+        ("cpu.shares", desired.shares or CGROUP_V1_DEFAULT_SHARES, observed.shares),
         ("cpu.cfs_quota_us", desired.cfs_quota_us, observed.cfs_quota_us),
-        ("cpu.cfs_period_us", desired.cfs_period_us, observed.cfs_period_us),
+        (
+            "cpu.cfs_period_us",
+            desired.cfs_period_us or CFS_DEFAULT_PERIOD_US,
+            observed.cfs_period_us,
+        ),
     ):
-        if want is not None and want != have:
+        if want != have:
             out.append(Drift(instance, "cpu", key, str(want), str(have)))
     return out

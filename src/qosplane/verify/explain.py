@@ -47,7 +47,8 @@ def explain(
     verdicts = {
         (v["kind"], v["device"], v["direction"]): v for v in measurements.get("verdicts", [])
     }
-    drift = report.get("drift_repaired", [])
+    last_drift = report.get("last_drift") or {}
+    drift = [{**d, "at": last_drift.get("at")} for d in last_drift.get("drift", [])]
     current = report.get("plan_revision") == plan.get("revision")
     limits = []
     for entry in plan["effective"]:
