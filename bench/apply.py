@@ -36,6 +36,7 @@ from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
 from qosplane.host.tc import RealTrafficControl
+from qosplane.host.volumes import RealVolumes
 from qosplane.model.host_state import Capabilities, DeviceQos, InstanceQos, ObservedDevice, Shaper
 from qosplane.model.units import BitsPerSecond, Bytes
 
@@ -85,6 +86,7 @@ def bench_ports(count: int) -> None:
                         RealTrafficControl(ns),
                         RealDscpMarking(ns),
                         RealCgroups(root=f"qosplane-bench-{tag}"),
+                        RealVolumes(Path(tempfile.mkdtemp(prefix="qpbench-volumes-"))),
                     ),
                     Capabilities(htb=True),
                 )
@@ -175,7 +177,11 @@ def bench_latency(changes: int) -> None:
             "bench-host",
             Reconciler(
                 HostDrivers(
-                    instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups
+                    instances,
+                    RealTrafficControl(host_ns),
+                    RealDscpMarking(host_ns),
+                    cgroups,
+                    RealVolumes(state / "volumes"),
                 ),
                 Capabilities(htb=True, ifb_mirred=True),
             ),

@@ -3,10 +3,13 @@ throwaway host namespace, name prefix and cgroup, all removed afterwards."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from qosplane.agent.reconcile import HostDrivers
@@ -14,6 +17,7 @@ from qosplane.host.cgroups import FakeCgroups, RealCgroups
 from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
 from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
+from qosplane.host.volumes import FakeVolumes, RealVolumes
 from tests.conftest import require_root_and
 
 HOST_TOOLS = ("ip", "tc", "nft")
@@ -21,7 +25,7 @@ HOST_TOOLS = ("ip", "tc", "nft")
 
 def fake_drivers() -> HostDrivers:
     tc = FakeTrafficControl()
-    return HostDrivers(FakeInstances(tc=tc), tc, FakeDscpMarking(), FakeCgroups())
+    return HostDrivers(FakeInstances(tc=tc), tc, FakeDscpMarking(), FakeCgroups(), FakeVolumes())
 
 
 @contextmanager
@@ -32,9 +36,16 @@ def real_drivers() -> Iterator[HostDrivers]:
     subprocess.run(["ip", "netns", "add", host_ns], check=True)
     instances = RealInstances(prefix=f"qpt{tag}-", host_netns=host_ns)
     cgroups = RealCgroups(root=f"qosplane-test-{tag}")
+    volumes_dir = Path(tempfile.mkdtemp(prefix="qptest-volumes-"))
+    volumes = RealVolumes(volumes_dir)
     try:
-        yield HostDrivers(instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups)
+        yield HostDrivers(
+            instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups, volumes
+        )
     finally:
+        for volume_id in volumes.volume_ids():
+            volumes.remove(volume_id)
+        shutil.rmtree(volumes_dir, ignore_errors=True)
         for name in instances.names():
             instances.remove(name)
         for group in cgroups.groups():

@@ -35,10 +35,22 @@ from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
 from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
+from qosplane.host.volumes import RealVolumes
 from tests.conftest import require_root_and
 
 QOSPLANE = Path(sys.executable).parent / "qosplane"
-TOOLS = ("ip", "tc", "nft", "iperf3", "tcpdump", "ping", "nsenter", "taskset")
+TOOLS = (
+    "ip",
+    "tc",
+    "nft",
+    "iperf3",
+    "tcpdump",
+    "ping",
+    "nsenter",
+    "taskset",
+    "qemu-storage-daemon",
+    "qemu-io",
+)
 TEN_MBIT_KB_PER_S = "1250"  # libvirt's vif_*_average unit: kilobytes/s
 
 
@@ -105,6 +117,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         RealTrafficControl(host_ns),
         RealDscpMarking(host_ns),
         RealCgroups(root=cgroup_root),
+        RealVolumes(state / "volumes"),
     )
     stop = threading.Event()
     try:
@@ -145,6 +158,8 @@ def _up(port: int) -> bool:
 
 
 def _cleanup(drivers: HostDrivers, prefix: str, host_ns: str) -> None:
+    for volume_id in drivers.volumes.volume_ids():
+        drivers.volumes.remove(volume_id)
     for name in drivers.instances.names():
         drivers.instances.remove(name)
     assert isinstance(drivers.cgroups, RealCgroups)
@@ -242,7 +257,13 @@ def test_the_agent_applies_the_plan_and_reports_each_rule(rig: Rig) -> None:
 def test_limits_hold_when_measured(rig: Rig) -> None:
     server = rig.client.server_plan(rig.server["id"])
     verdicts = verify_server(
-        server["plan"], server["server"], probe(), rig.drivers.instances, rig.drivers.cgroups, 5
+        server["plan"],
+        server["server"],
+        probe(),
+        rig.drivers.instances,
+        rig.drivers.cgroups,
+        rig.drivers.volumes,
+        5,
     )
     by_kind = {(v.kind, v.direction): v for v in verdicts}
     assert set(by_kind) == {
@@ -409,7 +430,13 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
     )
     data = client.server_plan(created["id"])
     verdicts = verify_server(
-        data["plan"], data["server"], probe(), rig.drivers.instances, rig.drivers.cgroups, 5
+        data["plan"],
+        data["server"],
+        probe(),
+        rig.drivers.instances,
+        rig.drivers.cgroups,
+        rig.drivers.volumes,
+        5,
     )
     by_kind = {(v.kind, v.direction): v for v in verdicts}
     assert by_kind[("bandwidth", "ingress")].configured == "262144000 bit/s"
@@ -421,6 +448,55 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
         10,
         "vm_resquota's namespace is removed",
     )
+
+
+def test_a_cinder_read_limit_is_measured(rig: Rig) -> None:
+    """The seed's Cinder workflow on this host: a front-end spec with read_iops_sec_per_gb
+    on a type, a 1 GB volume attached to the server: 50 read IOPS through QEMU's throttle,
+    measured from inside the instance within 3%."""
+    require_root_and("qemu-storage-daemon", "qemu-io")
+    client = rig.client
+    project = client.get("/identity/v3/projects?name=admin")["projects"][0]["id"]
+    base = f"/volume/v3/{project}"
+    spec = client.call(
+        "POST",
+        f"{base}/qos-specs",
+        {"qos_specs": {"name": "iops50", "consumer": "front-end", "read_iops_sec_per_gb": "50"}},
+    )["qos_specs"]["id"]
+    vtype = client.call("POST", f"{base}/types", {"volume_type": {"name": "t50"}})["volume_type"][
+        "id"
+    ]
+    client.call("GET", f"{base}/qos-specs/{spec}/associate?vol_type_id={vtype}")
+    volume = client.call(
+        "POST", f"{base}/volumes", {"volume": {"name": "v50", "size": 1, "volume_type": vtype}}
+    )["volume"]["id"]
+    client.call(
+        "POST",
+        f"/compute/v2.1/servers/{rig.server['id']}/os-volume_attachments",
+        {"volumeAttachment": {"volumeId": volume}},
+    )
+    wait_for(
+        lambda: rig.drivers.volumes.observe(volume) == {"x-iops-read": 50},
+        15,
+        "the agent exports the volume with its limit",
+    )
+    data = client.server_plan(rig.server["id"])
+    verdicts = verify_server(
+        data["plan"],
+        data["server"],
+        probe(),
+        rig.drivers.instances,
+        rig.drivers.cgroups,
+        rig.drivers.volumes,
+        5,
+    )
+    disk = [v for v in verdicts if v.kind == "disk_iops"]
+    assert [(v.device, v.direction, v.configured) for v in disk] == [("vdb", "read", "50 IOPS")]
+    assert disk[0].passed, disk[0].to_json()
+    client.call(
+        "DELETE", f"/compute/v2.1/servers/{rig.server['id']}/os-volume_attachments/{volume}"
+    )
+    wait_for(lambda: rig.drivers.volumes.volume_ids() == set(), 15, "the export stops on detach")
 
 
 def test_a_killed_agent_restarted_converges_without_leftovers(rig: Rig) -> None:

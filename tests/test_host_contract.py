@@ -13,6 +13,7 @@ from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
 from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
+from tests.conftest import require_root_and
 from tests.hostkit import drivers, server_of
 from tests.test_host_program import hybrid_plan
 
@@ -197,3 +198,39 @@ def test_observation_keeps_each_devices_classes_apart() -> None:
         assert seen["qpb"].root is not None
         assert seen["qpb"].root.rate_bits_per_s == 10_000_000
         assert not seen["missing0"].exists
+
+
+VOLUME_CAPS = Capabilities(
+    htb=True, ifb_mirred=True, nft_bridge=True, cgroup_v1_cpu=True, qemu_storage_daemon=True
+)
+
+
+def volume_server(volume_id: str = "vol-0001") -> dict[str, object]:
+    server = server_of(hybrid_plan("cinder-per-gb.yaml"), "server-03", net_prefix="10.79")
+    server["volumes"] = [{"id": volume_id, "device": "vdb", "size_gb": 1}]
+    return server
+
+
+@pytest.fixture(params=["fake", "real"])
+def volume_host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
+    if request.param == "real":
+        require_root_and("qemu-storage-daemon", "qemu-io")
+    with drivers(request.param) as d:
+        yield d
+
+
+def test_volumes_are_exported_throttled_repaired_and_removed(volume_host: HostDrivers) -> None:
+    host = volume_host
+    reconciler = Reconciler(host, VOLUME_CAPS)
+    _, first = reconciler.converge([volume_server()])
+    assert first.errors == {}
+    assert host.volumes.observe("vol-0001") == {"x-iops-read": 100}
+    _, quiet = reconciler.converge([volume_server()])
+    assert quiet.drift_before == []
+    host.volumes.remove("vol-0001")  # the export died behind the agent's back
+    _, repaired = reconciler.converge([volume_server()])
+    assert [d.aspect for d in repaired.drift_before] == ["volume throttle (qemu-storage-daemon)"]
+    assert repaired.drift_after == []
+    assert host.volumes.observe("vol-0001") == {"x-iops-read": 100}
+    reconciler.converge([])
+    assert host.volumes.volume_ids() == set()

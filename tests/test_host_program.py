@@ -69,7 +69,7 @@ def test_seed_resquota_on_this_host() -> None:
     disk = [o for o in outcomes if o.kind == "disk_bytes"]
     assert disk
     assert all(o.outcome is Outcome.NOT_ENFORCEABLE for o in disk)
-    assert "QEMU block export" in disk[0].reason
+    assert disk[0].reason == "a netns instance has no image disk: only volumes are exported"
 
 
 def test_seed_on_ovs_taps_reports_the_lost_police() -> None:
@@ -247,3 +247,20 @@ def test_a_limit_removed_from_the_flavor_is_drift_back_to_the_default() -> None:
         "cpu.cfs_quota_us",
     ]
     assert cpu_drift("i", CpuQos("i"), CpuQos("i", 1024, None, 100_000)) == []
+
+
+def test_volume_limits_become_a_throttle_group() -> None:
+    """Cinder's per-GB spec on a 10 GB volume: 100 read IOPS on vdb, as QEMU's
+    throttle-group key; without the daemon it is reported, not dropped."""
+    plan = plan_of(load_case("cinder-per-gb.yaml")).to_json()
+    volume = next(v for v in load_case("cinder-per-gb.yaml")["volumes"])
+    attached = [{"id": volume["id"], "device": "vdb", "size_gb": 10}]
+    caps = Capabilities(htb=True, qemu_storage_daemon=True)
+    qos, outcomes = host_program(plan, caps, attached)
+    assert [(v.device, v.limits) for v in qos.volumes] == [("vdb", (("x-iops-read", 100),))]
+    vdb = [o for o in outcomes if o.device == "vdb"]
+    assert [(o.kind, o.outcome) for o in vdb] == [("disk_iops", Outcome.APPLIED)]
+    _, without = host_program(plan, Capabilities(htb=True), attached)
+    assert [o.reason for o in without if o.device == "vdb"] == [
+        "no qemu-storage-daemon on this host"
+    ]

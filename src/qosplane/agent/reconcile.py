@@ -19,6 +19,7 @@ from qosplane.host.errors import HostError
 from qosplane.host.instances import Instances, PortWire
 from qosplane.host.nft import DscpMarking
 from qosplane.host.tc import DeviceTc, TrafficControl
+from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import (
     Capabilities,
     DeviceQos,
@@ -27,7 +28,7 @@ from qosplane.model.host_state import (
     Outcome,
     RuleOutcome,
 )
-from qosplane.verify.drift import Drift, cpu_drift, device_drift
+from qosplane.verify.drift import Drift, cpu_drift, device_drift, volume_drift
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 
@@ -38,6 +39,7 @@ class HostDrivers:
     tc: TrafficControl
     dscp: DscpMarking
     cgroups: Cgroups
+    volumes: Volumes
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ def ports_of(server: Mapping[str, Any]) -> tuple[PortWire, ...]:
 def targets_of(servers: Sequence[Mapping[str, Any]], caps: Capabilities) -> list[Target]:
     targets = []
     for server in servers:
-        qos, outcomes = host_program(server["plan"], caps)
+        qos, outcomes = host_program(server["plan"], caps, server.get("volumes", []))
         targets.append(
             Target(server["id"], int(server["plan_revision"]), qos, outcomes, ports_of(server))
         )
@@ -142,6 +144,8 @@ class Reconciler:
                 out += device_drift(t.qos.name, device, self.observe_device(device))
             if t.qos.cpu is not None:
                 out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
+            for volume in t.qos.volumes:
+                out += volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id))
         return out
 
     # -- act -------------------------------------------------------------------------
@@ -158,6 +162,9 @@ class Reconciler:
         wanted_networks = {p.network_id[:8] for t in targets for p in t.ports}
         for network in sorted(self.d.instances.networks() - wanted_networks):
             self.d.instances.cleanup_network(network)
+        wanted_volumes = {v.volume_id for t in targets for v in t.qos.volumes}
+        for volume_id in sorted(self.d.volumes.volume_ids() - wanted_volumes):
+            self.d.volumes.remove(volume_id)
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)
@@ -246,6 +253,14 @@ class Reconciler:
                         if any(d.dscp is not None for d in t.qos.devices):
                             result.errors.setdefault(t.qos.name, str(exc))
             for t in ready:
+                for volume in t.qos.volumes:
+                    if volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id)):
+                        try:
+                            self.d.volumes.ensure(
+                                volume.volume_id, volume.size_gb, volume.limits_map()
+                            )
+                        except HostError as exc:
+                            result.errors[t.qos.name] = str(exc)
                 if t.qos.cpu is not None and cpu_drift(
                     t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group)
                 ):

@@ -15,9 +15,10 @@ from qosplane.compiler.host_program import host_program
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.instances import Instances, PortWire
+from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
 from qosplane.model.host_state import Capabilities, CpuQos, Shaper
 from qosplane.model.units import dscp_to_tos
-from qosplane.verify.judge import Verdict, judge_exact, judge_ratio, judge_throughput
+from qosplane.verify.judge import Verdict, judge_disk, judge_exact, judge_ratio, judge_throughput
 
 REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
 MAX_OMIT_S = 10
@@ -41,9 +42,10 @@ def verify_server(
     caps: Capabilities,
     instances: Instances,
     cgroups: Cgroups,
+    volumes: Volumes,
     seconds: int = 5,
 ) -> list[Verdict]:
-    qos, _ = host_program(plan, caps)
+    qos, _ = host_program(plan, caps, server.get("volumes", []))
     wires: dict[str, PortWire] = {w.tap: w for w in ports_of(server)}
     ns = instances.namespace(qos.name)
     verdicts: list[Verdict] = []
@@ -88,6 +90,28 @@ def verify_server(
                     tos,
                     "TOS",
                     "tcpdump of echo requests at the far end",
+                )
+            )
+    for volume in qos.volumes:
+        for key, value in volume.limits:
+            _, unit, direction = key.split("-")  # x-iops-read, x-bps-write, x-iops-total
+            op = "write" if direction == "write" else "read"
+            size = 4096 if unit == "iops" else 65536
+            count = max(20, int(value * seconds / (1 if unit == "iops" else size)))
+            rate = measure.disk_rate(
+                ns, volumes.socket(volume.volume_id), op, size, count, ALLOCATED_BYTES
+            )
+            measured = rate.ops_per_s if unit == "iops" else rate.bytes_per_s
+            verdicts.append(
+                judge_disk(
+                    "disk_iops" if unit == "iops" else "disk_bytes",
+                    volume.device,
+                    direction,
+                    value,
+                    measured,
+                    "IOPS" if unit == "iops" else "bytes/s",
+                    f"qemu-io {count} x {op} {size} B through the NBD export, "
+                    f"{rate.seconds:.1f} s, from the instance",
                 )
             )
     if qos.cpu is not None and qos.cpu.shares is not None:

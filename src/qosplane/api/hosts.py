@@ -295,6 +295,7 @@ def desired_state(services: Services, name: str, since: int) -> dict[str, Any] |
                     "plan_revision": r.plan_revision,
                     "plan": json.loads(r.plan_json),
                     "ports": servers.wiring(r),
+                    "volumes": servers.volume_wiring(r),
                 }
                 for r in repo.servers(name)
             ],

@@ -411,6 +411,7 @@ async def server_plan(request: Request, services: Services) -> Response:
                     "status": row.status,
                     "host": row.host,
                     "ports": repo.wiring(row),
+                    "volumes": repo.volume_wiring(row),
                 },
             }
         )

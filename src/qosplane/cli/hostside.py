@@ -24,6 +24,7 @@ from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
 from qosplane.host.probe import cached_probe
 from qosplane.host.tc import RealTrafficControl
+from qosplane.host.volumes import RealVolumes
 from qosplane.model.errors import QosplaneError
 from qosplane.model.host_state import Capabilities
 from qosplane.verify.explain import explain, render_explain
@@ -48,6 +49,7 @@ def host_setup(state_dir: Path, prefix: str, host_netns: str | None, cgroup_root
             RealTrafficControl(host_netns),
             RealDscpMarking(host_netns),
             RealCgroups(root=cgroup_root),
+            RealVolumes(state_dir / "volumes" / prefix.rstrip("-")),
         ),
         caps,
     )
@@ -161,7 +163,13 @@ def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
     plan, server = _server(client, args.server)
     setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
     verdicts = verify_server(
-        plan, server, setup.caps, setup.drivers.instances, setup.drivers.cgroups, args.seconds
+        plan,
+        server,
+        setup.caps,
+        setup.drivers.instances,
+        setup.drivers.cgroups,
+        setup.drivers.volumes,
+        args.seconds,
     )
     client.record_measurement(server["id"], verdicts_json(verdicts))
     if args.json:

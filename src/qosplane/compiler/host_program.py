@@ -22,6 +22,7 @@ from qosplane.model.host_state import (
     Outcome,
     RuleOutcome,
     Shaper,
+    VolumeQos,
 )
 from qosplane.model.units import (
     BitsPerSecond,
@@ -66,13 +67,21 @@ _PLACEMENT_ONLY = {
 }
 
 
+_THROTTLE_UNIT = {"disk_bytes": ("bps", "bytes_per_s"), "disk_iops": ("iops", "iops")}
+
+
 def host_program(
-    plan: Mapping[str, Any], caps: Capabilities
+    plan: Mapping[str, Any],
+    caps: Capabilities,
+    volumes: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[InstanceQos, tuple[RuleOutcome, ...]]:
-    """The instance's desired host state and one outcome per effective limit of `plan`."""
+    """The instance's desired host state and one outcome per effective limit of `plan`.
+    `volumes`: the attached volumes as the watch lists them (id, device, size_gb)."""
     name = str(plan["instance"]["name"])
     devices: dict[str, dict[str, Any]] = {}
     cpu: dict[str, int] = {}
+    by_target = {str(v["device"]): v for v in volumes}
+    throttles: dict[str, dict[str, int]] = {str(v["device"]): {} for v in volumes}
     outcomes: list[RuleOutcome] = []
 
     def report(entry: Mapping[str, Any], outcome: Outcome, mechanism: str = "", **kw: Any) -> None:
@@ -142,15 +151,32 @@ def host_program(
                 report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup v1 cpu controller")
         elif kind in _PLACEMENT_ONLY:
             report(entry, Outcome.NOT_ENFORCEABLE, reason=_PLACEMENT_ONLY[kind])
+        elif kind in _THROTTLE_UNIT and device in by_target and caps.qemu_storage_daemon:
+            prefix, unit = _THROTTLE_UNIT[kind]
+            throttles[device][f"x-{prefix}-{direction}"] = int(limit[unit])
+            report(entry, Outcome.APPLIED, Mechanism.QEMU_THROTTLE.value)
         elif kind.startswith("disk"):
             report(
                 entry,
                 Outcome.NOT_ENFORCEABLE,
-                reason="the netns instance driver has no QEMU block export yet",
+                reason="no qemu-storage-daemon on this host"
+                if device in by_target
+                else "a netns instance has no image disk: only volumes are exported",
             )
         else:
             report(entry, Outcome.NOT_ENFORCEABLE, reason=f"no mechanism for {kind} {direction}")
     qos = InstanceQos(
+        volumes=tuple(
+            VolumeQos(
+                str(by_target[t]["id"]),
+                t,
+                int(by_target[t]["size_gb"]),
+                tuple(sorted(throttles[t].items())),
+            )
+            for t in sorted(by_target)
+        )
+        if caps.qemu_storage_daemon
+        else (),
         name=name,
         devices=tuple(DeviceQos(device=d, **fields) for d, fields in sorted(devices.items())),
         # Every instance has its group where the controller exists: exec joins it, and a

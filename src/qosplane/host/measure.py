@@ -154,3 +154,30 @@ def cpu_ratio(procs_file: str, reference_procs_file: str, seconds: float, cpu: i
     if used[1] == 0:
         raise HostError("cpu ratio", "the reference loop got no CPU time")
     return used[0] / used[1]
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRate:
+    ops_per_s: float
+    bytes_per_s: float
+    seconds: float
+
+
+def disk_rate(
+    netns: str, socket_path: str, op: str, request_bytes: int, count: int, span_bytes: int
+) -> DiskRate:
+    """`count` sequential `op` (read or write) requests of `request_bytes` through the
+    volume's NBD export, from inside the instance's namespace, cycling over the first
+    `span_bytes` (allocated, so no request is answered from a hole)."""
+    args = [
+        "qemu-io",
+        "--image-opts",
+        f"driver=nbd,server.type=unix,server.path={socket_path},export=vol",
+    ]
+    slots = max(1, span_bytes // request_bytes)
+    for i in range(count):
+        args += ["-c", f"{op} {(i % slots) * request_bytes} {request_bytes}"]
+    start = time.monotonic()
+    run(in_netns(netns, args))
+    seconds = time.monotonic() - start
+    return DiskRate(count / seconds, count * request_bytes / seconds, seconds)

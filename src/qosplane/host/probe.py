@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -134,6 +135,7 @@ def probe() -> Capabilities:
         nft_bridge=nft,
         cgroup_v1_cpu=(CPU_V1 / "cpu.shares").exists() and os.access(CPU_V1, os.W_OK),
         cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+        qemu_storage_daemon=all(shutil.which(t) for t in ("qemu-storage-daemon", "qemu-io")),
     )
 
 

@@ -26,6 +26,7 @@ class Capabilities:
     nft_bridge: bool = False  # nftables bridge-family forward chains (DSCP marking)
     cgroup_v1_cpu: bool = False
     cgroup_v2: bool = False
+    qemu_storage_daemon: bool = False  # throttled NBD exports of volumes
 
 
 class Mechanism(enum.Enum):
@@ -34,6 +35,7 @@ class Mechanism(enum.Enum):
     POLICE_TC = "tc police"  # from-instance, drops
     MARK_NFT = "nftables bridge forward, ip dscp set"
     CGROUP_CPU = "cgroup cpu controller"
+    QEMU_THROTTLE = "qemu-storage-daemon throttle-group, NBD export"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +87,22 @@ class CpuQos:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeQos:
+    volume_id: str
+    device: str  # the guest's target, vdb
+    size_gb: int
+    limits: tuple[tuple[str, int], ...] = ()  # QEMU throttle-group keys: x-iops-read=100
+
+    def limits_map(self) -> dict[str, int]:
+        return dict(self.limits)
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceQos:
     name: str  # instance-0000002a
     devices: tuple[DeviceQos, ...] = ()
     cpu: CpuQos | None = None
+    volumes: tuple[VolumeQos, ...] = ()
 
 
 class Outcome(enum.Enum):

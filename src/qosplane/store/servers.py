@@ -191,6 +191,18 @@ class ServerRepository:
             )
         return out
 
+    def volume_wiring(self, row: ServerRow) -> list[dict[str, Any]]:
+        """The attached volumes as a host exports them: id, size and the guest's target
+        (volumes follow the image disks, in attach order)."""
+        volumes = VolumeRepository(self.session).attached_to(row.id)
+        if not volumes:
+            return []
+        targets = list(json.loads(row.plan_json)["qemu_drives"])[-len(volumes) :]
+        return [
+            {"id": v.id, "device": target, "size_gb": v.size_gb}
+            for v, target in zip(volumes, targets, strict=True)
+        ]
+
     def record_report(self, row: ServerRow, report: dict[str, Any]) -> None:
         """Keep the agent's report; a failed apply puts the server in ERROR, as a failed
         spawn does in Nova, and a later successful one brings it back to ACTIVE."""

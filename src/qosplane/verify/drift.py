@@ -13,6 +13,7 @@ from qosplane.model.host_state import (
     DeviceQos,
     ObservedDevice,
     Shaper,
+    VolumeQos,
 )
 
 
@@ -91,6 +92,25 @@ def device_drift(instance: str, desired: DeviceQos, observed: ObservedDevice) ->
             )
         )
     return out
+
+
+def volume_drift(instance: str, desired: VolumeQos, observed: dict[str, int] | None) -> list[Drift]:
+    if observed == desired.limits_map():
+        return []
+    shown = (
+        "not exported"
+        if observed is None
+        else ",".join(f"{k}={v}" for k, v in sorted(observed.items()))
+    )
+    return [
+        Drift(
+            instance,
+            desired.device,
+            "volume throttle (qemu-storage-daemon)",
+            ",".join(f"{k}={v}" for k, v in desired.limits) or "no limits",
+            shown,
+        )
+    ]
 
 
 def cpu_drift(instance: str, desired: CpuQos, observed: CpuQos | None) -> list[Drift]:
