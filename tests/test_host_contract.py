@@ -12,6 +12,7 @@ import pytest
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
+from qosplane.host.volumes import RealVolumes
 from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
 from tests.conftest import require_root_and
 from tests.hostkit import drivers, server_of
@@ -234,3 +235,24 @@ def test_volumes_are_exported_throttled_repaired_and_removed(volume_host: HostDr
     assert host.volumes.observe("vol-0001") == {"x-iops-read": 100}
     reconciler.converge([])
     assert host.volumes.volume_ids() == set()
+
+
+def test_volume_limits_are_retuned_live_and_outside_changes_are_seen(
+    volume_host: HostDrivers,
+) -> None:
+    host = volume_host
+    host.volumes.ensure("vol-0002", 1, {"x-iops-read": 100})
+    pid = _pid_of(host, "vol-0002")
+    host.volumes.ensure("vol-0002", 1, {"x-iops-read": 80, "x-bps-write": 1_000_000})
+    assert host.volumes.observe("vol-0002") == {"x-iops-read": 80, "x-bps-write": 1_000_000}
+    assert _pid_of(host, "vol-0002") == pid  # re-tuned in place: the export stayed up
+    host.volumes.ensure("vol-0002", 1, {})
+    assert host.volumes.observe("vol-0002") == {}
+    host.volumes.remove("vol-0002")
+    assert host.volumes.observe("vol-0002") is None
+
+
+def _pid_of(host: HostDrivers, volume_id: str) -> int | None:
+    if isinstance(host.volumes, RealVolumes):
+        return host.volumes._pid(volume_id)
+    return None
