@@ -20,7 +20,8 @@ from starlette.routing import Route
 
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.compute import requested_version
-from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
+from qosplane.api.servers import visible_server
+from qosplane.model.errors import INT32_MAX, InvalidInput, parse_int
 from qosplane.store.hosts import HostRepository
 from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import AggregateRow, HostRow
@@ -353,9 +354,7 @@ async def server_status(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         servers = ServerRepository(s)
-        row = servers.get(request.path_params["server_id"])
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", row.id)
+        row = visible_server(servers, ctx, request.path_params["server_id"])
         return ok(
             {
                 "server": {"id": row.id, "status": row.status, "host": row.host},

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.compute import requested_version
 from qosplane.api.networking import visible_network
@@ -121,6 +122,15 @@ def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) 
             f"{row.host}; see GET /qosplane/v1/servers/{row.id}/plan",
         }
     return body
+
+
+def visible_server(repo: ServerRepository, ctx: Context, server_id: str) -> ServerRow:
+    """The server, if the caller's project owns it (or the caller is admin); another
+    project's server answers 404 like a missing one, as in Nova."""
+    row = repo.get(server_id)
+    if row.project_id != ctx.project_id and not ctx.is_admin:
+        raise NotFound("Server", row.id)
+    return row
 
 
 def _lookup(repo: RecordRepository, ref: str, what: str) -> dict[str, Any]:
@@ -230,9 +240,7 @@ async def show_server(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ver = requested_version(request)
     with services.db.transaction() as s:
-        row = ServerRepository(s).get(request.path_params["server_id"])
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", row.id)
+        row = visible_server(ServerRepository(s), ctx, request.path_params["server_id"])
         return ok({"server": server_json(request, s, row, ver)})
 
 
@@ -255,9 +263,7 @@ async def delete_server(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = ServerRepository(s)
-        row = repo.get(request.path_params["server_id"])
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", row.id)
+        row = visible_server(repo, ctx, request.path_params["server_id"])
         repo.delete(row.id)
     return empty(204)
 
@@ -319,9 +325,7 @@ async def attach_volume(request: Request, services: Services) -> Response:
         raise InvalidInput("volumeAttachment.volumeId", volume_id, "a volume id", "required")
     with services.db.transaction() as s:
         servers = ServerRepository(s)
-        row = servers.get(request.path_params["server_id"])
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", row.id)
+        row = visible_server(servers, ctx, request.path_params["server_id"])
         volumes = VolumeRepository(s)
         try:
             volume = volumes.volume(volume_id)
@@ -356,9 +360,7 @@ async def detach_volume(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         servers = ServerRepository(s)
-        row = servers.get(request.path_params["server_id"])
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", row.id)
+        row = visible_server(servers, ctx, request.path_params["server_id"])
         VolumeRepository(s).detach(request.path_params["volume_id"], row.id)
         servers.recompile(row)
     return empty(202)
@@ -368,9 +370,7 @@ async def list_attachments(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         servers = ServerRepository(s)
-        row = servers.get(request.path_params["server_id"])
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", row.id)
+        row = visible_server(servers, ctx, request.path_params["server_id"])
         volumes = VolumeRepository(s).attached_to(row.id)
         targets = list(servers.plan(row.id)["qemu_drives"])[-len(volumes) :] if volumes else []
         out = [

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.store.servers import ServerRepository
@@ -264,13 +265,20 @@ async def list_volumes(request: Request, services: Services) -> Response:
     return ok({"volumes": out})
 
 
+def _visible_volume(repo: VolumeRepository, ctx: Context, volume_id: str) -> VolumeRow:
+    """The volume, if the caller's project owns it (or the caller is admin); another
+    project's volume answers 404 like a missing one."""
+    row = repo.volume(volume_id)
+    if not ctx.is_admin and row.project_id != ctx.project_id:
+        raise NotFound("Volume", row.id)
+    return row
+
+
 async def show_volume(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
-        row = repo.volume(request.path_params["volume_id"])
-        if not ctx.is_admin and row.project_id != ctx.project_id:
-            raise NotFound("Volume", row.id)
+        row = _visible_volume(repo, ctx, request.path_params["volume_id"])
         return ok({"volume": volume_json(repo, row)})
 
 
@@ -278,10 +286,7 @@ async def delete_volume(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
-        row = repo.volume(request.path_params["volume_id"])
-        if not ctx.is_admin and row.project_id != ctx.project_id:
-            raise NotFound("Volume", row.id)
-        repo.delete_volume(row.id)
+        repo.delete_volume(_visible_volume(repo, ctx, request.path_params["volume_id"]).id)
     return empty(202)
 
 
