@@ -14,10 +14,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,8 +35,8 @@ from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from tests.conftest import require_root_and
+from tests.serving import QOSPLANE, running_serve
 
-QOSPLANE = Path(sys.executable).parent / "qosplane"
 TOOLS = (
     "ip",
     "tc",
@@ -66,15 +64,6 @@ class Rig:
     server: dict[str, Any]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     start = time.monotonic()
     while not check():
@@ -93,21 +82,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_root_and(*TOOLS)
     tag = uuid.uuid4().hex[:6]
     state = tmp_path_factory.mktemp("state")
-    port = _free_port()
-    log = (state / "serve.log").open("w")
-    serve = subprocess.Popen(
-        [
-            str(QOSPLANE),
-            "serve",
-            "--no-agent",
-            "--state-dir",
-            str(state),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     host_ns = f"qpf-host-{tag}"
     prefix = f"qpf{tag}-"
     cgroup_root = f"qosplane-ftest-{tag}"
@@ -121,40 +95,28 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     )
     stop = threading.Event()
     try:
-        wait_for(lambda: _up(port), 30, "qosplane serve answers")
-        admin = json.loads((state / "admin.json").read_text())
-        creds = Credentials(f"http://127.0.0.1:{port}", "admin", admin["password"], "admin")
-        client = QosplaneClient(creds)
-        host = f"qpf-{tag}"
-        agent = Agent(client, host, Reconciler(drivers, probe()), facts={"vif_type": "hybrid"})
-        agent.register()
-        thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-        thread.start()
-        server = _make_server(client, host)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
-            "OS_AUTH_URL": f"http://127.0.0.1:{port}/identity/v3",
-            "OS_USERNAME": "admin",
-            "OS_PASSWORD": admin["password"],
-            "OS_PROJECT_NAME": "admin",
-        }
-        yield Rig(client, env, host, host_ns, prefix, cgroup_root, drivers, server)
-        stop.set()
-        thread.join(timeout=10)
+        with running_serve(state) as endpoint:
+            admin = json.loads((state / "admin.json").read_text())
+            client = QosplaneClient(Credentials(endpoint, "admin", admin["password"], "admin"))
+            host = f"qpf-{tag}"
+            agent = Agent(client, host, Reconciler(drivers, probe()), facts={"vif_type": "hybrid"})
+            agent.register()
+            thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+            thread.start()
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+                "OS_AUTH_URL": f"{endpoint}/identity/v3",
+                "OS_USERNAME": "admin",
+                "OS_PASSWORD": admin["password"],
+                "OS_PROJECT_NAME": "admin",
+            }
+            server = _make_server(client, host)
+            yield Rig(client, env, host, host_ns, prefix, cgroup_root, drivers, server)
+            stop.set()
+            thread.join(timeout=10)
     finally:
         stop.set()
-        serve.terminate()
-        serve.wait(timeout=10)
-        log.close()
         _cleanup(drivers, prefix, host_ns)
-
-
-def _up(port: int) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/identity/v3", timeout=1)
-    except OSError:
-        return False
-    return True
 
 
 def _cleanup(drivers: HostDrivers, prefix: str, host_ns: str) -> None:

@@ -10,20 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.serving import QOSPLANE, running_serve
+
 ROOT = Path(__file__).resolve().parent.parent
 OSC = Path(os.environ.get("OSC_VENV", ROOT / ".venv-osc")) / "bin" / "openstack"
-QOSPLANE = Path(sys.executable).parent / "qosplane"
 
 SEED_PROPERTIES = (
     "quota:cpu_shares='512', quota:disk_read_bytes_sec='1000000', "
@@ -32,13 +29,6 @@ SEED_PROPERTIES = (
     "quota:vif_outbound_average='32768', quota:vif_outbound_burst='131072', "
     "quota:vif_outbound_peak='65536'"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Cloud:
@@ -86,31 +76,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
             pytest.fail(reason)
         pytest.skip(reason)
     state = tmp_path_factory.mktemp("state")
-    port = _free_port()
-    log = (state / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(QOSPLANE),
-            "serve",
-            "--no-agent",
-            "--state-dir",
-            str(state),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/identity/v3", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError((state / "serve.log").read_text()) from None
-                time.sleep(0.2)
+    with running_serve(state):
         openrc = subprocess.run(
             [str(QOSPLANE), "openrc", "--state-dir", str(state)],
             capture_output=True,
@@ -122,10 +88,6 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
             key, _, value = line.removeprefix("export ").partition("=")
             env[key] = value
         yield Cloud(env)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
 
 
 def test_seed_flavors(cloud: Cloud) -> None:
