@@ -256,3 +256,19 @@ def _pid_of(host: HostDrivers, volume_id: str) -> int | None:
     if isinstance(host.volumes, RealVolumes):
         return host.volumes._pid(volume_id)
     return None
+
+
+def test_an_ifb_set_down_is_drift_and_set_up_again(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    reconciler.converge(servers())
+    ifb = "ifb679563b6-d1"
+    if isinstance(host.instances, RealInstances):
+        subprocess.run(
+            ["ip", "-n", str(host.instances.host_netns), "link", "set", ifb, "down"], check=True
+        )
+    else:
+        host.instances.set_ifb_down(ifb)  # type: ignore[attr-defined]
+    _, result = reconciler.converge(servers())
+    assert [(d.device, d.aspect) for d in result.drift_before] == [(ifb, "ifb device state")]
+    assert result.drift_after == []
+    assert ifb in host.instances.ifbs_up()

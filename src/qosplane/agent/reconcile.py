@@ -139,9 +139,13 @@ class Reconciler:
         self._marks = self.d.dscp.observe()
         self._observe_all(targets)
         out: list[Drift] = []
+        shaped = [d for t in targets for d in t.qos.devices if d.from_instance is not None]
+        present, up = (self.d.instances.ifbs(), self.d.instances.ifbs_up()) if shaped else ((), ())
         for t in targets:
             for device in t.qos.devices:
                 out += device_drift(t.qos.name, device, self.observe_device(device))
+                if device.ifb in present and device.ifb not in up:
+                    out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
             if t.qos.cpu is not None:
                 out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
             for volume in t.qos.volumes:
@@ -172,11 +176,11 @@ class Reconciler:
     def _device_lines(
         self, targets: Sequence[Target], result: PassResult
     ) -> list[tuple[str, list[str]]]:
-        have = self.d.instances.ifbs()
+        up = self.d.instances.ifbs_up()
         for t in targets:
             for device in t.qos.devices:
-                if device.from_instance is not None and device.ifb not in have:
-                    self.d.instances.ensure_ifb(device.ifb)
+                if device.from_instance is not None and device.ifb not in up:
+                    self.d.instances.ensure_ifb(device.ifb)  # creates it, or sets it up
         self._observe_all(targets)
         per_device: list[tuple[str, list[str]]] = []
         for t in targets:

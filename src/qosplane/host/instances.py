@@ -56,6 +56,9 @@ class Instances(Protocol):
 
     def ifbs(self) -> set[str]: ...
 
+    def ifbs_up(self) -> set[str]:
+        """Those of `ifbs()` that are up: a down ifb drops everything redirected to it."""
+
     def networks(self) -> set[str]:
         """The networks (first 8 characters of their ids) this agent has wired."""
 
@@ -195,6 +198,13 @@ class RealInstances:
         """The ifb devices this agent made; others (the kernel's ifb0) are not ours."""
         return {name for name, link in self._links(kind="ifb").items() if self._ours(link)}
 
+    def ifbs_up(self) -> set[str]:
+        return {
+            name
+            for name, link in self._links(kind="ifb").items()
+            if self._ours(link) and "UP" in link.get("flags", [])
+        }
+
     def cleanup_network(self, network_prefix: str) -> None:
         """Remove the probe namespace and bridge of a network no instance here uses."""
         probe = self.probe_namespace(network_prefix)
@@ -217,6 +227,7 @@ class FakeInstances:
     prefix: str = "qp-"
     instances: dict[str, tuple[PortWire, ...]] = field(default_factory=dict)
     ifb_devices: set[str] = field(default_factory=set)
+    ifbs_down: set[str] = field(default_factory=set)
     tc: FakeTrafficControl | None = None
 
     def namespace(self, name: str) -> str:
@@ -241,6 +252,7 @@ class FakeInstances:
 
     def ensure_ifb(self, device: str) -> None:
         self.ifb_devices.add(device)
+        self.ifbs_down.discard(device)
         if self.tc is not None:
             self.tc.add_device(device)
 
@@ -251,6 +263,13 @@ class FakeInstances:
 
     def ifbs(self) -> set[str]:
         return set(self.ifb_devices)
+
+    def ifbs_up(self) -> set[str]:
+        return self.ifb_devices - self.ifbs_down
+
+    def set_ifb_down(self, device: str) -> None:
+        """Tests: what `ip link set IFB down` behind the agent's back does."""
+        self.ifbs_down.add(device)
 
     def networks(self) -> set[str]:
         return {p.network_id[:8] for ports in self.instances.values() for p in ports}
