@@ -246,6 +246,17 @@ def test_volume_limits_are_retuned_live_and_outside_changes_are_seen(
     host.volumes.ensure("vol-0002", 1, {"x-iops-read": 80, "x-bps-write": 1_000_000})
     assert host.volumes.observe("vol-0002") == {"x-iops-read": 80, "x-bps-write": 1_000_000}
     assert _pid_of(host, "vol-0002") == pid  # re-tuned in place: the export stayed up
+    if isinstance(host.volumes, RealVolumes):  # someone re-tunes QEMU behind the agent
+        host.volumes._qmp(
+            "vol-0002",
+            {
+                "execute": "qom-set",
+                "arguments": {"path": "tg0", "property": "limits", "value": {"iops-read": 7}},
+            },
+        )
+    else:
+        host.volumes.exports["vol-0002"]["x-iops-read"] = 7  # type: ignore[attr-defined]
+    assert host.volumes.observe("vol-0002") == {"x-iops-read": 7, "x-bps-write": 1_000_000}
     host.volumes.ensure("vol-0002", 1, {})
     assert host.volumes.observe("vol-0002") == {}
     host.volumes.remove("vol-0002")
