@@ -113,12 +113,8 @@ def bench_ports(count: int) -> None:
             assert "rate 10Mbit" in check, check
         finally:
             subprocess.run(["ip", "netns", "del", ns], check=False)
-            subprocess.run(
-                ["ip", "netns", "del", f"qpbench{tag}-bench"],
-                check=False,
-                stderr=subprocess.DEVNULL,
-            )
-            RealCgroups(root=f"qosplane-bench-{tag}").remove_root()
+            RealInstances(prefix=f"qpbench{tag}-").remove_everything()
+            RealCgroups(root=f"qosplane-bench-{tag}").remove_everything()
     ops = len(_lines(["x"])) * count
     base = results["baseline"]
     print(f"QoS on {count} ports ({ops} tc operations), each on a fresh namespace:")
@@ -253,17 +249,8 @@ def bench_latency(changes: int) -> None:
         stop.set()
         serve.terminate()
         serve.wait(timeout=10)
-        for name in instances.names():
-            instances.remove(name)
-        for group in cgroups.groups():
-            cgroups.remove(group)
-        cgroups.remove_root()
-        listed = subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=True
-        ).stdout
-        for line in listed.splitlines():
-            if line.startswith(f"qpbl{tag}-"):
-                subprocess.run(["ip", "netns", "del", line.split()[0]], check=False)
+        instances.remove_everything()
+        cgroups.remove_everything()
         subprocess.run(["ip", "netns", "del", host_ns], check=False)
 
 

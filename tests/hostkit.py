@@ -28,6 +28,16 @@ def fake_drivers() -> HostDrivers:
     return HostDrivers(FakeInstances(tc=tc), tc, FakeDscpMarking(), FakeCgroups(), FakeVolumes())
 
 
+def remove_everything(
+    instances: RealInstances, cgroups: RealCgroups, volumes: RealVolumes, host_ns: str
+) -> None:
+    """Everything real drivers confined to `host_ns` may have made, and `host_ns` itself."""
+    volumes.remove_everything()
+    instances.remove_everything()
+    cgroups.remove_everything()
+    subprocess.run(["ip", "netns", "del", host_ns], check=False)
+
+
 @contextmanager
 def real_drivers() -> Iterator[HostDrivers]:
     require_root_and(*HOST_TOOLS)
@@ -43,22 +53,8 @@ def real_drivers() -> Iterator[HostDrivers]:
             instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups, volumes
         )
     finally:
-        for volume_id in volumes.volume_ids():
-            volumes.remove(volume_id)
+        remove_everything(instances, cgroups, volumes, host_ns)
         shutil.rmtree(volumes_dir, ignore_errors=True)
-        for name in instances.names():
-            instances.remove(name)
-        for group in cgroups.groups():
-            cgroups.remove(group)
-        cgroups.remove_root()
-        leftovers = subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=True
-        ).stdout
-        for line in leftovers.splitlines():
-            name = line.split()[0] if line.strip() else ""
-            if name.startswith(f"qpt{tag}-"):
-                subprocess.run(["ip", "netns", "del", name], check=False)
-        subprocess.run(["ip", "netns", "del", host_ns], check=False)
 
 
 @contextmanager

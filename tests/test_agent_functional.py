@@ -35,6 +35,7 @@ from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from tests.conftest import require_root_and
+from tests.hostkit import remove_everything
 from tests.serving import QOSPLANE, running_serve
 
 TOOLS = (
@@ -116,24 +117,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             thread.join(timeout=10)
     finally:
         stop.set()
-        _cleanup(drivers, prefix, host_ns)
-
-
-def _cleanup(drivers: HostDrivers, prefix: str, host_ns: str) -> None:
-    for volume_id in drivers.volumes.volume_ids():
-        drivers.volumes.remove(volume_id)
-    for name in drivers.instances.names():
-        drivers.instances.remove(name)
-    assert isinstance(drivers.cgroups, RealCgroups)
-    for group in drivers.cgroups.groups():
-        drivers.cgroups.remove(group)
-    drivers.cgroups.remove_root()
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
-    for line in listed.stdout.splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if name.startswith(prefix):
-            subprocess.run(["ip", "netns", "del", name], check=False)
-    subprocess.run(["ip", "netns", "del", host_ns], check=False)
+        assert isinstance(drivers.instances, RealInstances)
+        assert isinstance(drivers.cgroups, RealCgroups)
+        assert isinstance(drivers.volumes, RealVolumes)
+        remove_everything(drivers.instances, drivers.cgroups, drivers.volumes, host_ns)
 
 
 def _make_server(client: QosplaneClient, host: str) -> dict[str, Any]:

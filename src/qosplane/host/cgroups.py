@@ -94,8 +94,10 @@ class RealCgroups:
     def procs_file(self, group: str) -> str:
         return str(self._dir(group) / "cgroup.procs")
 
-    def remove_root(self) -> None:
-        """Tests and uninstall: the root group, once its children are gone."""
+    def remove_everything(self) -> None:
+        """Tests, benchmarks and uninstall: every group under the root, then the root."""
+        for group in self.groups():
+            self.remove(group)
         if self.base.is_dir():
             os.rmdir(self.base)
 

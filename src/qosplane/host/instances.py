@@ -214,6 +214,12 @@ class RealInstances:
             if name.startswith("brq" + network_prefix[:8]) and self._ours(link):
                 self._ip("link", "del", name)
 
+    def remove_everything(self) -> None:
+        """Tests, benchmarks and uninstall: every namespace with this prefix (instances and
+        probes; their taps go with them)."""
+        for ns in sorted(n for n in self._namespaces() if n.startswith(self.prefix)):
+            run(["ip", "netns", "del", ns])
+
     def networks(self) -> set[str]:
         """Network id prefixes of the probe namespaces this agent made."""
         probes = f"{self.prefix}probe-"

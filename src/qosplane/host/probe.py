@@ -36,88 +36,22 @@ def probe() -> Capabilities:
         tc = ["tc", "-n", ns]
         ip = ["ip", "-n", ns]
         run([*ip, "link", "add", "pa", "type", "veth", "peer", "name", "pb"])
-        htb = _works(
-            [*tc, "qdisc", "add", "dev", "pa", "root", "handle", "1:", "htb", "default", "1"]
-        )
+
+        def tc_ok(command: str) -> bool:
+            return _works([*tc, *command.split()])
+
+        match_all = "filter add dev pa parent ffff: protocol all u32 match u32 0 0"
+        htb = tc_ok("qdisc add dev pa root handle 1: htb default 1")
         pfifo = (
             htb
-            and _works(
-                [
-                    *tc,
-                    "class",
-                    "add",
-                    "dev",
-                    "pa",
-                    "parent",
-                    "1:",
-                    "classid",
-                    "1:1",
-                    "htb",
-                    "rate",
-                    "1mbit",
-                ]
-            )
-            and _works([*tc, "qdisc", "add", "dev", "pa", "parent", "1:1", "handle", "2:", "pfifo"])
+            and tc_ok("class add dev pa parent 1: classid 1:1 htb rate 1mbit")
+            and tc_ok("qdisc add dev pa parent 1:1 handle 2: pfifo")
         )
-        sfq = _works([*tc, "qdisc", "add", "dev", "pb", "root", "sfq"])
-        ingress = _works([*tc, "qdisc", "add", "dev", "pa", "handle", "ffff:", "ingress"])
+        sfq = tc_ok("qdisc add dev pb root sfq")
+        ingress = tc_ok("qdisc add dev pa handle ffff: ingress")
         ifb = _works([*ip, "link", "add", "pi", "type", "ifb"])
-        mirred = (
-            ingress
-            and ifb
-            and _works(
-                [
-                    *tc,
-                    "filter",
-                    "add",
-                    "dev",
-                    "pa",
-                    "parent",
-                    "ffff:",
-                    "protocol",
-                    "all",
-                    "prio",
-                    "1",
-                    "u32",
-                    "match",
-                    "u32",
-                    "0",
-                    "0",
-                    "action",
-                    "mirred",
-                    "egress",
-                    "redirect",
-                    "dev",
-                    "pi",
-                ]
-            )
-        )
-        police = ingress and _works(
-            [
-                *tc,
-                "filter",
-                "add",
-                "dev",
-                "pa",
-                "parent",
-                "ffff:",
-                "protocol",
-                "all",
-                "prio",
-                "2",
-                "u32",
-                "match",
-                "u32",
-                "0",
-                "0",
-                "police",
-                "rate",
-                "1mbit",
-                "burst",
-                "10k",
-                "drop",
-            ]
-        )
+        mirred = ingress and ifb and tc_ok(f"{match_all} action mirred egress redirect dev pi")
+        police = ingress and tc_ok(f"{match_all} police rate 1mbit burst 10k drop")
         nft = _works(
             ["ip", "netns", "exec", ns, "nft", "-f", "-"],
             "table bridge probe {\n chain c {\n"

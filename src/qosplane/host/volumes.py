@@ -162,6 +162,11 @@ class RealVolumes:
         for suffix in (".img", ".sock", ".pid", ".qmp"):
             self._path(volume_id, suffix).unlink(missing_ok=True)
 
+    def remove_everything(self) -> None:
+        """Tests, benchmarks and uninstall: every export and image under the root."""
+        for volume_id in self.volume_ids():
+            self.remove(volume_id)
+
     def volume_ids(self) -> set[str]:
         if not self.root.is_dir():
             return set()
