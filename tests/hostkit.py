@@ -16,16 +16,26 @@ from qosplane.agent.reconcile import HostDrivers
 from qosplane.host.cgroups import FakeCgroups, RealCgroups
 from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
+from qosplane.host.ovs import FakeSwitch, OvsDaemons, RealSwitch
 from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
 from qosplane.host.volumes import FakeVolumes, RealVolumes
 from tests.conftest import require_root_and
 
 HOST_TOOLS = ("ip", "tc", "nft")
+OVS_TOOLS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ethtool")
 
 
-def fake_drivers() -> HostDrivers:
+def fake_drivers(ovs: bool = False) -> HostDrivers:
     tc = FakeTrafficControl()
-    return HostDrivers(FakeInstances(tc=tc), tc, FakeDscpMarking(), FakeCgroups(), FakeVolumes())
+    switch = FakeSwitch() if ovs else None
+    return HostDrivers(
+        FakeInstances(tc=tc, switch=switch),
+        tc,
+        FakeDscpMarking(),
+        FakeCgroups(),
+        FakeVolumes(),
+        switch,
+    )
 
 
 def remove_everything(
@@ -39,30 +49,62 @@ def remove_everything(
 
 
 @contextmanager
-def real_drivers() -> Iterator[HostDrivers]:
-    require_root_and(*HOST_TOOLS)
+def own_ovs(host_ns: str, prefix: str) -> Iterator[RealSwitch]:
+    """An ovsdb-server and ovs-vswitchd of their own in `host_ns`, stopped and deleted
+    afterwards, with the agent's bridge on them."""
+    require_root_and(*OVS_TOOLS)
+    state = Path(tempfile.mkdtemp(prefix="qptest-ovs-"))
+    daemons = OvsDaemons(state, host_ns)
+    try:
+        daemons.ensure()
+        switch = RealSwitch(daemons, "br-int", prefix)
+        try:
+            yield switch
+        finally:
+            switch.close()
+    finally:
+        daemons.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def real_drivers(ovs: bool = False) -> Iterator[HostDrivers]:
+    require_root_and(*HOST_TOOLS, *(OVS_TOOLS if ovs else ()))
     tag = uuid.uuid4().hex[:6]
     host_ns = f"qptest-host-{tag}"
+    prefix = f"qpt{tag}-"
     subprocess.run(["ip", "netns", "add", host_ns], check=True)
-    instances = RealInstances(prefix=f"qpt{tag}-", host_netns=host_ns)
     cgroups = RealCgroups(root=f"qosplane-test-{tag}")
     volumes_dir = Path(tempfile.mkdtemp(prefix="qptest-volumes-"))
     volumes = RealVolumes(volumes_dir)
+    instances = RealInstances(prefix=prefix, host_netns=host_ns)
     try:
-        yield HostDrivers(
-            instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups, volumes
-        )
+        if not ovs:
+            yield HostDrivers(
+                instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups, volumes
+            )
+            return
+        with own_ovs(host_ns, prefix) as switch:
+            instances = RealInstances(prefix=prefix, host_netns=host_ns, switch=switch)
+            yield HostDrivers(
+                instances,
+                RealTrafficControl(host_ns),
+                RealDscpMarking(host_ns),
+                cgroups,
+                volumes,
+                switch,
+            )
     finally:
         remove_everything(instances, cgroups, volumes, host_ns)
         shutil.rmtree(volumes_dir, ignore_errors=True)
 
 
 @contextmanager
-def drivers(kind: str) -> Iterator[HostDrivers]:
+def drivers(kind: str, ovs: bool = False) -> Iterator[HostDrivers]:
     if kind == "fake":
-        yield fake_drivers()
+        yield fake_drivers(ovs)
     else:
-        with real_drivers() as real:
+        with real_drivers(ovs) as real:
             yield real
 
 

@@ -16,8 +16,9 @@ from typing import Any
 from qosplane.compiler.host_program import device_commands, host_program
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
-from qosplane.host.instances import Instances, PortWire
+from qosplane.host.instances import PROBE_OWNER, Instances, PortWire
 from qosplane.host.nft import DscpMarking
+from qosplane.host.ovs import Switch
 from qosplane.host.tc import DeviceTc, TrafficControl
 from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import (
@@ -25,10 +26,12 @@ from qosplane.model.host_state import (
     DeviceQos,
     InstanceQos,
     ObservedDevice,
+    ObservedPort,
     Outcome,
+    PortQos,
     RuleOutcome,
 )
-from qosplane.verify.drift import Drift, cpu_drift, device_drift, volume_drift
+from qosplane.verify.drift import Drift, cpu_drift, device_drift, port_drift, volume_drift
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 
@@ -40,6 +43,7 @@ class HostDrivers:
     dscp: DscpMarking
     cgroups: Cgroups
     volumes: Volumes
+    switch: Switch | None = None  # ports wired into OVS (Capabilities.ovs_switch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,8 @@ class Reconciler:
     def drift(self, targets: Sequence[Target]) -> list[Drift]:
         self._marks = self.d.dscp.observe()
         self._observe_all(targets)
+        switch = self.d.switch
+        switch_seen = switch.observe() if switch is not None else {}
         out: list[Drift] = []
         shaped = [d for t in targets for d in t.qos.devices if d.from_instance is not None]
         present, up = (self.d.instances.ifbs(), self.d.instances.ifbs_up()) if shaped else ((), ())
@@ -146,6 +152,9 @@ class Reconciler:
                 out += device_drift(t.qos.name, device, self.observe_device(device))
                 if device.ifb in present and device.ifb not in up:
                     out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
+            for port in t.qos.ports:
+                seen = switch_seen.get(port.port) or ObservedPort(PortQos(port.port), exists=False)
+                out += port_drift(t.qos.name, port, seen)
             if t.qos.cpu is not None:
                 out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
             for volume in t.qos.volumes:
@@ -172,6 +181,12 @@ class Reconciler:
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)
+        if self.d.switch is not None:
+            # A port whose instance or network went while the agent was down.
+            owners = wanted | {PROBE_OWNER + n for n in wanted_networks}
+            for port, owner in sorted(self.d.switch.owners().items()):
+                if owner not in owners:
+                    self.d.switch.unplug(port)
 
     def _device_lines(
         self, targets: Sequence[Target], result: PassResult
@@ -248,6 +263,13 @@ class Reconciler:
                     result.errors[t.qos.name] = str(exc)
         if result.drift_before:
             self._tc(ready, result)
+            if self.d.switch is not None:
+                try:
+                    result.commands += self.d.switch.apply([p for t in ready for p in t.qos.ports])
+                except HostError as exc:
+                    for t in ready:  # charged to the servers with OVS ports
+                        if t.qos.ports:
+                            result.errors.setdefault(t.qos.name, str(exc))
             marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
             if marks != self._marks:
                 try:

@@ -11,7 +11,7 @@ import shutil
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
+from qosplane.host.ovs import SYSTEM_RUNDIR, OvsDaemons, RealSwitch
 from qosplane.host.probe import cached_probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
@@ -41,17 +42,42 @@ class HostSetup:
     caps: Capabilities
 
 
-def host_setup(state_dir: Path, prefix: str, host_netns: str | None, cgroup_root: str) -> HostSetup:
+SWITCHES = ("linuxbridge", "ovs")
+
+
+def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str) -> RealSwitch:
+    """The host's Open vSwitch when one runs (and the agent shares its namespace), else the
+    agent's own ovsdb-server and ovs-vswitchd under the state directory."""
+    system = OvsDaemons(SYSTEM_RUNDIR)
+    daemons = (
+        system
+        if host_netns is None and system.running()
+        else OvsDaemons(state_dir / "ovs" / prefix.rstrip("-"), host_netns)
+    )
+    daemons.ensure()
+    return RealSwitch(daemons, bridge, prefix)
+
+
+def host_setup(
+    state_dir: Path,
+    prefix: str,
+    host_netns: str | None,
+    cgroup_root: str,
+    switch: str = "linuxbridge",
+    bridge: str = "br-int",
+) -> HostSetup:
     caps = cached_probe(state_dir / "capabilities.json")
+    ovs = ovs_switch(state_dir, prefix, host_netns, bridge) if switch == "ovs" else None
     return HostSetup(
         HostDrivers(
-            RealInstances(prefix=prefix, host_netns=host_netns),
+            RealInstances(prefix=prefix, host_netns=host_netns, switch=ovs),
             RealTrafficControl(host_netns),
             RealDscpMarking(host_netns),
             RealCgroups(root=cgroup_root),
             RealVolumes(state_dir / "volumes" / prefix.rstrip("-")),
+            ovs,
         ),
-        caps,
+        replace(caps, ovs_switch=ovs is not None),
     )
 
 
@@ -69,9 +95,10 @@ def why_no_agent() -> str:
 
 def agent_facts(caps: Capabilities) -> dict[str, Any]:
     """What the API compiles this host's plans with: taps in Linux bridges (libvirt's
-    `hybrid` wiring, so libvirt's police on the tap holds), this host's cgroup version."""
+    `hybrid` wiring, so libvirt's police on the tap holds) or taps straight in br-int
+    (`bridge`, the seed's wiring, Neutron's OVS rows on the tap), this host's cgroups."""
     return {
-        "vif_type": "hybrid",
+        "vif_type": "bridge" if caps.ovs_switch else "hybrid",
         "cgroup": "v2" if caps.cgroup_v2 and not caps.cgroup_v1_cpu else "v1",
         "virt_type": "qemu",
     }
@@ -88,7 +115,11 @@ def build_agent(client: QosplaneClient, host: str, setup: HostSetup, drift_check
 
 
 def start_local_agent(
-    creds: Credentials, host: str, state_dir: Path, stop: threading.Event
+    creds: Credentials,
+    host: str,
+    state_dir: Path,
+    stop: threading.Event,
+    switch: str = "linuxbridge",
 ) -> threading.Thread | None:
     """The all-in-one's agent, in a thread of `serve`; None (with a printed reason) when
     this machine cannot run it."""
@@ -96,7 +127,11 @@ def start_local_agent(
     if reason:
         print(f"qosplane serve: no local agent: {reason}", file=sys.stderr, flush=True)
         return None
-    setup = host_setup(state_dir, "qp-", None, "qosplane")
+    try:
+        setup = host_setup(state_dir, "qp-", None, "qosplane", switch)
+    except QosplaneError as exc:
+        print(f"qosplane serve: no local agent: {exc}", file=sys.stderr, flush=True)
+        return None
     agent = build_agent(QosplaneClient(creds), host, setup, 1.0)
     thread = threading.Thread(target=agent.run, args=(stop,), name="qosplane-agent", daemon=True)
     thread.start()
@@ -111,7 +146,18 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     if reason:
         print(f"qosplane agent: {reason}", file=sys.stderr)
         return EXIT_INVALID
-    setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
+    try:
+        setup = host_setup(
+            Path(args.state_dir),
+            args.prefix,
+            args.host_netns,
+            args.cgroup_root,
+            args.switch,
+            args.bridge,
+        )
+    except QosplaneError as exc:
+        print(f"qosplane agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     agent = build_agent(QosplaneClient(creds), args.host, setup, args.drift_check_s)
     stop = threading.Event()
     print(
@@ -141,7 +187,18 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
         return EXIT_INVALID
     plan, server = _server(QosplaneClient(creds), args.server)
     instance = plan["instance"]["name"]
-    setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
+    try:
+        setup = host_setup(
+            Path(args.state_dir),
+            args.prefix,
+            args.host_netns,
+            args.cgroup_root,
+            args.switch,
+            args.bridge,
+        )
+    except QosplaneError as exc:
+        print(f"qosplane agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     ns = setup.drivers.instances.namespace(instance)
     if instance not in setup.drivers.instances.names():
         print(
@@ -161,7 +218,18 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
 def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
     client = QosplaneClient(creds)
     plan, server = _server(client, args.server)
-    setup = host_setup(Path(args.state_dir), args.prefix, args.host_netns, args.cgroup_root)
+    try:
+        setup = host_setup(
+            Path(args.state_dir),
+            args.prefix,
+            args.host_netns,
+            args.cgroup_root,
+            args.switch,
+            args.bridge,
+        )
+    except QosplaneError as exc:
+        print(f"qosplane agent: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     verdicts = verify_server(
         plan,
         server,
@@ -216,3 +284,12 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
         help="network namespace holding the host side (taps, bridges); default: this one",
     )
     parser.add_argument("--cgroup-root", default="qosplane", help="cgroup under the cpu controller")
+    parser.add_argument(
+        "--switch",
+        choices=SWITCHES,
+        default="linuxbridge",
+        help="wire ports into Linux bridges (tc, ifb, nftables enforce QoS) or into an Open "
+        "vSwitch bridge (linux-htb QoS rows, OpenFlow meters and DSCP flows); ovs starts "
+        "its own ovsdb-server/ovs-vswitchd when none runs",
+    )
+    parser.add_argument("--bridge", default="br-int", help="the OVS bridge (--switch ovs)")

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from qosplane.cli.hostside import (
+    SWITCHES,
     add_host_options,
     cmd_agent,
     cmd_exec,
@@ -173,7 +174,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     if not args.no_agent:
         creds = Credentials(f"http://{host}:{port}", "admin", state.admin.password, "admin")
-        start_local_agent(creds, services.local_host, state.directory, stop)
+        start_local_agent(creds, services.local_host, state.directory, stop, args.switch)
     try:
         server.run()
     finally:
@@ -237,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-agent",
         action="store_true",
         help="do not run the local host's agent (it runs by default when this machine can)",
+    )
+    serve.add_argument(
+        "--switch",
+        choices=SWITCHES,
+        default="linuxbridge",
+        help="how the local agent wires ports (see `qosplane agent --help`)",
     )
 
     agent = sub.add_parser(

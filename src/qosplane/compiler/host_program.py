@@ -9,6 +9,7 @@ Pure: no I/O; the agent observes, these functions decide.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,8 +19,11 @@ from qosplane.model.host_state import (
     DeviceQos,
     InstanceQos,
     Mechanism,
+    Meter,
     ObservedDevice,
     Outcome,
+    OvsQueue,
+    PortQos,
     RuleOutcome,
     Shaper,
     VolumeQos,
@@ -27,6 +31,10 @@ from qosplane.model.host_state import (
 from qosplane.model.units import (
     BitsPerSecond,
     Bytes,
+    Kilobits,
+    bits_per_s_to_kilobits_per_s,
+    bits_to_kilobits,
+    bytes_to_bits,
     tc_rate_as_printed,
     tc_rate_bits,
     tc_size_bytes,
@@ -112,9 +120,15 @@ def host_program(
                 report(entry, Outcome.NOT_ENFORCEABLE, reason="this kernel has no htb")
                 continue
             _keep_stricter(devices.setdefault(device, {}), "to_instance", _shaper(limit, False))
-            report(entry, Outcome.APPLIED, Mechanism.SHAPE_HTB.value)
+            mechanism = Mechanism.SHAPE_OVS_HTB if caps.ovs_switch else Mechanism.SHAPE_HTB
+            report(entry, Outcome.APPLIED, mechanism.value)
         elif kind == "bandwidth" and direction == FROM_GUEST:
-            if caps.ifb_mirred and caps.htb:
+            if caps.ovs_switch:
+                _keep_stricter(
+                    devices.setdefault(device, {}), "from_instance", _shaper(limit, True)
+                )
+                report(entry, Outcome.APPLIED, Mechanism.POLICE_OVS_METER.value, polices=True)
+            elif caps.ifb_mirred and caps.htb:
                 _keep_stricter(
                     devices.setdefault(device, {}), "from_instance", _shaper(limit, True)
                 )
@@ -127,7 +141,10 @@ def host_program(
                     reason="neither ifb+mirred nor tc police is available",
                 )
         elif kind == "dscp" and direction == FROM_GUEST:
-            if caps.nft_bridge:
+            if caps.ovs_switch:
+                devices.setdefault(device, {})["dscp"] = int(limit["dscp"])
+                report(entry, Outcome.APPLIED, Mechanism.MARK_OVS_FLOW.value)
+            elif caps.nft_bridge:
                 devices.setdefault(device, {})["dscp"] = int(limit["dscp"])
                 report(entry, Outcome.APPLIED, Mechanism.MARK_NFT.value)
             else:
@@ -178,12 +195,87 @@ def host_program(
         if caps.qemu_storage_daemon
         else (),
         name=name,
-        devices=tuple(DeviceQos(device=d, **fields) for d, fields in sorted(devices.items())),
+        devices=()
+        if caps.ovs_switch
+        else tuple(DeviceQos(device=d, **fields) for d, fields in sorted(devices.items())),
+        ports=tuple(_port_qos(d, fields) for d, fields in sorted(devices.items()))
+        if caps.ovs_switch
+        else (),
         # Every instance has its group where the controller exists: exec joins it, and a
         # limit removed from the flavor is reset to the kernel's default there.
         cpu=CpuQos(group=name, **cpu) if caps.cgroup_v1_cpu else None,
     )
     return qos, tuple(outcomes)
+
+
+# --- Open vSwitch ------------------------------------------------------------------------
+
+OVS_COOKIE_TAG = 0x9051  # the top 16 bits of every flow cookie the agent writes
+OVS_COOKIE_MATCH = f"cookie={OVS_COOKIE_TAG << 48:#x}/0xffff000000000000"
+OVS_FLOW_PRIORITY_IP = 200
+OVS_FLOW_PRIORITY_ALL = 190
+
+
+def ovs_queue(shaper: Shaper) -> OvsQueue:
+    """The sustained rate is the cap (libvirt's root class cannot borrow up to its peak,
+    so neither does this queue); the burst carries over, in bits as OVS wants it."""
+    return OvsQueue(shaper.rate_bits_per_s, bytes_to_bits(shaper.burst_bytes))
+
+
+def ovs_meter(shaper: Shaper) -> Meter:
+    """A policer's rate and bucket as meter kbps and kbit (1000-based, rounded down, at
+    least 1 kbit: OVS refuses a zero band)."""
+    return Meter(
+        bits_per_s_to_kilobits_per_s(shaper.rate_bits_per_s),
+        max(bits_to_kilobits(bytes_to_bits(shaper.burst_bytes)), Kilobits(1)),
+    )
+
+
+def _port_qos(port: str, fields: Mapping[str, Any]) -> PortQos:
+    to_instance, from_instance = fields.get("to_instance"), fields.get("from_instance")
+    return PortQos(
+        port,
+        ovs_queue(to_instance) if to_instance is not None else None,
+        ovs_meter(from_instance) if from_instance is not None else None,
+        fields.get("dscp"),
+    )
+
+
+def ovs_port_cookie(port: str) -> str:
+    """The cookie of a port's flows, as ovs-ofctl prints it: the agent's tag in the top 16
+    bits (all its flows are found with one cookie mask) and a hash of the port name."""
+    low = int.from_bytes(hashlib.blake2b(port.encode(), digest_size=6).digest(), "big")
+    return f"{(OVS_COOKIE_TAG << 48) | low:#x}"
+
+
+def ovs_port_flows(qos: PortQos, ofport: int) -> tuple[str, ...]:
+    """A port's flows exactly as `ovs-ofctl --no-stats dump-flows` prints them (ovs-ofctl
+    accepts the same text), so observed and desired compare as strings. `ofport`: the
+    port's OpenFlow number, matched on and used as its meter id (unique on the bridge
+    while the port exists, so meters never collide; a re-plugged port gets new ones)."""
+    meter = [f"meter:{ofport}"] if qos.from_instance is not None else []
+    cookie = ovs_port_cookie(qos.port)
+    flows = []
+    if qos.dscp is not None:
+        actions = ",".join([*meter, f"set_field:{qos.dscp}->ip_dscp", "NORMAL"])
+        flows.append(
+            f"cookie={cookie}, priority={OVS_FLOW_PRIORITY_IP},ip,in_port={ofport} "
+            f"actions={actions}"
+        )
+    if meter:
+        flows.append(
+            f"cookie={cookie}, priority={OVS_FLOW_PRIORITY_ALL},in_port={ofport} "
+            f"actions={meter[0]},NORMAL"
+        )
+    return tuple(flows)
+
+
+def ovs_meter_spec(meter_id: int, meter: Meter) -> str:
+    """`ovs-ofctl -O OpenFlow13 add-meter/mod-meter` argument."""
+    return (
+        f"meter={meter_id},kbps,burst,band=type=drop,rate={meter.rate_kilobits_per_s},"
+        f"burst_size={meter.burst_kilobits}"
+    )
 
 
 # --- tc commands ------------------------------------------------------------------------

@@ -5,6 +5,11 @@ Neutron's linuxbridge names it); the guest side, eth0.., carries the port's MAC 
 Each network also gets a probe namespace on its bridge holding the subnet's gateway
 address, the far end `verify` measures against.
 
+With a `switch` (an Open vSwitch bridge, host/ovs.py) the taps and probes are ports of
+that bridge on their network's VLAN instead, as Nova plugs taps into br-int; the guest
+and probe ends then get tx checksum offload turned off, since the userspace datapath
+forwards TCP with the checksums the veth left unfilled (host-capabilities.md §3).
+
 Everything is created in `host_netns` (None: the agent's own namespace), and every name
 starts with `prefix`, so a host (or a test) can list and remove exactly what it owns.
 """
@@ -17,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from qosplane.host.errors import HostError
-from qosplane.host.process import run
+from qosplane.host.ovs import FakeSwitch, Switch
+from qosplane.host.process import in_netns, run
 from qosplane.host.tc import FakeTrafficControl
 
 
@@ -33,6 +39,14 @@ class PortWire:
     @property
     def bridge(self) -> str:
         return "brq" + self.network_id[:11]
+
+    @property
+    def probe_port(self) -> str:
+        """The host side of the network's probe namespace."""
+        return "prb" + self.network_id[:11]
+
+
+PROBE_OWNER = "probe-"  # + the network id's first 8 characters: a probe port's owner
 
 
 class Instances(Protocol):
@@ -70,9 +84,12 @@ class RealInstances:
     deleted or claimed, so a host's own taps, ifbs and bridges (a Nova VM's tap has the
     same name pattern) are left alone."""
 
-    def __init__(self, prefix: str = "qp-", host_netns: str | None = None) -> None:
+    def __init__(
+        self, prefix: str = "qp-", host_netns: str | None = None, switch: Switch | None = None
+    ) -> None:
         self.prefix = prefix
         self.host_netns = host_netns
+        self.switch = switch
         self.tag = f"qosplane:{prefix}"
 
     def _ip(self, *args: str, netns: str | None = None) -> str:
@@ -105,19 +122,33 @@ class RealInstances:
     def _ours(self, link: dict[str, Any] | None) -> bool:
         return link is not None and link.get("ifalias") == self.tag
 
+    def _no_tx_offload(self, device: str, netns: str) -> None:
+        run(in_netns(netns, ["ethtool", "-K", device, "tx", "off"]))
+
     def _ensure_bridge(self, port: PortWire, host_links: dict[str, dict[str, Any]]) -> None:
-        if port.bridge not in host_links:
+        if self.switch is None and port.bridge not in host_links:
             self._ip_batch(
                 f"link add {port.bridge} type bridge",
                 f"link set {port.bridge} alias {self.tag} up",
             )
         probe = self.probe_namespace(port.network_id)
+        far = port.probe_port
         if probe in self._namespaces() or port.gateway is None:
+            if self.switch is not None and port.gateway is not None:
+                self.switch.plug(
+                    far, network_id=port.network_id, owner=PROBE_OWNER + port.network_id[:8]
+                )
             return
         run(["ip", "netns", "add", probe])
-        far = "prb" + port.network_id[:11]
         self._ip("link", "add", far, "type", "veth", "peer", "name", "eth0", "netns", probe)
-        self._ip("link", "set", far, "master", port.bridge, "alias", self.tag, "up")
+        if self.switch is None:
+            self._ip("link", "set", far, "master", port.bridge, "alias", self.tag, "up")
+        else:
+            self._ip("link", "set", far, "alias", self.tag, "up")
+            self.switch.plug(
+                far, network_id=port.network_id, owner=PROBE_OWNER + port.network_id[:8]
+            )
+            self._no_tx_offload("eth0", probe)
         self._ip("addr", "add", port.gateway, "dev", "eth0", netns=probe)
         self._ip("link", "set", "eth0", "up", netns=probe)
         self._ip("link", "set", "lo", "up", netns=probe)
@@ -138,6 +169,8 @@ class RealInstances:
         wanted = {self.guest_name(p) for p in ports}
         for stale in sorted(set(guest_links) - wanted - {"lo"}):
             self._ip("link", "del", stale, netns=ns)  # a detached port: its tap goes too
+            if self.switch is not None:
+                self.switch.unplug("tap" + stale.removeprefix("eth"))
         for port in ports:
             self._ensure_bridge(port, host_links)
             guest = self.guest_name(port)
@@ -158,9 +191,14 @@ class RealInstances:
             )
             for address in port.addresses:
                 self._ip("addr", "replace", address, "dev", guest, netns=ns)
-            self._ip(
-                "link", "set", port.tap, "master", port.bridge, "mtu", str(port.mtu_bytes), "up"
-            )
+            if self.switch is None:
+                self._ip(
+                    "link", "set", port.tap, "master", port.bridge, "mtu", str(port.mtu_bytes), "up"
+                )
+            else:
+                self._ip("link", "set", port.tap, "mtu", str(port.mtu_bytes), "up")
+                self.switch.plug(port.tap, network_id=port.network_id, owner=name, mac=port.mac)
+                self._no_tx_offload(guest, ns)
             self._ip("link", "set", guest, "up", netns=ns)
 
     def remove(self, name: str) -> None:
@@ -168,6 +206,10 @@ class RealInstances:
         if ns in self._namespaces():
             # Deleting the namespace deletes the guest ends, and with them the taps.
             run(["ip", "netns", "del", ns])
+        if self.switch is not None:
+            for port, owner in sorted(self.switch.owners().items()):
+                if owner == name:
+                    self.switch.unplug(port)
 
     def names(self) -> set[str]:
         probes = f"{self.prefix}probe-"
@@ -210,6 +252,10 @@ class RealInstances:
         probe = self.probe_namespace(network_prefix)
         if probe in self._namespaces():
             run(["ip", "netns", "del", probe])
+        if self.switch is not None:
+            for port, owner in sorted(self.switch.owners().items()):
+                if owner == PROBE_OWNER + network_prefix[:8]:
+                    self.switch.unplug(port)
         for name, link in self._links(kind="bridge").items():
             if name.startswith("brq" + network_prefix[:8]) and self._ours(link):
                 self._ip("link", "del", name)
@@ -235,6 +281,7 @@ class FakeInstances:
     ifb_devices: set[str] = field(default_factory=set)
     ifbs_down: set[str] = field(default_factory=set)
     tc: FakeTrafficControl | None = None
+    switch: FakeSwitch | None = None
 
     def namespace(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -247,11 +294,15 @@ class FakeInstances:
         for port in ports:
             if self.tc is not None:
                 self.tc.add_device(port.tap)
+            if self.switch is not None:
+                self.switch.plug(port.tap, network_id=port.network_id, owner=name)
 
     def remove(self, name: str) -> None:
         for port in self.instances.pop(name, ()):
             if self.tc is not None:
                 self.tc.remove_device(port.tap)
+            if self.switch is not None:
+                self.switch.unplug(port.tap)
 
     def names(self) -> set[str]:
         return set(self.instances)

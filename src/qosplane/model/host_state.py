@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from qosplane.model.units import BitsPerSecond, Bytes
+from qosplane.model.units import Bits, BitsPerSecond, Bytes, Kilobits, KilobitsPerSecond
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,9 @@ class Capabilities:
     cgroup_v1_cpu: bool = False
     cgroup_v2: bool = False
     qemu_storage_daemon: bool = False  # throttled NBD exports of volumes
+    # Ports are wired into an Open vSwitch bridge the agent runs (--switch ovs): their QoS
+    # is OVS's (linux-htb QoS rows, OpenFlow 1.3 meters, DSCP flows), not tc on the tap.
+    ovs_switch: bool = False
 
 
 class Mechanism(enum.Enum):
@@ -36,6 +39,9 @@ class Mechanism(enum.Enum):
     MARK_NFT = "nftables bridge forward, ip dscp set"
     CGROUP_CPU = "cgroup cpu controller"
     QEMU_THROTTLE = "qemu-storage-daemon throttle-group, NBD export"
+    SHAPE_OVS_HTB = "OVS QoS linux-htb, queue 0 on the port"  # to-instance
+    POLICE_OVS_METER = "OpenFlow 1.3 meter, drop band"  # from-instance, drops
+    MARK_OVS_FLOW = "OpenFlow flow, set_field ip_dscp (mod_nw_tos)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,43 @@ class ObservedDevice:
     other_qdiscs: tuple[str, ...] = ()  # qdiscs qosplane does not write (sfq, fq_codel...)
 
 
+@dataclass(frozen=True, slots=True)
+class OvsQueue:
+    """A linux-htb QoS row with queue 0 on an OVS port: OVS writes it as tc htb on the
+    port's device (class 1:1 ceil = max-rate, burst in bits)."""
+
+    max_rate_bits_per_s: BitsPerSecond
+    burst_bits: Bits
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """An OpenFlow 1.3 meter with one drop band: a policer in the userspace datapath.
+    kbps means 1000 bit/s; burst_size is in kbit."""
+
+    rate_kilobits_per_s: KilobitsPerSecond
+    burst_kilobits: Kilobits
+
+
+@dataclass(frozen=True, slots=True)
+class PortQos:
+    """One port's QoS when an OVS bridge wires it, guest-relative like DeviceQos."""
+
+    port: str  # the tap, also the OVS Port and Interface name
+    to_instance: OvsQueue | None = None
+    from_instance: Meter | None = None  # metered by the flows matching in_port=port
+    dscp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedPort:
+    """What OVSDB and the OpenFlow tables show for one port, in PortQos's terms."""
+
+    qos: PortQos
+    exists: bool = True  # the Port row is on the bridge
+    flows_match: bool = True  # its flows are exactly the ones `qos` renders to
+
+
 CGROUP_V1_DEFAULT_SHARES = 1024  # the kernel's cpu.shares for a new group
 CFS_DEFAULT_PERIOD_US = 100_000  # the kernel's cpu.cfs_period_us
 
@@ -103,6 +146,7 @@ class InstanceQos:
     devices: tuple[DeviceQos, ...] = ()
     cpu: CpuQos | None = None
     volumes: tuple[VolumeQos, ...] = ()
+    ports: tuple[PortQos, ...] = ()  # OVS-wired ports (Capabilities.ovs_switch)
 
 
 class Outcome(enum.Enum):

@@ -11,7 +11,11 @@ from qosplane.model.host_state import (
     CGROUP_V1_DEFAULT_SHARES,
     CpuQos,
     DeviceQos,
+    Meter,
     ObservedDevice,
+    ObservedPort,
+    OvsQueue,
+    PortQos,
     Shaper,
     VolumeQos,
 )
@@ -91,6 +95,55 @@ def device_drift(instance: str, desired: DeviceQos, observed: ObservedDevice) ->
                 str(observed.qos.dscp),
             )
         )
+    return out
+
+
+def _queue_text(queue: OvsQueue | None) -> str:
+    if queue is None:
+        return "none"
+    return f"max-rate {queue.max_rate_bits_per_s} bit/s burst {queue.burst_bits} bit"
+
+
+def _meter_text(meter: Meter | None) -> str:
+    if meter is None:
+        return "none"
+    return f"rate {meter.rate_kilobits_per_s} kbit/s burst {meter.burst_kilobits} kbit"
+
+
+def port_drift(instance: str, desired: PortQos, observed: ObservedPort) -> list[Drift]:
+    """OVS rows and OpenFlow state compare exactly: OVSDB keeps the strings the agent
+    wrote and ovs-ofctl prints meters in the units they were given."""
+    if not observed.exists:
+        # "device": the reconciler plugs the port again before repairing its QoS.
+        return [Drift(instance, desired.port, "device", "on the OVS bridge", "missing")]
+    out: list[Drift] = []
+    seen = observed.qos
+    if desired.to_instance != seen.to_instance:
+        out.append(
+            Drift(
+                instance,
+                desired.port,
+                "to-instance queue (OVS QoS linux-htb)",
+                _queue_text(desired.to_instance),
+                _queue_text(seen.to_instance),
+            )
+        )
+    if desired.from_instance != seen.from_instance:
+        out.append(
+            Drift(
+                instance,
+                desired.port,
+                "from-instance meter (OpenFlow 1.3)",
+                _meter_text(desired.from_instance),
+                _meter_text(seen.from_instance),
+            )
+        )
+    if desired.dscp != seen.dscp:
+        out.append(
+            Drift(instance, desired.port, "dscp mark (OpenFlow)", str(desired.dscp), str(seen.dscp))
+        )
+    if not observed.flows_match and not out:
+        out.append(Drift(instance, desired.port, "OpenFlow flows", "as compiled", "different"))
     return out
 
 

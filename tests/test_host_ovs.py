@@ -1,0 +1,325 @@
+"""Ports wired into Open vSwitch: the pure mapping (plan -> OVS queue, meter, DSCP flows),
+the text ovs-ofctl prints, and the same reconcile scenarios against the fake switch and
+the real one (root; an ovsdb-server and ovs-vswitchd of the test's own in a throwaway
+namespace, userspace datapath): converge, stay quiet, repair each kind of OVS drift (a
+QoS row removed, a meter deleted, flows deleted, the port deleted from the bridge),
+remove what is no longer wanted."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
+from qosplane.compiler.host_program import (
+    OVS_COOKIE_TAG,
+    host_program,
+    ovs_meter,
+    ovs_port_cookie,
+    ovs_port_flows,
+    ovs_queue,
+)
+from qosplane.host.errors import HostError
+from qosplane.host.ovs import FakeSwitch, RealSwitch, observed_port, parse_flows, parse_meters
+from qosplane.model.host_state import (
+    Capabilities,
+    Mechanism,
+    Meter,
+    ObservedPort,
+    OvsQueue,
+    PortQos,
+    Shaper,
+)
+from qosplane.model.units import Bits, BitsPerSecond, Bytes, Kilobits, KilobitsPerSecond
+from qosplane.verify.drift import port_drift
+from tests.conftest import load_case, plan_of
+from tests.hostkit import drivers, server_of
+
+OVS = Capabilities(htb=True, cgroup_v1_cpu=True, ovs_switch=True)
+NEUTRON_TAP = "tap679563b6-d1"  # the seed's port with the bw-limiter (egress 3000 kbit/s)
+DSCP_TAP = "tap68fe8005-c4"  # the seed's port with DSCP 26
+
+
+def bridge_plan(case: str) -> dict[str, Any]:
+    """A plan as an OVS-wired agent gets it: taps straight in br-int (vif_type bridge, the
+    case files' own host)."""
+    body = copy.deepcopy(load_case(case))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "bridge"}
+    return plan_of(body).to_json()
+
+
+# --- pure ---------------------------------------------------------------------------------
+
+
+def test_neutron_rules_become_a_meter_and_a_dscp_flow() -> None:
+    qos, outcomes = host_program(bridge_plan("vm-neutron-qos.yaml"), OVS)
+    assert qos.devices == ()  # nothing for tc: OVS owns these ports
+    ports = {p.port: p for p in qos.ports}
+    # bw-limiter: max_kbps 3000, max_burst_kbps 0 -> Neutron's 80% default burst, as
+    # the plan's effective limit carries it (in bytes), back in meter kbit.
+    meter = ports[NEUTRON_TAP].from_instance
+    assert meter is not None
+    assert meter.rate_kilobits_per_s == 3000
+    assert ports[DSCP_TAP].dscp == 26
+    rules = {(o.kind, o.device): o for o in outcomes}
+    police = rules[("bandwidth", NEUTRON_TAP)]
+    assert (police.mechanism, police.polices) == (Mechanism.POLICE_OVS_METER.value, True)
+    assert rules[("dscp", DSCP_TAP)].mechanism == Mechanism.MARK_OVS_FLOW.value
+
+
+def test_the_seed_resquota_loses_its_outbound_limit_on_ovs_and_says_so() -> None:
+    """The seed's wiring: Neutron's OVS agent owns the tap's ingress, so libvirt's
+    outbound police does not hold (the compiler found it); the agent reports that loss
+    instead of enforcing a limit the upstream stack would not."""
+    qos, outcomes = host_program(bridge_plan("m1-resquota.yaml"), OVS)
+    assert {p.to_instance for p in qos.ports} == {
+        OvsQueue(BitsPerSecond(262_144_000), Bits(131_072 * 1024 * 8))
+    }
+    assert all(p.from_instance is None for p in qos.ports)
+    lost = [o for o in outcomes if o.kind == "bandwidth" and o.direction == "egress"]
+    assert lost
+    assert {o.reason for o in lost} == {"no layer of the plan holds it"}
+
+
+@given(
+    rate=st.integers(min_value=1000, max_value=100_000_000_000),
+    burst=st.integers(min_value=1, max_value=2**31),
+)
+def test_meter_and_queue_units_carry_over(rate: int, burst: int) -> None:
+    shaper = Shaper(BitsPerSecond(rate), BitsPerSecond(rate), Bytes(burst))
+    meter = ovs_meter(shaper)
+    assert meter.rate_kilobits_per_s == rate // 1000  # kbps = 1000 bit/s
+    assert meter.burst_kilobits == max(burst * 8 // 1000, 1)
+    queue = ovs_queue(shaper)
+    assert (queue.max_rate_bits_per_s, queue.burst_bits) == (rate, burst * 8)
+
+
+def test_cookies_carry_the_agents_tag_and_differ_per_port() -> None:
+    a, b = ovs_port_cookie("tapaaaaaaaa-aa"), ovs_port_cookie("tapbbbbbbbb-bb")
+    assert a != b
+    assert int(a, 16) >> 48 == OVS_COOKIE_TAG == int(b, 16) >> 48
+
+
+DUMP_FLOWS = """\
+ cookie=0x90518a1e8f75ac2f, priority=200,ip,in_port=5 actions=meter:5,set_field:26->ip_dscp,NORMAL
+ cookie=0x90518a1e8f75ac2f, priority=190,in_port=5 actions=meter:5,NORMAL
+"""
+DUMP_METERS = """\
+OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):
+meter=5 kbps burst bands=
+type=drop rate=3000 burst_size=2400
+meter=9 kbps burst bands=
+type=drop rate=10000 burst_size=8000
+"""
+
+
+def test_what_ovs_ofctl_prints_is_read_back_as_the_qos_it_renders_from() -> None:
+    """Captured from ovs-ofctl 3.1 (--no-stats dump-flows; dump-meters)."""
+    meters = parse_meters(DUMP_METERS)
+    assert meters == {
+        5: Meter(KilobitsPerSecond(3000), Kilobits(2400)),
+        9: Meter(KilobitsPerSecond(10000), Kilobits(8000)),
+    }
+    flows = parse_flows(DUMP_FLOWS)
+    seen = observed_port("tapdef", True, None, flows[ovs_port_cookie("tapdef")], meters, 5)
+    assert seen == ObservedPort(PortQos("tapdef", None, meters[5], 26))
+    assert sorted(ovs_port_flows(seen.qos, 5)) == sorted(
+        line.strip() for line in DUMP_FLOWS.splitlines()
+    )
+    # The same flows on a port now numbered 6: they are not the ones it needs.
+    assert not observed_port(
+        "tapdef", True, None, flows[ovs_port_cookie("tapdef")], meters, 6
+    ).flows_match
+
+
+def test_port_drift_names_each_aspect() -> None:
+    want = PortQos(
+        "tapx",
+        OvsQueue(BitsPerSecond(10**7), Bits(80_000)),
+        Meter(KilobitsPerSecond(3000), Kilobits(2400)),
+        26,
+    )
+    assert port_drift("i", want, ObservedPort(want)) == []
+    gone = port_drift("i", want, ObservedPort(PortQos("tapx"), exists=False))
+    assert [d.aspect for d in gone] == ["device"]
+    bare = port_drift("i", want, ObservedPort(PortQos("tapx")))
+    assert [d.aspect for d in bare] == [
+        "to-instance queue (OVS QoS linux-htb)",
+        "from-instance meter (OpenFlow 1.3)",
+        "dscp mark (OpenFlow)",
+    ]
+    odd = port_drift("i", want, ObservedPort(want, flows_match=False))
+    assert [d.aspect for d in odd] == ["OpenFlow flows"]
+
+
+# --- contract: the fake switch and the real one -------------------------------------------
+
+
+@pytest.fixture(params=["fake", "real"])
+def host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
+    with drivers(request.param, ovs=True) as d:
+        yield d
+
+
+def servers() -> list[dict[str, object]]:
+    return [
+        server_of(bridge_plan("m1-resquota.yaml"), "server-01"),
+        server_of(bridge_plan("vm-neutron-qos.yaml"), "server-02", net_prefix="10.78"),
+    ]
+
+
+def _ports(host: HostDrivers) -> dict[str, ObservedPort]:
+    assert host.switch is not None
+    return host.switch.observe()
+
+
+def test_converges_onto_the_switch_then_a_second_pass_changes_nothing(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, OVS)
+    targets, first = reconciler.converge(servers())
+    assert first.errors == {}
+    assert first.drift_after == []
+    seen = _ports(host)
+    for target in targets:
+        for port in target.qos.ports:
+            assert seen[port.port].qos == port
+    reports = {r["id"]: r for r in server_reports(targets, first, {})}
+    assert reports["server-02"]["status"] == "applied"
+    _, second = reconciler.converge(servers())
+    assert (second.drift_before, second.commands, second.removed) == ([], 0, [])
+
+
+def _break(host: HostDrivers, port: str, what: str) -> None:
+    """Change the switch behind the agent's back, as an operator's command would."""
+    switch = host.switch
+    if isinstance(switch, FakeSwitch):
+        now = switch.qos.get(port, PortQos(port))
+        if what == "qos row":
+            switch.qos[port] = PortQos(port, None, now.from_instance, now.dscp)
+        elif what in ("meter", "flows"):  # deleting a meter deletes the flows using it
+            switch.qos[port] = PortQos(port, now.to_instance, None, None)
+        elif what == "port":
+            switch.unplug(port)
+        return
+    assert isinstance(switch, RealSwitch)
+    db, mgmt = switch.daemons.db, switch.daemons.mgmt(switch.bridge)
+    ofport = subprocess.run(
+        ["ovs-vsctl", f"--db={db}", "get", "interface", port, "ofport"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    commands = {
+        "qos row": ["ovs-vsctl", f"--db={db}", "clear", "port", port, "qos"],
+        "meter": ["ovs-ofctl", "-O", "OpenFlow13", "del-meter", mgmt, f"meter={ofport}"],
+        "flows": [
+            "ovs-ofctl",
+            "-O",
+            "OpenFlow13",
+            "del-flows",
+            mgmt,
+            f"cookie={ovs_port_cookie(port)}/-1",
+        ],
+        "port": ["ovs-vsctl", f"--db={db}", "del-port", switch.bridge, port],
+    }
+    before = switch.observe().get(port)
+    subprocess.run(commands[what], check=True, capture_output=True)
+    # The agent reads OVSDB from its IDL replica, which hears of a change a moment later:
+    # wait for that, as the agent's next pass would.
+    wait_until(lambda: switch.observe().get(port) != before)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "OVSDB replica never saw the change"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("what", "port", "aspects"),
+    [
+        ("qos row", "tapa1e966cd-47", {"to-instance queue (OVS QoS linux-htb)"}),
+        ("meter", NEUTRON_TAP, {"from-instance meter (OpenFlow 1.3)"}),
+        ("flows", DSCP_TAP, {"dscp mark (OpenFlow)"}),
+        ("port", NEUTRON_TAP, {"device"}),
+    ],
+)
+def test_each_kind_of_ovs_drift_is_repaired_and_named(
+    host: HostDrivers, what: str, port: str, aspects: set[str]
+) -> None:
+    reconciler = Reconciler(host, OVS)
+    targets, _ = reconciler.converge(servers())
+    _break(host, port, what)
+    _, result = reconciler.converge(servers())
+    assert {d.aspect for d in result.drift_before if d.device == port} == aspects
+    assert result.errors == {}
+    assert result.drift_after == []
+    want = {p.port: p for t in targets for p in t.qos.ports}
+    assert _ports(host)[port].qos == want[port]
+
+
+def test_a_removed_instance_leaves_no_port_row_meter_or_flow(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, OVS)
+    reconciler.converge(servers())
+    _, result = reconciler.converge(servers()[:1])
+    assert result.removed == ["instance-00000043"]
+    assert host.switch is not None
+    owners = host.switch.owners()
+    assert NEUTRON_TAP not in owners
+    assert DSCP_TAP not in owners
+    assert "instance-00000043" not in owners.values()
+    _, _ = reconciler.converge([])
+    assert host.switch.owners() == {}
+    if isinstance(host.switch, RealSwitch):
+        mgmt = host.switch.daemons.mgmt(host.switch.bridge)
+        meters = subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", mgmt],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert parse_meters(meters) == {}
+        flows = subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", mgmt],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "cookie=0x9051" not in flows
+        rows = subprocess.run(
+            ["ovs-vsctl", f"--db={host.switch.daemons.db}", "--bare", "list", "qos"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert rows.strip() == ""
+
+
+def test_a_port_of_that_name_that_is_not_ours_is_refused() -> None:
+    with drivers("real", ovs=True) as host:
+        switch = host.switch
+        assert isinstance(switch, RealSwitch)
+        subprocess.run(
+            ["ovs-vsctl", f"--db={switch.daemons.db}", "add-port", switch.bridge, "tapforeign-00"],
+            check=True,
+            capture_output=True,
+        )
+        wait_until(lambda: "tapforeign-00" in {r.name for r in switch._rows("Port")})
+        with pytest.raises(HostError, match="not ours"):
+            switch.plug("tapforeign-00", network_id="n", owner="instance-1")
+        switch.apply([])  # the agent's sweep leaves it alone
+        assert "tapforeign-00" not in switch.owners()
+        shown = subprocess.run(
+            ["ovs-vsctl", f"--db={switch.daemons.db}", "list-ports", switch.bridge],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert "tapforeign-00" in shown
