@@ -123,7 +123,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         remove_everything(drivers.instances, drivers.cgroups, drivers.volumes, host_ns)
 
 
-def _make_server(client: QosplaneClient, host: str) -> dict[str, Any]:
+def _make_server(client: QosplaneClient, host: str, egress_burst_kbit: int = 300) -> dict[str, Any]:
     nova = "/compute/v2.1"
     flavor = client.call(
         "POST", f"{nova}/flavors", {"flavor": {"name": "m1.vif10", "ram": 512, "vcpus": 1}}
@@ -160,7 +160,13 @@ def _make_server(client: QosplaneClient, host: str) -> dict[str, Any]:
     client.call(
         "POST",
         f"/networking/v2.0/qos/policies/{policy_id}/bandwidth_limit_rules",
-        {"bandwidth_limit_rule": {"max_kbps": 3000, "max_burst_kbps": 300, "direction": "egress"}},
+        {
+            "bandwidth_limit_rule": {
+                "max_kbps": 3000,
+                "max_burst_kbps": egress_burst_kbit,
+                "direction": "egress",
+            }
+        },
     )
     created = client.call(
         "POST",

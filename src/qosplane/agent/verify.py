@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from qosplane.agent.reconcile import ports_of
@@ -16,8 +17,14 @@ from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.instances import Instances, PortWire
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
-from qosplane.model.host_state import Capabilities, CpuQos, Shaper
-from qosplane.model.units import dscp_to_tos
+from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, Shaper
+from qosplane.model.units import (
+    BitsPerSecond,
+    bits_to_bytes,
+    dscp_to_tos,
+    kilobits_per_s_to_bits_per_s,
+    kilobits_to_bits,
+)
 from qosplane.verify.judge import Verdict, judge_disk, judge_exact, judge_ratio, judge_throughput
 
 REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
@@ -30,6 +37,64 @@ def omit_seconds(shaper: Shaper) -> int:
     above = shaper.ceil_bits_per_s - shaper.rate_bits_per_s
     drain_s = shaper.burst_bytes * 8 / (above if above > 0 else shaper.rate_bits_per_s)
     return min(MAX_OMIT_S, math.ceil(drain_s) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """One port's measurable limits, whichever mechanism holds them: (rate, seconds of
+    burst to skip) per direction, and the DSCP mark."""
+
+    device: str
+    to_instance: tuple[BitsPerSecond, int] | None
+    from_instance: tuple[BitsPerSecond, int] | None
+    dscp: int | None
+
+
+def _links(qos: InstanceQos) -> list[_Link]:
+    out = [
+        _Link(
+            d.device,
+            (d.to_instance.rate_bits_per_s, omit_seconds(d.to_instance)) if d.to_instance else None,
+            (d.from_instance.rate_bits_per_s, omit_seconds(d.from_instance))
+            if d.from_instance
+            else None,
+            d.dscp,
+        )
+        for d in qos.devices
+    ]
+    for p in qos.ports:
+        queue, meter = p.to_instance, p.from_instance
+        out.append(
+            _Link(
+                p.port,
+                (
+                    queue.max_rate_bits_per_s,
+                    omit_seconds(
+                        Shaper(
+                            queue.max_rate_bits_per_s,
+                            queue.max_rate_bits_per_s,
+                            bits_to_bytes(queue.burst_bits),
+                        )
+                    ),
+                )
+                if queue
+                else None,
+                (
+                    kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
+                    omit_seconds(
+                        Shaper(
+                            kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
+                            kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
+                            bits_to_bytes(kilobits_to_bits(meter.burst_kilobits)),
+                        )
+                    ),
+                )
+                if meter
+                else None,
+                p.dscp,
+            )
+        )
+    return out
 
 
 def _ip(cidr: str) -> str:
@@ -49,44 +114,46 @@ def verify_server(
     wires: dict[str, PortWire] = {w.tap: w for w in ports_of(server)}
     ns = instances.namespace(qos.name)
     verdicts: list[Verdict] = []
-    for device in qos.devices:
-        wire = wires.get(device.device)
+    for link in _links(qos):
+        wire = wires.get(link.device)
         if wire is None or wire.gateway is None or not wire.addresses:
             continue
         probe = instances.probe_namespace(wire.network_id)
         mine, far = _ip(wire.addresses[0]), _ip(wire.gateway)
-        if device.to_instance is not None:
-            got = measure.throughput(probe, ns, mine, seconds, omit_seconds(device.to_instance))
+        if link.to_instance is not None:
+            bits_per_s, omit = link.to_instance
+            flow = measure.throughput(probe, ns, mine, seconds, omit)
             verdicts.append(
                 judge_throughput(
-                    device.device,
+                    link.device,
                     "ingress",
-                    device.to_instance.rate_bits_per_s,
-                    got.received_bits_per_s,
+                    bits_per_s,
+                    flow.received_bits_per_s,
                     wire.mtu_bytes,
-                    f"iperf3 TCP {got.seconds:.0f} s into the instance, receiver side",
+                    f"iperf3 TCP {flow.seconds:.0f} s into the instance, receiver side",
                 )
             )
-        if device.from_instance is not None:
-            got = measure.throughput(ns, probe, far, seconds, omit_seconds(device.from_instance))
+        if link.from_instance is not None:
+            bits_per_s, omit = link.from_instance
+            flow = measure.throughput(ns, probe, far, seconds, omit)
             verdicts.append(
                 judge_throughput(
-                    device.device,
+                    link.device,
                     "egress",
-                    device.from_instance.rate_bits_per_s,
-                    got.received_bits_per_s,
+                    bits_per_s,
+                    flow.received_bits_per_s,
                     wire.mtu_bytes,
-                    f"iperf3 TCP {got.seconds:.0f} s out of the instance, receiver side",
+                    f"iperf3 TCP {flow.seconds:.0f} s out of the instance, receiver side",
                 )
             )
-        if device.dscp is not None:
+        if link.dscp is not None:
             tos = measure.tos_seen(ns, probe, far)
             verdicts.append(
                 judge_exact(
                     "dscp",
-                    device.device,
+                    link.device,
                     "egress",
-                    dscp_to_tos(device.dscp),
+                    dscp_to_tos(link.dscp),
                     tos,
                     "TOS",
                     "tcpdump of echo requests at the far end",
