@@ -111,3 +111,14 @@ def require_root_and(*tools: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(reason + " (CI must run the host tests)")
         pytest.skip(reason)
+
+
+def require_python_module(module: str, how: str) -> None:
+    """Skip (fail under CI=true), saying why, unless `module` imports."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        reason = f"needs the Python module {module} ({how})"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run the host tests)")
+        pytest.skip(reason)

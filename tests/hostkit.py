@@ -3,29 +3,33 @@ throwaway host namespace, name prefix and cgroup, all removed afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from qosplane.agent.reconcile import HostDrivers
 from qosplane.host.cgroups import FakeCgroups, RealCgroups
+from qosplane.host.hypervisor import FakeHypervisor, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
 from qosplane.host.ovs import FakeSwitch, OvsDaemons, RealSwitch
 from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
 from qosplane.host.volumes import FakeVolumes, RealVolumes
-from tests.conftest import require_root_and
+from tests.conftest import require_python_module, require_root_and
 
 HOST_TOOLS = ("ip", "tc", "nft")
 OVS_TOOLS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ethtool")
+LIBVIRT_TOOLS = ("libvirtd", "qemu-system-x86_64", "nsenter", "unshare")
 
 
-def fake_drivers(ovs: bool = False) -> HostDrivers:
+def fake_drivers(ovs: bool = False, libvirt: bool = False) -> HostDrivers:
     tc = FakeTrafficControl()
     switch = FakeSwitch() if ovs else None
     return HostDrivers(
@@ -35,6 +39,7 @@ def fake_drivers(ovs: bool = False) -> HostDrivers:
         FakeCgroups(),
         FakeVolumes(),
         switch,
+        FakeHypervisor() if libvirt else None,
     )
 
 
@@ -64,6 +69,32 @@ def own_ovs(host_ns: str, prefix: str) -> Iterator[RealSwitch]:
             switch.close()
     finally:
         daemons.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def own_libvirt(host_ns: str, prefix: str) -> Iterator[RealHypervisor]:
+    """A libvirtd of its own (state in a temporary directory, private mounts, `host_ns`),
+    stopped afterwards with every domain it ran, and the /machine cgroups libvirt leaves
+    behind removed when empty."""
+    require_root_and(*LIBVIRT_TOOLS)
+    require_python_module("libvirt", "libvirt-python; scripts/venv.sh installs it with libvirt-dev")
+    state = Path(tempfile.mkdtemp(prefix="qptest-libvirt-"))
+    daemon = LibvirtDaemon(state / "daemon", host_ns)
+    existed = set(Path("/sys/fs/cgroup").glob("*/machine"))
+    try:
+        daemon.ensure()
+        hypervisor = RealHypervisor(daemon.uri, state / "images", prefix)
+        try:
+            yield hypervisor
+        finally:
+            hypervisor.remove_everything()
+            hypervisor.close()
+    finally:
+        daemon.stop()
+        for leftover in set(Path("/sys/fs/cgroup").glob("*/machine")) - existed:
+            with contextlib.suppress(OSError):  # not empty: something else uses it now
+                leftover.rmdir()
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -100,12 +131,18 @@ def real_drivers(ovs: bool = False) -> Iterator[HostDrivers]:
 
 
 @contextmanager
-def drivers(kind: str, ovs: bool = False) -> Iterator[HostDrivers]:
+def drivers(kind: str, ovs: bool = False, libvirt: bool = False) -> Iterator[HostDrivers]:
     if kind == "fake":
-        yield fake_drivers(ovs)
-    else:
-        with real_drivers(ovs) as real:
+        yield fake_drivers(ovs, libvirt)
+        return
+    with real_drivers(ovs) as real:
+        if not libvirt:
             yield real
+            return
+        assert isinstance(real.instances, RealInstances)
+        assert real.instances.host_netns is not None
+        with own_libvirt(real.instances.host_netns, real.instances.prefix) as hypervisor:
+            yield replace(real, hypervisor=hypervisor)
 
 
 def server_of(plan: dict[str, Any], server_id: str, net_prefix: str = "10.77") -> dict[str, Any]:

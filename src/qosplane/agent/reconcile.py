@@ -16,6 +16,7 @@ from typing import Any
 from qosplane.compiler.host_program import device_commands, host_program
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
+from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import PROBE_OWNER, Instances, PortWire
 from qosplane.host.nft import DscpMarking
 from qosplane.host.ovs import Switch
@@ -31,7 +32,14 @@ from qosplane.model.host_state import (
     PortQos,
     RuleOutcome,
 )
-from qosplane.verify.drift import Drift, cpu_drift, device_drift, port_drift, volume_drift
+from qosplane.verify.drift import (
+    Drift,
+    cpu_drift,
+    device_drift,
+    domain_drift,
+    port_drift,
+    volume_drift,
+)
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 
@@ -44,6 +52,7 @@ class HostDrivers:
     cgroups: Cgroups
     volumes: Volumes
     switch: Switch | None = None  # ports wired into OVS (Capabilities.ovs_switch)
+    hypervisor: Hypervisor | None = None  # libvirt domains (Capabilities.libvirt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,7 @@ class Reconciler:
         self._marks: dict[str, int] = {}
         self._tc_seen: dict[str, DeviceTc] = {}
         self._ensured: dict[str, tuple[PortWire, ...]] = {}
+        self._domains: set[str] = set()  # domains ensured by this process
 
     # -- observe ---------------------------------------------------------------------
     def _observe_all(self, targets: Sequence[Target]) -> None:
@@ -155,6 +165,9 @@ class Reconciler:
             for port in t.qos.ports:
                 seen = switch_seen.get(port.port) or ObservedPort(PortQos(port.port), exists=False)
                 out += port_drift(t.qos.name, port, seen)
+            if t.qos.domain is not None and self.d.hypervisor is not None:
+                domain = t.qos.domain
+                out += domain_drift(t.qos.name, domain, self.d.hypervisor.observe(domain.name))
             if t.qos.cpu is not None:
                 out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
             for volume in t.qos.volumes:
@@ -181,6 +194,11 @@ class Reconciler:
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)
+        if self.d.hypervisor is not None:
+            for name in sorted(self.d.hypervisor.names() - wanted):
+                self.d.hypervisor.remove(name)
+                if name not in result.removed:
+                    result.removed.append(name)
         if self.d.switch is not None:
             # A port whose instance or network went while the agent was down.
             owners = wanted | {PROBE_OWNER + n for n in wanted_networks}
@@ -226,6 +244,27 @@ class Reconciler:
                     except HostError as exc:
                         result.errors[name] = str(exc)
 
+    def _ensure_domains(
+        self, targets: Sequence[Target], result: PassResult, restart_only: bool
+    ) -> None:
+        """Define and start each target's domain; on a quiet pass only the domains that
+        are not running (`restart_only`), since a running one is checked by observation."""
+        hypervisor = self.d.hypervisor
+        if hypervisor is None:
+            return
+        running = None if restart_only else hypervisor.names()
+        for t in targets:
+            domain = t.qos.domain
+            if domain is None or t.qos.name in result.errors:
+                continue
+            if running is not None and domain.name in running and domain.name in self._domains:
+                continue
+            try:
+                hypervisor.ensure(domain)
+                self._domains.add(domain.name)
+            except HostError as exc:
+                result.errors[t.qos.name] = str(exc)
+
     def converge(self, servers: Sequence[Mapping[str, Any]]) -> tuple[list[Target], PassResult]:
         targets = targets_of(servers, self.caps)
         return targets, self.converge_targets(targets)
@@ -251,8 +290,22 @@ class Reconciler:
             except HostError as exc:
                 self._ensured.pop(t.qos.name, None)
                 result.errors[t.qos.name] = str(exc)
+        self._ensure_domains(targets, result, restart_only=False)
         ready = [t for t in targets if t.qos.name not in result.errors]
         result.drift_before = self.drift(ready)
+        self._ensure_domains(
+            [
+                t
+                for t in ready
+                if any(
+                    d.aspect == "libvirt domain"
+                    for d in result.drift_before
+                    if d.instance == t.qos.name
+                )
+            ],
+            result,
+            restart_only=True,
+        )
         missing = {d.instance for d in result.drift_before if d.aspect == "device"}
         for t in ready:
             if t.qos.name in missing:  # re-plug it now instead of next pass
@@ -279,6 +332,13 @@ class Reconciler:
                         if any(d.dscp is not None for d in t.qos.devices):
                             result.errors.setdefault(t.qos.name, str(exc))
             for t in ready:
+                domain = t.qos.domain
+                if domain is not None and self.d.hypervisor is not None:
+                    if domain_drift(t.qos.name, domain, self.d.hypervisor.observe(domain.name)):
+                        try:
+                            self.d.hypervisor.apply(domain)
+                        except HostError as exc:
+                            result.errors[t.qos.name] = str(exc)
                 for volume in t.qos.volumes:
                     if volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id)):
                         try:

@@ -15,6 +15,7 @@ from qosplane.agent.reconcile import ports_of
 from qosplane.compiler.host_program import host_program
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
+from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances, PortWire
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
 from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, Shaper
@@ -109,6 +110,7 @@ def verify_server(
     cgroups: Cgroups,
     volumes: Volumes,
     seconds: int = 5,
+    hypervisor: Hypervisor | None = None,
 ) -> list[Verdict]:
     qos, _ = host_program(plan, caps, server.get("volumes", []))
     wires: dict[str, PortWire] = {w.tap: w for w in ports_of(server)}
@@ -181,6 +183,13 @@ def verify_server(
                     f"{rate.seconds:.1f} s, from the instance",
                 )
             )
+    if qos.domain is not None and hypervisor is not None:
+        for target, values in qos.domain.iotune:
+            for key, value in values:
+                if value:
+                    verdicts.append(
+                        _domain_disk(hypervisor, qos.domain.name, target, key, value, seconds)
+                    )
     if qos.cpu is not None and qos.cpu.shares is not None:
         cgroups.apply(CpuQos(REFERENCE_GROUP, shares=1024))
         try:
@@ -200,6 +209,32 @@ def verify_server(
             )
         )
     return verdicts
+
+
+def _domain_disk(
+    hypervisor: Hypervisor, name: str, target: str, key: str, value: int, seconds: int
+) -> Verdict:
+    """One iotune value (read_bytes_sec, total_iops_sec...) measured through the running
+    domain's disk device; the clock starts once QEMU's bucket (a tenth of a second of the
+    limit, plus the request that overfills it) has passed."""
+    direction, unit = key.split("_", 1)
+    iops = unit == "iops_sec"
+    size = 4096 if iops else 65536
+    per_request = 1 if iops else size
+    count = max(20, int(value * seconds / per_request))
+    warmup = math.ceil(value / 10 / per_request) + 1
+    op = "write" if direction == "write" else "read"
+    rate = hypervisor.disk_rate(name, target, op, size, count, warmup)
+    return judge_disk(
+        "disk_iops" if iops else "disk_bytes",
+        target,
+        direction,
+        value,
+        rate.ops_per_s if iops else rate.bytes_per_s,
+        "IOPS" if iops else "bytes/s",
+        f"HMP qemu-io {count} x {op} {size} B on the domain's disk device after {warmup} "
+        f"(QEMU's bucket), {rate.seconds:.1f} s",
+    )
 
 
 def verdicts_json(verdicts: Sequence[Verdict]) -> list[dict[str, object]]:

@@ -20,6 +20,7 @@ from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.agent.verify import verdicts_json, verify_server
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups
+from qosplane.host.hypervisor import SYSTEM_SOCKET, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
 from qosplane.host.ovs import SYSTEM_RUNDIR, OvsDaemons, RealSwitch
@@ -58,27 +59,73 @@ def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str
     return RealSwitch(daemons, bridge, prefix)
 
 
-def host_setup(
-    state_dir: Path,
-    prefix: str,
-    host_netns: str | None,
-    cgroup_root: str,
-    switch: str = "linuxbridge",
-    bridge: str = "br-int",
-) -> HostSetup:
-    caps = cached_probe(state_dir / "capabilities.json")
-    ovs = ovs_switch(state_dir, prefix, host_netns, bridge) if switch == "ovs" else None
+HYPERVISORS = ("netns", "libvirt")
+
+
+@dataclass(frozen=True, slots=True)
+class HostOptions:
+    """How this host runs instances: `qosplane agent/exec/verify` options, or the
+    all-in-one's defaults."""
+
+    state_dir: Path
+    prefix: str = "qp-"
+    host_netns: str | None = None
+    cgroup_root: str = "qosplane"
+    switch: str = "linuxbridge"
+    bridge: str = "br-int"
+    hypervisor: str = "netns"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> HostOptions:
+        return cls(
+            Path(args.state_dir),
+            args.prefix,
+            args.host_netns,
+            args.cgroup_root,
+            args.switch,
+            args.bridge,
+            args.hypervisor,
+        )
+
+
+def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
+    """The host's libvirtd when one runs (and the agent shares its namespace), else the
+    agent's own under the state directory."""
+    tag = options.prefix.rstrip("-")
+    if options.host_netns is None and SYSTEM_SOCKET.exists():
+        uri = "qemu:///system"
+    else:
+        daemon = LibvirtDaemon(options.state_dir / "libvirt" / tag, options.host_netns)
+        daemon.ensure()
+        uri = daemon.uri
+    return RealHypervisor(uri, options.state_dir / "images" / tag, options.prefix)
+
+
+def host_setup(options: HostOptions) -> HostSetup:
+    o = options
+    caps = cached_probe(o.state_dir / "capabilities.json")
+    ovs = ovs_switch(o.state_dir, o.prefix, o.host_netns, o.bridge) if o.switch == "ovs" else None
+    hypervisor = libvirt_hypervisor(o) if o.hypervisor == "libvirt" else None
     return HostSetup(
         HostDrivers(
-            RealInstances(prefix=prefix, host_netns=host_netns, switch=ovs),
-            RealTrafficControl(host_netns),
-            RealDscpMarking(host_netns),
-            RealCgroups(root=cgroup_root),
-            RealVolumes(state_dir / "volumes" / prefix.rstrip("-")),
+            RealInstances(prefix=o.prefix, host_netns=o.host_netns, switch=ovs),
+            RealTrafficControl(o.host_netns),
+            RealDscpMarking(o.host_netns),
+            RealCgroups(root=o.cgroup_root),
+            RealVolumes(o.state_dir / "volumes" / o.prefix.rstrip("-")),
             ovs,
+            hypervisor,
         ),
-        replace(caps, ovs_switch=ovs is not None),
+        replace(caps, ovs_switch=ovs is not None, libvirt=hypervisor is not None),
     )
+
+
+def _setup(args: argparse.Namespace, verb: str) -> HostSetup | None:
+    try:
+        return host_setup(HostOptions.from_args(args))
+    except QosplaneError as exc:
+        print(f"qosplane {verb}: {exc}", file=sys.stderr)
+        return None
 
 
 def why_no_agent() -> str:
@@ -115,11 +162,7 @@ def build_agent(client: QosplaneClient, host: str, setup: HostSetup, drift_check
 
 
 def start_local_agent(
-    creds: Credentials,
-    host: str,
-    state_dir: Path,
-    stop: threading.Event,
-    switch: str = "linuxbridge",
+    creds: Credentials, host: str, options: HostOptions, stop: threading.Event
 ) -> threading.Thread | None:
     """The all-in-one's agent, in a thread of `serve`; None (with a printed reason) when
     this machine cannot run it."""
@@ -128,7 +171,7 @@ def start_local_agent(
         print(f"qosplane serve: no local agent: {reason}", file=sys.stderr, flush=True)
         return None
     try:
-        setup = host_setup(state_dir, "qp-", None, "qosplane", switch)
+        setup = host_setup(options)
     except QosplaneError as exc:
         print(f"qosplane serve: no local agent: {exc}", file=sys.stderr, flush=True)
         return None
@@ -146,17 +189,8 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     if reason:
         print(f"qosplane agent: {reason}", file=sys.stderr)
         return EXIT_INVALID
-    try:
-        setup = host_setup(
-            Path(args.state_dir),
-            args.prefix,
-            args.host_netns,
-            args.cgroup_root,
-            args.switch,
-            args.bridge,
-        )
-    except QosplaneError as exc:
-        print(f"qosplane agent: {exc}", file=sys.stderr)
+    setup = _setup(args, "agent")
+    if setup is None:
         return EXIT_FAILED
     agent = build_agent(QosplaneClient(creds), args.host, setup, args.drift_check_s)
     stop = threading.Event()
@@ -187,17 +221,8 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
         return EXIT_INVALID
     plan, server = _server(QosplaneClient(creds), args.server)
     instance = plan["instance"]["name"]
-    try:
-        setup = host_setup(
-            Path(args.state_dir),
-            args.prefix,
-            args.host_netns,
-            args.cgroup_root,
-            args.switch,
-            args.bridge,
-        )
-    except QosplaneError as exc:
-        print(f"qosplane agent: {exc}", file=sys.stderr)
+    setup = _setup(args, "exec")
+    if setup is None:
         return EXIT_FAILED
     ns = setup.drivers.instances.namespace(instance)
     if instance not in setup.drivers.instances.names():
@@ -218,17 +243,8 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
 def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
     client = QosplaneClient(creds)
     plan, server = _server(client, args.server)
-    try:
-        setup = host_setup(
-            Path(args.state_dir),
-            args.prefix,
-            args.host_netns,
-            args.cgroup_root,
-            args.switch,
-            args.bridge,
-        )
-    except QosplaneError as exc:
-        print(f"qosplane agent: {exc}", file=sys.stderr)
+    setup = _setup(args, "verify")
+    if setup is None:
         return EXIT_FAILED
     verdicts = verify_server(
         plan,
@@ -238,6 +254,7 @@ def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
         setup.drivers.cgroups,
         setup.drivers.volumes,
         args.seconds,
+        setup.drivers.hypervisor,
     )
     client.record_measurement(server["id"], verdicts_json(verdicts))
     if args.json:
@@ -293,3 +310,12 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
         "its own ovsdb-server/ovs-vswitchd when none runs",
     )
     parser.add_argument("--bridge", default="br-int", help="the OVS bridge (--switch ovs)")
+    parser.add_argument(
+        "--hypervisor",
+        choices=HYPERVISORS,
+        default="netns",
+        help="netns: an instance is a network namespace (qemu-storage-daemon exports its "
+        "volumes); libvirt: also the plan's domain, defined and started under KVM or TCG, "
+        "its CPU and image-disk limits libvirt's, re-tuned live (starts its own libvirtd "
+        "when none runs)",
+    )

@@ -14,7 +14,9 @@ from pathlib import Path
 import yaml
 
 from qosplane.cli.hostside import (
+    HYPERVISORS,
     SWITCHES,
+    HostOptions,
     add_host_options,
     cmd_agent,
     cmd_exec,
@@ -174,7 +176,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     if not args.no_agent:
         creds = Credentials(f"http://{host}:{port}", "admin", state.admin.password, "admin")
-        start_local_agent(creds, services.local_host, state.directory, stop, args.switch)
+        start_local_agent(
+            creds,
+            services.local_host,
+            HostOptions(state.directory, switch=args.switch, hypervisor=args.hypervisor),
+            stop,
+        )
     try:
         server.run()
     finally:
@@ -244,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SWITCHES,
         default="linuxbridge",
         help="how the local agent wires ports (see `qosplane agent --help`)",
+    )
+    serve.add_argument(
+        "--hypervisor",
+        choices=HYPERVISORS,
+        default="netns",
+        help="how the local agent runs instances (see `qosplane agent --help`)",
     )
 
     agent = sub.add_parser(

@@ -13,10 +13,15 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from qosplane.compiler.host_domain import domain_iotune
 from qosplane.model.host_state import (
+    CGROUP_V1_DEFAULT_SHARES,
+    LIBVIRT_DEFAULT_PERIOD_US,
+    LIBVIRT_UNLIMITED_QUOTA,
     Capabilities,
     CpuQos,
     DeviceQos,
+    DomainQos,
     InstanceQos,
     Mechanism,
     Meter,
@@ -76,6 +81,8 @@ _PLACEMENT_ONLY = {
 
 
 _THROTTLE_UNIT = {"disk_bytes": ("bps", "bytes_per_s"), "disk_iops": ("iops", "iops")}
+_IOTUNE_UNIT = {"disk_bytes": ("bytes_sec", "bytes_per_s"), "disk_iops": ("iops_sec", "iops")}
+IOTUNE_DIRECTIONS = ("total", "read", "write")
 
 
 def host_program(
@@ -90,6 +97,7 @@ def host_program(
     cpu: dict[str, int] = {}
     by_target = {str(v["device"]): v for v in volumes}
     throttles: dict[str, dict[str, int]] = {str(v["device"]): {} for v in volumes}
+    iotune: dict[str, dict[str, int]] = {}  # image disk target -> libvirt iotune values
     outcomes: list[RuleOutcome] = []
 
     def report(entry: Mapping[str, Any], outcome: Outcome, mechanism: str = "", **kw: Any) -> None:
@@ -153,6 +161,17 @@ def host_program(
                     Outcome.NOT_ENFORCEABLE,
                     reason="nftables bridge filtering is not available",
                 )
+        elif kind in ("cpu_shares", "cpu_quota") and caps.libvirt:
+            if kind == "cpu_shares":
+                cpu["shares"] = int(limit["weight"])
+            else:
+                cpu["cfs_quota_us"] = int(limit["quota_us"])
+                cpu["cfs_period_us"] = int(limit["period_us"])
+            report(entry, Outcome.APPLIED, Mechanism.LIBVIRT_CPUTUNE.value)
+        elif kind in _IOTUNE_UNIT and caps.libvirt and device not in by_target:
+            suffix, unit = _IOTUNE_UNIT[kind]
+            iotune.setdefault(device, {})[f"{direction}_{suffix}"] = int(limit[unit])
+            report(entry, Outcome.APPLIED, Mechanism.LIBVIRT_IOTUNE.value)
         elif kind == "cpu_shares":
             if caps.cgroup_v1_cpu:
                 cpu["shares"] = int(limit["weight"])
@@ -203,9 +222,43 @@ def host_program(
         else (),
         # Every instance has its group where the controller exists: exec joins it, and a
         # limit removed from the flavor is reset to the kernel's default there.
-        cpu=CpuQos(group=name, **cpu) if caps.cgroup_v1_cpu else None,
+        cpu=CpuQos(group=name, **cpu) if caps.cgroup_v1_cpu and not caps.libvirt else None,
+        domain=_domain(
+            name,
+            plan,
+            cpu,
+            {
+                target: iotune.get(target, {})
+                for target in domain_iotune(str(plan["domain_xml"]))
+                if target not in by_target  # volumes: exported by the volume driver
+            },
+        )
+        if caps.libvirt
+        else None,
     )
     return qos, tuple(outcomes)
+
+
+def _domain(
+    name: str, plan: Mapping[str, Any], cpu: Mapping[str, int], iotune: Mapping[str, dict[str, int]]
+) -> DomainQos:
+    """Every value is explicit, defaults included, so a limit removed from the flavor is
+    reset live too (libvirt reports 0 for an unset iotune value, -1 for no quota)."""
+    scheduler = {
+        "cpu_shares": cpu.get("shares", CGROUP_V1_DEFAULT_SHARES),
+        "vcpu_period": cpu.get("cfs_period_us", LIBVIRT_DEFAULT_PERIOD_US),
+        "vcpu_quota": cpu.get("cfs_quota_us", LIBVIRT_UNLIMITED_QUOTA),
+    }
+    keys = [f"{d}_{suffix}" for suffix, _ in _IOTUNE_UNIT.values() for d in IOTUNE_DIRECTIONS]
+    return DomainQos(
+        name,
+        str(plan["domain_xml"]),
+        tuple(sorted(scheduler.items())),
+        tuple(
+            (target, tuple(sorted({k: values.get(k, 0) for k in keys}.items())))
+            for target, values in sorted(iotune.items())
+        ),
+    )
 
 
 # --- Open vSwitch ------------------------------------------------------------------------

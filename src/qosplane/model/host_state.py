@@ -30,6 +30,9 @@ class Capabilities:
     # Ports are wired into an Open vSwitch bridge the agent runs (--switch ovs): their QoS
     # is OVS's (linux-htb QoS rows, OpenFlow 1.3 meters, DSCP flows), not tc on the tap.
     ovs_switch: bool = False
+    # Instances are libvirt domains the agent defines (--hypervisor libvirt): CPU and
+    # image-disk limits are libvirt's cputune and iotune, re-tuned live through its API.
+    libvirt: bool = False
 
 
 class Mechanism(enum.Enum):
@@ -39,6 +42,8 @@ class Mechanism(enum.Enum):
     MARK_NFT = "nftables bridge forward, ip dscp set"
     CGROUP_CPU = "cgroup cpu controller"
     QEMU_THROTTLE = "qemu-storage-daemon throttle-group, NBD export"
+    LIBVIRT_CPUTUNE = "libvirt cputune (virDomainSetSchedulerParameters)"
+    LIBVIRT_IOTUNE = "libvirt iotune (virDomainSetBlockIoTune, QEMU throttling)"
     SHAPE_OVS_HTB = "OVS QoS linux-htb, queue 0 on the port"  # to-instance
     POLICE_OVS_METER = "OpenFlow 1.3 meter, drop band"  # from-instance, drops
     MARK_OVS_FLOW = "OpenFlow flow, set_field ip_dscp (mod_nw_tos)"
@@ -140,6 +145,25 @@ class VolumeQos:
         return dict(self.limits)
 
 
+LIBVIRT_DEFAULT_PERIOD_US = 100_000
+LIBVIRT_UNLIMITED_QUOTA = -1
+
+
+@dataclass(frozen=True, slots=True)
+class DomainQos:
+    """A libvirt domain's QoS, in the libvirt API's own parameter names: scheduler
+    (`cpu_shares`, `vcpu_quota`, `vcpu_period`) and per image disk the `<iotune>` values
+    (`read_bytes_sec`...; 0 = unlimited, as virDomainGetBlockIoTune reports it)."""
+
+    name: str
+    plan_xml: str  # the plan's domain, which the driver adapts to this host and defines
+    scheduler: tuple[tuple[str, int], ...] = ()
+    iotune: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()  # target -> values
+
+    def iotune_map(self) -> dict[str, dict[str, int]]:
+        return {target: dict(values) for target, values in self.iotune}
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceQos:
     name: str  # instance-0000002a
@@ -147,6 +171,7 @@ class InstanceQos:
     cpu: CpuQos | None = None
     volumes: tuple[VolumeQos, ...] = ()
     ports: tuple[PortQos, ...] = ()  # OVS-wired ports (Capabilities.ovs_switch)
+    domain: DomainQos | None = None  # a libvirt domain (Capabilities.libvirt)
 
 
 class Outcome(enum.Enum):

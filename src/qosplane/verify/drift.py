@@ -11,6 +11,7 @@ from qosplane.model.host_state import (
     CGROUP_V1_DEFAULT_SHARES,
     CpuQos,
     DeviceQos,
+    DomainQos,
     Meter,
     ObservedDevice,
     ObservedPort,
@@ -144,6 +145,28 @@ def port_drift(instance: str, desired: PortQos, observed: ObservedPort) -> list[
         )
     if not observed.flows_match and not out:
         out.append(Drift(instance, desired.port, "OpenFlow flows", "as compiled", "different"))
+    return out
+
+
+def domain_drift(instance: str, desired: DomainQos, observed: DomainQos | None) -> list[Drift]:
+    """Live values as libvirt reports them against the plan's, parameter by parameter."""
+    if observed is None:
+        return [Drift(instance, "domain", "libvirt domain", "running", "not running")]
+    out = []
+    have = dict(observed.scheduler)
+    for key, want in desired.scheduler:
+        if have.get(key) != want:
+            out.append(Drift(instance, "cpu", f"libvirt {key}", str(want), str(have.get(key))))
+    seen = observed.iotune_map()
+    for target, values in desired.iotune:
+        current = seen.get(target, {})
+        for key, want in values:
+            if current.get(key) != want:
+                out.append(
+                    Drift(
+                        instance, target, f"libvirt iotune {key}", str(want), str(current.get(key))
+                    )
+                )
     return out
 
 

@@ -1,0 +1,124 @@
+"""The plan's libvirt domain as this host can run it, for the libvirt instance driver.
+
+The plan's `domain_xml` is what Nova would define on the seed's compute host. Started here
+it keeps everything QoS is made of (`<cputune>`, each disk's `<iotune>`, the `/machine`
+partition, the Nova metadata) and changes only what this host cannot provide:
+
+- `type`: kvm where /dev/kvm works, else qemu (TCG); `machine='pc'` (the seed's
+  `pc-i440fx-rhel7.4.0` exists only in RHEL's QEMU); the seed's emulator path;
+- the guest CPU model block (TCG cannot provide a host-model CPU), graphics, and the
+  serial/console logs under Nova's instances path;
+- memory, down to what a guest without an OS needs;
+- the image disk's source: a local image file (its `<iotune>` is kept);
+- the interfaces: libvirt applies `<bandwidth>` with sfq and `tc police`, which this
+  kernel lacks (host-capabilities.md §5: `virsh start` fails); the taps stay with the
+  agent's network driver, which enforces the same limits;
+- `<seclabel type='none'/>`: the agent's own libvirtd runs without a security driver.
+
+Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from qosplane.model.units import Kibibytes
+
+# libvirt <iotune> elements qosplane re-tunes live, as virDomainSetBlockIoTune names them.
+IOTUNE_KEYS = (
+    "total_bytes_sec",
+    "read_bytes_sec",
+    "write_bytes_sec",
+    "total_iops_sec",
+    "read_iops_sec",
+    "write_iops_sec",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainHost:
+    virt_type: str  # kvm or qemu
+    emulator: str
+    memory_kib: Kibibytes
+    images: Mapping[str, str]  # disk target (vda) -> image file on this host
+    owner: str = ""  # recorded in <metadata> so an agent lists only the domains it defined
+
+
+OWNER_NAMESPACE = "urn:qosplane:1"
+
+
+def domain_iotune(plan_xml: str) -> dict[str, dict[str, int]]:
+    """Disk target -> its `<iotune>` values (the keys qosplane sets), from a domain XML."""
+    root = ET.fromstring(plan_xml)
+    out: dict[str, dict[str, int]] = {}
+    for disk in root.iter("disk"):
+        target = disk.find("target")
+        if target is None:
+            continue
+        tune = disk.find("iotune")
+        values = {}
+        if tune is not None:
+            for key in IOTUNE_KEYS:
+                element = tune.find(key)
+                if element is not None and element.text:
+                    values[key] = int(element.text)
+        out[target.get("dev", "")] = values
+    return out
+
+
+def domain_shares(plan_xml: str) -> int | None:
+    shares = ET.fromstring(plan_xml).find("cputune/shares")
+    return int(shares.text) if shares is not None and shares.text else None
+
+
+def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
+    """`plan_xml` adapted to this host (see the module docstring for every change)."""
+    root = ET.fromstring(plan_xml)
+    root.set("type", host.virt_type)
+    root.attrib.pop("id", None)
+    for tag in ("memory", "currentMemory"):
+        element = root.find(tag)
+        if element is not None:
+            element.set("unit", "KiB")
+            element.text = str(host.memory_kib)
+    os_type = root.find("os/type")
+    if os_type is not None:
+        os_type.set("machine", "pc")
+    cpu = root.find("cpu")
+    if cpu is not None:
+        root.remove(cpu)
+    devices = root.find("devices")
+    if devices is None:
+        devices = ET.SubElement(root, "devices")
+    emulator = devices.find("emulator")
+    if emulator is None:
+        emulator = ET.SubElement(devices, "emulator")
+    emulator.text = host.emulator
+    for element in list(devices):
+        if element.tag in ("interface", "graphics", "serial", "console", "video"):
+            devices.remove(element)
+        elif element.tag == "disk":
+            target = element.find("target")
+            image = host.images.get(target.get("dev", "") if target is not None else "")
+            if image is None:
+                devices.remove(element)  # a volume: exported by the volume driver instead
+                continue
+            element.set("type", "file")
+            element.set("device", "disk")
+            for child in list(element):
+                if child.tag in ("source", "driver", "auth", "serial", "address"):
+                    element.remove(child)
+            # cache='none' needs O_DIRECT, which not every state directory's filesystem has.
+            element.insert(0, ET.Element("driver", name="qemu", type="raw", cache="writeback"))
+            element.insert(1, ET.Element("source", file=image))
+    if host.owner:
+        metadata = root.find("metadata")
+        if metadata is None:
+            metadata = ET.SubElement(root, "metadata")
+        ET.SubElement(metadata, f"{{{OWNER_NAMESPACE}}}owner").text = host.owner
+    for old in root.findall("seclabel"):
+        root.remove(old)
+    ET.SubElement(root, "seclabel", type="none")
+    return ET.tostring(root, encoding="unicode")

@@ -1,0 +1,396 @@
+"""libvirt instances: the plan's domain, defined and started (KVM where /dev/kvm works, TCG
+otherwise), its CPU and image-disk limits read and re-tuned live through the libvirt API.
+
+- `virDomainGetSchedulerParameters` / `virDomainSetSchedulerParametersFlags` (cpu_shares,
+  vcpu_quota, vcpu_period: libvirt writes the domain's cgroup);
+- `virDomainGetBlockIoTune` / `virDomainSetBlockIoTune` per disk (libvirt sends QEMU's
+  `block_set_io_throttle`; since libvirt's -blockdev switch the limits are not in the
+  QEMU command line at all, host-capabilities.md §5).
+
+Both live and then in the persistent definition, so a restarted domain keeps them. The values
+are read back live each pass, so `virsh schedinfo --set` or `virsh blkdeviotune` behind the
+agent's back is drift.
+
+LibvirtDaemon starts the agent's own libvirtd when the host runs none: libvirt resolves
+its `libvirt-qemu` user before reading qemu.conf and keeps state under /etc/libvirt, /run
+and /var/lib, so it runs in a private mount namespace with those bind-mounted from the
+state directory and a passwd copy holding that user (host-capabilities.md §5's recipe;
+`nsenter --net`, not `ip netns exec`, which remounts /sys and hides the cgroups).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from qosplane.compiler.host_domain import IOTUNE_KEYS, OWNER_NAMESPACE, DomainHost, host_domain_xml
+from qosplane.host.errors import HostError
+from qosplane.host.measure import DiskRate
+from qosplane.host.process import run
+from qosplane.model.host_state import DomainQos
+from qosplane.model.units import Kibibytes
+
+try:
+    import libvirt
+    import libvirt_qemu
+except ImportError:  # optional: only the libvirt instance driver needs it
+    libvirt = None
+    libvirt_qemu = None
+
+SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
+SCHEDULER_KEYS = ("cpu_shares", "vcpu_period", "vcpu_quota")
+IMAGE_BYTES = 64 * 1024 * 1024
+GUEST_MEMORY_KIB = Kibibytes(128 * 1024)  # no guest OS runs: firmware only
+QEMU_CONF = """\
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+stdio_handler = "file"
+namespaces = [ ]
+"""
+LIBVIRTD_CONF = """\
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+unix_sock_rw_perms = "0700"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+QEMU_USER = "libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n"
+QEMU_GROUP = "libvirt-qemu:x:64055:\n"
+
+
+class Hypervisor(Protocol):
+    def ensure(self, desired: DomainQos) -> None:
+        """Define the domain (from the plan's XML, adapted to this host) unless it is, and
+        start it unless it runs."""
+
+    def observe(self, name: str) -> DomainQos | None:
+        """Live scheduler and iotune values; None when the domain does not run."""
+
+    def apply(self, desired: DomainQos) -> None:
+        """Re-tune a running domain live."""
+
+    def remove(self, name: str) -> None: ...
+
+    def names(self) -> set[str]:
+        """Domains this agent defined."""
+
+    def disk_rate(
+        self, name: str, target: str, op: str, request_bytes: int, count: int, warmup: int = 0
+    ) -> DiskRate: ...
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+@dataclass
+class LibvirtDaemon:
+    state_dir: Path
+    netns: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"qemu:///system?socket={self.state_dir / 'run' / 'libvirt' / 'libvirt-sock'}"
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int((self.state_dir / "run" / "libvirtd.pid").read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self._pid() is not None
+
+    def ensure(self) -> None:
+        if self.running():
+            return
+        d = self.state_dir
+        for sub in ("etc", "run", "varlib", "cache", "log"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / "etc" / "qemu.conf").write_text(QEMU_CONF)
+        (d / "etc" / "libvirtd.conf").write_text(LIBVIRTD_CONF)
+        passwd, group = Path("/etc/passwd").read_text(), Path("/etc/group").read_text()
+        if "\nlibvirt-qemu:" not in "\n" + passwd:
+            passwd += QEMU_USER
+        if "\nlibvirt-qemu:" not in "\n" + group:
+            group += QEMU_GROUP
+        (d / "passwd").write_text(passwd)
+        (d / "group").write_text(group)
+        binds = [
+            ("etc", "/etc/libvirt"),
+            ("run", "/run"),
+            ("varlib", "/var/lib"),
+            ("cache", "/var/cache"),
+            ("log", "/var/log"),
+            ("passwd", "/etc/passwd"),
+            ("group", "/etc/group"),
+        ]
+        script = " && ".join(
+            [
+                *(f"mount --bind {d / src} {dst}" for src, dst in binds),
+                "mkdir -p /var/log/libvirt /var/lib/libvirt /var/cache/libvirt",
+                "exec libvirtd -d -p /run/libvirtd.pid",
+            ]
+        )
+        net = [f"--net=/run/netns/{self.netns}"] if self.netns else []
+        run(
+            [
+                "nsenter",
+                *net,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ]
+        )
+        deadline = time.monotonic() + 5
+        socket_path = d / "run" / "libvirt" / "libvirt-sock"
+        while not socket_path.exists():
+            if time.monotonic() > deadline:
+                raise HostError("start libvirtd", f"no socket at {socket_path} after 5 s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self._pid() is not None:
+            time.sleep(0.02)
+
+
+# --- the real driver ----------------------------------------------------------------------
+
+
+class RealHypervisor:
+    def __init__(self, uri: str, images: Path, owner: str = "qp-") -> None:
+        if libvirt is None:
+            raise HostError(
+                "libvirt", "libvirt-python is not installed (pip install libvirt-python)"
+            )
+        # libvirt prints every error to stderr before raising it; the raised error is
+        # what the agent reports, so the print is only noise.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        self.uri = uri
+        self.images = images
+        self.owner = f"qosplane:{owner}"
+        self._connection: Any = None
+
+    def _conn(self) -> Any:
+        if self._connection is None or not self._connection.isAlive():
+            try:
+                self._connection = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise HostError(f"connect to {self.uri}", str(exc)) from exc
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _lookup(self, name: str) -> Any | None:
+        try:
+            return self._conn().lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise HostError(f"look up domain {name}", str(exc)) from exc
+
+    def _ours(self, dom: Any) -> bool:
+        try:
+            text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NAMESPACE)
+        except libvirt.libvirtError:
+            return False
+        return bool(re.search(rf">{re.escape(self.owner)}<", text))
+
+    def _image(self, name: str, target: str) -> Path:
+        return self.images / f"{name}-{target}.raw"
+
+    @staticmethod
+    def virt_type() -> str:
+        """KVM when this process can open /dev/kvm, else TCG."""
+        try:
+            fd = os.open("/dev/kvm", os.O_RDWR)
+        except OSError:
+            return "qemu"
+        os.close(fd)
+        return "kvm"
+
+    def ensure(self, desired: DomainQos) -> None:
+        dom = self._lookup(desired.name)
+        if dom is not None and not self._ours(dom):
+            raise HostError(
+                f"define {desired.name}", "a domain of that name exists and is not ours"
+            )
+        try:
+            if dom is None:
+                self.images.mkdir(parents=True, exist_ok=True)
+                images = {}
+                for target, _ in desired.iotune:
+                    path = self._image(desired.name, target)
+                    if not path.exists():
+                        with path.open("wb") as image:
+                            image.truncate(IMAGE_BYTES)
+                    images[target] = str(path)
+                emulator = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+                host = DomainHost(self.virt_type(), emulator, GUEST_MEMORY_KIB, images, self.owner)
+                dom = self._conn().defineXML(host_domain_xml(desired.plan_xml, host))
+            if not dom.isActive():
+                dom.create()
+        except libvirt.libvirtError as exc:
+            raise HostError(f"start domain {desired.name}", str(exc)) from exc
+
+    @staticmethod
+    def _targets(dom: Any) -> list[str]:
+        root = ET.fromstring(dom.XMLDesc(0))
+        return [t.get("dev", "") for t in root.findall("devices/disk/target") if t.get("dev")]
+
+    def observe(self, name: str) -> DomainQos | None:
+        dom = self._lookup(name)
+        if dom is None or not dom.isActive():
+            return None
+        live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+        try:
+            params = dom.schedulerParametersFlags(live)
+            iotune = []
+            for target in self._targets(dom):
+                values = dom.blockIoTune(target, live)
+                iotune.append((target, tuple(sorted((k, int(values[k])) for k in IOTUNE_KEYS))))
+        except libvirt.libvirtError as exc:
+            raise HostError(f"read domain {name}", str(exc)) from exc
+        return DomainQos(
+            name,
+            "",
+            tuple(sorted((k, int(params[k])) for k in SCHEDULER_KEYS if k in params)),
+            tuple(sorted(iotune)),
+        )
+
+    def apply(self, desired: DomainQos) -> None:
+        dom = self._lookup(desired.name)
+        if dom is None or not dom.isActive():
+            raise HostError(f"re-tune {desired.name}", "the domain does not run")
+        try:
+            # Live first, then the persistent definition (libvirt refuses both in one call
+            # for the scheduler), so a restarted domain keeps the values.
+            for flags in (libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG):
+                dom.setSchedulerParametersFlags(dict(desired.scheduler), flags)
+                for target, values in desired.iotune:
+                    dom.setBlockIoTune(target, dict(values), flags)
+        except libvirt.libvirtError as exc:
+            raise HostError(f"re-tune {desired.name}", str(exc)) from exc
+
+    def remove(self, name: str) -> None:
+        dom = self._lookup(name)
+        if dom is None or not self._ours(dom):
+            return
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        except libvirt.libvirtError as exc:
+            raise HostError(f"remove domain {name}", str(exc)) from exc
+        for image in self.images.glob(f"{name}-*.raw"):
+            image.unlink()
+
+    def names(self) -> set[str]:
+        try:
+            domains = self._conn().listAllDomains(0)
+        except libvirt.libvirtError as exc:
+            raise HostError("list domains", str(exc)) from exc
+        return {dom.name() for dom in domains if self._ours(dom)}
+
+    def remove_everything(self) -> None:
+        for name in sorted(self.names()):
+            self.remove(name)
+
+    def disk_rate(
+        self, name: str, target: str, op: str, request_bytes: int, count: int, warmup: int = 0
+    ) -> DiskRate:
+        """`count` `op` requests through the guest's disk device (QEMU's HMP `qemu-io -d`
+        on the device's qdev path, so they pass the device's throttle), in one monitor
+        round trip each; no guest OS needed. The clock starts after the first `warmup`
+        requests: what QEMU's bucket (a tenth of a second of the limit, plus the request
+        that overfills it) lets through at once is not the sustained rate."""
+        dom = self._lookup(name)
+        if dom is None:
+            raise HostError(f"measure {name}", "no such domain")
+        alias = self._alias(dom, target)
+        start = time.monotonic()
+        try:
+            for i in range(warmup + count):
+                if i == warmup:
+                    start = time.monotonic()
+                offset = (i * request_bytes) % (IMAGE_BYTES - request_bytes)
+                libvirt_qemu.qemuMonitorCommand(
+                    dom,
+                    f"qemu-io -d /machine/peripheral/{alias}/virtio-backend "
+                    f'"{op} {offset} {request_bytes}"',
+                    libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
+                )
+        except libvirt.libvirtError as exc:
+            raise HostError(f"measure {name} {target}", str(exc)) from exc
+        seconds = time.monotonic() - start
+        return DiskRate(count / seconds, count * request_bytes / seconds, seconds)
+
+    @staticmethod
+    def _alias(dom: Any, target: str) -> str:
+        root = ET.fromstring(dom.XMLDesc(0))
+        for disk in root.findall("devices/disk"):
+            t, alias = disk.find("target"), disk.find("alias")
+            if t is not None and alias is not None and t.get("dev") == target:
+                return str(alias.get("name"))
+        raise HostError(f"measure {target}", "the disk has no device alias")
+
+
+# --- the fake -----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeHypervisor:
+    domains: dict[str, DomainQos] = field(default_factory=dict)
+    stopped: set[str] = field(default_factory=set)
+
+    def ensure(self, desired: DomainQos) -> None:
+        if desired.name not in self.domains:
+            self.domains[desired.name] = DomainQos(
+                desired.name, "", desired.scheduler, desired.iotune
+            )  # defined from the plan's XML: its values at start
+        self.stopped.discard(desired.name)
+
+    def observe(self, name: str) -> DomainQos | None:
+        if name in self.stopped:
+            return None
+        return self.domains.get(name)
+
+    def apply(self, desired: DomainQos) -> None:
+        if desired.name not in self.domains or desired.name in self.stopped:
+            raise HostError(f"re-tune {desired.name}", "the domain does not run")
+        self.domains[desired.name] = DomainQos(desired.name, "", desired.scheduler, desired.iotune)
+
+    def remove(self, name: str) -> None:
+        self.domains.pop(name, None)
+        self.stopped.discard(name)
+
+    def names(self) -> set[str]:
+        return set(self.domains)
+
+    def disk_rate(
+        self, name: str, target: str, op: str, request_bytes: int, count: int, warmup: int = 0
+    ) -> DiskRate:
+        raise HostError(f"measure {name}", "an in-memory hypervisor has no disk to measure")
