@@ -142,10 +142,10 @@ class LibvirtDaemon:
                 "exec libvirtd -d -p /run/libvirtd.pid",
             ]
         )
-        net = [f"--net=/run/netns/{self.netns}"] if self.netns else []
+        # nsenter --net: `ip netns exec` would remount /sys and hide the cgroups.
+        net = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
         run(
             [
-                "nsenter",
                 *net,
                 "unshare",
                 "--mount",
