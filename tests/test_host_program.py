@@ -103,7 +103,7 @@ def test_missing_capabilities_are_reported_not_skipped() -> None:
     refused = {o.kind: o.reason for o in outcomes if o.outcome is Outcome.NOT_ENFORCEABLE}
     assert refused["bandwidth"] == "neither ifb+mirred nor tc police is available"
     assert refused["dscp"] == "nftables bridge filtering is not available"
-    assert refused["cpu_shares"] == "no cgroup v1 cpu controller"
+    assert refused["cpu_shares"] == "no cgroup cpu controller"
 
 
 def test_commands_converge_on_the_fake_kernel_and_then_stay_silent() -> None:

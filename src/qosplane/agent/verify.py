@@ -191,7 +191,9 @@ def verify_server(
                         _domain_disk(hypervisor, qos.domain.name, target, key, value, seconds)
                     )
     if qos.cpu is not None and qos.cpu.shares is not None:
-        cgroups.apply(CpuQos(REFERENCE_GROUP, shares=1024))
+        # A sibling at the kernel's default weight (1024 shares on v1, weight 100 on v2).
+        reference = CpuQos(REFERENCE_GROUP, v2=qos.cpu.v2)
+        cgroups.apply(reference)
         try:
             ratio = measure.cpu_ratio(
                 cgroups.procs_file(qos.cpu.group), cgroups.procs_file(REFERENCE_GROUP), seconds
@@ -202,8 +204,9 @@ def verify_server(
             judge_ratio(
                 "cpu_shares",
                 "cpu",
-                f"cpu.shares={qos.cpu.shares} vs 1024",
-                qos.cpu.shares / 1024,
+                f"{'cpu.weight' if qos.cpu.v2 else 'cpu.shares'}={qos.cpu.shares} "
+                f"vs {reference.default_shares}",
+                qos.cpu.shares / reference.default_shares,
                 ratio,
                 "two busy loops on one CPU, CPU time from /proc",
             )

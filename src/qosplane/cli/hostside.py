@@ -19,7 +19,7 @@ from qosplane.agent.loop import Agent
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.agent.verify import verdicts_json, verify_server
 from qosplane.client.http import Credentials, QosplaneClient
-from qosplane.host.cgroups import RealCgroups
+from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
 from qosplane.host.hypervisor import SYSTEM_SOCKET, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
@@ -111,7 +111,9 @@ def host_setup(options: HostOptions) -> HostSetup:
             RealInstances(prefix=o.prefix, host_netns=o.host_netns, switch=ovs),
             RealTrafficControl(o.host_netns),
             RealDscpMarking(o.host_netns),
-            RealCgroups(root=o.cgroup_root),
+            RealCgroupsV2(root=o.cgroup_root)
+            if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
+            else RealCgroups(root=o.cgroup_root),
             RealVolumes(o.state_dir / "volumes" / o.prefix.rstrip("-")),
             ovs,
             hypervisor,
@@ -146,7 +148,7 @@ def agent_facts(caps: Capabilities) -> dict[str, Any]:
     (`bridge`, the seed's wiring, Neutron's OVS rows on the tap), this host's cgroups."""
     return {
         "vif_type": "bridge" if caps.ovs_switch else "hybrid",
-        "cgroup": "v2" if caps.cgroup_v2 and not caps.cgroup_v1_cpu else "v1",
+        "cgroup": "v2" if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu else "v1",
         "virt_type": "qemu",
     }
 

@@ -173,18 +173,18 @@ def host_program(
             iotune.setdefault(device, {})[f"{direction}_{suffix}"] = int(limit[unit])
             report(entry, Outcome.APPLIED, Mechanism.LIBVIRT_IOTUNE.value)
         elif kind == "cpu_shares":
-            if caps.cgroup_v1_cpu:
+            if caps.cgroup_v1_cpu or caps.cgroup_v2_cpu:
                 cpu["shares"] = int(limit["weight"])
-                report(entry, Outcome.APPLIED, Mechanism.CGROUP_CPU.value)
+                report(entry, Outcome.APPLIED, _cgroup_mechanism(caps))
             else:
-                report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup v1 cpu controller")
+                report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup cpu controller")
         elif kind == "cpu_quota":
-            if caps.cgroup_v1_cpu:
+            if caps.cgroup_v1_cpu or caps.cgroup_v2_cpu:
                 cpu["cfs_quota_us"] = int(limit["quota_us"])
                 cpu["cfs_period_us"] = int(limit["period_us"])
-                report(entry, Outcome.APPLIED, Mechanism.CGROUP_CPU.value)
+                report(entry, Outcome.APPLIED, _cgroup_mechanism(caps))
             else:
-                report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup v1 cpu controller")
+                report(entry, Outcome.NOT_ENFORCEABLE, reason="no cgroup cpu controller")
         elif kind in _PLACEMENT_ONLY:
             report(entry, Outcome.NOT_ENFORCEABLE, reason=_PLACEMENT_ONLY[kind])
         elif kind in _THROTTLE_UNIT and device in by_target and caps.qemu_storage_daemon:
@@ -222,7 +222,9 @@ def host_program(
         else (),
         # Every instance has its group where the controller exists: exec joins it, and a
         # limit removed from the flavor is reset to the kernel's default there.
-        cpu=CpuQos(group=name, **cpu) if caps.cgroup_v1_cpu and not caps.libvirt else None,
+        cpu=CpuQos(group=name, **cpu, v2=not caps.cgroup_v1_cpu)
+        if (caps.cgroup_v1_cpu or caps.cgroup_v2_cpu) and not caps.libvirt
+        else None,
         domain=_domain(
             name,
             plan,
@@ -237,6 +239,12 @@ def host_program(
         else None,
     )
     return qos, tuple(outcomes)
+
+
+def _cgroup_mechanism(caps: Capabilities) -> str:
+    if caps.cgroup_v1_cpu:
+        return Mechanism.CGROUP_CPU.value
+    return Mechanism.CGROUP_V2_CPU.value
 
 
 def _domain(

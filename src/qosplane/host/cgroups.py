@@ -1,8 +1,9 @@
-"""cgroup v1 cpu controller: one group per instance under the agent's root group.
+"""The cpu controller, v1 or v2: one group per instance under the agent's root group.
 
-cpu.shares is a weight among siblings, so instances compete with each other under one
-parent, as libvirt's machine.slice does. v2 (cpu.weight, cpu.max) is not written here yet:
-this host mounts v1 (shared/reference/host-capabilities.md).
+The weight is among siblings, so instances compete with each other under one parent, as
+libvirt's machine.slice does. v1 writes cpu.shares and the cfs files; v2 writes cpu.weight
+(the same number: libvirt's vircgroupv2.c does not convert shares) and cpu.max "QUOTA
+PERIOD", after enabling the controller for the root's children (cgroup.subtree_control).
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from pathlib import Path
 from typing import Protocol
 
 from qosplane.host.errors import HostError
-from qosplane.model.host_state import CFS_DEFAULT_PERIOD_US, CGROUP_V1_DEFAULT_SHARES, CpuQos
+from qosplane.model.host_state import (
+    CFS_DEFAULT_PERIOD_US,
+    CGROUP_V1_DEFAULT_SHARES,
+    CGROUP_V2_DEFAULT_WEIGHT,
+    CpuQos,
+)
 
 CPU_V1 = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
 DEFAULT_PERIOD_US = CFS_DEFAULT_PERIOD_US
 UNLIMITED_QUOTA = -1
 DEFAULT_SHARES = CGROUP_V1_DEFAULT_SHARES
@@ -35,10 +42,13 @@ class Cgroups(Protocol):
     def procs_file(self, group: str) -> str: ...
 
 
-class RealCgroups:
-    def __init__(self, root: str = "qosplane", mount: Path = CPU_V1) -> None:
-        self.root = root
-        self.base = mount / root
+class _CgroupTree:
+    """What v1 and v2 share: groups are directories under `base`, files are written whole,
+    processes leave a group for `evacuate` before it is removed."""
+
+    root: str
+    base: Path
+    evacuate: Path  # the cgroup.procs a removed group's processes move to
 
     def _dir(self, group: str) -> Path:
         return self.base / group
@@ -49,36 +59,20 @@ class RealCgroups:
         except OSError as exc:
             raise HostError(f"write {value} to {path}", exc.strerror or str(exc)) from None
 
-    def apply(self, qos: CpuQos) -> None:
-        directory = self._dir(qos.group)
+    def _mkdir(self, directory: Path) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HostError(f"mkdir {directory}", exc.strerror or str(exc)) from None
-        self._write(directory / "cpu.shares", str(qos.shares or DEFAULT_SHARES))
-        self._write(directory / "cpu.cfs_period_us", str(qos.cfs_period_us or DEFAULT_PERIOD_US))
-        self._write(directory / "cpu.cfs_quota_us", str(qos.cfs_quota_us or UNLIMITED_QUOTA))
-
-    def observe(self, group: str) -> CpuQos | None:
-        directory = self._dir(group)
-        if not directory.is_dir():
-            return None
-        quota = int((directory / "cpu.cfs_quota_us").read_text())
-        return CpuQos(
-            group=group,
-            shares=int((directory / "cpu.shares").read_text()),
-            cfs_quota_us=None if quota == UNLIMITED_QUOTA else quota,
-            cfs_period_us=int((directory / "cpu.cfs_period_us").read_text()),
-        )
 
     def remove(self, group: str) -> None:
         directory = self._dir(group)
         if not directory.is_dir():
             return
-        # Processes still inside move to the root group first, or rmdir fails with EBUSY.
+        # Processes still inside move out first, or rmdir fails with EBUSY.
         for pid in (directory / "cgroup.procs").read_text().split():
             try:
-                (self.base / "cgroup.procs").write_text(pid)
+                self.evacuate.write_text(pid)
             except OSError:
                 continue  # exited meanwhile
         try:
@@ -102,6 +96,78 @@ class RealCgroups:
             os.rmdir(self.base)
 
 
+class RealCgroups(_CgroupTree):
+    """cgroup v1: /sys/fs/cgroup/cpu/<root>/<group>."""
+
+    def __init__(self, root: str = "qosplane", mount: Path = CPU_V1) -> None:
+        self.root = root
+        self.base = mount / root
+        self.evacuate = self.base / "cgroup.procs"
+
+    def apply(self, qos: CpuQos) -> None:
+        directory = self._dir(qos.group)
+        self._mkdir(directory)
+        self._write(directory / "cpu.shares", str(qos.shares or DEFAULT_SHARES))
+        self._write(directory / "cpu.cfs_period_us", str(qos.cfs_period_us or DEFAULT_PERIOD_US))
+        self._write(directory / "cpu.cfs_quota_us", str(qos.cfs_quota_us or UNLIMITED_QUOTA))
+
+    def observe(self, group: str) -> CpuQos | None:
+        directory = self._dir(group)
+        if not directory.is_dir():
+            return None
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        return CpuQos(
+            group=group,
+            shares=int((directory / "cpu.shares").read_text()),
+            cfs_quota_us=None if quota == UNLIMITED_QUOTA else quota,
+            cfs_period_us=int((directory / "cpu.cfs_period_us").read_text()),
+        )
+
+
+class RealCgroupsV2(_CgroupTree):
+    """cgroup v2: <mount>/<root>/<group>. The root group only delegates (v2's no-internal-
+    processes rule: a group that enables controllers for its children holds no process), so
+    a removed group's processes go back to the hierarchy's top."""
+
+    def __init__(self, root: str = "qosplane", mount: Path = CGROUP_V2) -> None:
+        self.root = root
+        self.mount = mount
+        self.base = mount / root
+        self.evacuate = mount / "cgroup.procs"
+
+    def _enable_cpu(self, directory: Path) -> None:
+        control = directory / "cgroup.subtree_control"
+        try:
+            enabled = control.read_text().split() if control.exists() else []
+        except OSError as exc:
+            raise HostError(f"read {control}", exc.strerror or str(exc)) from None
+        if "cpu" not in enabled:
+            self._write(control, "+cpu")
+
+    def apply(self, qos: CpuQos) -> None:
+        self._enable_cpu(self.mount)
+        self._mkdir(self.base)
+        self._enable_cpu(self.base)
+        directory = self._dir(qos.group)
+        self._mkdir(directory)
+        self._write(directory / "cpu.weight", str(qos.shares or CGROUP_V2_DEFAULT_WEIGHT))
+        quota = "max" if qos.cfs_quota_us is None else str(qos.cfs_quota_us)
+        self._write(directory / "cpu.max", f"{quota} {qos.cfs_period_us or DEFAULT_PERIOD_US}")
+
+    def observe(self, group: str) -> CpuQos | None:
+        directory = self._dir(group)
+        if not directory.is_dir() or not (directory / "cpu.weight").exists():
+            return None
+        quota, period = (directory / "cpu.max").read_text().split()
+        return CpuQos(
+            group=group,
+            shares=int((directory / "cpu.weight").read_text()),
+            cfs_quota_us=None if quota == "max" else int(quota),
+            cfs_period_us=int(period),
+            v2=True,
+        )
+
+
 @dataclass
 class FakeCgroups:
     root: str = "qosplane"
@@ -110,9 +176,10 @@ class FakeCgroups:
     def apply(self, qos: CpuQos) -> None:
         self.state[qos.group] = CpuQos(
             qos.group,
-            qos.shares or DEFAULT_SHARES,
+            qos.shares or qos.default_shares,
             qos.cfs_quota_us,
             qos.cfs_period_us or DEFAULT_PERIOD_US,
+            qos.v2,
         )
 
     def observe(self, group: str) -> CpuQos | None:

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from qosplane.host.cgroups import CPU_V1
+from qosplane.host.cgroups import CGROUP_V2, CPU_V1
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
 from qosplane.model.host_state import Capabilities
@@ -68,9 +68,13 @@ def probe() -> Capabilities:
         sfq=sfq,
         nft_bridge=nft,
         cgroup_v1_cpu=(CPU_V1 / "cpu.shares").exists() and os.access(CPU_V1, os.W_OK),
-        cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+        cgroup_v2=V2_CONTROLLERS.exists(),
+        cgroup_v2_cpu=V2_CONTROLLERS.exists() and "cpu" in V2_CONTROLLERS.read_text().split(),
         qemu_storage_daemon=all(shutil.which(t) for t in ("qemu-storage-daemon", "qemu-io")),
     )
+
+
+V2_CONTROLLERS = CGROUP_V2 / "cgroup.controllers"
 
 
 def cached_probe(cache: Path) -> Capabilities:

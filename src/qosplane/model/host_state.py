@@ -25,7 +25,8 @@ class Capabilities:
     sfq: bool = False
     nft_bridge: bool = False  # nftables bridge-family forward chains (DSCP marking)
     cgroup_v1_cpu: bool = False
-    cgroup_v2: bool = False
+    cgroup_v2: bool = False  # a cgroup2 hierarchy at /sys/fs/cgroup
+    cgroup_v2_cpu: bool = False  # ... with its cpu controller (cpu.weight, cpu.max)
     qemu_storage_daemon: bool = False  # throttled NBD exports of volumes
     # Ports are wired into an Open vSwitch bridge the agent runs (--switch ovs): their QoS
     # is OVS's (linux-htb QoS rows, OpenFlow 1.3 meters, DSCP flows), not tc on the tap.
@@ -41,6 +42,7 @@ class Mechanism(enum.Enum):
     POLICE_TC = "tc police"  # from-instance, drops
     MARK_NFT = "nftables bridge forward, ip dscp set"
     CGROUP_CPU = "cgroup cpu controller"
+    CGROUP_V2_CPU = "cgroup v2 cpu controller (cpu.weight, cpu.max)"
     QEMU_THROTTLE = "qemu-storage-daemon throttle-group, NBD export"
     LIBVIRT_CPUTUNE = "libvirt cputune (virDomainSetSchedulerParameters)"
     LIBVIRT_IOTUNE = "libvirt iotune (virDomainSetBlockIoTune, QEMU throttling)"
@@ -123,15 +125,25 @@ class ObservedPort:
 
 
 CGROUP_V1_DEFAULT_SHARES = 1024  # the kernel's cpu.shares for a new group
-CFS_DEFAULT_PERIOD_US = 100_000  # the kernel's cpu.cfs_period_us
+CGROUP_V2_DEFAULT_WEIGHT = 100  # the kernel's cpu.weight for a new group
+CFS_DEFAULT_PERIOD_US = 100_000  # the kernel's cpu.cfs_period_us (and cpu.max's period)
 
 
 @dataclass(frozen=True, slots=True)
 class CpuQos:
+    """`shares` is the weight among siblings: v1 cpu.shares, or on v2 cpu.weight, which
+    libvirt writes with the same number (vircgroupv2.c: no conversion); quota and period
+    are v1's cfs files or v2's cpu.max "QUOTA PERIOD" ("max" for none)."""
+
     group: str  # the instance's cgroup, relative to the agent's cgroup root
-    shares: int | None = None  # cgroup v1 cpu.shares
+    shares: int | None = None
     cfs_quota_us: int | None = None
     cfs_period_us: int | None = None
+    v2: bool = False
+
+    @property
+    def default_shares(self) -> int:
+        return CGROUP_V2_DEFAULT_WEIGHT if self.v2 else CGROUP_V1_DEFAULT_SHARES
 
 
 @dataclass(frozen=True, slots=True)

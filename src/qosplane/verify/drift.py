@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from qosplane.compiler.host_program import same_shaper
 from qosplane.model.host_state import (
     CFS_DEFAULT_PERIOD_US,
-    CGROUP_V1_DEFAULT_SHARES,
     CpuQos,
     DeviceQos,
     DomainQos,
@@ -194,15 +193,21 @@ def cpu_drift(instance: str, desired: CpuQos, observed: CpuQos | None) -> list[D
     a flavor takes effect too (None quota: unlimited)."""
     if observed is None:
         return [Drift(instance, "cpu", "cgroup", desired.group, "missing")]
+    names = (
+        ("cpu.weight", "cpu.max quota", "cpu.max period")
+        if desired.v2
+        else ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")
+    )
     out = []
-    for key, want, have in (
-        ("cpu.shares", desired.shares or CGROUP_V1_DEFAULT_SHARES, observed.shares),
-        ("cpu.cfs_quota_us", desired.cfs_quota_us, observed.cfs_quota_us),
+    for key, want, have in zip(
+        names,
         (
-            "cpu.cfs_period_us",
+            desired.shares or desired.default_shares,
+            desired.cfs_quota_us,
             desired.cfs_period_us or CFS_DEFAULT_PERIOD_US,
-            observed.cfs_period_us,
         ),
+        (observed.shares, observed.cfs_quota_us, observed.cfs_period_us),
+        strict=True,
     ):
         if want != have:
             out.append(Drift(instance, "cpu", key, str(want), str(have)))
