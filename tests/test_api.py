@@ -910,3 +910,57 @@ def test_network_policy_binding_honours_if_match(client: TestClient) -> None:
     )
     assert ok.json()["network"]["revision_number"] == 1
     assert ok.json()["network"]["qos_policy_id"] == pid
+
+
+def test_a_port_made_alone_is_bound_by_a_server_and_kept_after_it(client: TestClient) -> None:
+    h = token(client)
+    net_id = make_network(client, h)
+    missing = client.post(f"{NET}/ports", headers=h, json={"port": {"name": "p"}})
+    assert missing.status_code == 400
+    assert "port.network_id" in neutron_error(missing)["message"]
+    unknown = client.post(f"{NET}/ports", headers=h, json={"port": {"network_id": "nope"}})
+    assert unknown.status_code == 404
+    made = client.post(f"{NET}/ports", headers=h, json={"port": {"network_id": net_id}})
+    assert made.status_code == 201, made.text
+    port = made.json()["port"]
+    assert (port["device_id"], port["fixed_ips"][0]["ip_address"]) == ("", "10.0.0.2")
+    fid = make_flavor(client, h, name="f-port")
+    body = {"server": {"name": "vmp", "flavorRef": fid, "networks": [{"port": port["id"]}]}}
+    r = client.post("/compute/v2.1/servers", headers={**h, **NOVA}, json=body)
+    assert r.status_code == 202, r.text
+    server_id = r.json()["server"]["id"]
+    bound = client.get(f"{NET}/ports/{port['id']}", headers=h).json()["port"]
+    assert bound["device_id"] == server_id
+    plan = client.get(f"/qosplane/v1/servers/{server_id}/plan", headers=h).json()["plan"]
+    assert "tap" + port["id"][:11] in plan["domain_xml"]
+    twice = client.post(
+        "/compute/v2.1/servers",
+        headers={**h, **NOVA},
+        json={**body, "server": {**body["server"], "name": "vmq"}},
+    )
+    assert twice.status_code == 409
+    busy = client.delete(f"{NET}/ports/{port['id']}", headers=h)
+    assert busy.status_code == 409
+    assert server_id in neutron_error(busy)["message"]
+    assert (
+        client.delete(f"/compute/v2.1/servers/{server_id}", headers={**h, **NOVA}).status_code
+        == 204
+    )
+    kept = client.get(f"{NET}/ports/{port['id']}", headers=h).json()["port"]
+    assert kept["device_id"] == ""
+    assert client.delete(f"{NET}/ports/{port['id']}", headers=h).status_code == 204
+    assert client.get(f"{NET}/ports/{port['id']}", headers=h).status_code == 404
+    foreign = client.post(
+        "/compute/v2.1/servers",
+        headers={**h, **NOVA},
+        json={"server": {"name": "vmr", "flavorRef": fid, "networks": [{"port": "nope"}]}},
+    )
+    assert foreign.status_code == 400
+
+
+def test_extensions_list_what_is_implemented(client: TestClient) -> None:
+    h = token(client)
+    aliases = {e["alias"] for e in client.get(f"{NET}/extensions", headers=h).json()["extensions"]}
+    assert {"qos", "qos-bw-limit-direction", "binding"} <= aliases
+    assert client.get(f"{NET}/extensions/qos", headers=h).json()["extension"]["alias"] == "qos"
+    assert client.get(f"{NET}/extensions/port-hints", headers=h).status_code == 404

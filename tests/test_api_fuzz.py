@@ -95,6 +95,7 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
         "volume_id": [volume],
         "ref": [str(agg), "1"],
         "key": ["quota:cpu_shares"],
+        "alias": ["qos", "port-hints"],
         "project_id": [ADMIN.project_id],
         "user_id": [ADMIN.user_id],
         "role_id": roles,

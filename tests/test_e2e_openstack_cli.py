@@ -343,3 +343,40 @@ def test_private_flavor_access_detach_and_deletes(cloud: Cloud) -> None:
     cloud.ok("server delete --wait vm_normal")
     assert "vm_normal" not in cloud.ok("server list -f value -c Name").split()
     assert len(cloud.ok("port list -f value -c ID").split()) == len(ports_before) - 3
+
+
+def test_a_port_created_alone_carries_its_policy_into_a_server(cloud: Cloud) -> None:
+    """`port create --qos-policy`, then `server create --port`: the server's plan holds the
+    port's policy; the port outlives the server (unbound, as Nova keeps ports it did not
+    create) and is deleted on its own."""
+    cloud.ok("network create net_ports")
+    cloud.ok("subnet create --network net_ports --subnet-range 10.99.0.0/24 net_ports-subnet")
+    policy = cloud.json("network qos policy create port-only")
+    cloud.ok("network qos rule create --type bandwidth-limit --max-kbps 2000 --egress port-only")
+    port = cloud.json("port create --network net_ports --qos-policy port-only p-alone")
+    assert (port["qos_policy_id"], port["device_id"]) == (policy["id"], "")
+    server = cloud.json(
+        "server create --wait --flavor m1.normal --image rhel7 --port p-alone vm_port"
+    )
+    assert server["status"] == "ACTIVE"
+    assert cloud.json("port show p-alone")["device_id"] == server["id"]
+    plan = server_plan(cloud, "vm_port")
+    egress = [
+        e
+        for e in plan["effective"]
+        if e["kind"] == "bandwidth"
+        and e["direction"] == "egress"
+        and e.get("port_id") == port["id"]
+    ]
+    assert [e["limit"]["rate_bits_per_s"] for e in egress] == [2_000_000]
+    again = cloud.run("server create --flavor m1.normal --image rhel7 --port p-alone vm_port2")
+    assert again.returncode == 1
+    assert "in use" in again.stderr
+    in_use = cloud.run("port delete p-alone")
+    assert in_use.returncode == 1
+    assert "in use by server" in in_use.stderr
+    cloud.ok("server delete --wait vm_port")
+    kept = cloud.json("port show p-alone")
+    assert (kept["device_id"], kept["qos_policy_id"]) == ("", policy["id"])
+    cloud.ok("port delete p-alone")
+    assert cloud.run("port show p-alone").returncode == 1

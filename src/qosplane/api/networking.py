@@ -17,7 +17,7 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.network import if_match
-from qosplane.model.errors import Forbidden, InvalidInput, NotFound
+from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.servers import ServerRepository
@@ -321,6 +321,87 @@ async def update_port(request: Request, services: Services) -> Response:
     return ok({"port": out})
 
 
+async def create_port(request: Request, services: Services) -> Response:
+    """A port on its own (`openstack port create`), to be given to a server with
+    `server create --port`; it outlives that server (preserve_on_delete, as Nova does
+    for ports it did not create)."""
+    ctx = context(request, services)
+    body = await json_body(request, "port")
+    network_id = body.get("network_id")
+    if not isinstance(network_id, str):
+        raise InvalidInput("port.network_id", network_id, "a network id", "required")
+    groups = body.get("security_groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise InvalidInput("port.security_groups", groups, "a list of security group ids")
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        visible_network(repo, ctx, network_id)
+        row = repo.create_port(
+            network_id,
+            ctx.project_id,
+            name=_str(body, "name", "port"),
+            security_groups=groups,
+            qos_policy_id=_policy_ref(body, "port"),
+            preserve_on_delete=True,
+        )
+        out = port_json(repo, row)
+    return ok({"port": out}, status=201)
+
+
+async def delete_port(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    with services.db.transaction() as s:
+        repo = NetworkRepository(s)
+        row = owned_port(repo, ctx, request.path_params["port_id"])
+        if row.device_id:
+            # Neutron would unplug it from under the server; here the server keeps a
+            # consistent plan: detach it from the server first (or delete the server).
+            raise Conflict("port", f"Port {row.id} is in use by server {row.device_id}.")
+        repo.delete_port(row.id)
+    return empty(204)
+
+
+# Neutron API extensions this API implements (GET /v2.0/extensions): what clients probe.
+EXTENSIONS = {
+    "binding": "Port Binding",
+    "port-security": "Port Security",
+    "project-id": "project_id field enabled",
+    "qos": "Quality of Service",
+    "qos-bw-limit-direction": "Direction for QoS bandwidth limit rule",
+    "qos-bw-minimum-ingress": "Ingress direction for QoS minimum bandwidth rule",
+    "qos-default": "QoS default policy",
+    "qos-pps": "QoS packet rate limit rule",
+    "qos-pps-minimum": "QoS minimum packet rate rule",
+    "qos-rule-type-details": "Details of QoS rule types",
+    "qos-rules-alias": "Quality of Service rules alias API",
+    "security-group": "security-group",
+    "standard-attr-revisions": "Resource revision numbers",
+}
+
+
+def _extension(alias: str) -> dict[str, Any]:
+    return {
+        "alias": alias,
+        "name": EXTENSIONS[alias],
+        "description": EXTENSIONS[alias],
+        "updated": "2013-02-03T10:00:00-00:00",
+        "links": [],
+    }
+
+
+async def list_extensions(request: Request, services: Services) -> Response:
+    context(request, services)
+    return ok({"extensions": [_extension(a) for a in sorted(EXTENSIONS)]})
+
+
+async def show_extension(request: Request, services: Services) -> Response:
+    context(request, services)
+    alias = request.path_params["alias"]
+    if alias not in EXTENSIONS:
+        raise NotFound("Extension", alias)
+    return ok({"extension": _extension(alias)})
+
+
 def sg_json(sg_id: str, name: str, project_id: str, description: str) -> dict[str, Any]:
     return {
         "id": sg_id,
@@ -383,8 +464,12 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/subnets", w(create_subnet), methods=["POST"]),
         Route(base + "/subnets/{subnet_id}", w(show_subnet), methods=["GET"]),
         Route(base + "/ports", w(list_ports), methods=["GET"]),
+        Route(base + "/ports", w(create_port), methods=["POST"]),
         Route(base + "/ports/{port_id}", w(show_port), methods=["GET"]),
         Route(base + "/ports/{port_id}", w(update_port), methods=["PUT"]),
+        Route(base + "/ports/{port_id}", w(delete_port), methods=["DELETE"]),
+        Route(base + "/extensions", w(list_extensions), methods=["GET"]),
+        Route(base + "/extensions/{alias}", w(show_extension), methods=["GET"]),
         Route(base + "/security-groups", w(list_sgs), methods=["GET"]),
         Route(base + "/security-groups", w(create_sg), methods=["POST"]),
         Route(base + "/security-groups/{sg_id}", w(show_sg), methods=["GET"]),

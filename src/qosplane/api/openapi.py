@@ -125,7 +125,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
             "imageRef": _STR,
             "key_name": _STR,
             "availability_zone": _STR,
-            "networks": {"type": "array", "items": _obj(None, {"uuid": _STR})},
+            "networks": {"type": "array", "items": _obj(None, {"uuid": _STR, "port": _STR})},
             "security_groups": {"type": "array", "items": _obj(None, {"name": _STR})},
         },
         ("name", "flavorRef"),
@@ -188,6 +188,16 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                 "items": _obj(None, {"start": _STR, "end": _STR}),
             },
         },
+    ),
+    ("POST", "/networking/v2.0/ports"): _obj(
+        "port",
+        {
+            "network_id": _STR,
+            "name": _STR,
+            "qos_policy_id": {"type": "string", "nullable": True},
+            "security_groups": {"type": "array", "items": _STR},
+        },
+        ("network_id",),
     ),
     ("PUT", "/networking/v2.0/ports/{port_id}"): _obj(
         "port", {"qos_policy_id": {"type": "string", "nullable": True}, "name": _STR}

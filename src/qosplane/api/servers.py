@@ -20,7 +20,7 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.compute import requested_version
-from qosplane.api.networking import visible_network
+from qosplane.api.networking import owned_port, visible_network
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.hosts import HostRepository
@@ -165,9 +165,12 @@ async def create_server(request: Request, services: Services) -> Response:
     if nets == "none":
         nets = []
     if not isinstance(nets, list) or not all(
-        isinstance(n, dict) and isinstance(n.get("uuid"), str) for n in nets
+        isinstance(n, dict) and (isinstance(n.get("uuid"), str) or isinstance(n.get("port"), str))
+        for n in nets
     ):
-        raise InvalidInput("server.networks", nets, 'a list of {"uuid": network id}')
+        raise InvalidInput(
+            "server.networks", nets, 'a list of {"uuid": network id} or {"port": port id}'
+        )
     zone_ref = body.get("availability_zone")
     if zone_ref is not None and (not isinstance(zone_ref, str) or not zone_ref):
         raise InvalidInput("server.availability_zone", zone_ref, "a zone name, or zone:host")
@@ -203,8 +206,19 @@ async def create_server(request: Request, services: Services) -> Response:
                 ) from None
         sg_repo = RecordRepository(s, "security_group", ctx.scope)
         sg_ids = [_lookup(sg_repo, g["name"], "security group")["id"] for g in groups]
+        nics: list[tuple[str, str]] = []
         for n in nets:
-            visible_network(NetworkRepository(s), ctx, n["uuid"])
+            if isinstance(n.get("port"), str):
+                try:
+                    owned_port(NetworkRepository(s), ctx, n["port"])
+                except NotFound:
+                    raise InvalidInput(
+                        "server.networks.port", n["port"], "the id of one of your ports"
+                    ) from None
+                nics.append(("port", n["port"]))
+            else:
+                visible_network(NetworkRepository(s), ctx, n["uuid"])
+                nics.append(("network", n["uuid"]))
         placement = HostRepository(s).place(zone or None, forced_host or None)
         repo = ServerRepository(s)
         row = repo.create(
@@ -216,8 +230,9 @@ async def create_server(request: Request, services: Services) -> Response:
             key_name=key_name,
             availability_zone=placement.zone,
             host=placement.host,
-            networks=[n["uuid"] for n in nets],
+            networks=[],
             security_groups=sg_ids,
+            nics=nics,
         )
         errors = {e["code"] for e in repo.plan(row.id)["errors"]}
         if errors & FATAL_PLAN_ERRORS:

@@ -183,6 +183,7 @@ class NetworkRepository:
         name: str = "",
         security_groups: list[str] | None = None,
         qos_policy_id: str | None = None,
+        preserve_on_delete: bool = False,
     ) -> PortRow:
         self.network(network_id)
         if qos_policy_id is not None:
@@ -200,6 +201,7 @@ class NetworkRepository:
             qos_policy_id=qos_policy_id,
             security_groups=json.dumps(security_groups or []),
             revision_number=0,
+            preserve_on_delete=preserve_on_delete,
         )
         self.session.add(row)
         self.session.flush()
@@ -262,6 +264,24 @@ class NetworkRepository:
 
     def delete_port(self, port_id: str) -> None:
         self.session.delete(self.port(port_id))
+
+    def bind_port(self, port_id: str, device_id: str, device_owner: str, host: str) -> PortRow:
+        """Give an unbound port to a server (Nova's `--port`/`--nic port-id=`)."""
+        row = self.port(port_id)
+        if row.device_id:
+            raise Conflict("port", f"Port {port_id} is still in use by {row.device_id}.")
+        row.device_id, row.device_owner, row.binding_host_id = device_id, device_owner, host
+        row.revision_number += 1
+        return row
+
+    def release_port(self, port_id: str) -> None:
+        """A server goes: its own ports go with it, ports it was given are unbound."""
+        row = self.port(port_id)
+        if not row.preserve_on_delete:
+            self.session.delete(row)
+            return
+        row.device_id = row.device_owner = row.binding_host_id = ""
+        row.revision_number += 1
 
     # --- QoS bindings -----------------------------------------------------------------
 

@@ -46,21 +46,29 @@ class ServerRepository:
         host: str,
         networks: list[str],
         security_groups: list[str],
+        nics: list[tuple[str, str]] | None = None,
     ) -> ServerRow:
+        """`networks`: a new port on each. `nics`, when given, replaces it and keeps Nova's
+        NIC order: ("network", id) makes a port there, ("port", id) binds an existing
+        unbound port, which the server's deletion unbinds and keeps."""
         FlavorRepository(self.session).get(flavor_id)
         number = (self.session.scalar(select(func.max(ServerRow.number))) or 0) + 1
         server_id = str(uuid.uuid4())
-        port_ids = [
-            self.networks.create_port(
-                net,
+        owner = f"compute:{availability_zone}"
+        port_ids = []
+        for kind, ref in nics if nics is not None else [("network", n) for n in networks]:
+            if kind == "port":
+                port_ids.append(self.networks.bind_port(ref, server_id, owner, host).id)
+                continue
+            port = self.networks.create_port(
+                ref,
                 project_id,
                 device_id=server_id,
-                device_owner=f"compute:{availability_zone}",
+                device_owner=owner,
                 host=host,
                 security_groups=security_groups,
-            ).id
-            for net in networks
-        ]
+            )
+            port_ids.append(port.id)
         row = ServerRow(
             id=server_id,
             number=number,
@@ -102,7 +110,7 @@ class ServerRepository:
             volume.status = "available"
             volume.attachment_id = None
         for port in self.networks.ports(device_id=server_id):
-            self.networks.delete_port(port.id)
+            self.networks.release_port(port.id)
         HostRepository(self.session).bump(row.host)  # the agent tears the instance down
         self.session.delete(row)
 

@@ -155,6 +155,8 @@ class PortRow(Base):
     qos_policy_id: Mapped[str | None] = mapped_column(ForeignKey("qos_policies.id"), nullable=True)
     security_groups: Mapped[str] = mapped_column(Text, default="[]")
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    # Created on its own, then given to a server: unbound, not deleted, with the server.
+    preserve_on_delete: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PortIpRow(Base):
