@@ -136,13 +136,13 @@ def bench(count: int) -> None:
         _clear(switch, ports)
 
         start = time.perf_counter()
-        changes = switch.apply(desired)
+        changes = switch.apply(desired).changes
         ours = time.perf_counter() - start
         seen = switch.observe()
         assert all(seen[p].qos == q for p, q in zip(ports, desired, strict=True))
 
         start = time.perf_counter()
-        quiet_changes = switch.apply(desired)
+        quiet_changes = switch.apply(desired).changes
         quiet = time.perf_counter() - start
         assert quiet_changes == 0
         switch.close()

@@ -37,7 +37,8 @@ from qosplane.host.ovs import OvsDaemons, RealSwitch, parse_meters
 from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
-from qosplane.model.host_state import Capabilities
+from qosplane.model.host_state import Capabilities, Meter
+from qosplane.model.units import Kilobits, KilobitsPerSecond
 from tests.conftest import require_root_and
 from tests.hostkit import OVS_TOOLS, remove_everything
 from tests.serving import QOSPLANE, running_serve
@@ -164,7 +165,9 @@ def test_the_agent_wires_the_port_into_ovs_and_reports_each_mechanism(rig: OvsRi
     ).stdout
     assert "ceil 10Mbit" in classes
     ofport = int(rig.vsctl("get", "interface", tap, "ofport"))
-    assert parse_meters(rig.ofctl("dump-meters"))[ofport].rate_kilobits_per_s == 3000
+    assert parse_meters(rig.ofctl("dump-meters"))[ofport] == Meter(
+        KilobitsPerSecond(3000), Kilobits(EGRESS_BURST_KBIT * 1024 // 1000)
+    )  # Neutron's burst is OVS policing kbit (x 1024 bits); meters count 1000-bit kbit
 
 
 def test_limits_hold_through_ovs_when_measured(rig: OvsRig) -> None:
@@ -270,13 +273,9 @@ def test_a_killed_ovs_agent_restarted_converges(rig: OvsRig) -> None:
         wait_for(
             lambda: (
                 parse_meters(rig.ofctl("dump-meters")).get(
-                    int(rig.vsctl("get", "interface", tap, "ofport")), None
-                )
-                is not None
-                and parse_meters(rig.ofctl("dump-meters"))[
                     int(rig.vsctl("get", "interface", tap, "ofport"))
-                ].rate_kilobits_per_s
-                == 4000
+                )
+                == Meter(KilobitsPerSecond(4000), Kilobits(EGRESS_BURST_KBIT * 1024 // 1000))
             ),
             10,
             "the meter carries the new rate",

@@ -81,3 +81,23 @@ def test_the_v2_driver_on_this_kernel(tmp_path: Path) -> None:
         assert cgroups.observe("instance-1") == CpuQos("instance-1", 512, 50_000, 100_000, v2=True)
     finally:
         cgroups.remove_everything()
+
+
+def test_a_capability_cache_older_than_a_capability_is_probed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import platform
+    from dataclasses import asdict
+
+    from qosplane.host import probe as probe_module
+
+    fresh = Capabilities(cgroup_v2=True, cgroup_v2_cpu=True)
+    monkeypatch.setattr(probe_module, "probe", lambda: fresh)
+    old = {k: v for k, v in asdict(Capabilities(cgroup_v2=True)).items() if k != "cgroup_v2_cpu"}
+    cache = tmp_path / "capabilities.json"
+    cache.write_text(json.dumps({"kernel": platform.release(), "capabilities": old}))
+    assert probe_module.cached_probe(cache) == fresh
+    assert json.loads(cache.read_text())["capabilities"]["cgroup_v2_cpu"] is True
+    monkeypatch.setattr(probe_module, "probe", Capabilities)
+    assert probe_module.cached_probe(cache) == fresh  # a complete cache is used as it is

@@ -253,3 +253,34 @@ def test_the_disk_limits_hold_when_measured_through_qemu() -> None:
         retuned = verify(servers(**{"quota:disk_read_iops_sec": "50"})[0])
         iops = retuned[("disk_iops", "read")]
         assert (iops.configured, iops.passed) == ("50 IOPS", True), iops.to_json()
+
+
+def test_on_cgroup_v2_an_unset_weight_is_v2s_default() -> None:
+    """Zed-onward Nova writes no shares; libvirt then leaves the kernel's default, which on
+    cgroup v2 is weight 100, not v1's 1024 (else the domain would drift every pass)."""
+    body = copy.deepcopy(load_case("m1-resquota.yaml"))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid", "nova_shares_default": "none"}
+    body["flavor"]["extra_specs"].pop("quota:cpu_shares")
+    plan = plan_of(body).to_json()
+    v2 = Capabilities(htb=True, cgroup_v2=True, cgroup_v2_cpu=True, libvirt=True)
+    qos, _ = host_program(plan, v2)
+    assert qos.domain is not None
+    assert dict(qos.domain.scheduler)["cpu_shares"] == 100
+    qos, _ = host_program(plan, LIBVIRT)
+    assert qos.domain is not None
+    assert dict(qos.domain.scheduler)["cpu_shares"] == 1024
+
+
+def test_images_left_without_a_domain_are_removed() -> None:
+    """A definition that failed, or a domain undefined behind the agent's back, leaves its
+    image: the pass removes it with the server that is gone."""
+    with drivers("real", libvirt=True) as host:
+        hypervisor = host.hypervisor
+        assert isinstance(hypervisor, RealHypervisor)
+        hypervisor.images.mkdir(parents=True, exist_ok=True)
+        stray = hypervisor.images / "instance-000000ff-vda.raw"
+        stray.write_bytes(b"")
+        assert "instance-000000ff" in hypervisor.names()
+        _, result = Reconciler(host, LIBVIRT).converge(servers())
+        assert "instance-000000ff" in result.removed
+        assert not stray.exists()

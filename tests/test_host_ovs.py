@@ -27,6 +27,7 @@ from qosplane.compiler.host_program import (
     ovs_queue,
 )
 from qosplane.host.errors import HostError
+from qosplane.host.instances import RealInstances
 from qosplane.host.ovs import FakeSwitch, RealSwitch, observed_port, parse_flows, parse_meters
 from qosplane.model.host_state import (
     Capabilities,
@@ -323,3 +324,71 @@ def test_a_port_of_that_name_that_is_not_ours_is_refused() -> None:
             text=True,
         ).stdout.split()
         assert "tapforeign-00" in shown
+
+
+def test_meters_of_other_shapes_are_listed_but_never_read_as_ours() -> None:
+    text = (
+        "OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\n"
+        "meter=3 pktps burst bands=\ntype=drop rate=100 burst_size=10\n"
+        "meter=5 kbps burst bands=\ntype=dscp_remark rate=3000 burst_size=2400 prec_level=1\n"
+        "meter=7 kbps burst bands=\ntype=drop rate=2000 burst_size=1600\n"
+        "meter=9 kbps bands=\ntype=drop rate=2000\n"
+    )
+    assert parse_meters(text) == {
+        3: None,
+        5: None,
+        7: Meter(KilobitsPerSecond(2000), Kilobits(1600)),
+        9: None,
+    }
+
+
+def test_a_server_that_fails_its_pass_keeps_its_ovs_qos(host: HostDrivers) -> None:
+    """An agent restarted while one server cannot be wired: the other server is repaired,
+    and the failing one's queue, meter and flows are left as they were, not stripped."""
+    Reconciler(host, OVS).converge(servers())
+    before = _ports(host)[NEUTRON_TAP].qos
+    assert before.from_instance is not None
+    real_ensure = host.instances.ensure
+
+    def ensure(name: str, ports: Any) -> None:
+        if name == "instance-00000043":
+            raise HostError(f"plug {name}", "simulated")
+        real_ensure(name, ports)
+
+    host.instances.ensure = ensure  # type: ignore[method-assign]
+    _break(host, "tapa1e966cd-47", "qos row")  # drift on the other server
+    _, result = Reconciler(host, OVS).converge(servers())
+    assert set(result.errors) == {"instance-00000043"}
+    seen = _ports(host)
+    assert seen[NEUTRON_TAP].qos == before
+    assert seen["tapa1e966cd-47"].qos.to_instance is not None
+
+
+def test_a_bridge_the_agent_did_not_make_is_refused() -> None:
+    with drivers("real", ovs=True) as host:
+        switch = host.switch
+        assert isinstance(switch, RealSwitch)
+        subprocess.run(
+            ["ovs-vsctl", f"--db={switch.daemons.db}", "add-br", "br-neutron"],
+            check=True,
+            capture_output=True,
+        )
+        wait_until(lambda: "br-neutron" in {r.name for r in switch._rows("Bridge")})
+        with pytest.raises(HostError, match="not qosplane's"):
+            RealSwitch(switch.daemons, "br-neutron", "qpx-").close()
+
+
+def test_a_tap_whose_device_is_gone_is_plugged_again() -> None:
+    with drivers("real", ovs=True) as host:
+        assert isinstance(host.instances, RealInstances)
+        reconciler = Reconciler(host, OVS)
+        reconciler.converge(servers())
+        subprocess.run(
+            ["ip", "-n", host.instances.host_netns or "", "link", "del", NEUTRON_TAP], check=True
+        )
+        assert host.switch is not None
+        wait_until(lambda: not _ports(host)[NEUTRON_TAP].exists)
+        _, result = reconciler.converge(servers())
+        assert ("device", NEUTRON_TAP) in {(d.aspect, d.device) for d in result.drift_before}
+        assert (result.errors, result.drift_after) == ({}, [])
+        assert _ports(host)[NEUTRON_TAP].exists

@@ -10,7 +10,7 @@ device cannot block the others, and what still fails is reported, not swallowed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qosplane.compiler.host_program import device_commands, host_program
@@ -102,9 +102,14 @@ def targets_of(servers: Sequence[Mapping[str, Any]], caps: Capabilities) -> list
     targets = []
     for server in servers:
         qos, outcomes = host_program(server["plan"], caps, server.get("volumes", []))
-        targets.append(
-            Target(server["id"], int(server["plan_revision"]), qos, outcomes, ports_of(server))
-        )
+        wires = ports_of(server)
+        if caps.ovs_switch:
+            # Every tap is a port of the switch, limited or not: one deleted from the
+            # bridge is then missed and plugged again, and one whose limits went is cleared.
+            limited = {p.port for p in qos.ports}
+            bare = tuple(PortQos(w.tap) for w in wires if w.tap not in limited)
+            qos = replace(qos, ports=tuple(sorted((*qos.ports, *bare), key=lambda p: p.port)))
+        targets.append(Target(server["id"], int(server["plan_revision"]), qos, outcomes, wires))
     return targets
 
 
@@ -116,6 +121,8 @@ class Reconciler:
         self._tc_seen: dict[str, DeviceTc] = {}
         self._ensured: dict[str, tuple[PortWire, ...]] = {}
         self._domains: set[str] = set()  # domains ensured by this process
+        # Servers whose state could not be read in the last drift(): charged to them.
+        self.observe_errors: dict[str, str] = {}
 
     # -- observe ---------------------------------------------------------------------
     def _observe_all(self, targets: Sequence[Target]) -> None:
@@ -153,7 +160,13 @@ class Reconciler:
         self._marks = self.d.dscp.observe()
         self._observe_all(targets)
         switch = self.d.switch
-        switch_seen = switch.observe() if switch is not None else {}
+        switch_seen: dict[str, ObservedPort] = {}
+        switch_error = ""
+        if switch is not None and any(t.qos.ports for t in targets):
+            try:
+                switch_seen = switch.observe()
+            except HostError as exc:  # ovs-vswitchd gone, say: charged to its servers
+                switch_error = str(exc)
         out: list[Drift] = []
         shaped = [d for t in targets for d in t.qos.devices if d.from_instance is not None]
         present, up = (self.d.instances.ifbs(), self.d.instances.ifbs_up()) if shaped else ((), ())
@@ -162,12 +175,19 @@ class Reconciler:
                 out += device_drift(t.qos.name, device, self.observe_device(device))
                 if device.ifb in present and device.ifb not in up:
                     out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
-            for port in t.qos.ports:
+            if switch_error and t.qos.ports:
+                self.observe_errors.setdefault(t.qos.name, switch_error)
+            for port in t.qos.ports if not switch_error else ():
                 seen = switch_seen.get(port.port) or ObservedPort(PortQos(port.port), exists=False)
                 out += port_drift(t.qos.name, port, seen)
             if t.qos.domain is not None and self.d.hypervisor is not None:
                 domain = t.qos.domain
-                out += domain_drift(t.qos.name, domain, self.d.hypervisor.observe(domain.name))
+                try:
+                    live = self.d.hypervisor.observe(domain.name)
+                except HostError as exc:  # libvirtd gone, say: charged to this server
+                    self.observe_errors.setdefault(t.qos.name, str(exc))
+                else:
+                    out += domain_drift(t.qos.name, domain, live)
             if t.qos.cpu is not None:
                 out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
             for volume in t.qos.volumes:
@@ -244,6 +264,30 @@ class Reconciler:
                     except HostError as exc:
                         result.errors[name] = str(exc)
 
+    def _switch(
+        self, targets: Sequence[Target], ready: Sequence[Target], result: PassResult
+    ) -> None:
+        """The ready servers' ports to their QoS; the ports of servers that failed this pass
+        are left as they are (not stripped), and a port that fails is charged to its
+        server alone."""
+        assert self.d.switch is not None
+        names = {t.qos.name for t in ready}
+        leave = {p.port for t in targets if t.qos.name not in names for p in t.qos.ports}
+        try:
+            applied = self.d.switch.apply([p for t in ready for p in t.qos.ports], leave)
+        except HostError as exc:
+            for t in ready:  # the switch as a whole failed: charged to its servers
+                if t.qos.ports:
+                    result.errors.setdefault(t.qos.name, str(exc))
+            return
+        result.commands += applied.changes
+        for t in ready:
+            for port in t.qos.ports:
+                if port.port in applied.failed:
+                    result.errors.setdefault(
+                        t.qos.name, f"{port.port}: {applied.failed[port.port]}"
+                    )
+
     def _ensure_domains(
         self, targets: Sequence[Target], result: PassResult, restart_only: bool
     ) -> None:
@@ -252,7 +296,13 @@ class Reconciler:
         hypervisor = self.d.hypervisor
         if hypervisor is None:
             return
-        running = None if restart_only else hypervisor.names()
+        try:
+            running = None if restart_only else hypervisor.names()
+        except HostError as exc:
+            for t in targets:
+                if t.qos.domain is not None:
+                    result.errors.setdefault(t.qos.name, str(exc))
+            return
         for t in targets:
             domain = t.qos.domain
             if domain is None or t.qos.name in result.errors:
@@ -272,6 +322,7 @@ class Reconciler:
     def converge_targets(self, targets: Sequence[Target]) -> PassResult:
         result = PassResult()
         self._marks = {}
+        self.observe_errors = {}
         try:
             self._remove_stale(targets, result)
         except HostError as exc:
@@ -293,6 +344,9 @@ class Reconciler:
         self._ensure_domains(targets, result, restart_only=False)
         ready = [t for t in targets if t.qos.name not in result.errors]
         result.drift_before = self.drift(ready)
+        for name, error in self.observe_errors.items():
+            result.errors.setdefault(name, error)
+        ready = [t for t in ready if t.qos.name not in result.errors]
         self._ensure_domains(
             [
                 t
@@ -317,12 +371,7 @@ class Reconciler:
         if result.drift_before:
             self._tc(ready, result)
             if self.d.switch is not None:
-                try:
-                    result.commands += self.d.switch.apply([p for t in ready for p in t.qos.ports])
-                except HostError as exc:
-                    for t in ready:  # charged to the servers with OVS ports
-                        if t.qos.ports:
-                            result.errors.setdefault(t.qos.name, str(exc))
+                self._switch(targets, ready, result)
             marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
             if marks != self._marks:
                 try:
@@ -355,6 +404,8 @@ class Reconciler:
                     except HostError as exc:
                         result.errors[t.qos.name] = str(exc)
             result.drift_after = self.drift(ready)
+            for name, error in self.observe_errors.items():
+                result.errors.setdefault(name, error)
         return result
 
 

@@ -49,7 +49,7 @@ SWITCHES = ("linuxbridge", "ovs")
 def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str) -> RealSwitch:
     """The host's Open vSwitch when one runs (and the agent shares its namespace), else the
     agent's own ovsdb-server and ovs-vswitchd under the state directory."""
-    system = OvsDaemons(SYSTEM_RUNDIR)
+    system = OvsDaemons(SYSTEM_RUNDIR, managed=False)
     daemons = (
         system
         if host_netns is None and system.running()
@@ -92,13 +92,12 @@ def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
     """The host's libvirtd when one runs (and the agent shares its namespace), else the
     agent's own under the state directory."""
     tag = options.prefix.rstrip("-")
+    images = options.state_dir / "images" / tag
     if options.host_netns is None and SYSTEM_SOCKET.exists():
-        uri = "qemu:///system"
-    else:
-        daemon = LibvirtDaemon(options.state_dir / "libvirt" / tag, options.host_netns)
-        daemon.ensure()
-        uri = daemon.uri
-    return RealHypervisor(uri, options.state_dir / "images" / tag, options.prefix)
+        return RealHypervisor("qemu:///system", images, options.prefix)
+    daemon = LibvirtDaemon(options.state_dir / "libvirt" / tag, options.host_netns)
+    daemon.ensure()
+    return RealHypervisor(daemon.uri, images, options.prefix, daemon)
 
 
 def host_setup(options: HostOptions) -> HostSetup:

@@ -16,6 +16,7 @@ from typing import Any
 from qosplane.compiler.host_domain import domain_iotune
 from qosplane.model.host_state import (
     CGROUP_V1_DEFAULT_SHARES,
+    CGROUP_V2_DEFAULT_WEIGHT,
     LIBVIRT_DEFAULT_PERIOD_US,
     LIBVIRT_UNLIMITED_QUOTA,
     Capabilities,
@@ -234,6 +235,11 @@ def host_program(
                 for target in domain_iotune(str(plan["domain_xml"]))
                 if target not in by_target  # volumes: exported by the volume driver
             },
+            # The weight a domain gets when none is set: the kernel's default for the
+            # cgroup version libvirt writes (v2's weight 100, v1's shares 1024).
+            CGROUP_V2_DEFAULT_WEIGHT
+            if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
+            else CGROUP_V1_DEFAULT_SHARES,
         )
         if caps.libvirt
         else None,
@@ -248,12 +254,16 @@ def _cgroup_mechanism(caps: Capabilities) -> str:
 
 
 def _domain(
-    name: str, plan: Mapping[str, Any], cpu: Mapping[str, int], iotune: Mapping[str, dict[str, int]]
+    name: str,
+    plan: Mapping[str, Any],
+    cpu: Mapping[str, int],
+    iotune: Mapping[str, dict[str, int]],
+    default_shares: int,
 ) -> DomainQos:
     """Every value is explicit, defaults included, so a limit removed from the flavor is
     reset live too (libvirt reports 0 for an unset iotune value, -1 for no quota)."""
     scheduler = {
-        "cpu_shares": cpu.get("shares", CGROUP_V1_DEFAULT_SHARES),
+        "cpu_shares": cpu.get("shares", default_shares),
         "vcpu_period": cpu.get("cfs_period_us", LIBVIRT_DEFAULT_PERIOD_US),
         "vcpu_quota": cpu.get("cfs_quota_us", LIBVIRT_UNLIMITED_QUOTA),
     }

@@ -34,7 +34,7 @@ from qosplane.compiler.host_domain import IOTUNE_KEYS, OWNER_NAMESPACE, DomainHo
 from qosplane.host.errors import HostError
 from qosplane.host.measure import DiskRate
 from qosplane.host.process import run
-from qosplane.model.host_state import DomainQos
+from qosplane.model.host_state import LIBVIRT_UNLIMITED_QUOTA, DomainQos
 from qosplane.model.units import Kibibytes
 
 try:
@@ -45,6 +45,7 @@ except ImportError:  # optional: only the libvirt instance driver needs it
     libvirt_qemu = None
 
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
+NO_QUOTA_ABOVE = 2**40  # a vcpu_quota above this is libvirt's "no quota" on cgroup v2
 SCHEDULER_KEYS = ("cpu_shares", "vcpu_period", "vcpu_quota")
 IMAGE_BYTES = 64 * 1024 * 1024
 GUEST_MEMORY_KIB = Kibibytes(128 * 1024)  # no guest OS runs: firmware only
@@ -178,7 +179,11 @@ class LibvirtDaemon:
 
 
 class RealHypervisor:
-    def __init__(self, uri: str, images: Path, owner: str = "qp-") -> None:
+    """`daemon`: the agent's own libvirtd, started again when it is found dead."""
+
+    def __init__(
+        self, uri: str, images: Path, owner: str = "qp-", daemon: LibvirtDaemon | None = None
+    ) -> None:
         if libvirt is None:
             raise HostError(
                 "libvirt", "libvirt-python is not installed (pip install libvirt-python)"
@@ -188,16 +193,27 @@ class RealHypervisor:
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         self.uri = uri
         self.images = images
+        self.daemon = daemon
         self.owner = f"qosplane:{owner}"
         self._connection: Any = None
 
     def _conn(self) -> Any:
-        if self._connection is None or not self._connection.isAlive():
-            try:
-                self._connection = libvirt.open(self.uri)
-            except libvirt.libvirtError as exc:
-                raise HostError(f"connect to {self.uri}", str(exc)) from exc
+        if self._connection is not None and self._connection.isAlive():
+            return self._connection
+        if self.daemon is not None and not self.daemon.running():
+            self.daemon.ensure()  # the agent's own libvirtd died: start it again
+        try:
+            self._connection = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise HostError(f"connect to {self.uri}", str(exc)) from exc
         return self._connection
+
+    @staticmethod
+    def _active(dom: Any) -> bool:
+        try:
+            return bool(dom.isActive())
+        except libvirt.libvirtError as exc:
+            raise HostError(f"state of domain {dom.name()}", str(exc)) from exc
 
     def close(self) -> None:
         if self._connection is not None:
@@ -251,7 +267,7 @@ class RealHypervisor:
                 emulator = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
                 host = DomainHost(self.virt_type(), emulator, GUEST_MEMORY_KIB, images, self.owner)
                 dom = self._conn().defineXML(host_domain_xml(desired.plan_xml, host))
-            if not dom.isActive():
+            if not self._active(dom):
                 dom.create()
         except libvirt.libvirtError as exc:
             raise HostError(f"start domain {desired.name}", str(exc)) from exc
@@ -263,7 +279,7 @@ class RealHypervisor:
 
     def observe(self, name: str) -> DomainQos | None:
         dom = self._lookup(name)
-        if dom is None or not dom.isActive():
+        if dom is None or not self._active(dom):
             return None
         live = libvirt.VIR_DOMAIN_AFFECT_LIVE
         try:
@@ -274,16 +290,15 @@ class RealHypervisor:
                 iotune.append((target, tuple(sorted((k, int(values[k])) for k in IOTUNE_KEYS))))
         except libvirt.libvirtError as exc:
             raise HostError(f"read domain {name}", str(exc)) from exc
-        return DomainQos(
-            name,
-            "",
-            tuple(sorted((k, int(params[k])) for k in SCHEDULER_KEYS if k in params)),
-            tuple(sorted(iotune)),
-        )
+        scheduler = {k: int(params[k]) for k in SCHEDULER_KEYS if k in params}
+        if scheduler.get("vcpu_quota", 0) > NO_QUOTA_ABOVE:
+            # cgroup v2's "max" comes back as ULLONG_MAX / 1000 (vircgroupv2.c): no quota.
+            scheduler["vcpu_quota"] = LIBVIRT_UNLIMITED_QUOTA
+        return DomainQos(name, "", tuple(sorted(scheduler.items())), tuple(sorted(iotune)))
 
     def apply(self, desired: DomainQos) -> None:
         dom = self._lookup(desired.name)
-        if dom is None or not dom.isActive():
+        if dom is None or not self._active(dom):
             raise HostError(f"re-tune {desired.name}", "the domain does not run")
         try:
             # Live first, then the persistent definition (libvirt refuses both in one call
@@ -296,24 +311,30 @@ class RealHypervisor:
             raise HostError(f"re-tune {desired.name}", str(exc)) from exc
 
     def remove(self, name: str) -> None:
+        """The domain if it is the agent's, and its images either way (a domain undefined
+        behind the agent's back, or one whose definition failed, leaves them)."""
         dom = self._lookup(name)
-        if dom is None or not self._ours(dom):
-            return
-        try:
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        except libvirt.libvirtError as exc:
-            raise HostError(f"remove domain {name}", str(exc)) from exc
-        for image in self.images.glob(f"{name}-*.raw"):
+        if dom is not None and self._ours(dom):
+            try:
+                if self._active(dom):
+                    dom.destroy()
+                dom.undefine()
+            except libvirt.libvirtError as exc:
+                raise HostError(f"remove domain {name}", str(exc)) from exc
+        for image in self._images_of(name):
             image.unlink()
 
+    def _images_of(self, name: str) -> list[Path]:
+        return [p for p in self.images.glob(f"{name}-*.raw") if p.name.rsplit("-", 1)[0] == name]
+
     def names(self) -> set[str]:
+        """The agent's domains, and the names that only have images left."""
         try:
             domains = self._conn().listAllDomains(0)
         except libvirt.libvirtError as exc:
             raise HostError("list domains", str(exc)) from exc
-        return {dom.name() for dom in domains if self._ours(dom)}
+        leftovers = {p.name.rsplit("-", 1)[0] for p in self.images.glob("*-*.raw")}
+        return {dom.name() for dom in domains if self._ours(dom)} | leftovers
 
     def remove_everything(self) -> None:
         for name in sorted(self.names()):

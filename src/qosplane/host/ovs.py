@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,10 +64,17 @@ class Switch(Protocol):
     def observe(self) -> dict[str, ObservedPort]:
         """Every plugged port's QoS as OVSDB and the OpenFlow tables show it."""
 
-    def apply(self, desired: Sequence[PortQos]) -> int:
-        """Bring every plugged port to `desired` (a port not listed: no QoS) and delete the
-        agent's rows, meters and flows that belong to no plugged port. Returns the number
-        of changes made."""
+    def apply(self, desired: Sequence[PortQos], leave: Collection[str] = ()) -> SwitchResult:
+        """Bring every plugged port to `desired` (a port not listed and not in `leave`: no
+        QoS) and delete the agent's rows, meters and flows that belong to no plugged port.
+        Ports in `leave` (their server failed this pass) are not touched. A port that cannot
+        be configured (no OpenFlow number: its device is gone) fails alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchResult:
+    changes: int = 0
+    failed: Mapping[str, str] = field(default_factory=dict)  # port -> why
 
 
 # --- the daemons --------------------------------------------------------------------------
@@ -80,6 +87,7 @@ class OvsDaemons:
 
     state_dir: Path
     netns: str | None = None
+    managed: bool = True  # the agent's own (restarted when found dead), not the host's
 
     @property
     def db(self) -> str:
@@ -159,18 +167,29 @@ class OvsDaemons:
 
 # --- OpenFlow text ------------------------------------------------------------------------
 
-_METER = re.compile(r"meter=(\d+) kbps burst.*?\ntype=drop rate=(\d+) burst_size=(\d+)", re.S)
+_METER_ID = re.compile(r"^meter=(\d+)\b", re.M)
+_DROP_BAND = re.compile(r"type=drop rate=(\d+) burst_size=(\d+)")
 _COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
 _FLOW_METER = re.compile(r"actions=meter:(\d+)")
 _FLOW_DSCP = re.compile(r"set_field:(\d+)->ip_dscp")
 
 
-def parse_meters(text: str) -> dict[int, Meter]:
-    """`ovs-ofctl dump-meters` -> meter id -> its drop band."""
-    return {
-        int(m): Meter(KilobitsPerSecond(int(rate)), Kilobits(int(burst)))
-        for m, rate, burst in _METER.findall(text)
-    }
+def parse_meters(text: str) -> dict[int, Meter | None]:
+    """`ovs-ofctl dump-meters` -> meter id -> its drop band in kbps with a burst; None for
+    a meter of another shape (pktps, several bands, dscp_remark), which is never ours as
+    it stands. Every id is listed, so an existing id is modified, never added twice."""
+    out: dict[int, Meter | None] = {}
+    starts = list(_METER_ID.finditer(text))
+    for i, start in enumerate(starts):
+        block = text[start.start() : starts[i + 1].start() if i + 1 < len(starts) else None]
+        bands = _DROP_BAND.findall(block)
+        header = block.splitlines()[0]
+        ours = len(bands) == 1 and " kbps " in f" {header} " and " burst " in f" {header} "
+        ours = ours and block.count("type=") == 1
+        out[int(start.group(1))] = (
+            Meter(KilobitsPerSecond(int(bands[0][0])), Kilobits(int(bands[0][1]))) if ours else None
+        )
+    return out
 
 
 def parse_flows(text: str) -> dict[str, list[str]]:
@@ -188,7 +207,7 @@ def observed_port(
     exists: bool,
     queue: OvsQueue | None,
     flows: Sequence[str],
-    meters: Mapping[int, Meter],
+    meters: Mapping[int, Meter | None],
     ofport: int,
 ) -> ObservedPort:
     """A port's QoS from its rows and flows: the meter its flows use, the DSCP its ip
@@ -217,13 +236,15 @@ def _describe(exc: BaseException) -> str:
 
 
 class RealSwitch:
-    """One bridge of an OVS whose database is at `daemons.db`. Rows it writes carry
-    external_ids qosplane-owner=<prefix>, and only those are ever changed or deleted."""
+    """One bridge of an OVS whose database is at `daemons.db`. The bridge is the agent's
+    own (created by it, marked in its external_ids): a bridge of that name made by someone
+    else (Neutron's br-int on a compute node) is refused, never reconfigured, so its
+    datapath, protocols, fail mode and meters stay as they are. Port, QoS and Queue rows the
+    agent writes carry external_ids qosplane-owner=<prefix>; only those are ever changed or
+    deleted."""
 
     def __init__(self, daemons: OvsDaemons, bridge: str = "br-int", prefix: str = "qp-") -> None:
         self.daemons = daemons
-        # The userspace datapath unless the kernel has Open vSwitch's module.
-        datapath = "system" if Path("/sys/module/openvswitch").exists() else "netdev"
         self.bridge = bridge
         self.tag = f"qosplane:{prefix}"
         try:
@@ -235,11 +256,38 @@ class RealSwitch:
             self.api = api_class(self._conn)
         except Exception as exc:  # ovsdbapp raises bare Exceptions on connect
             raise HostError(f"connect to OVSDB {daemons.db}", _describe(exc)) from exc
+        self._ensure_bridge()
+
+    def _bridge_row(self) -> Any | None:
+        for row in self._rows("Bridge"):
+            if row.name == self.bridge:
+                return row
+        return None
+
+    def _ensure_bridge(self) -> None:
+        """Create the bridge unless it is there; a bridge that is not the agent's is
+        refused. Also what a pass does after `ovs-vsctl del-br` behind its back."""
+        row = self._bridge_row()
+        if row is not None:
+            if row.external_ids.get("qosplane-owner") != self.tag:
+                raise HostError(
+                    f"use bridge {self.bridge}",
+                    "it exists and is not qosplane's (give the agent a bridge of its own "
+                    "with --bridge)",
+                )
+            return
+        # The userspace datapath unless the kernel has Open vSwitch's module.
+        datapath = "system" if Path("/sys/module/openvswitch").exists() else "netdev"
         self._txn(
             lambda api: [
                 api.add_br(self.bridge, datapath_type=datapath),
-                api.db_set("Bridge", self.bridge, ("protocols", ["OpenFlow10", "OpenFlow13"])),
-                api.db_set("Bridge", self.bridge, ("fail_mode", "standalone")),
+                api.db_set(
+                    "Bridge",
+                    self.bridge,
+                    ("protocols", ["OpenFlow10", "OpenFlow13"]),
+                    ("fail_mode", "standalone"),
+                    ("external_ids", {"qosplane-owner": self.tag}),
+                ),
             ],
             f"add bridge {self.bridge}",
         )
@@ -262,6 +310,11 @@ class RealSwitch:
     def _rows(self, table: str) -> list[Any]:
         return list(self.api.tables[table].rows.values())
 
+    def port_names(self) -> set[str]:
+        """Every port on the bridge, the agent's or not (as the OVSDB replica has it)."""
+        row = self._bridge_row()
+        return {p.name for p in row.ports} if row is not None else set()
+
     def _our_ports(self) -> dict[str, Any]:
         return {
             row.name: row
@@ -269,13 +322,18 @@ class RealSwitch:
             if row.external_ids.get("qosplane-owner") == self.tag
         }
 
-    def _vlan_for(self, network_id: str, ports: Mapping[str, Any]) -> int:
+    def _vlan_for(self, network_id: str) -> int:
+        """The network's tag if one of the agent's ports has it, else the lowest tag no
+        port of any owner on the switch uses."""
         used: set[int] = set()
-        for row in ports.values():
+        for row in self._rows("Port"):
             tag = row.tag[0] if row.tag else None
             if tag is None:
                 continue
-            if row.external_ids.get("qosplane-network") == network_id:
+            if (
+                row.external_ids.get("qosplane-owner") == self.tag
+                and row.external_ids.get("qosplane-network") == network_id
+            ):
                 return int(tag)
             used.add(int(tag))
         for tag in VLAN_TAGS:
@@ -284,11 +342,12 @@ class RealSwitch:
         raise HostError(f"plug into {self.bridge}", "every VLAN tag is in use")
 
     def plug(self, port: str, *, network_id: str, owner: str, mac: str | None = None) -> None:
+        self._ensure_bridge()
         ports = self._our_ports()
         existing = {row.name for row in self._rows("Port")}
         if port in existing and port not in ports:
             raise HostError(f"plug {port}", "an OVS port of that name exists and is not ours")
-        vlan = self._vlan_for(network_id, ports)
+        vlan = self._vlan_for(network_id)
         port_ids = {
             "qosplane-owner": self.tag,
             "qosplane-instance": owner,
@@ -374,32 +433,42 @@ class RealSwitch:
     def _ofctl(self, *args: str, input_text: str | None = None) -> str:
         return run([*OFCTL, *args], input_text)
 
-    def _dump(self) -> tuple[dict[str, list[str]], dict[int, Meter]]:
+    def _dump(self) -> tuple[dict[str, list[str]], dict[int, Meter | None]]:
+        if self.daemons.managed and not self.daemons.running():
+            # The agent's own ovs-vswitchd (or ovsdb-server) died: start it again; the
+            # database keeps the bridge and rows, and this pass rewrites the flows.
+            self.daemons.ensure()
+            self._wait_ofports(sorted(self._our_ports()))
         mgmt = self.daemons.mgmt(self.bridge)
         flows = parse_flows(self._ofctl("--no-stats", "dump-flows", mgmt, OVS_COOKIE_MATCH))
         meters = parse_meters(self._ofctl("dump-meters", mgmt))
         return flows, meters
 
+    def _down(self) -> set[str]:
+        """Interfaces OVS sees administratively down: a deleted device (OVS keeps its
+        number and reports it down) or one set down behind the agent's back."""
+        return {row.name for row in self._rows("Interface") if list(row.admin_state) == ["down"]}
+
     def observe(self) -> dict[str, ObservedPort]:
+        """A port whose device is gone or down is missing, so the pass plugs it again
+        (which recreates or raises the device) instead of repairing flows for it."""
+        self._ensure_bridge()
         flows, meters = self._dump()
         ofports = self._ofports()
+        on_bridge = self.port_names()
+        down = self._down()
         out = {}
         for name, row in self._our_ports().items():
+            ofport = ofports.get(name, -1)
             out[name] = observed_port(
                 name,
-                name in {p.name for p in self._bridge_ports()},
+                name in on_bridge and ofport > 0 and name not in down,
                 self._queue_of(row),
                 flows.get(ovs_port_cookie(name), []),
                 meters,
-                ofports.get(name, -1),
+                ofport,
             )
         return out
-
-    def _bridge_ports(self) -> list[Any]:
-        for row in self._rows("Bridge"):
-            if row.name == self.bridge:
-                return list(row.ports)
-        return []
 
     def _wait_ofports(self, ports: Sequence[str]) -> dict[str, int]:
         """vswitchd assigns an OpenFlow port number a moment after the Port row appears."""
@@ -410,28 +479,30 @@ class RealSwitch:
                 return ofports
             time.sleep(0.01)
 
-    def apply(self, desired: Sequence[PortQos]) -> int:
-        wanted = {q.port: q for q in desired}
+    def apply(self, desired: Sequence[PortQos], leave: Collection[str] = ()) -> SwitchResult:
+        self._ensure_bridge()
         ours = self._our_ports()
-        missing = sorted(set(wanted) - set(ours))
-        if missing:
-            raise HostError(f"QoS on {self.bridge}", f"ports not plugged: {', '.join(missing)}")
-        ofports = self._wait_ofports(sorted(wanted))
-        unnumbered = [p for p in sorted(wanted) if ofports.get(p, -1) <= 0]
-        if unnumbered:
-            raise HostError(
-                f"QoS on {self.bridge}",
-                f"no OpenFlow port number for {', '.join(unnumbered)} (device missing?)",
-            )
-        changes = 0
-        changes += self._apply_queues(wanted, ours)
+        kept = set(leave)
+        failed: dict[str, str] = {}
+        wanted: dict[str, PortQos] = {}
+        ofports = self._wait_ofports(sorted(q.port for q in desired if q.port in ours))
+        for q in desired:
+            if q.port not in ours:
+                failed[q.port] = "not plugged into the bridge"
+            elif ofports.get(q.port, -1) <= 0:
+                failed[q.port] = "no OpenFlow port number (its device is gone)"
+            else:
+                wanted[q.port] = q
+        kept |= set(failed)
+        changes = self._apply_queues(wanted, ours, kept)
         flows, meters = self._dump()
         mgmt = self.daemons.mgmt(self.bridge)
         want_meters = {
-            ofports[q.port]: q.from_instance for q in desired if q.from_instance is not None
+            ofports[p]: q.from_instance for p, q in wanted.items() if q.from_instance is not None
         }
+        kept_meters = {ofports.get(p, -1) for p in kept}
         for meter_id, meter in sorted(want_meters.items()):
-            if meters.get(meter_id) == meter:
+            if meters.get(meter_id, ...) == meter:
                 continue
             verb = "mod-meter" if meter_id in meters else "add-meter"
             self._ofctl(verb, mgmt, ovs_meter_spec(meter_id, meter))
@@ -440,6 +511,8 @@ class RealSwitch:
         cookies = {ovs_port_cookie(p): p for p in ours}
         for cookie, current in sorted(flows.items()):
             port = cookies.get(cookie)
+            if port in kept:
+                continue
             rendered = sorted(ovs_port_flows(wanted[port], ofports[port])) if port in wanted else []
             if sorted(current) != rendered:
                 lines.append(f"delete cookie={cookie}/-1")
@@ -454,29 +527,38 @@ class RealSwitch:
             # One process, in order: a port's old flows go before its new ones come.
             self._ofctl("add-flows", mgmt, "-", input_text="\n".join(lines) + "\n")
             changes += len(lines)
-        for meter_id in sorted(set(meters) - set(want_meters)):
+        # The bridge is the agent's own, so every other meter is a leftover of its ports.
+        for meter_id in sorted(set(meters) - set(want_meters) - kept_meters):
             self._ofctl("del-meter", mgmt, f"meter={meter_id}")
             changes += 1
-        return changes
+        return SwitchResult(changes, failed)
 
-    def _apply_queues(self, wanted: Mapping[str, PortQos], ours: Mapping[str, Any]) -> int:
+    def _apply_queues(
+        self, wanted: Mapping[str, PortQos], ours: Mapping[str, Any], kept: Collection[str]
+    ) -> int:
         rows = self._qos_rows()
-        commands: list[Any] = []
-        changed = 0
+        commands: list[tuple[str, OvsQueue | None]] = []
         for name, row in sorted(ours.items()):
+            if name in kept:
+                continue
             qos = wanted.get(name)
             queue = qos.to_instance if qos is not None else None
             current = self._queue_of(row)
             stray = [r for r in rows.get(name, []) if not row.qos or r.uuid != row.qos[0].uuid]
             if current == queue and not stray:
                 continue
-            changed += 1
             commands.append((name, queue))
-        if not commands:
+        # Rows made for ports that are gone (deleted behind the agent's back): QoS is a
+        # root table, so OVSDB keeps them until someone destroys them.
+        orphans = [r for port, found in rows.items() if port not in ours for r in found]
+        if not commands and not orphans:
             return 0
 
         def build(api: Any) -> list[Any]:
             out: list[Any] = []
+            for row in orphans:
+                out.append(api.db_destroy("QoS", row.uuid))
+                out += [api.db_destroy("Queue", q.uuid) for q in row.queues.values()]
             for name, queue in commands:
                 out += self._destroy_qos_commands(api, name)
                 if queue is None:
@@ -501,7 +583,7 @@ class RealSwitch:
             return out
 
         self._txn(build, f"QoS rows on {self.bridge}")
-        return changed
+        return len(commands) + len(orphans)
 
     def remove_everything(self) -> None:
         """Tests and uninstall: every port, row, meter and flow this agent made."""
@@ -536,12 +618,15 @@ class FakeSwitch:
     def observe(self) -> dict[str, ObservedPort]:
         return {p: ObservedPort(self.qos.get(p, PortQos(p))) for p in self.ports}
 
-    def apply(self, desired: Sequence[PortQos]) -> int:
-        missing = sorted({q.port for q in desired} - set(self.ports))
-        if missing:
-            raise HostError(f"QoS on {self.bridge}", f"ports not plugged: {', '.join(missing)}")
+    def apply(self, desired: Sequence[PortQos], leave: Collection[str] = ()) -> SwitchResult:
+        failed = {
+            q.port: "not plugged into the bridge" for q in desired if q.port not in self.ports
+        }
+        kept = set(leave) | set(failed)
         before = dict(self.qos)
-        self.qos = {q.port: q for q in desired if q != PortQos(q.port)}
-        changed = sum(1 for p in set(before) | set(self.qos) if before.get(p) != self.qos.get(p))
+        after = {p: q for p, q in before.items() if p in kept}
+        after |= {q.port: q for q in desired if q.port not in kept and q != PortQos(q.port)}
+        self.qos = after
+        changed = sum(1 for p in set(before) | set(after) if before.get(p) != after.get(p))
         self.changes += changed
-        return changed
+        return SwitchResult(changed, failed)

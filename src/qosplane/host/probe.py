@@ -12,7 +12,7 @@ import os
 import platform
 import shutil
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from qosplane.host.cgroups import CGROUP_V2, CPU_V1
@@ -82,7 +82,9 @@ def cached_probe(cache: Path) -> Capabilities:
     release = platform.release()
     try:
         data = json.loads(cache.read_text())
-        if data.get("kernel") == release:
+        known = set(data["capabilities"])
+        # A cache written before a capability existed would read it as False: probe again.
+        if data.get("kernel") == release and known == {f.name for f in fields(Capabilities)}:
             return Capabilities(**data["capabilities"])
     except (OSError, ValueError, TypeError, KeyError):
         pass  # no cache yet, or an old format: probe again

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from qosplane.model.errors import Conflict, InvalidInput, NotFound, RevisionMismatch
@@ -266,12 +266,24 @@ class NetworkRepository:
         self.session.delete(self.port(port_id))
 
     def bind_port(self, port_id: str, device_id: str, device_owner: str, host: str) -> PortRow:
-        """Give an unbound port to a server (Nova's `--port`/`--nic port-id=`)."""
+        """Give an unbound port to a server (Nova's `--port`/`--nic port-id=`). One
+        conditional UPDATE, so two servers racing for the port cannot both get it."""
         row = self.port(port_id)
-        if row.device_id:
+        done = self.session.execute(
+            update(PortRow)
+            .where(PortRow.id == port_id, PortRow.device_id == "")
+            .values(
+                device_id=device_id,
+                device_owner=device_owner,
+                binding_host_id=host,
+                revision_number=PortRow.revision_number + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            self.session.refresh(row)
             raise Conflict("port", f"Port {port_id} is still in use by {row.device_id}.")
-        row.device_id, row.device_owner, row.binding_host_id = device_id, device_owner, host
-        row.revision_number += 1
+        self.session.refresh(row)
         return row
 
     def release_port(self, port_id: str) -> None:
