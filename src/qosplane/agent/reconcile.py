@@ -383,11 +383,12 @@ class Reconciler:
             for t in ready:
                 domain = t.qos.domain
                 if domain is not None and self.d.hypervisor is not None:
-                    if domain_drift(t.qos.name, domain, self.d.hypervisor.observe(domain.name)):
-                        try:
+                    try:
+                        live = self.d.hypervisor.observe(domain.name)
+                        if domain_drift(t.qos.name, domain, live):
                             self.d.hypervisor.apply(domain)
-                        except HostError as exc:
-                            result.errors[t.qos.name] = str(exc)
+                    except HostError as exc:
+                        result.errors[t.qos.name] = str(exc)
                 for volume in t.qos.volumes:
                     if volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id)):
                         try:
