@@ -1,16 +1,27 @@
 """A `qosplane serve` subprocess for the tests that drive it over HTTP (the real CLI, the
-agent): started without its local agent on a free port, waited for, stopped."""
+agent): started without its local agent on a free port, waited for, stopped; and the
+agent-thread rig the functional tests share."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from qosplane.agent.loop import Agent
+from qosplane.agent.reconcile import HostDrivers, Reconciler
+from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.model.host_state import Capabilities
 
 QOSPLANE = Path(sys.executable).parent / "qosplane"
 
@@ -55,3 +66,67 @@ def running_serve(state: Path, timeout_s: float = 30) -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@dataclass
+class ServedHost:
+    """A serve and one agent thread for a host: the admin's client and its OS_* env."""
+
+    client: QosplaneClient
+    env: dict[str, str]
+    host: str
+
+
+@contextmanager
+def serve_with_agent(
+    state: Path,
+    host: str,
+    drivers: HostDrivers,
+    caps: Capabilities,
+    facts: dict[str, Any],
+    drift_check_s: float = 1.0,
+) -> Iterator[ServedHost]:
+    """`running_serve` plus an agent thread for `host` on `drivers`, stopped afterwards."""
+    stop = threading.Event()
+    with running_serve(state) as endpoint:
+        admin = json.loads((state / "admin.json").read_text())
+        client = QosplaneClient(Credentials(endpoint, "admin", admin["password"], "admin"))
+        agent = Agent(
+            client, host, Reconciler(drivers, caps), facts=facts, drift_check_s=drift_check_s
+        )
+        agent.register()
+        thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+        thread.start()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+            "OS_AUTH_URL": f"{endpoint}/identity/v3",
+            "OS_USERNAME": "admin",
+            "OS_PASSWORD": admin["password"],
+            "OS_PROJECT_NAME": "admin",
+        }
+        try:
+            yield ServedHost(client, env, host)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def wait_applied(client: QosplaneClient, server_id: str, what: str, timeout_s: float = 30) -> None:
+    """Until the agent has reported the server's current plan revision."""
+    wait_for(
+        lambda: (
+            client.server_status(server_id)["report"].get("plan_revision")
+            == client.server_plan(server_id)["plan"]["revision"]
+        ),
+        timeout_s,
+        what,
+    )

@@ -11,23 +11,20 @@ Needs root, iproute2, nftables, iperf3, tcpdump and ping; CI installs them
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qosplane.agent.loop import Agent
-from qosplane.agent.reconcile import HostDrivers, Reconciler
+from qosplane.agent.reconcile import HostDrivers
 from qosplane.agent.verify import verify_server
-from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.client.http import QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
@@ -36,7 +33,7 @@ from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from tests.conftest import require_root_and
 from tests.hostkit import remove_everything
-from tests.serving import QOSPLANE, running_serve
+from tests.serving import QOSPLANE, serve_with_agent, wait_applied, wait_for
 
 TOOLS = (
     "ip",
@@ -65,15 +62,6 @@ class Rig:
     server: dict[str, Any]
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
-
-
 def _status(client: QosplaneClient, server_id: str) -> dict[str, Any]:
     return client.server_status(server_id)
 
@@ -94,29 +82,22 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         RealCgroups(root=cgroup_root),
         RealVolumes(state / "volumes"),
     )
-    stop = threading.Event()
     try:
-        with running_serve(state) as endpoint:
-            admin = json.loads((state / "admin.json").read_text())
-            client = QosplaneClient(Credentials(endpoint, "admin", admin["password"], "admin"))
-            host = f"qpf-{tag}"
-            agent = Agent(client, host, Reconciler(drivers, probe()), facts={"vif_type": "hybrid"})
-            agent.register()
-            thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-            thread.start()
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
-                "OS_AUTH_URL": f"{endpoint}/identity/v3",
-                "OS_USERNAME": "admin",
-                "OS_PASSWORD": admin["password"],
-                "OS_PROJECT_NAME": "admin",
-            }
-            server = _make_server(client, host)
-            yield Rig(client, env, host, host_ns, prefix, cgroup_root, drivers, server)
-            stop.set()
-            thread.join(timeout=10)
+        with serve_with_agent(
+            state, f"qpf-{tag}", drivers, probe(), {"vif_type": "hybrid"}
+        ) as hosted:
+            server = _make_server(hosted.client, hosted.host)
+            yield Rig(
+                hosted.client,
+                hosted.env,
+                hosted.host,
+                host_ns,
+                prefix,
+                cgroup_root,
+                drivers,
+                server,
+            )
     finally:
-        stop.set()
         assert isinstance(drivers.instances, RealInstances)
         assert isinstance(drivers.cgroups, RealCgroups)
         assert isinstance(drivers.volumes, RealVolumes)
@@ -184,16 +165,9 @@ def _make_server(client: QosplaneClient, host: str, egress_burst_kbit: int = 300
     client.call(
         "PUT", f"/networking/v2.0/ports/{ports[0]['id']}", {"port": {"qos_policy_id": policy_id}}
     )
+    wait_applied(client, created["id"], "the agent reports the current plan")
     data = client.server_plan(created["id"])
-    wait_for(
-        lambda: (
-            _status(client, created["id"])["report"].get("plan_revision")
-            == client.server_plan(created["id"])["plan"]["revision"]
-        ),
-        30,
-        "the agent reports the current plan",
-    )
-    return {**data["server"], "plan": client.server_plan(created["id"])["plan"]}
+    return {**data["server"], "plan": data["plan"]}
 
 
 def test_the_agent_applies_the_plan_and_reports_each_rule(rig: Rig) -> None:
@@ -375,14 +349,7 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
             }
         },
     )["server"]
-    wait_for(
-        lambda: (
-            _status(client, created["id"])["report"].get("plan_revision")
-            == client.server_plan(created["id"])["plan"]["revision"]
-        ),
-        30,
-        "the agent applies vm_resquota",
-    )
+    wait_applied(client, created["id"], "the agent applies vm_resquota")
     data = client.server_plan(created["id"])
     verdicts = verify_server(
         data["plan"],

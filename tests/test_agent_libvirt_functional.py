@@ -11,9 +11,7 @@ Needs root, libvirt (libvirtd, qemu-system-x86_64) and libvirt-python; CI instal
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -22,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from qosplane.agent.loop import Agent
-from qosplane.agent.reconcile import HostDrivers, Reconciler
-from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.agent.reconcile import HostDrivers
+from qosplane.client.http import QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.hypervisor import LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import RealInstances
@@ -35,8 +32,8 @@ from qosplane.host.volumes import RealVolumes
 from qosplane.model.host_state import DomainQos
 from tests.conftest import require_python_module, require_root_and
 from tests.hostkit import HOST_TOOLS, LIBVIRT_TOOLS, remove_everything
-from tests.serving import QOSPLANE, running_serve
-from tests.test_agent_functional import _status, wait_for
+from tests.serving import QOSPLANE, serve_with_agent, wait_applied, wait_for
+from tests.test_agent_functional import _status
 
 NOVA = "/compute/v2.1"
 
@@ -80,7 +77,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtRig]:
     instances = RealInstances(prefix=prefix, host_netns=host_ns)
     cgroups = RealCgroups(root=f"qosplane-ltest-{tag}")
     volumes = RealVolumes(state / "volumes")
-    stop = threading.Event()
     hypervisor: RealHypervisor | None = None
     try:
         daemon.ensure()
@@ -95,33 +91,20 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtRig]:
             hypervisor,
         )
         caps = replace(probe(), libvirt=True)
-        with running_serve(state) as endpoint:
-            admin = json.loads((state / "admin.json").read_text())
-            client = QosplaneClient(Credentials(endpoint, "admin", admin["password"], "admin"))
-            host = f"qpl-{tag}"
-            agent = Agent(
-                client,
-                host,
-                Reconciler(drivers, caps),
-                facts={"vif_type": "hybrid", "virt_type": "qemu"},
-                drift_check_s=0.5,
-            )
-            agent.register()
-            thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-            thread.start()
-            env = {
-                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                "OS_AUTH_URL": f"{endpoint}/identity/v3",
-                "OS_USERNAME": "admin",
-                "OS_PASSWORD": admin["password"],
-                "OS_PROJECT_NAME": "admin",
+        with serve_with_agent(
+            state,
+            f"qpl-{tag}",
+            drivers,
+            caps,
+            {"vif_type": "hybrid", "virt_type": "qemu"},
+            drift_check_s=0.5,
+        ) as hosted:
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"} | {
+                k: v for k, v in hosted.env.items() if k.startswith("OS_")
             }
-            server, flavor_id = _make_server(client, host)
-            yield LibvirtRig(client, env, hypervisor, server, flavor_id)
-            stop.set()
-            thread.join(timeout=10)
+            server, flavor_id = _make_server(hosted.client, hosted.host)
+            yield LibvirtRig(hosted.client, env, hypervisor, server, flavor_id)
     finally:
-        stop.set()
         if hypervisor is not None:
             hypervisor.remove_everything()
             hypervisor.close()
@@ -155,14 +138,7 @@ def _make_server(client: QosplaneClient, host: str) -> tuple[dict[str, Any], str
             }
         },
     )["server"]
-    wait_for(
-        lambda: (
-            _status(client, created["id"])["report"].get("plan_revision")
-            == client.server_plan(created["id"])["plan"]["revision"]
-        ),
-        30,
-        "the agent reports the current plan",
-    )
+    wait_applied(client, created["id"], "the agent reports the current plan")
     data = client.server_plan(created["id"])
     return {**data["server"], "plan": data["plan"]}, flavor
 

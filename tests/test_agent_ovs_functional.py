@@ -11,12 +11,9 @@ Needs root, iproute2, Open vSwitch, ethtool, iperf3, tcpdump and ping; CI instal
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,10 +23,9 @@ from typing import Any
 
 import pytest
 
-from qosplane.agent.loop import Agent
-from qosplane.agent.reconcile import HostDrivers, Reconciler
+from qosplane.agent.reconcile import HostDrivers
 from qosplane.agent.verify import verify_server
-from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.client.http import QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
@@ -41,8 +37,8 @@ from qosplane.model.host_state import Capabilities, Meter
 from qosplane.model.units import Kilobits, KilobitsPerSecond
 from tests.conftest import require_root_and
 from tests.hostkit import OVS_TOOLS, remove_everything
-from tests.serving import QOSPLANE, running_serve
-from tests.test_agent_functional import _make_server, _status, wait_for
+from tests.serving import QOSPLANE, serve_with_agent, wait_for
+from tests.test_agent_functional import _make_server, _status
 
 TOOLS = ("ip", "tc", "nft", "iperf3", "tcpdump", "ping", *OVS_TOOLS)
 # Neutron's own advice for a TCP-friendly policer: a burst of 80% of the rate per second
@@ -92,7 +88,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OvsRig]:
     # Where `qosplane agent --switch ovs --state-dir STATE` keeps its own OVS, so the
     # restarted agent process of the SIGKILL test finds the same daemons.
     daemons = OvsDaemons(state / "ovs" / prefix.rstrip("-"), host_ns)
-    stop = threading.Event()
     instances: RealInstances | None = None
     cgroups = RealCgroups(root=f"qosplane-otest-{tag}")
     volumes = RealVolumes(state / "volumes")
@@ -109,29 +104,23 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OvsRig]:
             switch,
         )
         caps = replace(probe(), ovs_switch=True)
-        with running_serve(state) as endpoint:
-            admin = json.loads((state / "admin.json").read_text())
-            client = QosplaneClient(Credentials(endpoint, "admin", admin["password"], "admin"))
-            host = f"qpo-{tag}"
-            agent = Agent(client, host, Reconciler(drivers, caps), facts={"vif_type": "bridge"})
-            agent.register()
-            thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-            thread.start()
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
-                "OS_AUTH_URL": f"{endpoint}/identity/v3",
-                "OS_USERNAME": "admin",
-                "OS_PASSWORD": admin["password"],
-                "OS_PROJECT_NAME": "admin",
-            }
-            server = _make_server(client, host, EGRESS_BURST_KBIT)
-            yield OvsRig(client, env, host, host_ns, prefix, state, drivers, switch, caps, server)
-            stop.set()
-            thread.join(timeout=10)
+        with serve_with_agent(state, f"qpo-{tag}", drivers, caps, {"vif_type": "bridge"}) as hosted:
+            server = _make_server(hosted.client, hosted.host, EGRESS_BURST_KBIT)
+            yield OvsRig(
+                hosted.client,
+                hosted.env,
+                hosted.host,
+                host_ns,
+                prefix,
+                state,
+                drivers,
+                switch,
+                caps,
+                server,
+            )
         switch.remove_everything()
         switch.close()
     finally:
-        stop.set()
         if instances is not None:
             remove_everything(instances, cgroups, volumes, host_ns)
         else:
