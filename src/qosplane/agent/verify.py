@@ -21,6 +21,7 @@ from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
 from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, Shaper
 from qosplane.model.units import (
     BitsPerSecond,
+    Bytes,
     bits_to_bytes,
     dscp_to_tos,
     kilobits_per_s_to_bits_per_s,
@@ -51,50 +52,36 @@ class _Link:
     dscp: int | None
 
 
+def _measured(shaper: Shaper | None) -> tuple[BitsPerSecond, int] | None:
+    return (shaper.rate_bits_per_s, omit_seconds(shaper)) if shaper is not None else None
+
+
+def _as_shaper(rate_bits_per_s: BitsPerSecond, burst_bytes: Bytes) -> Shaper:
+    """An OVS queue or meter in the shaper's terms: a cap with no ceil above it."""
+    return Shaper(rate_bits_per_s, rate_bits_per_s, burst_bytes)
+
+
 def _links(qos: InstanceQos) -> list[_Link]:
     out = [
-        _Link(
-            d.device,
-            (d.to_instance.rate_bits_per_s, omit_seconds(d.to_instance)) if d.to_instance else None,
-            (d.from_instance.rate_bits_per_s, omit_seconds(d.from_instance))
-            if d.from_instance
-            else None,
-            d.dscp,
-        )
+        _Link(d.device, _measured(d.to_instance), _measured(d.from_instance), d.dscp)
         for d in qos.devices
     ]
     for p in qos.ports:
         queue, meter = p.to_instance, p.from_instance
-        out.append(
-            _Link(
-                p.port,
-                (
-                    queue.max_rate_bits_per_s,
-                    omit_seconds(
-                        Shaper(
-                            queue.max_rate_bits_per_s,
-                            queue.max_rate_bits_per_s,
-                            bits_to_bytes(queue.burst_bits),
-                        )
-                    ),
-                )
-                if queue
-                else None,
-                (
-                    kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
-                    omit_seconds(
-                        Shaper(
-                            kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
-                            kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
-                            bits_to_bytes(kilobits_to_bits(meter.burst_kilobits)),
-                        )
-                    ),
-                )
-                if meter
-                else None,
-                p.dscp,
-            )
+        to_instance = (
+            _as_shaper(queue.max_rate_bits_per_s, bits_to_bytes(queue.burst_bits))
+            if queue
+            else None
         )
+        from_instance = (
+            _as_shaper(
+                kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s),
+                bits_to_bytes(kilobits_to_bits(meter.burst_kilobits)),
+            )
+            if meter
+            else None
+        )
+        out.append(_Link(p.port, _measured(to_instance), _measured(from_instance), p.dscp))
     return out
 
 
