@@ -104,6 +104,19 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         remove_everything(drivers.instances, drivers.cgroups, drivers.volumes, host_ns)
 
 
+def _network(client: QosplaneClient, name: str, cidr: str) -> str:
+    """A network with one IPv4 subnet; its id."""
+    net_id: str = client.call("POST", "/networking/v2.0/networks", {"network": {"name": name}})[
+        "network"
+    ]["id"]
+    client.call(
+        "POST",
+        "/networking/v2.0/subnets",
+        {"subnet": {"network_id": net_id, "cidr": cidr, "ip_version": 4}},
+    )
+    return net_id
+
+
 def _make_server(client: QosplaneClient, host: str, egress_burst_kbit: int = 300) -> dict[str, Any]:
     nova = "/compute/v2.1"
     flavor = client.call(
@@ -120,13 +133,7 @@ def _make_server(client: QosplaneClient, host: str, egress_burst_kbit: int = 300
             }
         },
     )
-    net = client.call("POST", "/networking/v2.0/networks", {"network": {"name": "fnet"}})
-    net_id = net["network"]["id"]
-    client.call(
-        "POST",
-        "/networking/v2.0/subnets",
-        {"subnet": {"network_id": net_id, "cidr": "10.201.0.0/24", "ip_version": 4}},
-    )
+    net_id = _network(client, "fnet", "10.201.0.0/24")
     policy = client.call(
         "POST", "/networking/v2.0/qos/policies", {"policy": {"name": "bw-limiter-dscp26"}}
     )
@@ -330,13 +337,7 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
         "quota:vif_inbound_burst": "131072",
     }
     client.call("POST", f"{nova}/flavors/{flavor}/os-extra_specs", {"extra_specs": specs})
-    net = client.call("POST", "/networking/v2.0/networks", {"network": {"name": "seednet"}})
-    net_id = net["network"]["id"]
-    client.call(
-        "POST",
-        "/networking/v2.0/subnets",
-        {"subnet": {"network_id": net_id, "cidr": "10.202.0.0/24", "ip_version": 4}},
-    )
+    net_id = _network(client, "seednet", "10.202.0.0/24")
     created = client.call(
         "POST",
         f"{nova}/servers",

@@ -109,30 +109,23 @@ def verify_server(
             continue
         probe = instances.probe_namespace(wire.network_id)
         mine, far = _ip(wire.addresses[0]), _ip(wire.gateway)
-        if link.to_instance is not None:
-            bits_per_s, omit = link.to_instance
-            flow = measure.throughput(probe, ns, mine, seconds, omit)
+        # Each direction from the sending end to the receiving one, timed at the receiver.
+        for direction, limit, sender, receiver, address, where in (
+            ("ingress", link.to_instance, probe, ns, mine, "into"),
+            ("egress", link.from_instance, ns, probe, far, "out of"),
+        ):
+            if limit is None:
+                continue
+            bits_per_s, omit = limit
+            flow = measure.throughput(sender, receiver, address, seconds, omit)
             verdicts.append(
                 judge_throughput(
                     link.device,
-                    "ingress",
+                    direction,
                     bits_per_s,
                     flow.received_bits_per_s,
                     wire.mtu_bytes,
-                    f"iperf3 TCP {flow.seconds:.0f} s into the instance, receiver side",
-                )
-            )
-        if link.from_instance is not None:
-            bits_per_s, omit = link.from_instance
-            flow = measure.throughput(ns, probe, far, seconds, omit)
-            verdicts.append(
-                judge_throughput(
-                    link.device,
-                    "egress",
-                    bits_per_s,
-                    flow.received_bits_per_s,
-                    wire.mtu_bytes,
-                    f"iperf3 TCP {flow.seconds:.0f} s out of the instance, receiver side",
+                    f"iperf3 TCP {flow.seconds:.0f} s {where} the instance, receiver side",
                 )
             )
         if link.dscp is not None:
