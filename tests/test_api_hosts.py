@@ -377,3 +377,58 @@ def test_servers_are_not_placed_on_a_host_whose_agent_went_silent(client: TestCl
     assert forced.status_code == 409
     assert "no live host in the zone" in forced.json()["conflictingRequest"]["message"]
     assert make_server(client, h, [net], name="elsewhere")["OS-EXT-SRV-ATTR:host"] == "localhost"
+
+
+def test_new_facts_recompile_the_plans_of_the_host_alone(client: TestClient) -> None:
+    """A server placed before its host's agent registered was compiled for the default (the
+    seed's OVS) host; the agent's facts recompile it, and servers elsewhere are untouched."""
+    h = token(client)
+    register(client, h, "compute-2")
+    net = make_network(client, h)
+    flavor = make_flavor(client, h, name="f-out10")
+    r = client.post(
+        f"/compute/v2.1/flavors/{flavor}/os-extra_specs",
+        headers=h,
+        json={"extra_specs": {"quota:vif_outbound_average": "1250"}},  # kB/s: 10 Mbit/s
+    )
+    assert r.status_code == 200, r.text
+
+    def server_on(host: str) -> str:
+        r = client.post(
+            "/compute/v2.1/servers",
+            headers={**h, **NOVA},
+            json={
+                "server": {
+                    "name": f"on-{host}",
+                    "flavorRef": flavor,
+                    "networks": [{"uuid": net}],
+                    "availability_zone": f"nova:{host}",
+                }
+            },
+        )
+        assert r.status_code == 202, r.text
+        server_id: str = r.json()["server"]["id"]
+        return server_id
+
+    def plan(server_id: str) -> dict[str, Any]:
+        got: dict[str, Any] = client.get(f"/qosplane/v1/servers/{server_id}/plan", headers=h).json()
+        assert got["server"]["host"] in ("localhost", "compute-2")
+        return dict(got["plan"])
+
+    def outbound(server_id: str) -> dict[str, Any]:
+        (limit,) = [
+            e
+            for e in plan(server_id)["effective"]
+            if e["device"].startswith("tap") and e["direction"] == "egress"
+        ]
+        return dict(limit)
+
+    here, there = server_on("localhost"), server_on("compute-2")
+    assert outbound(here)["enforced_by"] is None  # OVS deletes libvirt's police
+    here_rev, there_rev = plan(here)["revision"], plan(there)["revision"]
+    register(client, h, "localhost", vif_type="hybrid")
+    assert plan(here)["revision"] == here_rev + 1
+    assert outbound(here)["enforced_by"]["layer"] == "libvirt"
+    assert plan(there)["revision"] == there_rev
+    register(client, h, "localhost", vif_type="hybrid")  # the same facts again
+    assert plan(here)["revision"] == here_rev + 1

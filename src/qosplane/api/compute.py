@@ -18,8 +18,8 @@ from qosplane.api.common import Services, base_url, context, empty, json_body, o
 from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor
+from qosplane.service.nova import NovaService
 from qosplane.store.flavors import FlavorRepository
-from qosplane.store.servers import ServerRepository
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 96)
@@ -247,18 +247,16 @@ async def set_extra_specs(request: Request, services: Services) -> Response:
     context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:create")
     specs = await json_body(request, "extra_specs")
     with services.db.transaction() as s:
-        flavor = FlavorRepository(s).set_extra_specs(request.path_params["flavor_id"], specs)
-        ServerRepository(s).recompile_for_flavor(flavor.id)
+        flavor = NovaService(s).set_extra_specs(request.path_params["flavor_id"], specs)
     return ok({"extra_specs": {k: flavor.extra_specs[k] for k in specs}})
 
 
 async def delete_extra_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:delete")
     with services.db.transaction() as s:
-        flavor = FlavorRepository(s).unset_extra_specs(
+        NovaService(s).unset_extra_specs(
             request.path_params["flavor_id"], [request.path_params["key"]]
         )
-        ServerRepository(s).recompile_for_flavor(flavor.id)
     return empty(200)
 
 

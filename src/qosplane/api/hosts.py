@@ -22,6 +22,7 @@ from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.compute import requested_version
 from qosplane.api.servers import visible_server
 from qosplane.model.errors import INT32_MAX, InvalidInput, parse_int
+from qosplane.service.hosts import HostService
 from qosplane.store.hosts import HostRepository
 from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import AggregateRow, HostRow
@@ -244,10 +245,8 @@ async def register_host(request: Request, services: Services) -> Response:
     if not isinstance(facts, dict):
         raise InvalidInput("host.facts", facts, "a mapping like the case file's `host`")
     with services.db.transaction() as s:
-        repo = HostRepository(s)
-        row = repo.register(_name(body.get("name"), "host.name"), facts)
-        repo.agent_spoke(row.name)
-        return ok({"host": _host_json(repo, row)})
+        row = HostService(s).register(_name(body.get("name"), "host.name"), facts)
+        return ok({"host": _host_json(HostRepository(s), row)})
 
 
 async def list_hosts(request: Request, services: Services) -> Response:

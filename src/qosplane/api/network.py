@@ -24,9 +24,9 @@ from qosplane.model.network_qos import (
     Rule,
 )
 from qosplane.openstack.neutron import RULE_FIELDS, rule_from_json, rule_to_json
+from qosplane.service.neutron_qos import NeutronQosService
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
-from qosplane.store.servers import ServerRepository
 
 _POLICY_FIELDS = ("name", "description", "shared", "is_default", "tags", "project_id", "tenant_id")
 _RANGE = {"type": "range", "values": {"start": 0, "end": NEUTRON_INT_MAX}}
@@ -172,7 +172,7 @@ async def update_policy(request: Request, services: Services) -> Response:
         policy = _get_visible(repo, request.path_params["policy_id"], ctx)
         if policy.project_id != ctx.project_id:
             ctx.require_admin("update_policy")
-        updated = repo.update(
+        updated = NeutronQosService(s).update_policy(
             policy.id,
             name=_text(body, "name"),
             description=_text(body, "description"),
@@ -180,7 +180,6 @@ async def update_policy(request: Request, services: Services) -> Response:
             is_default=_bool(body, "is_default"),
             if_revision=if_match(request),
         )
-        ServerRepository(s).recompile_for_policy(policy.id)
         out = policy_json(updated, repo.revision(policy.id))
     return ok({"policy": out})
 
@@ -215,8 +214,7 @@ async def create_rule(request: Request, services: Services) -> Response:
         policy = _get_visible(repo, request.path_params["policy_id"], ctx)
         if policy.project_id != ctx.project_id:
             ctx.require_admin(f"create_policy_{rule_type}_rule")
-        stored = repo.add_rule(policy.id, rule, if_match(request))
-        ServerRepository(s).recompile_for_policy(policy.id)
+        stored = NeutronQosService(s).add_rule(policy.id, rule, if_match(request))
     return ok({f"{rule_type}_rule": rule_json(stored, policy.id)}, status=201)
 
 
@@ -258,8 +256,7 @@ async def update_rule(request: Request, services: Services) -> Response:
         merged.update(changes)
         merged["id"] = rule_id
         new_rule = rule_from_json(rule_type, merged, f"{rule_type}_rule")
-        stored = repo.replace_rule(policy.id, rule_id, new_rule, if_match(request))
-        ServerRepository(s).recompile_for_policy(policy.id)
+        stored = NeutronQosService(s).replace_rule(policy.id, rule_id, new_rule, if_match(request))
     return ok({f"{rule_type}_rule": rule_json(stored, policy.id)})
 
 
@@ -274,8 +271,7 @@ async def delete_rule(request: Request, services: Services) -> Response:
         rule_id = request.path_params["rule_id"]
         if repo.get_rule(policy.id, rule_id).type_name != rule_type:
             raise NotFound("QoS rule", rule_id)
-        repo.delete_rule(policy.id, rule_id, if_match(request))
-        ServerRepository(s).recompile_for_policy(policy.id)
+        NeutronQosService(s).delete_rule(policy.id, rule_id, if_match(request))
     return empty(204)
 
 

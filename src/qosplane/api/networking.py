@@ -1,7 +1,8 @@
 """Neutron v2.0 core subset: networks (with qos_policy_id), subnets with IP allocation,
 ports (qos_policy_id, qos_network_policy_id, binding:host_id, device_id), security groups.
 
-Changing a port's or a network's QoS policy recompiles the plans of the servers behind it.
+Changing a port's or a network's QoS policy goes through the service layer, which recompiles
+the plans of the servers behind it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.network import if_match
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
+from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
-from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import NetworkRow, PortRow, SubnetRow
 
 NETWORK_TYPES = ("", "flat", "vlan", "vxlan", "geneve", "gre", "local")
@@ -216,10 +217,9 @@ async def update_network(request: Request, services: Services) -> Response:
         if "name" in body:
             row.name = _str(body, "name", "network")
         if "qos_policy_id" in body:
-            repo.set_network_policy(row.id, _policy_ref(body, "network"), if_match(request))
-            servers = ServerRepository(s)
-            for port in repo.ports(network_id=row.id):
-                servers.recompile_for_port(port.id)
+            NeutronService(s).set_network_policy(
+                row.id, _policy_ref(body, "network"), if_match(request)
+            )
         out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
     return ok({"network": out})
 
@@ -315,8 +315,7 @@ async def update_port(request: Request, services: Services) -> Response:
         if "name" in body:
             row.name = _str(body, "name", "port")
         if "qos_policy_id" in body:
-            repo.set_port_policy(row.id, _policy_ref(body, "port"), if_match(request))
-            ServerRepository(s).recompile_for_port(row.id)
+            NeutronService(s).set_port_policy(row.id, _policy_ref(body, "port"), if_match(request))
         out = port_json(repo, row)
     return ok({"port": out})
 

@@ -22,6 +22,7 @@ from qosplane.api.common import Services, base_url, context, empty, json_body, o
 from qosplane.api.compute import requested_version
 from qosplane.api.networking import owned_port, visible_network
 from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.service.nova import NovaService
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.hosts import HostRepository
 from qosplane.store.networks import NetworkRepository
@@ -221,7 +222,7 @@ async def create_server(request: Request, services: Services) -> Response:
                 nics.append(("network", n["uuid"]))
         placement = HostRepository(s).place(zone or None, forced_host or None)
         repo = ServerRepository(s)
-        row = repo.create(
+        row = NovaService(s).create_server(
             name=name,
             project_id=ctx.project_id,
             user_id=ctx.user_id,
@@ -230,7 +231,6 @@ async def create_server(request: Request, services: Services) -> Response:
             key_name=key_name,
             availability_zone=placement.zone,
             host=placement.host,
-            networks=[],
             security_groups=sg_ids,
             nics=nics,
         )
@@ -352,8 +352,7 @@ async def attach_volume(request: Request, services: Services) -> Response:
             raise InvalidInput(
                 "volumeAttachment.volumeId", volume_id, "an existing volume of yours"
             )
-        volumes.attach(volume.id, row.id)
-        servers.recompile(row)
+        NovaService(s).attach_volume(volume.id, row.id)
         # Volumes come after the image disks, in attach order: the newest is the last target.
         targets = list(servers.plan(row.id)["qemu_drives"])
         device = f"/dev/{targets[-1]}"
@@ -376,8 +375,7 @@ async def detach_volume(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         servers = ServerRepository(s)
         row = visible_server(servers, ctx, request.path_params["server_id"])
-        VolumeRepository(s).detach(request.path_params["volume_id"], row.id)
-        servers.recompile(row)
+        NovaService(s).detach_volume(request.path_params["volume_id"], row.id)
     return empty(202)
 
 

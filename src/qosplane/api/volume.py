@@ -16,7 +16,7 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import InvalidInput, NotFound
-from qosplane.store.servers import ServerRepository
+from qosplane.service.cinder import CinderService
 from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
 from qosplane.store.volumes import VolumeRepository
 
@@ -100,10 +100,6 @@ def volume_json(repo: VolumeRepository, row: VolumeRow) -> dict[str, Any]:
     }
 
 
-def _recompile_spec(s: Any, spec_id: str) -> None:
-    ServerRepository(s).recompile_for_server_ids(VolumeRepository(s).server_ids_for_spec(spec_id))
-
-
 async def create_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("volume_extension:qos_specs_manage:create")
     body = dict(await json_body(request, "qos_specs"))
@@ -136,8 +132,7 @@ async def set_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("volume_extension:qos_specs_manage:update")
     body = await json_body(request, "qos_specs")
     with services.db.transaction() as s:
-        changed = VolumeRepository(s).set_keys(request.path_params["spec_id"], body)
-        _recompile_spec(s, request.path_params["spec_id"])
+        changed = CinderService(s).set_keys(request.path_params["spec_id"], body)
     return ok({"qos_specs": changed})
 
 
@@ -147,8 +142,7 @@ async def delete_keys(request: Request, services: Services) -> Response:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise InvalidInput("keys", keys, "a list of spec keys")
     with services.db.transaction() as s:
-        VolumeRepository(s).delete_keys(request.path_params["spec_id"], keys)
-        _recompile_spec(s, request.path_params["spec_id"])
+        CinderService(s).delete_keys(request.path_params["spec_id"], keys)
     return empty(202)
 
 
@@ -156,9 +150,7 @@ async def delete_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("volume_extension:qos_specs_manage:delete")
     force = request.query_params.get("force", "False").lower() in ("true", "1", "yes")
     with services.db.transaction() as s:
-        servers = VolumeRepository(s).server_ids_for_spec(request.path_params["spec_id"])
-        VolumeRepository(s).delete_spec(request.path_params["spec_id"], force)
-        ServerRepository(s).recompile_for_server_ids(servers)
+        CinderService(s).delete_spec(request.path_params["spec_id"], force)
     return empty(202)
 
 
@@ -168,8 +160,7 @@ async def associate(request: Request, services: Services) -> Response:
     if not type_id:
         raise InvalidInput("vol_type_id", None, "a volume type id", "required")
     with services.db.transaction() as s:
-        VolumeRepository(s).associate(request.path_params["spec_id"], type_id)
-        _recompile_spec(s, request.path_params["spec_id"])
+        CinderService(s).associate(request.path_params["spec_id"], type_id)
     return empty(202)
 
 
@@ -180,11 +171,9 @@ async def disassociate(request: Request, services: Services) -> Response:
     if not everything and not type_id:
         raise InvalidInput("vol_type_id", None, "a volume type id", "required")
     with services.db.transaction() as s:
-        servers = VolumeRepository(s).server_ids_for_spec(request.path_params["spec_id"])
-        VolumeRepository(s).disassociate(
+        CinderService(s).disassociate(
             request.path_params["spec_id"], None if everything else type_id
         )
-        ServerRepository(s).recompile_for_server_ids(servers)
     return empty(202)
 
 

@@ -1,9 +1,8 @@
 """Servers and their compiled plans.
 
-A server's plan is compiled when it is created and again whenever something it depends on
-changes (its flavor's extra specs, a QoS policy or rule on its ports or their networks, a
-port's policy binding). `recompile_*` find the affected servers; the plan's revision counts
-the recompilations so agents can tell a new plan from an old one.
+A server row holds its last compiled plan and the plan's revision. What a plan depends on and
+when it is recompiled is the service layer's business (`service/plans.py`); this module only
+reads the inputs (`instance`) and stores the result (`store_plan`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from qosplane.compiler.plan import compile_plan
 from qosplane.model.instance import Instance, Port, Volume
 from qosplane.store.database import fetch
 from qosplane.store.flavors import FlavorRepository
@@ -89,7 +87,6 @@ class ServerRepository:
         )
         self.session.add(row)
         self.session.flush()
-        self.recompile(row)
         return row
 
     def get(self, server_id: str) -> ServerRow:
@@ -159,16 +156,11 @@ class ServerRepository:
             creation_time=row.created_at,
         )
 
-    def recompile(self, row: ServerRow) -> dict[str, Any]:
-        """Compile the server's plan with its host's registered facts and bump both the
-        plan's and the host's revision, so the host's agent wakes and applies it."""
-        hosts = HostRepository(self.session)
-        plan = compile_plan(self.instance(row), hosts.facts(row.host)).to_json()
+    def store_plan(self, row: ServerRow, plan: dict[str, Any]) -> None:
+        """Keep a newly compiled plan; its revision counts the recompilations so agents can
+        tell a new plan from an old one. Compiling is the service layer's (service/plans.py)."""
         row.plan_json = json.dumps(plan)
         row.plan_revision += 1
-        hosts.bump(row.host)
-        self.session.flush()
-        return plan
 
     def wiring(self, row: ServerRow) -> list[dict[str, Any]]:
         """What a host needs to plug the server's ports in: per port (NIC order) its tap,
@@ -227,28 +219,3 @@ class ServerRepository:
         plan: dict[str, Any] = json.loads(row.plan_json)
         plan["revision"] = row.plan_revision
         return plan
-
-    def recompile_for_flavor(self, flavor_id: str) -> int:
-        rows = list(self.session.scalars(select(ServerRow).where(ServerRow.flavor_id == flavor_id)))
-        for row in rows:
-            self.recompile(row)
-        return len(rows)
-
-    def recompile_for_policy(self, policy_id: str) -> int:
-        ids = self.networks.device_ids_using_policy(policy_id)
-        for server_id in ids:
-            row = self.session.get(ServerRow, server_id)
-            if row is not None:
-                self.recompile(row)
-        return len(ids)
-
-    def recompile_for_server_ids(self, server_ids: set[str]) -> None:
-        for server_id in server_ids:
-            row = self.session.get(ServerRow, server_id)
-            if row is not None:
-                self.recompile(row)
-
-    def recompile_for_port(self, port_id: str) -> None:
-        row = self.session.get(ServerRow, self.networks.port(port_id).device_id)
-        if row is not None:
-            self.recompile(row)
