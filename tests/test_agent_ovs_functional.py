@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers
-from qosplane.agent.verify import verify_server
 from qosplane.client.http import QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
-from qosplane.agent.verify import verify_server
 from qosplane.compiler.host_domain import (
     OWNER_NAMESPACE,
     DomainHost,

@@ -13,18 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from qosplane.api import (
-    compute,
-    hosts,
-    identity,
-    image,
-    network,
-    networking,
-    servers,
-    volume,
-)
+from qosplane.api import cinder, glance, keystone, native
 from qosplane.api.common import Services
 from qosplane.api.errors import error_body
+from qosplane.api.neutron import core as neutron_core
+from qosplane.api.neutron import qos as neutron_qos
+from qosplane.api.nova import flavors as nova_flavors
+from qosplane.api.nova import hosts as nova_hosts
+from qosplane.api.nova import servers as nova_servers
 from qosplane.api.openapi import openapi_document
 from qosplane.model.errors import InvalidInput, NotFound, QosplaneError
 from qosplane.store.database import listen_host_changes
@@ -75,14 +71,15 @@ def build_app(services: Services) -> Starlette:
         HostRepository(s).ensure(services.local_host)
     services.db.on_hosts_changed(services.watch.changed)
     routes = (
-        identity.routes(services)
-        + compute.routes(services)
-        + servers.routes(services)
-        + hosts.routes(services)
-        + image.routes(services)
-        + network.routes(services)
-        + networking.routes(services)
-        + volume.routes(services)
+        keystone.routes(services)
+        + nova_flavors.routes(services)
+        + nova_servers.routes(services)
+        + nova_hosts.routes(services)
+        + native.routes(services)
+        + glance.routes(services)
+        + neutron_qos.routes(services)
+        + neutron_core.routes(services)
+        + cinder.routes(services)
     )
 
     @asynccontextmanager

@@ -63,6 +63,13 @@ async def json_body(request: Request, key: str | None = None) -> dict[str, Any]:
     return inner
 
 
+def name_field(value: object, key: str) -> str:
+    """A host or aggregate name: 1 to 255 characters once stripped, as Nova's schema says."""
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 255:
+        raise InvalidInput(key, value, "a string of 1 to 255 characters")
+    return value.strip()
+
+
 def wrap(
     service: str, services: Services, handler: Handler
 ) -> Callable[[Request], Awaitable[Response]]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from qosplane.agent.loop import Agent
+from qosplane.agent.measurement import verdicts_json, verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler
-from qosplane.agent.verify import verdicts_json, verify_server
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
 from qosplane.host.hypervisor import SYSTEM_SOCKET, LibvirtDaemon, RealHypervisor

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
-from qosplane.api.network import if_match
+from qosplane.api.neutron.qos import if_match
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository

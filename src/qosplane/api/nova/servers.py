@@ -19,8 +19,8 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
-from qosplane.api.compute import requested_version
-from qosplane.api.networking import owned_port, visible_network
+from qosplane.api.neutron.core import owned_port, visible_network
+from qosplane.api.nova.flavors import requested_version
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.service.nova import NovaService
 from qosplane.store.flavors import FlavorRepository
@@ -401,35 +401,6 @@ async def list_attachments(request: Request, services: Services) -> Response:
     return ok({"volumeAttachments": out})
 
 
-async def server_plan(request: Request, services: Services) -> Response:
-    ctx = context(request, services)
-    with services.db.transaction() as s:
-        repo = ServerRepository(s)
-        ref = request.path_params["server_id"]
-        try:
-            row = repo.get(ref)
-        except NotFound:
-            matches = repo.find(ref, None if ctx.is_admin else ctx.project_id)
-            if len(matches) != 1:
-                raise
-            row = matches[0]
-        if row.project_id != ctx.project_id and not ctx.is_admin:
-            raise NotFound("Server", ref)
-        return ok(
-            {
-                "plan": repo.plan(row.id),
-                "server": {
-                    "id": row.id,
-                    "name": row.name,
-                    "status": row.status,
-                    "host": row.host,
-                    "ports": repo.wiring(row),
-                    "volumes": repo.volume_wiring(row),
-                },
-            }
-        )
-
-
 def routes(services: Services) -> list[Route]:
     def w(handler: Any) -> Any:
         return wrap("compute", services, handler)
@@ -458,5 +429,4 @@ def routes(services: Services) -> list[Route]:
             w(detach_volume),
             methods=["DELETE"],
         ),
-        Route("/qosplane/v1/servers/{server_id}/plan", w(server_plan), methods=["GET"]),
     ]
