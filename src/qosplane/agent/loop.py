@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from qosplane.agent.reconcile import PassResult, Reconciler, server_reports
-from qosplane.model.errors import NotFound, QosplaneError
+from qosplane.model.errors import NotFound, QosplaneError, Unreachable
 
 LOG = logging.getLogger("qosplane.agent")
 HEARTBEAT_S = 20.0
@@ -105,7 +105,10 @@ class Agent:
                 LOG.warning("host unknown to the API, registering again: %s", exc)
                 registered = False
                 stop.wait(self.drift_check_s)
-            except (QosplaneError, OSError) as exc:
+            except Unreachable as exc:  # the API is starting, restarting or gone for now
+                LOG.warning("API unreachable, trying again in %.1f s: %s", self.drift_check_s, exc)
+                stop.wait(self.drift_check_s)
+            except QosplaneError as exc:
                 LOG.warning("agent pass failed, retrying: %s", exc)
                 stop.wait(self.drift_check_s)
             except Exception:

@@ -4,12 +4,15 @@ The pass is idempotent: on a converged host it observes, finds no drift and chan
 nothing. Everything it writes is derived from desired state and observation only, so an
 agent killed mid-pass and restarted simply converges on its next pass. A failure is
 retried here and nowhere else: a failing tc batch is re-run device by device so one bad
-device cannot block the others, and what still fails is reported, not swallowed.
+device cannot block the others, and what still fails is reported, not swallowed. A failure
+the host calls permanent (PermanentHostError) holds its server back: it is reported failed
+and left as it is until its plan changes, instead of being tried again every pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +45,18 @@ from qosplane.verify.drift import (
 )
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
+# A server that failed permanently is left alone until its plan changes, and tried again
+# after this long in case the host changed under it (a tool installed, a name freed).
+PERMANENT_RETRY_AFTER_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A server not acted on: its last pass failed in a way a retry cannot fix."""
+
+    plan_revision: int
+    error: str
+    since_s: float  # time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,8 @@ class PassResult:
     host_errors: list[str] = field(default_factory=list)  # cleanup failures, retried
     removed: list[str] = field(default_factory=list)
     commands: int = 0
+    # Instances whose failure the host says no retry can fix (PermanentHostError).
+    permanent: set[str] = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
@@ -123,6 +140,40 @@ class Reconciler:
         self._domains: set[str] = set()  # domains ensured by this process
         # Servers whose state could not be read in the last drift(): charged to them.
         self.observe_errors: dict[str, str] = {}
+        self.held: dict[str, Held] = {}  # instance name -> why it is not retried
+        self.clock: Callable[[], float] = time.monotonic
+
+    # -- retry: the one place that decides it ----------------------------------------
+    @staticmethod
+    def _charge(result: PassResult, name: str, exc: HostError, first: bool = False) -> None:
+        """`name` failed this pass with `exc`; `first` keeps an earlier error of the pass."""
+        if first and name in result.errors:
+            return
+        result.errors[name] = str(exc)
+        if exc.retryable:
+            result.permanent.discard(name)
+        else:
+            result.permanent.add(name)
+
+    def _hold_back(self, targets: Sequence[Target], result: PassResult) -> None:
+        """Charge the held servers their error again instead of acting on them; release the
+        ones whose plan changed or whose hold expired."""
+        now = self.clock()
+        revisions = {t.qos.name: t.plan_revision for t in targets}
+        for name, held in list(self.held.items()):
+            if (
+                revisions.get(name) != held.plan_revision
+                or now - held.since_s > PERMANENT_RETRY_AFTER_S
+            ):
+                del self.held[name]
+            else:
+                result.errors[name] = held.error
+
+    def _remember_permanent(self, targets: Sequence[Target], result: PassResult) -> None:
+        for t in targets:
+            name = t.qos.name
+            if name in result.permanent and name not in self.held:
+                self.held[name] = Held(t.plan_revision, result.errors[name], self.clock())
 
     # -- observe ---------------------------------------------------------------------
     def _observe_all(self, targets: Sequence[Target]) -> None:
@@ -262,7 +313,7 @@ class Reconciler:
                     try:
                         self.d.tc.apply(lines)
                     except HostError as exc:
-                        result.errors[name] = str(exc)
+                        self._charge(result, name, exc)
 
     def _switch(
         self, targets: Sequence[Target], ready: Sequence[Target], result: PassResult
@@ -278,7 +329,7 @@ class Reconciler:
         except HostError as exc:
             for t in ready:  # the switch as a whole failed: charged to its servers
                 if t.qos.ports:
-                    result.errors.setdefault(t.qos.name, str(exc))
+                    self._charge(result, t.qos.name, exc, first=True)
             return
         result.commands += applied.changes
         for t in ready:
@@ -301,7 +352,7 @@ class Reconciler:
         except HostError as exc:
             for t in targets:
                 if t.qos.domain is not None:
-                    result.errors.setdefault(t.qos.name, str(exc))
+                    self._charge(result, t.qos.name, exc, first=True)
             return
         for t in targets:
             domain = t.qos.domain
@@ -313,7 +364,7 @@ class Reconciler:
                 hypervisor.ensure(domain)
                 self._domains.add(domain.name)
             except HostError as exc:
-                result.errors[t.qos.name] = str(exc)
+                self._charge(result, t.qos.name, exc)
 
     def converge(self, servers: Sequence[Mapping[str, Any]]) -> tuple[list[Target], PassResult]:
         targets = targets_of(servers, self.caps)
@@ -321,8 +372,14 @@ class Reconciler:
 
     def converge_targets(self, targets: Sequence[Target]) -> PassResult:
         result = PassResult()
+        self._converge(targets, result)
+        self._remember_permanent(targets, result)
+        return result
+
+    def _converge(self, targets: Sequence[Target], result: PassResult) -> None:
         self._marks = {}
         self.observe_errors = {}
+        self._hold_back(targets, result)
         try:
             self._remove_stale(targets, result)
         except HostError as exc:
@@ -333,6 +390,8 @@ class Reconciler:
         for t in targets:
             # Wiring is checked in full when new or changed, or when a device went missing
             # (see below); a quiet pass costs a few processes, not a few per instance.
+            if t.qos.name in result.errors:  # held back: a retry cannot help
+                continue
             if t.qos.name in present and self._ensured.get(t.qos.name) == t.ports:
                 continue
             try:
@@ -340,7 +399,7 @@ class Reconciler:
                 self._ensured[t.qos.name] = t.ports
             except HostError as exc:
                 self._ensured.pop(t.qos.name, None)
-                result.errors[t.qos.name] = str(exc)
+                self._charge(result, t.qos.name, exc)
         self._ensure_domains(targets, result, restart_only=False)
         ready = [t for t in targets if t.qos.name not in result.errors]
         result.drift_before = self.drift(ready)
@@ -367,7 +426,7 @@ class Reconciler:
                     self.d.instances.ensure(t.qos.name, t.ports)
                     self._ensured[t.qos.name] = t.ports
                 except HostError as exc:
-                    result.errors[t.qos.name] = str(exc)
+                    self._charge(result, t.qos.name, exc)
         if result.drift_before:
             self._tc(ready, result)
             if self.d.switch is not None:
@@ -379,7 +438,7 @@ class Reconciler:
                 except HostError as exc:
                     for t in ready:  # charged to the servers that have a mark
                         if any(d.dscp is not None for d in t.qos.devices):
-                            result.errors.setdefault(t.qos.name, str(exc))
+                            self._charge(result, t.qos.name, exc, first=True)
             for t in ready:
                 domain = t.qos.domain
                 if domain is not None and self.d.hypervisor is not None:
@@ -388,7 +447,7 @@ class Reconciler:
                         if domain_drift(t.qos.name, domain, live):
                             self.d.hypervisor.apply(domain)
                     except HostError as exc:
-                        result.errors[t.qos.name] = str(exc)
+                        self._charge(result, t.qos.name, exc)
                 for volume in t.qos.volumes:
                     if volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id)):
                         try:
@@ -396,18 +455,17 @@ class Reconciler:
                                 volume.volume_id, volume.size_gb, volume.limits_map()
                             )
                         except HostError as exc:
-                            result.errors[t.qos.name] = str(exc)
+                            self._charge(result, t.qos.name, exc)
                 if t.qos.cpu is not None and cpu_drift(
                     t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group)
                 ):
                     try:
                         self.d.cgroups.apply(t.qos.cpu)
                     except HostError as exc:
-                        result.errors[t.qos.name] = str(exc)
+                        self._charge(result, t.qos.name, exc)
             result.drift_after = self.drift(ready)
             for name, error in self.observe_errors.items():
                 result.errors.setdefault(name, error)
-        return result
 
 
 def server_reports(

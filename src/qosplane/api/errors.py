@@ -1,7 +1,8 @@
-"""The one table that maps qosplane errors to HTTP, and each service's error body.
+"""Each service's error body for a raised qosplane error.
 
-Every handler raises model errors; nothing below returns an error response by hand, so a
-new error class needs one row here and every service renders it in its own shape.
+Every handler raises model errors; nothing below returns an error response by hand. The
+status and names come from the one table in `openstack/errors.py`, so a new error class
+needs one row there and every service renders it in its own shape.
 """
 
 from __future__ import annotations
@@ -10,25 +11,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from qosplane.model.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    QosplaneError,
-    RevisionMismatch,
-    Unauthorized,
-)
-
-# error class -> (HTTP status, Nova/Cinder key, Neutron type)
-ERROR_TABLE: dict[type[QosplaneError], tuple[int, str, str]] = {
-    InvalidInput: (400, "badRequest", "HTTPBadRequest"),
-    Unauthorized: (401, "unauthorized", "HTTPUnauthorized"),
-    Forbidden: (403, "forbidden", "HTTPForbidden"),
-    NotFound: (404, "itemNotFound", "NotFound"),
-    Conflict: (409, "conflictingRequest", "Conflict"),
-    RevisionMismatch: (412, "preconditionFailed", "PreconditionFailed"),
-}
+from qosplane.model.errors import Conflict, NotFound, QosplaneError
+from qosplane.openstack.errors import wire_error
 
 _NEUTRON_TYPES = {
     "QoS policy": "QosPolicyNotFound",
@@ -36,15 +20,9 @@ _NEUTRON_TYPES = {
 }
 
 
-def classify(exc: QosplaneError) -> tuple[int, str, str]:
-    for cls in type(exc).__mro__:
-        if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]
-    return 500, "computeFault", "HTTPInternalServerError"
-
-
 def error_body(service: str, exc: QosplaneError) -> tuple[int, dict[str, Any]]:
-    status, nova_key, neutron_type = classify(exc)
+    wire = wire_error(exc)
+    status, nova_key, neutron_type = wire.status, wire.nova_key, wire.neutron_type
     message = str(exc)
     if service == "network":
         if isinstance(exc, NotFound):

@@ -1,6 +1,9 @@
 """A small client: password authentication against /identity/v3, then native calls.
 
-Standard library only (urllib), so the CLI's client commands start fast.
+Standard library only (urllib), so the CLI's client commands start fast. Errors come back as
+the classes the API raised (`openstack/errors.py` read backwards): a 409 is a `Conflict`, a
+412 a `RevisionMismatch`, a 5xx a `ServiceFault`, and a refused or timed-out connection an
+`Unreachable`, never a bare `OSError`.
 """
 
 from __future__ import annotations
@@ -11,15 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from qosplane.model.errors import NotFound, QosplaneError, Unauthorized
-
-
-class ApiError(QosplaneError):
-    """The API answered with an error status; the message is the service's own."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(f"HTTP {status}: {message}")
+from qosplane.model.errors import Unauthorized, Unreachable
+from qosplane.openstack.errors import error_for_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +63,10 @@ class QosplaneClient:
             with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
-            payload = exc.read()
-            if exc.code == 404:
-                raise NotFound("resource", _message(payload)) from None
-            if exc.code == 401:
-                raise Unauthorized(_message(payload)) from None
-            raise ApiError(exc.code, _message(payload)) from None
+            raise error_for_status(exc.code, _message(exc.read())) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise Unreachable(f"{method} {self.creds.endpoint}{path}: {reason}") from None
 
     def token(self) -> str:
         if self._token is None:

@@ -8,12 +8,13 @@ PERIOD", after enabling the controller for the root's children (cgroup.subtree_c
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from qosplane.host.errors import HostError
+from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.model.host_state import (
     CFS_DEFAULT_PERIOD_US,
     CGROUP_V1_DEFAULT_SHARES,
@@ -57,7 +58,9 @@ class _CgroupTree:
         try:
             path.write_text(value)
         except OSError as exc:
-            raise HostError(f"write {value} to {path}", exc.strerror or str(exc)) from None
+            # The kernel refuses a value it cannot take (EINVAL, ERANGE) the same way each time.
+            kind = PermanentHostError if exc.errno in (errno.EINVAL, errno.ERANGE) else HostError
+            raise kind(f"write {value} to {path}", exc.strerror or str(exc)) from None
 
     def _mkdir(self, directory: Path) -> None:
         try:

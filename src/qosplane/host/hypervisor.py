@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from qosplane.compiler.host_domain import IOTUNE_KEYS, OWNER_NAMESPACE, DomainHost, host_domain_xml
-from qosplane.host.errors import HostError
+from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.host.measure import DiskRate
 from qosplane.host.process import run
 from qosplane.model.host_state import LIBVIRT_UNLIMITED_QUOTA, DomainQos
@@ -66,6 +66,26 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """
 QEMU_USER = "libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n"
 QEMU_GROUP = "libvirt-qemu:x:64055:\n"
+
+
+# libvirt's error codes (virerror.h) for a definition or value it refuses outright; others
+# (a dropped connection, a domain that is shutting down) may pass on the next try.
+_LIBVIRT_REFUSALS = (
+    "VIR_ERR_XML_ERROR",
+    "VIR_ERR_XML_DETAIL",
+    "VIR_ERR_CONFIG_UNSUPPORTED",
+    "VIR_ERR_INVALID_ARG",
+    "VIR_ERR_OPERATION_UNSUPPORTED",
+    "VIR_ERR_NO_SUPPORT",
+)
+
+
+def _libvirt_failure(operation: str, exc: Any) -> HostError:
+    code = exc.get_error_code()
+    refused = {getattr(libvirt, name, None) for name in _LIBVIRT_REFUSALS} - {None}
+    if code in refused:
+        return PermanentHostError(operation, str(exc))
+    return HostError(operation, str(exc))
 
 
 class Hypervisor(Protocol):
@@ -251,7 +271,7 @@ class RealHypervisor:
     def ensure(self, desired: DomainQos) -> None:
         dom = self._lookup(desired.name)
         if dom is not None and not self._ours(dom):
-            raise HostError(
+            raise PermanentHostError(
                 f"define {desired.name}", "a domain of that name exists and is not ours"
             )
         try:
@@ -270,7 +290,7 @@ class RealHypervisor:
             if not self._active(dom):
                 dom.create()
         except libvirt.libvirtError as exc:
-            raise HostError(f"start domain {desired.name}", str(exc)) from exc
+            raise _libvirt_failure(f"start domain {desired.name}", exc) from exc
 
     @staticmethod
     def _targets(dom: Any) -> list[str]:
@@ -308,7 +328,7 @@ class RealHypervisor:
                 for target, values in desired.iotune:
                     dom.setBlockIoTune(target, dict(values), flags)
         except libvirt.libvirtError as exc:
-            raise HostError(f"re-tune {desired.name}", str(exc)) from exc
+            raise _libvirt_failure(f"re-tune {desired.name}", exc) from exc
 
     def remove(self, name: str) -> None:
         """The domain if it is the agent's, and its images either way (a domain undefined

@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
-from qosplane.host.errors import HostError
+from qosplane.host.errors import HostError, PermanentHostError, host_error
 
 TIMEOUT_S = 30
 
 
 def run(argv: Sequence[str], input_text: str | None = None) -> str:
-    """Run `argv` and return its stdout; HostError when it fails or hangs."""
+    """Run `argv` and return its stdout; a HostError when it fails or hangs, permanent when
+    the tool is missing or refuses the value (host_error)."""
     try:
         done = subprocess.run(
             list(argv),
@@ -23,11 +24,11 @@ def run(argv: Sequence[str], input_text: str | None = None) -> str:
             check=False,
         )
     except FileNotFoundError:
-        raise HostError(" ".join(argv[:2]), f"{argv[0]} is not installed") from None
+        raise PermanentHostError(" ".join(argv[:2]), f"{argv[0]} is not installed") from None
     except subprocess.TimeoutExpired:
         raise HostError(" ".join(argv), f"no answer within {TIMEOUT_S} s") from None
     if done.returncode != 0:
-        raise HostError(" ".join(argv), done.stderr or done.stdout or f"exit {done.returncode}")
+        raise host_error(" ".join(argv), done.stderr or done.stdout or f"exit {done.returncode}")
     return done.stdout
 
 

@@ -6,6 +6,14 @@ from __future__ import annotations
 class QosplaneError(Exception):
     """Base of qosplane's own errors."""
 
+    @classmethod
+    def received(cls, message: str) -> QosplaneError:
+        """The error another qosplane process raised, rebuilt from the message it sent: the
+        fields it was built from do not travel, so they keep their class defaults."""
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, message)
+        return exc
+
 
 class InvalidInput(QosplaneError):
     """A declared value that qosplane (or the upstream service it mirrors) refuses.
@@ -14,6 +22,11 @@ class InvalidInput(QosplaneError):
     `allowed` says what would have been accepted. The API maps this to a 400 whose body
     carries the same message; the CLI prints it and exits 2.
     """
+
+    key: str = ""
+    value: object = None
+    allowed: str = ""
+    reason: str = ""
 
     def __init__(self, key: str, value: object, allowed: str, reason: str = "") -> None:
         self.key = key
@@ -26,6 +39,8 @@ class InvalidInput(QosplaneError):
 
 class Conflict(QosplaneError):
     """Input that is valid alone but conflicts with what exists (duplicate rule, min > max)."""
+
+    key: str = ""
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
@@ -78,6 +93,9 @@ def _range_text(minimum: int | None, maximum: int | None) -> str:
 class NotFound(QosplaneError):
     """A resource that does not exist (or that the caller may not see)."""
 
+    kind: str = ""
+    ref: str = ""
+
     def __init__(self, kind: str, ref: str) -> None:
         self.kind = kind
         self.ref = ref
@@ -86,6 +104,9 @@ class NotFound(QosplaneError):
 
 class RevisionMismatch(QosplaneError):
     """An `If-Match: revision_number=N` precondition that no longer holds (HTTP 412)."""
+
+    expected: int = -1
+    actual: int = -1
 
     def __init__(self, kind: str, ref: str, expected: int, actual: int) -> None:
         self.expected = expected
@@ -101,3 +122,11 @@ class Unauthorized(QosplaneError):
 
 class Forbidden(QosplaneError):
     """Authenticated, but the caller's role does not allow this (HTTP 403)."""
+
+
+class ServiceFault(QosplaneError):
+    """The service failed on its side (HTTP 5xx): the request may succeed when repeated."""
+
+
+class Unreachable(QosplaneError):
+    """The service could not be reached (refused, reset, timed out): worth retrying."""
