@@ -156,9 +156,9 @@ def test_a_failing_device_does_not_block_the_others(host: HostDrivers) -> None:
     broken = servers()
     # A burst tc refuses (0 bytes) on one server: its batch fails, the other converges.
     effective = broken[1]["plan"]["effective"]  # type: ignore[index]
-    for entry in effective:
-        if entry["kind"] == "bandwidth" and entry["limit"]:
-            entry["limit"] = {**entry["limit"], "rate_bits_per_s": 0}
+    for entry in effective:  # every layer's artifact: the plan's limit is the strictest
+        for artifact in entry["artifacts"] if entry["kind"] == "bandwidth" else ():
+            artifact["limit"] = {**artifact["limit"], "rate_bits_per_s": 0}
     host.tc.apply(["qdisc del dev tapbb8410ad-a0 root"])
     targets, result = reconciler.converge(broken)
     assert "instance-00000043" in result.errors

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from qosplane.agent.reconcile import PassResult, Reconciler, server_reports
 from qosplane.model.errors import NotFound, QosplaneError, Unreachable
+from qosplane.model.plan import DesiredHost, DesiredServer
 
 LOG = logging.getLogger("qosplane.agent")
 HEARTBEAT_S = 20.0
@@ -26,7 +27,7 @@ HEARTBEAT_S = 20.0
 class AgentApi(Protocol):
     def register_host(self, name: str, facts: dict[str, Any]) -> dict[str, Any]: ...
 
-    def watch(self, host: str, since: int, timeout_s: float) -> dict[str, Any]: ...
+    def watch(self, host: str, since: int, timeout_s: float) -> DesiredHost: ...
 
     def report(self, host: str, revision: int, servers: list[dict[str, Any]]) -> None: ...
 
@@ -41,7 +42,7 @@ class Agent:
     facts: dict[str, Any] = field(default_factory=dict)
     drift_check_s: float = 1.0
     revision: int = -1
-    servers: list[dict[str, Any]] = field(default_factory=list)
+    servers: tuple[DesiredServer, ...] = ()
     converged: dict[str, int] = field(default_factory=dict)  # server id -> plan revision
     last_reports: list[dict[str, Any]] = field(default_factory=list)
     drift_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # server id -> last repair
@@ -55,10 +56,10 @@ class Agent:
     def step(self, wait_s: float) -> PassResult:
         """One watch (up to `wait_s`), one reconcile pass, one report if anything changed."""
         state = self.api.watch(self.host, self.revision, wait_s)
-        changed = bool(state.get("changed"))
+        changed = state.changed
         if changed:
-            self.revision = int(state["revision"])
-            self.servers = list(state["servers"])
+            self.revision = state.revision
+            self.servers = state.servers
         targets, result = self.reconciler.converge(self.servers)
         if self.on_pass is not None:  # enforced (and read back) on the host from here
             self.on_pass(result)

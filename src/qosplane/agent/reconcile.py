@@ -35,6 +35,7 @@ from qosplane.model.host_state import (
     PortQos,
     RuleOutcome,
 )
+from qosplane.model.plan import DesiredServer, WiredPort
 from qosplane.verify.drift import (
     Drift,
     cpu_drift,
@@ -97,36 +98,49 @@ class PassResult:
         return bool(self.drift_before or self.removed or self.errors)
 
 
-def ports_of(server: Mapping[str, Any]) -> tuple[PortWire, ...]:
+def ports_of(server: DesiredServer | Mapping[str, Any]) -> tuple[PortWire, ...]:
+    """The server's ports as a host plugs them in; a mapping is the watch's (or the plan
+    endpoint's) JSON form of a server, of which only its `ports` are read."""
+    ports = (
+        server.ports
+        if isinstance(server, DesiredServer)
+        else tuple(WiredPort.from_json(p) for p in server.get("ports", []))
+    )
     out = []
-    for port in server.get("ports", []):
-        addresses = tuple(a["address"] for a in port["addresses"])
-        gateways = [a["gateway"] for a in port["addresses"] if a.get("gateway")]
+    for port in ports:
+        gateways = [a.gateway for a in port.addresses if a.gateway]
         out.append(
             PortWire(
-                tap=port["tap"],
-                mac=port["mac"],
-                network_id=port["network_id"],
-                addresses=addresses,
+                tap=port.tap,
+                mac=port.mac,
+                network_id=port.network_id,
+                addresses=tuple(a.address for a in port.addresses),
                 gateway=gateways[0] if gateways else None,
-                mtu_bytes=int(port.get("mtu") or 1500),
+                mtu_bytes=port.mtu_bytes,
             )
         )
     return tuple(out)
 
 
-def targets_of(servers: Sequence[Mapping[str, Any]], caps: Capabilities) -> list[Target]:
+def _desired(server: DesiredServer | Mapping[str, Any]) -> DesiredServer:
+    """Servers as the agent holds them; the watch's JSON form (tests, tools) is read once."""
+    return server if isinstance(server, DesiredServer) else DesiredServer.from_json(server)
+
+
+def targets_of(
+    servers: Sequence[DesiredServer | Mapping[str, Any]], caps: Capabilities
+) -> list[Target]:
     targets = []
-    for server in servers:
-        qos, outcomes = host_program(server["plan"], caps, server.get("volumes", []))
-        wires = ports_of(server)
+    for desired in map(_desired, servers):
+        qos, outcomes = host_program(desired.plan, caps, desired.volumes)
+        wires = ports_of(desired)
         if caps.ovs_switch:
             # Every tap is a port of the switch, limited or not: one deleted from the
             # bridge is then missed and plugged again, and one whose limits went is cleared.
             limited = {p.port for p in qos.ports}
             bare = tuple(PortQos(w.tap) for w in wires if w.tap not in limited)
             qos = replace(qos, ports=tuple(sorted((*qos.ports, *bare), key=lambda p: p.port)))
-        targets.append(Target(server["id"], int(server["plan_revision"]), qos, outcomes, wires))
+        targets.append(Target(desired.id, desired.plan_revision, qos, outcomes, wires))
     return targets
 
 
@@ -366,7 +380,9 @@ class Reconciler:
             except HostError as exc:
                 self._charge(result, t.qos.name, exc)
 
-    def converge(self, servers: Sequence[Mapping[str, Any]]) -> tuple[list[Target], PassResult]:
+    def converge(
+        self, servers: Sequence[DesiredServer | Mapping[str, Any]]
+    ) -> tuple[list[Target], PassResult]:
         targets = targets_of(servers, self.caps)
         return targets, self.converge_targets(targets)
 

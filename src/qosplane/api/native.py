@@ -101,9 +101,9 @@ def desired_state(services: Services, name: str, since: int) -> dict[str, Any] |
                     "id": r.id,
                     "name": r.name,
                     "plan_revision": r.plan_revision,
-                    "plan": json.loads(r.plan_json),
-                    "ports": servers.wiring(r),
-                    "volumes": servers.volume_wiring(r),
+                    "plan": servers.plan_wire(r),
+                    "ports": [p.to_json() for p in servers.wiring(r)],
+                    "volumes": [v.to_json() for v in servers.volume_wiring(r)],
                 }
                 for r in repo.servers(name)
             ],
@@ -202,14 +202,14 @@ async def server_plan(request: Request, services: Services) -> Response:
             raise NotFound("Server", ref)
         return ok(
             {
-                "plan": repo.plan(row.id),
+                "plan": repo.plan(row.id).to_json() | {"revision": row.plan_revision},
                 "server": {
                     "id": row.id,
                     "name": row.name,
                     "status": row.status,
                     "host": row.host,
-                    "ports": repo.wiring(row),
-                    "volumes": repo.volume_wiring(row),
+                    "ports": [p.to_json() for p in repo.wiring(row)],
+                    "volumes": [v.to_json() for v in repo.volume_wiring(row)],
                 },
             }
         )

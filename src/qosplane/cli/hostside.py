@@ -29,6 +29,7 @@ from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.errors import QosplaneError
 from qosplane.model.host_state import Capabilities
+from qosplane.model.plan import HostPlan
 from qosplane.verify.explain import explain, render_explain
 
 EXIT_OK = 0
@@ -281,7 +282,8 @@ def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:
         print(f"qosplane explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
     view = explain(
-        plan,
+        HostPlan.from_json(plan),
+        int(plan["revision"]),
         {**server, "status": status["server"]["status"]},
         status["report"],
         status["measurements"],

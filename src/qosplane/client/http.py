@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qosplane.model.errors import Unauthorized, Unreachable
+from qosplane.model.plan import DesiredHost
 from qosplane.openstack.errors import error_for_status
 
 
@@ -124,15 +125,15 @@ class QosplaneClient:
         )["host"]
         return host
 
-    def watch(self, host: str, since: int, timeout_s: float) -> dict[str, Any]:
-        """The host's desired state once its revision differs from `since`, or
-        `{"changed": false}` after `timeout_s`."""
-        state: dict[str, Any] = self.call(
+    def watch(self, host: str, since: int, timeout_s: float) -> DesiredHost:
+        """The host's desired state once its revision differs from `since`, or an
+        unchanged answer after `timeout_s`."""
+        state = self.call(
             "GET",
             f"/qosplane/v1/hosts/{host}/watch?since={since}&timeout={int(timeout_s)}",
             timeout_s=timeout_s + self.timeout_s,
         )
-        return state
+        return DesiredHost.from_json(state)
 
     def report(self, host: str, revision: int, servers: list[dict[str, Any]]) -> None:
         self.call(

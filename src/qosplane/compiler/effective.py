@@ -16,9 +16,7 @@ Facts this encodes (upstream-mapping.md sections 3, 6, 7 and 10; the seed):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from qosplane.compiler.cgroups import cgroup_problems
 from qosplane.compiler.findings import Finding
@@ -43,6 +41,20 @@ from qosplane.model.network_qos import (
     MinimumPacketRateRule,
     PacketRateLimitRule,
     Rule,
+)
+from qosplane.model.plan import (
+    CpuQuota,
+    CpuWeight,
+    Declared,
+    DiskBytes,
+    DiskIops,
+    DscpMark,
+    EffectiveLimit,
+    Enforcement,
+    Limit,
+    MinRate,
+    PacketRate,
+    Rate,
 )
 from qosplane.model.units import (
     BITS_PER_BYTE,
@@ -72,85 +84,6 @@ from qosplane.model.units import (
 
 TO_GUEST = "ingress"
 FROM_GUEST = "egress"
-
-
-@dataclass(frozen=True, slots=True)
-class Declared:
-    source: str  # "flavor m1.resquota", "port policy bw-limiter", ...
-    key: str  # as the operator wrote it
-    value: str  # with its upstream unit
-
-
-@dataclass(frozen=True, slots=True)
-class Enforcement:
-    layer: str  # libvirt, neutron-ovs, sriov-agent, qemu, cgroup
-    artifact: str  # the concrete thing on the host
-    mechanism: str  # shape, police, meter, guarantee, mark, throttle, weight, quota
-    as_written: str  # the values as that layer writes them
-    limit: Mapping[str, int]  # canonical units, unit in each key
-    holds: bool = True
-    note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "layer": self.layer,
-            "artifact": self.artifact,
-            "mechanism": self.mechanism,
-            "as_written": self.as_written,
-            "limit": dict(self.limit),
-            "holds": self.holds,
-        }
-        if self.note:
-            out["note"] = self.note
-        return out
-
-
-@dataclass(slots=True)
-class EffectiveLimit:
-    device: str
-    direction: str  # guest-relative: ingress/egress; read/write/total for disks; '' for cpu
-    kind: str  # bandwidth, packet_rate, min_bandwidth, min_packet_rate, dscp, disk_bytes, ...
-    declared: list[Declared] = field(default_factory=list)
-    candidates: list[Enforcement] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    losses: list[str] = field(default_factory=list)
-    port_id: str = ""
-
-    def holding(self) -> list[Enforcement]:
-        return [c for c in self.candidates if c.holds]
-
-    def effective(self) -> Enforcement | None:
-        """The strictest holding enforcement (lowest rate for caps)."""
-        holding = self.holding()
-        if not holding:
-            return None
-        return min(holding, key=_strictness)
-
-    def to_json(self) -> dict[str, Any]:
-        eff = self.effective()
-        out: dict[str, Any] = {
-            "device": self.device,
-            "direction": self.direction,
-            "kind": self.kind,
-            "limit": dict(eff.limit) if eff else None,
-            "enforced_by": eff.to_json() if eff else None,
-            "declared": [
-                {"source": d.source, "key": d.key, "value": d.value} for d in self.declared
-            ],
-            "artifacts": [c.to_json() for c in self.candidates],
-            "conflicts": list(self.conflicts),
-            "losses": list(self.losses),
-        }
-        if self.port_id:
-            out["port_id"] = self.port_id
-        return out
-
-
-def _strictness(e: Enforcement) -> tuple[int, ...]:
-    for key in ("rate_bits_per_s", "rate_packets_per_s", "bytes_per_s", "iops"):
-        if key in e.limit:
-            return (e.limit[key],)
-    return (0,)
 
 
 @dataclass(slots=True)
@@ -224,7 +157,7 @@ def _flavor_vif(
         decl = _vif_declared(flavor, way, limit)
         if not wiring.nova_writes_bandwidth:
             entry = entries[declared_dir]
-            entry.declared += decl
+            entry.declared.extend(decl)
             msg = (
                 f"quota:vif_{way}_* is dropped: Nova writes no <bandwidth> for "
                 f"{wiring.vif_type.value} VIFs"
@@ -241,7 +174,7 @@ def _flavor_vif(
             (TO_GUEST if on_tx else FROM_GUEST) if tap_like else (FROM_GUEST if on_tx else TO_GUEST)
         )
         entry = entries[actual_dir]
-        entry.declared += decl
+        entry.declared.extend(decl)
         if actual_dir != declared_dir:
             msg = (
                 f"quota:vif_{way}_* lands on {'to' if actual_dir == TO_GUEST else 'from'}-guest "
@@ -265,11 +198,11 @@ def _flavor_vif(
                         if peak is not None
                         else ""
                     ),
-                    {"min_rate_bits_per_s": avg_bits}
-                    | (
-                        {"rate_bits_per_s": kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))}
+                    MinRate(
+                        avg_bits,
+                        kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))
                         if peak is not None
-                        else {}
+                        else None,
                     ),
                     holds=peak is not None,
                     note="libvirt on OVS ports makes average an HTB min-rate, not a cap",
@@ -297,7 +230,7 @@ def _flavor_vif(
                     "police",
                     f"ingress_policing_rate={libvirt_kilobytes_per_s_to_ovs_policing_kbit(avg_kbps)} "
                     f"ingress_policing_burst={libvirt_kib_to_ovs_policing_kbit(Kibibytes(burst_kib))}",
-                    {"rate_bits_per_s": avg_bits, "burst_bytes": burst_bytes},
+                    Rate(avg_bits, burst_bytes=burst_bytes),
                 )
                 entry.candidates.append(e)
             continue
@@ -311,10 +244,15 @@ def _flavor_vif(
                 else avg_kbps
             )
             ceil_bits = kilobytes_per_s_to_bits_per_s(ceil)
-            lim: dict[str, int] = {"rate_bits_per_s": avg_bits, "ceil_bits_per_s": ceil_bits}
+            shaped = Rate(
+                avg_bits,
+                ceil_bits,
+                kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
+                if limit.burst_bytes is not None
+                else None,
+            )
             written = f"rate {avg_kbps}kbps ceil {ceil}kbps"
             if limit.burst_bytes is not None:
-                lim["burst_bytes"] = kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
                 written += f" burst {libvirt_kib(limit.burst_bytes)}kb"
             note = ""
             if ceil > avg_kbps:
@@ -323,7 +261,7 @@ def _flavor_vif(
                 # average; peak holds for burst / (peak - average) seconds at most
                 # (measured: shared/reference/host-capabilities.md, 191 Mbit/s for 4 s,
                 # then 95.6, for the seed's 2x peak and 4 s burst).
-                burst_size = lim.get("burst_bytes", 0)
+                burst_size = shaped.burst_bytes or 0
                 seconds = burst_size * 8 / (ceil_bits - avg_bits) if burst_size else 0.0
                 note = (
                     f"peak {ceil_bits} bit/s only while the burst lasts "
@@ -335,7 +273,7 @@ def _flavor_vif(
                     f"tc htb class 1:1 on {dev} root",
                     "shape",
                     written,
-                    lim,
+                    shaped,
                     note=note,
                 )
             )
@@ -346,7 +284,7 @@ def _flavor_vif(
                 f"tc police on {dev} ingress qdisc",
                 "police",
                 f"rate {avg_kbps}kbps burst {burst_kib}kb",
-                {"rate_bits_per_s": avg_bits, "burst_bytes": kibibytes_to_bytes(burst_kib)},
+                Rate(avg_bits, burst_bytes=kibibytes_to_bytes(burst_kib)),
                 holds=not wiring.tap_in_ovs,
                 note="deleted by Open vSwitch: it owns the ingress qdisc of its ports"
                 if wiring.tap_in_ovs
@@ -410,7 +348,7 @@ def _neutron_rule(
                     "VF max_tx_rate",
                     "police",
                     f"max_tx_rate {mbps} (Mbit/s)",
-                    {"rate_bits_per_s": megabits_per_s_to_bits_per_s(mbps)},
+                    Rate(megabits_per_s_to_bits_per_s(mbps)),
                 )
             )
             if burst_kbit:
@@ -420,9 +358,10 @@ def _neutron_rule(
             return
         if facts.neutron_meter_bandwidth:
             mid = meter_id(wiring.port.id, "bps", rule.direction)
-            lim: dict[str, int] = {"rate_bits_per_s": rule.max_rate_bits_per_s}
-            if burst_kbit:
-                lim["burst_bytes"] = bits_to_bytes(rule.max_burst_bits)
+            metered = Rate(
+                rule.max_rate_bits_per_s,
+                burst_bytes=bits_to_bytes(rule.max_burst_bits) if burst_kbit else None,
+            )
             entry.candidates.append(
                 Enforcement(
                     "neutron-ovs",
@@ -430,7 +369,7 @@ def _neutron_rule(
                     "meter",
                     f"meter={mid},kbps,rate={kbps}"
                     + (f",burst_size={burst_kbit}" if burst_kbit else ""),
-                    lim,
+                    metered,
                 )
             )
             return
@@ -446,10 +385,10 @@ def _neutron_rule(
                     f"OVS Interface {dev} ingress_policing -> tc police on {dev}",
                     "police",
                     f"ingress_policing_rate={kbps} ingress_policing_burst={burst}",
-                    {
-                        "rate_bits_per_s": rule.max_rate_bits_per_s,
-                        "burst_bytes": ovs_policing_burst_to_bytes(Kilobits(burst)),
-                    },
+                    Rate(
+                        rule.max_rate_bits_per_s,
+                        burst_bytes=ovs_policing_burst_to_bytes(Kilobits(burst)),
+                    ),
                 )
             )
             return
@@ -463,10 +402,7 @@ def _neutron_rule(
                     "police",
                     f"cir={bits_per_s_to_bytes_per_s(rule.max_rate_bits_per_s)} "
                     f"cbs={bits_to_bytes(rule.max_burst_bits)} (bytes/s, bytes)",
-                    {
-                        "rate_bits_per_s": rule.max_rate_bits_per_s,
-                        "burst_bytes": bits_to_bytes(rule.max_burst_bits),
-                    },
+                    Rate(rule.max_rate_bits_per_s, burst_bytes=bits_to_bytes(rule.max_burst_bits)),
                 )
             )
             return
@@ -476,7 +412,7 @@ def _neutron_rule(
                 f"OVS QoS linux-htb queue 0 on Port {dev} -> tc htb on {dev} root",
                 "shape",
                 f"Queue other_config:max-rate={rule.max_rate_bits_per_s} burst={rule.max_burst_bits} (bits)",
-                {"rate_bits_per_s": rule.max_rate_bits_per_s, "burst_bytes": queue_burst},
+                Rate(rule.max_rate_bits_per_s, burst_bytes=queue_burst),
             )
         )
         return
@@ -502,10 +438,7 @@ def _neutron_rule(
                 f"OpenFlow meter {mid} on {facts.ovs_bridge}",
                 "meter",
                 f"meter={mid},pktps,rate={rule.max_rate_packets_per_s}",
-                {
-                    "rate_packets_per_s": rule.max_rate_packets_per_s,
-                    "burst_packets": rule.max_burst_packets,
-                },
+                PacketRate(rule.max_rate_packets_per_s, rule.max_burst_packets),
             )
         )
         return
@@ -526,7 +459,7 @@ def _neutron_rule(
                 f"mod_nw_tos:{tos}"
                 if facts.dscp_flows.value == "mod_nw_tos"
                 else f"set_field:{rule.dscp_mark}->ip_dscp",
-                {"dscp": rule.dscp_mark, "tos": tos},
+                DscpMark(rule.dscp_mark, tos),
                 note="IPv4 only" if facts.dscp_flows.value == "mod_nw_tos" else "",
             )
         )
@@ -543,7 +476,7 @@ def _neutron_rule(
                     f"OVS Queue min-rate on the uplink of {bridge}",
                     "guarantee",
                     f"other_config:min-rate={rule.min_rate_bits_per_s}",
-                    {"min_rate_bits_per_s": rule.min_rate_bits_per_s},
+                    MinRate(rule.min_rate_bits_per_s),
                 )
             )
             return
@@ -668,14 +601,16 @@ def disk_effective(disk: DiskWiring, eff: Effective) -> list[EffectiveLimit]:
             out.append(entry)
             continue
         peak = getattr(tune, _MAX_FIELD[field_name])
-        lim = {unit_key: value}
+        lim: Limit = (
+            DiskBytes(value, peak or None)
+            if unit_key == "bytes_per_s"
+            else DiskIops(value, peak or None)
+        )
         note = (
             f"bursts to {peak} for 1 s"
             if peak
             else "bucket of 1/10 s of the average allows short bursts"
         )
-        if peak:
-            lim[f"peak_{unit_key}"] = peak
         entry.candidates.append(
             Enforcement(
                 "qemu",
@@ -718,7 +653,7 @@ def cpu_effective(flavor: Flavor, facts: HostFacts, eff: Effective) -> list[Effe
                     "cpu.weight of the machine scope",
                     "weight",
                     f"cpu.weight={cpu.shares}",
-                    {"weight": cpu.shares},
+                    CpuWeight(cpu.shares),
                     holds=not any(p.fatal for p in cgroup_problems(cpu, True)),
                     note=f"{ratio:.2f}x a sibling at the default weight {CGROUP_V2_DEFAULT_WEIGHT}",
                 )
@@ -741,7 +676,7 @@ def cpu_effective(flavor: Flavor, facts: HostFacts, eff: Effective) -> list[Effe
                     "cpu.shares of the machine scope",
                     "weight",
                     f"cpu.shares={cpu.shares}",
-                    {"weight": cpu.shares},
+                    CpuWeight(cpu.shares),
                     holds=not any(p.fatal for p in cgroup_problems(cpu, False)),
                     note=f"{relative_cpu_share(cpu.shares, CGROUP_V1_DEFAULT_SHARES):.2f}x a sibling "
                     f"at the default {CGROUP_V1_DEFAULT_SHARES}",
@@ -767,11 +702,7 @@ def cpu_effective(flavor: Flavor, facts: HostFacts, eff: Effective) -> list[Effe
                 f"cpu.max={cpu.quota_us} {period}"
                 if v2
                 else f"cpu.cfs_quota_us={cpu.quota_us} cpu.cfs_period_us={period}",
-                {
-                    "quota_us": cpu.quota_us,
-                    "period_us": period,
-                    "cpu_per_mille_per_vcpu": per_mille,
-                },
+                CpuQuota(cpu.quota_us, period, per_mille),
                 note="per vCPU, not per instance",
             )
         )

@@ -34,6 +34,7 @@ from qosplane.model.host_state import (
     Shaper,
     VolumeQos,
 )
+from qosplane.model.plan import AttachedVolume, EffectiveLimit, HostPlan, Rate
 from qosplane.model.units import (
     BitsPerSecond,
     Bytes,
@@ -57,13 +58,13 @@ def default_burst_bytes(rate_bits_per_s: BitsPerSecond) -> Bytes:
     return Bytes(rate_bits_per_s // 8 // 1000 + 1514)
 
 
-def _shaper(limit: Mapping[str, int], policer: bool) -> Shaper:
-    cap = BitsPerSecond(limit["rate_bits_per_s"])
-    burst = limit.get("burst_bytes")
+def _shaper(limit: Rate, policer: bool) -> Shaper:
+    cap = BitsPerSecond(limit.rate_bits_per_s)
+    burst = limit.burst_bytes
     if policer:
         # A policer has no ceil: shape at the rate, with its bucket as the burst.
         return Shaper(cap, cap, Bytes(burst) if burst else default_burst_bytes(cap))
-    ceil = BitsPerSecond(limit.get("ceil_bits_per_s", cap))
+    ceil = BitsPerSecond(limit.ceil_bits_per_s or cap)
     return Shaper(cap, ceil, Bytes(burst) if burst else default_burst_bytes(cap))
 
 
@@ -87,40 +88,38 @@ IOTUNE_DIRECTIONS = ("total", "read", "write")
 
 
 def host_program(
-    plan: Mapping[str, Any],
+    plan: HostPlan | Mapping[str, Any],
     caps: Capabilities,
-    volumes: Sequence[Mapping[str, Any]] = (),
+    volumes: Sequence[AttachedVolume | Mapping[str, Any]] = (),
 ) -> tuple[InstanceQos, tuple[RuleOutcome, ...]]:
     """The instance's desired host state and one outcome per effective limit of `plan`.
-    `volumes`: the attached volumes as the watch lists them (id, device, size_gb)."""
-    name = str(plan["instance"]["name"])
+    `volumes`: the attached volumes as the watch lists them. Either may come in their JSON
+    form, as the plan command and the tests hold them; they are typed here."""
+    if not isinstance(plan, HostPlan):
+        plan = HostPlan.from_json(plan)
+    attached = [
+        v if isinstance(v, AttachedVolume) else AttachedVolume.from_json(v) for v in volumes
+    ]
+    name = plan.instance_name
     devices: dict[str, dict[str, Any]] = {}
     cpu: dict[str, int] = {}
-    by_target = {str(v["device"]): v for v in volumes}
-    throttles: dict[str, dict[str, int]] = {str(v["device"]): {} for v in volumes}
+    by_target = {v.device: v for v in attached}
+    throttles: dict[str, dict[str, int]] = {v.device: {} for v in attached}
     iotune: dict[str, dict[str, int]] = {}  # image disk target -> libvirt iotune values
     outcomes: list[RuleOutcome] = []
 
-    def report(entry: Mapping[str, Any], outcome: Outcome, mechanism: str = "", **kw: Any) -> None:
-        outcomes.append(
-            RuleOutcome(
-                str(entry["kind"]),
-                device,
-                str(entry["direction"]),
-                outcome,
-                mechanism,
-                **kw,
-            )
-        )
+    def report(entry: EffectiveLimit, outcome: Outcome, mechanism: str = "", **kw: Any) -> None:
+        outcomes.append(RuleOutcome(entry.kind, device, entry.direction, outcome, mechanism, **kw))
 
-    for entry in plan["effective"]:
-        kind, direction = entry["kind"], entry["direction"]
+    for entry in plan.effective:
+        kind, direction = entry.kind, entry.direction
         # Upstream splits a port across tap, qvb and qvo devices; here the port is one
         # host-side device, its tap, which then carries every limit of the port.
-        device = str(entry["device"])
-        if entry.get("port_id"):
-            device = ("tap" + str(entry["port_id"]))[:14]
-        limit: Mapping[str, int] | None = entry["limit"]
+        device = entry.device
+        if entry.port_id:
+            device = ("tap" + entry.port_id)[:14]
+        holding = entry.effective()
+        limit = holding.limit if holding is not None else None
         if limit is None:
             report(entry, Outcome.NOT_ENFORCEABLE, reason="no layer of the plan holds it")
             continue
@@ -128,10 +127,12 @@ def host_program(
             if not caps.htb:
                 report(entry, Outcome.NOT_ENFORCEABLE, reason="this kernel has no htb")
                 continue
+            assert isinstance(limit, Rate)
             _keep_stricter(devices.setdefault(device, {}), "to_instance", _shaper(limit, False))
             mechanism = Mechanism.SHAPE_OVS_HTB if caps.ovs_switch else Mechanism.SHAPE_HTB
             report(entry, Outcome.APPLIED, mechanism.value)
         elif kind == "bandwidth" and direction == FROM_GUEST:
+            assert isinstance(limit, Rate)
             if caps.ovs_switch:
                 _keep_stricter(
                     devices.setdefault(device, {}), "from_instance", _shaper(limit, True)
@@ -204,12 +205,7 @@ def host_program(
             report(entry, Outcome.NOT_ENFORCEABLE, reason=f"no mechanism for {kind} {direction}")
     qos = InstanceQos(
         volumes=tuple(
-            VolumeQos(
-                str(by_target[t]["id"]),
-                t,
-                int(by_target[t]["size_gb"]),
-                tuple(sorted(throttles[t].items())),
-            )
+            VolumeQos(by_target[t].id, t, by_target[t].size_gb, tuple(sorted(throttles[t].items())))
             for t in sorted(by_target)
         )
         if caps.qemu_storage_daemon
@@ -232,7 +228,7 @@ def host_program(
             cpu,
             {
                 target: iotune.get(target, {})
-                for target in domain_iotune(str(plan["domain_xml"]))
+                for target in domain_iotune(plan.domain_xml)
                 if target not in by_target  # volumes: exported by the volume driver
             },
             # The weight a domain gets when none is set: the kernel's default for the
@@ -255,7 +251,7 @@ def _cgroup_mechanism(caps: Capabilities) -> str:
 
 def _domain(
     name: str,
-    plan: Mapping[str, Any],
+    plan: HostPlan,
     cpu: Mapping[str, int],
     iotune: Mapping[str, dict[str, int]],
     default_shares: int,
@@ -270,7 +266,7 @@ def _domain(
     keys = [f"{d}_{suffix}" for suffix, _ in _IOTUNE_UNIT.values() for d in IOTUNE_DIRECTIONS]
     return DomainQos(
         name,
-        str(plan["domain_xml"]),
+        plan.domain_xml,
         tuple(sorted(scheduler.items())),
         tuple(
             (target, tuple(sorted({k: values.get(k, 0) for k in keys}.items())))

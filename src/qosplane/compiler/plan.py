@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from qosplane.compiler.cgroups import cgroup_settings
-from qosplane.compiler.effective import EffectiveLimit, compute_effective
+from qosplane.compiler.effective import compute_effective
 from qosplane.compiler.findings import Finding
 from qosplane.compiler.libvirt_xml import domain_xml, effective_cputune
 from qosplane.compiler.ovs import ovs_plan
@@ -15,39 +12,8 @@ from qosplane.compiler.tc import tc_plan
 from qosplane.compiler.topology import wire_disks, wire_ports
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import Instance
+from qosplane.model.plan import HostPlan
 from qosplane.openstack.nova import dropped_vif_keys
-
-Argv = list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class HostPlan:
-    instance_uuid: str
-    instance_name: str
-    hostname: str
-    domain_xml: str
-    qemu_drives: dict[str, str]
-    cgroup: dict[str, dict[str, str]]
-    tc: dict[str, list[Argv]]
-    ovs: list[Argv]
-    effective: list[EffectiveLimit]
-    errors: list[Finding]
-    warnings: list[Finding]
-
-    def to_json(self) -> dict[str, Any]:
-        """The `qosplane plan --json` object (design.md section 1)."""
-        return {
-            "instance": {"uuid": self.instance_uuid, "name": self.instance_name},
-            "host": self.hostname,
-            "domain_xml": self.domain_xml,
-            "qemu_drives": dict(self.qemu_drives),
-            "cgroup": {version: dict(files) for version, files in self.cgroup.items()},
-            "tc": {dev: [list(a) for a in cmds] for dev, cmds in self.tc.items()},
-            "ovs": [list(a) for a in self.ovs],
-            "effective": [e.to_json() for e in self.effective],
-            "errors": [f.to_json() for f in self.errors],
-            "warnings": [f.to_json() for f in self.warnings],
-        }
 
 
 def compile_plan(instance: Instance, facts: HostFacts) -> HostPlan:
@@ -79,3 +45,6 @@ def compile_plan(instance: Instance, facts: HostFacts) -> HostPlan:
         errors=eff.errors,
         warnings=eff.warnings,
     )
+
+
+__all__ = ["HostPlan", "compile_plan"]

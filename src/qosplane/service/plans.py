@@ -156,6 +156,6 @@ class Replanner:
         and the host's revision, so the host's agent wakes and applies it."""
         hosts = HostRepository(self.session)
         plan = compile_plan(self.servers.instance(row), hosts.facts(row.host))
-        self.servers.store_plan(row, plan.to_json())
+        self.servers.store_plan(row, plan)
         hosts.bump(row.host)
         self.session.flush()

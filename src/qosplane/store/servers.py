@@ -11,12 +11,14 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qosplane.model.instance import Instance, Port, Volume
+from qosplane.model.plan import AttachedVolume, HostPlan, WiredAddress, WiredPort
 from qosplane.store.database import fetch
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.hosts import HostRepository
@@ -24,6 +26,13 @@ from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.tables import ServerRow
 from qosplane.store.volumes import VolumeRepository
+
+
+@lru_cache(maxsize=4096)
+def _parsed_plan(plan_json: str) -> HostPlan:
+    """Plans are read far more often than compiled (every watch reads the volumes' drive
+    targets): keyed by the stored text itself, so a recompiled plan is never served stale."""
+    return HostPlan.from_json(json.loads(plan_json))
 
 
 class ServerRepository:
@@ -156,13 +165,24 @@ class ServerRepository:
             creation_time=row.created_at,
         )
 
-    def store_plan(self, row: ServerRow, plan: dict[str, Any]) -> None:
+    def store_plan(self, row: ServerRow, plan: HostPlan) -> None:
         """Keep a newly compiled plan; its revision counts the recompilations so agents can
         tell a new plan from an old one. Compiling is the service layer's (service/plans.py)."""
-        row.plan_json = json.dumps(plan)
+        row.plan_json = json.dumps(plan.to_json())
         row.plan_revision += 1
 
-    def wiring(self, row: ServerRow) -> list[dict[str, Any]]:
+    @staticmethod
+    def plan_of(row: ServerRow) -> HostPlan:
+        return _parsed_plan(row.plan_json)
+
+    @staticmethod
+    def plan_wire(row: ServerRow) -> dict[str, Any]:
+        """The plan exactly as stored, for the watch: it goes from the database to the wire
+        unread, so a host's whole desired state is not parsed and rendered again."""
+        plan: dict[str, Any] = json.loads(row.plan_json)
+        return plan
+
+    def wiring(self, row: ServerRow) -> list[WiredPort]:
         """What a host needs to plug the server's ports in: per port (NIC order) its tap,
         MAC, network, MTU and addresses with their prefix length and the subnet gateway."""
         out = []
@@ -173,33 +193,29 @@ class ServerRepository:
             for ip in self.networks.fixed_ips(port.id):
                 subnet = self.networks.subnet(ip.subnet_id)
                 prefix = subnet.cidr.split("/")[1]
-                addresses.append(
-                    {
-                        "address": f"{ip.ip_address}/{prefix}",
-                        "gateway": f"{subnet.gateway_ip}/{prefix}" if subnet.gateway_ip else None,
-                    }
-                )
+                gateway = f"{subnet.gateway_ip}/{prefix}" if subnet.gateway_ip else None
+                addresses.append(WiredAddress(f"{ip.ip_address}/{prefix}", gateway))
             out.append(
-                {
-                    "id": port.id,
-                    "tap": ("tap" + port.id)[:14],
-                    "mac": port.mac_address,
-                    "network_id": net.id,
-                    "mtu": net.mtu,
-                    "addresses": addresses,
-                }
+                WiredPort(
+                    port.id,
+                    ("tap" + port.id)[:14],
+                    port.mac_address,
+                    net.id,
+                    net.mtu,
+                    tuple(addresses),
+                )
             )
         return out
 
-    def volume_wiring(self, row: ServerRow) -> list[dict[str, Any]]:
+    def volume_wiring(self, row: ServerRow) -> list[AttachedVolume]:
         """The attached volumes as a host exports them: id, size and the guest's target
         (volumes follow the image disks, in attach order)."""
         volumes = VolumeRepository(self.session).attached_to(row.id)
         if not volumes:
             return []
-        targets = list(json.loads(row.plan_json)["qemu_drives"])[-len(volumes) :]
+        targets = list(self.plan_of(row).qemu_drives)[-len(volumes) :]
         return [
-            {"id": v.id, "device": target, "size_gb": v.size_gb}
+            AttachedVolume(v.id, target, v.size_gb)
             for v, target in zip(volumes, targets, strict=True)
         ]
 
@@ -214,8 +230,5 @@ class ServerRepository:
         out: dict[str, Any] = json.loads(row.agent_report or "{}")
         return out
 
-    def plan(self, server_id: str) -> dict[str, Any]:
-        row = self.get(server_id)
-        plan: dict[str, Any] = json.loads(row.plan_json)
-        plan["revision"] = row.plan_revision
-        return plan
+    def plan(self, server_id: str) -> HostPlan:
+        return self.plan_of(self.get(server_id))

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from qosplane.model.plan import EffectiveLimit, HostPlan
+
 _DEVICE_SIDE = {
     "ingress": "to the instance: the host side's egress (root qdisc)",
     "egress": "from the instance: the host side's ingress",
@@ -17,10 +19,10 @@ _DEVICE_SIDE = {
 }
 
 
-def _tap(entry: Mapping[str, Any]) -> str:
-    if entry.get("port_id"):
-        return ("tap" + str(entry["port_id"]))[:14]
-    return str(entry["device"])
+def _tap(entry: EffectiveLimit) -> str:
+    if entry.port_id:
+        return ("tap" + entry.port_id)[:14]
+    return entry.device
 
 
 def _canonical(limit: Mapping[str, int] | None) -> str:
@@ -38,7 +40,8 @@ def _canonical(limit: Mapping[str, int] | None) -> str:
 
 
 def explain(
-    plan: Mapping[str, Any],
+    plan: HostPlan,
+    plan_revision: int,
     server: Mapping[str, Any],
     report: Mapping[str, Any],
     measurements: Mapping[str, Any],
@@ -49,33 +52,39 @@ def explain(
     }
     last_drift = report.get("last_drift") or {}
     drift = [{**d, "at": last_drift.get("at")} for d in last_drift.get("drift", [])]
-    current = report.get("plan_revision") == plan.get("revision")
+    current = report.get("plan_revision") == plan_revision
     limits = []
-    for entry in plan["effective"]:
+    for entry in plan.effective:
         device = _tap(entry)
-        key = (entry["kind"], device, entry["direction"])
-        enforced = entry.get("enforced_by") or {}
+        key = (entry.kind, device, entry.direction)
+        enforced = entry.effective()
+        limit = enforced.limit.to_json() if enforced is not None else None
         limits.append(
             {
                 "device": device,
-                "plan_device": entry["device"],
-                "direction": entry["direction"],
-                "meaning": _DEVICE_SIDE.get(entry["direction"], entry["direction"]),
-                "kind": entry["kind"],
-                "declared": entry["declared"],
+                "plan_device": entry.device,
+                "direction": entry.direction,
+                "meaning": _DEVICE_SIDE.get(entry.direction, entry.direction),
+                "kind": entry.kind,
+                "declared": [d.to_json() for d in entry.declared],
                 "compiled": [
-                    {k: a[k] for k in ("layer", "artifact", "as_written", "holds")}
-                    for a in entry["artifacts"]
+                    {
+                        "layer": a.layer,
+                        "artifact": a.artifact,
+                        "as_written": a.as_written,
+                        "holds": a.holds,
+                    }
+                    for a in entry.candidates
                 ],
                 "effective": {
-                    "limit": entry["limit"],
-                    "canonical": _canonical(entry["limit"]),
-                    "as_written": enforced.get("as_written", ""),
-                    "by": enforced.get("layer", ""),
-                    "note": enforced.get("note", ""),
+                    "limit": limit,
+                    "canonical": _canonical(limit),
+                    "as_written": enforced.as_written if enforced else "",
+                    "by": enforced.layer if enforced else "",
+                    "note": enforced.note if enforced else "",
                 },
-                "conflicts": entry["conflicts"],
-                "losses": entry["losses"],
+                "conflicts": list(entry.conflicts),
+                "losses": list(entry.losses),
                 "applied": rules.get(key, {"status": "not reported yet"})
                 if current
                 else {"status": "agent has not applied this revision yet"},
@@ -89,14 +98,14 @@ def explain(
             "name": server.get("name"),
             "status": server.get("status"),
             "host": server.get("host"),
-            "instance": plan["instance"]["name"],
-            "plan_revision": plan.get("revision"),
+            "instance": plan.instance_name,
+            "plan_revision": plan_revision,
             "applied_revision": report.get("plan_revision"),
             "measured_at": measurements.get("measured_at"),
         },
         "limits": limits,
-        "errors": plan.get("errors", []),
-        "warnings": plan.get("warnings", []),
+        "errors": [f.to_json() for f in plan.errors],
+        "warnings": [f.to_json() for f in plan.warnings],
     }
 
 

@@ -234,7 +234,7 @@ async def create_server(request: Request, services: Services) -> Response:
             security_groups=sg_ids,
             nics=nics,
         )
-        errors = {e["code"] for e in repo.plan(row.id)["errors"]}
+        errors = {e.code for e in repo.plan(row.id).errors}
         if errors & FATAL_PLAN_ERRORS:
             row.status = "ERROR"
         elif HostRepository(s).has_live_agent(row.host):
@@ -354,7 +354,7 @@ async def attach_volume(request: Request, services: Services) -> Response:
             )
         NovaService(s).attach_volume(volume.id, row.id)
         # Volumes come after the image disks, in attach order: the newest is the last target.
-        targets = list(servers.plan(row.id)["qemu_drives"])
+        targets = list(servers.plan(row.id).qemu_drives)
         device = f"/dev/{targets[-1]}"
         out: dict[str, Any] = {
             "serverId": row.id,
@@ -385,7 +385,7 @@ async def list_attachments(request: Request, services: Services) -> Response:
         servers = ServerRepository(s)
         row = visible_server(servers, ctx, request.path_params["server_id"])
         volumes = VolumeRepository(s).attached_to(row.id)
-        targets = list(servers.plan(row.id)["qemu_drives"])[-len(volumes) :] if volumes else []
+        targets = list(servers.plan(row.id).qemu_drives)[-len(volumes) :] if volumes else []
         out = [
             {
                 "id": v.id,

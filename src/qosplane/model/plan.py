@@ -1,0 +1,427 @@
+"""The compiled plan of one instance on one host, typed end to end.
+
+The compiler makes a `HostPlan`; the store keeps it, the watch carries it to the host's
+agent, and explain reads it, all as these frozen values. JSON exists only where the plan
+crosses a process boundary (`to_json`/`from_json`), and its shape is the contract of
+design.md section 1: `qosplane plan --json` and the watch API print exactly what they did
+before the plan was typed, so other tools keep working.
+
+A limit is one of a few typed values, each naming its unit in its field names. Each is also a
+read-only mapping of its set fields (`{"rate_bits_per_s": ..., "burst_bytes": ...}`), which
+is exactly its JSON form and what a reader of `explain --json` sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+Argv = list[str]
+
+
+class Limit(Mapping[str, int]):
+    """A limit in canonical units, one subclass per kind (Rate, DscpMark, DiskIops, ...).
+
+    Each is also the read-only mapping of its set fields, by name: its JSON form."""
+
+    __slots__ = ()
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass
+
+    def _set(self) -> dict[str, int]:
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
+
+    def __getitem__(self, key: str) -> int:
+        value = self._set().get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._set())
+
+    def __len__(self) -> int:
+        return len(self._set())
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self._set().items())))
+
+    def to_json(self) -> dict[str, int]:
+        return self._set()
+
+    def strictness(self) -> int:
+        """The number by which a stricter limit of the same kind is smaller."""
+        return 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rate(Limit):
+    """A bandwidth cap: sustained rate, a peak it may reach while its burst lasts, burst."""
+
+    rate_bits_per_s: int
+    ceil_bits_per_s: int | None = None
+    burst_bytes: int | None = None
+
+    def strictness(self) -> int:
+        return self.rate_bits_per_s
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MinRate(Limit):
+    """A bandwidth guarantee, with the cap it comes with where the layer sets one."""
+
+    min_rate_bits_per_s: int
+    rate_bits_per_s: int | None = None
+
+    def strictness(self) -> int:
+        return self.rate_bits_per_s or 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PacketRate(Limit):
+    rate_packets_per_s: int
+    burst_packets: int | None = None
+
+    def strictness(self) -> int:
+        return self.rate_packets_per_s
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MinPacketRate(Limit):
+    min_rate_packets_per_s: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DscpMark(Limit):
+    dscp: int
+    tos: int  # the IPv4 TOS byte the mark becomes: dscp << 2
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DiskBytes(Limit):
+    bytes_per_s: int
+    peak_bytes_per_s: int | None = None
+
+    def strictness(self) -> int:
+        return self.bytes_per_s
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DiskIops(Limit):
+    iops: int
+    peak_iops: int | None = None
+
+    def strictness(self) -> int:
+        return self.iops
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CpuWeight(Limit):
+    weight: int  # cpu.shares (v1) or the shares number libvirt turns into cpu.weight (v2)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CpuQuota(Limit):
+    quota_us: int
+    period_us: int
+    cpu_per_mille_per_vcpu: int
+
+
+# The field that tells each limit type apart in JSON, in the order they are tried.
+_LIMIT_BY_KEY: tuple[tuple[str, type[Any]], ...] = (
+    ("min_rate_bits_per_s", MinRate),
+    ("rate_bits_per_s", Rate),
+    ("rate_packets_per_s", PacketRate),
+    ("min_rate_packets_per_s", MinPacketRate),
+    ("dscp", DscpMark),
+    ("bytes_per_s", DiskBytes),
+    ("iops", DiskIops),
+    ("weight", CpuWeight),
+    ("quota_us", CpuQuota),
+)
+
+
+def limit_from_json(data: Mapping[str, int]) -> Limit:
+    for key, cls in _LIMIT_BY_KEY:
+        if key in data:
+            limit: Limit = cls(**data)
+            return limit
+    raise ValueError(f"not a limit: {dict(data)!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    source: str  # "flavor m1.resquota", "port policy bw-limiter", ...
+    key: str  # as the operator wrote it
+    value: str  # with its upstream unit
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "key": self.key, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Enforcement:
+    """One layer's artifact that could enforce a limit, and whether it holds there."""
+
+    layer: str  # libvirt, neutron-ovs, sriov-agent, qemu, cgroup
+    artifact: str  # the concrete thing on the host
+    mechanism: str  # shape, police, meter, guarantee, mark, throttle, weight, quota
+    as_written: str  # the values as that layer writes them
+    limit: Limit
+    holds: bool = True
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "layer": self.layer,
+            "artifact": self.artifact,
+            "mechanism": self.mechanism,
+            "as_written": self.as_written,
+            "limit": self.limit.to_json(),
+            "holds": self.holds,
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Enforcement:
+        return cls(
+            str(data["layer"]),
+            str(data["artifact"]),
+            str(data["mechanism"]),
+            str(data["as_written"]),
+            limit_from_json(data["limit"]),
+            bool(data["holds"]),
+            str(data.get("note", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveLimit:
+    """Per device and guest-relative direction: what was declared, every layer's artifact
+    for it, and the conflicts and losses on the way. The lists are filled while the
+    compiler builds the entry and only read after."""
+
+    device: str
+    direction: str  # guest-relative: ingress/egress; read/write/total for disks; '' for cpu
+    kind: str  # bandwidth, packet_rate, min_bandwidth, min_packet_rate, dscp, disk_bytes, ...
+    declared: list[Declared] = field(default_factory=list)
+    candidates: list[Enforcement] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)
+    port_id: str = ""
+
+    def holding(self) -> list[Enforcement]:
+        return [c for c in self.candidates if c.holds]
+
+    def effective(self) -> Enforcement | None:
+        """The strictest holding enforcement (lowest rate for caps)."""
+        holding = self.holding()
+        if not holding:
+            return None
+        return min(holding, key=lambda e: e.limit.strictness())
+
+    def to_json(self) -> dict[str, Any]:
+        eff = self.effective()
+        out: dict[str, Any] = {
+            "device": self.device,
+            "direction": self.direction,
+            "kind": self.kind,
+            "limit": eff.limit.to_json() if eff else None,
+            "enforced_by": eff.to_json() if eff else None,
+            "declared": [d.to_json() for d in self.declared],
+            "artifacts": [c.to_json() for c in self.candidates],
+            "conflicts": list(self.conflicts),
+            "losses": list(self.losses),
+        }
+        if self.port_id:
+            out["port_id"] = self.port_id
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EffectiveLimit:
+        return cls(
+            str(data["device"]),
+            str(data["direction"]),
+            str(data["kind"]),
+            [Declared(d["source"], d["key"], d["value"]) for d in data["declared"]],
+            [Enforcement.from_json(a) for a in data["artifacts"]],
+            [str(c) for c in data["conflicts"]],
+            [str(loss) for loss in data["losses"]],
+            str(data.get("port_id", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A warning or error a plan carries: a code, the device and the key involved."""
+
+    code: str
+    message: str
+    device: str = ""
+    key: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.device:
+            out["device"] = self.device
+        if self.key:
+            out["key"] = self.key
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> Finding:
+        return cls(data["code"], data["message"], data.get("device", ""), data.get("key", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """Every artifact OpenStack would write for one instance on one host, and what holds."""
+
+    instance_uuid: str
+    instance_name: str
+    hostname: str
+    domain_xml: str
+    qemu_drives: dict[str, str]  # disk target -> its -drive string, in disk order
+    cgroup: dict[str, dict[str, str]]  # version -> file -> value
+    tc: dict[str, list[Argv]]  # host device -> the argv libvirt runs, in order
+    ovs: list[Argv]
+    effective: list[EffectiveLimit]
+    errors: list[Finding]
+    warnings: list[Finding]
+
+    def to_json(self) -> dict[str, Any]:
+        """The `qosplane plan --json` object (design.md section 1)."""
+        return {
+            "instance": {"uuid": self.instance_uuid, "name": self.instance_name},
+            "host": self.hostname,
+            "domain_xml": self.domain_xml,
+            "qemu_drives": dict(self.qemu_drives),
+            "cgroup": {version: dict(files) for version, files in self.cgroup.items()},
+            "tc": {dev: [list(a) for a in cmds] for dev, cmds in self.tc.items()},
+            "ovs": [list(a) for a in self.ovs],
+            "effective": [e.to_json() for e in self.effective],
+            "errors": [f.to_json() for f in self.errors],
+            "warnings": [f.to_json() for f in self.warnings],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HostPlan:
+        """The inverse of `to_json`; extra keys (a stored plan's `revision`) are ignored."""
+        return cls(
+            instance_uuid=str(data["instance"]["uuid"]),
+            instance_name=str(data["instance"]["name"]),
+            hostname=str(data["host"]),
+            domain_xml=str(data["domain_xml"]),
+            qemu_drives={str(k): str(v) for k, v in data["qemu_drives"].items()},
+            cgroup={
+                str(version): {str(k): str(v) for k, v in files.items()}
+                for version, files in data["cgroup"].items()
+            },
+            tc={
+                str(dev): [[str(w) for w in argv] for argv in cmds]
+                for dev, cmds in data["tc"].items()
+            },
+            ovs=[[str(w) for w in argv] for argv in data["ovs"]],
+            effective=[EffectiveLimit.from_json(e) for e in data["effective"]],
+            errors=[Finding.from_json(f) for f in data["errors"]],
+            warnings=[Finding.from_json(f) for f in data["warnings"]],
+        )
+
+
+# --- what a host runs: a server's plan with its wiring, as the watch carries it ---------------
+@dataclass(frozen=True, slots=True)
+class WiredAddress:
+    address: str  # with its prefix length: 10.0.0.5/24
+    gateway: str | None  # the subnet's gateway, same form
+
+
+@dataclass(frozen=True, slots=True)
+class WiredPort:
+    """A server's port as a host plugs it in: Nova's tap name, the MAC, the network."""
+
+    id: str
+    tap: str
+    mac: str
+    network_id: str
+    mtu_bytes: int
+    addresses: tuple[WiredAddress, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tap": self.tap,
+            "mac": self.mac,
+            "network_id": self.network_id,
+            "mtu": self.mtu_bytes,
+            "addresses": [{"address": a.address, "gateway": a.gateway} for a in self.addresses],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WiredPort:
+        return cls(
+            str(data["id"]),
+            str(data["tap"]),
+            str(data["mac"]),
+            str(data["network_id"]),
+            int(data.get("mtu") or 1500),
+            tuple(WiredAddress(a["address"], a.get("gateway")) for a in data["addresses"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedVolume:
+    """A volume as a host exports it: the guest's disk target it follows the image disks as."""
+
+    id: str
+    device: str
+    size_gb: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "device": self.device, "size_gb": self.size_gb}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttachedVolume:
+        return cls(str(data["id"]), str(data["device"]), int(data["size_gb"]))
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredServer:
+    """One server as its host must run it: the plan, its revision, its ports and volumes."""
+
+    id: str
+    name: str
+    plan_revision: int
+    plan: HostPlan
+    ports: tuple[WiredPort, ...]
+    volumes: tuple[AttachedVolume, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DesiredServer:
+        return cls(
+            str(data["id"]),
+            str(data.get("name", "")),
+            int(data["plan_revision"]),
+            HostPlan.from_json(data["plan"]),
+            tuple(WiredPort.from_json(p) for p in data.get("ports", [])),
+            tuple(AttachedVolume.from_json(v) for v in data.get("volumes", [])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredHost:
+    """A watch's answer: the host's revision, and its servers when it changed."""
+
+    revision: int
+    changed: bool
+    servers: tuple[DesiredServer, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DesiredHost:
+        return cls(
+            int(data["revision"]),
+            bool(data.get("changed")),
+            tuple(DesiredServer.from_json(s) for s in data.get("servers", [])),
+        )
