@@ -31,7 +31,7 @@ from pathlib import Path
 from qosplane.agent.loop import Agent
 from qosplane.agent.reconcile import HostDrivers, Reconciler, Target
 from qosplane.client.http import Credentials, QosplaneClient
-from qosplane.compiler.host_program import device_commands
+from qosplane.compiler.enforcement.program import device_commands
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking

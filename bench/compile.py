@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from qosplane.compiler.plan import compile_plan
+from qosplane.compiler.upstream.plan import compile_plan
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import Instance
 from qosplane.openstack.case import case_from_mapping

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from qosplane.compiler.host_program import OVS_COOKIE_MATCH, ovs_port_cookie
+from qosplane.compiler.enforcement.program import OVS_COOKIE_MATCH, ovs_port_cookie
 from qosplane.host.ovs import OvsDaemons, RealSwitch
 from qosplane.model.host_state import Meter, OvsQueue, PortQos
 from qosplane.model.units import Bits, BitsPerSecond, Kilobits, KilobitsPerSecond

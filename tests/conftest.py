@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from qosplane.api.app import build_app
 from qosplane.api.auth import TokenSigner
 from qosplane.api.common import AdminAccount, Services
-from qosplane.compiler.plan import HostPlan, compile_plan
+from qosplane.compiler.upstream.plan import HostPlan, compile_plan
 from qosplane.openstack.case import case_from_mapping
 from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qosplane.compiler.host_program import host_program
+from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.cgroups import CGROUP_V2, RealCgroupsV2
 from qosplane.host.probe import V2_CONTROLLERS
 from qosplane.model.host_state import Capabilities, CpuQos, Mechanism

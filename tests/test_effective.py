@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qosplane.compiler.effective import EffectiveLimit
-from qosplane.compiler.plan import HostPlan
+from qosplane.compiler.upstream.effective import EffectiveLimit
+from qosplane.compiler.upstream.plan import HostPlan
 from tests.conftest import plan_of
 
 PORT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"

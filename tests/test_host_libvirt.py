@@ -15,14 +15,14 @@ import pytest
 
 from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
-from qosplane.compiler.host_domain import (
+from qosplane.compiler.enforcement.backends.libvirt_domain import (
     OWNER_NAMESPACE,
     DomainHost,
     domain_iotune,
     domain_shares,
     host_domain_xml,
 )
-from qosplane.compiler.host_program import host_program
+from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.hypervisor import FakeHypervisor, RealHypervisor
 from qosplane.model.host_state import Capabilities, DomainQos, Mechanism
 from qosplane.model.units import Kibibytes

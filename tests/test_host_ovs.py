@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
-from qosplane.compiler.host_program import (
+from qosplane.compiler.enforcement.program import (
     OVS_COOKIE_TAG,
     host_program,
     ovs_meter,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qosplane.compiler.host_program import (
+from qosplane.compiler.enforcement.program import (
     default_burst_bytes,
     device_commands,
     dscp_ruleset,

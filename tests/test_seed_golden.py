@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from qosplane.compiler.plan import HostPlan
+from qosplane.compiler.upstream.plan import HostPlan
 from tests.conftest import GOLDEN, load_case, plan_of
 
 SEED_DRIVE_RESQUOTA = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qosplane.agent.reconcile import ports_of
-from qosplane.compiler.host_program import host_program
+from qosplane.compiler.enforcement.program import host_program
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.hypervisor import Hypervisor

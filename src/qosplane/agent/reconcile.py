@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from qosplane.compiler.host_program import device_commands, host_program
+from qosplane.compiler.enforcement.program import device_commands, host_program
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import Hypervisor

@@ -26,8 +26,8 @@ from qosplane.cli.hostside import (
 )
 from qosplane.cli.state import default_state_dir, load_or_create, openrc_lines
 from qosplane.client.http import Credentials, QosplaneClient
-from qosplane.compiler.plan import compile_plan
-from qosplane.compiler.report import render_report, render_report_json
+from qosplane.compiler.upstream.plan import compile_plan
+from qosplane.compiler.upstream.report import render_report, render_report_json
 from qosplane.model.errors import NotFound, QosplaneError
 from qosplane.openstack.case import case_from_mapping
 

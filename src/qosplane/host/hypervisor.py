@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from qosplane.compiler.host_domain import IOTUNE_KEYS, OWNER_NAMESPACE, DomainHost, host_domain_xml
+from qosplane.compiler.enforcement.backends.libvirt_domain import (
+    IOTUNE_KEYS,
+    OWNER_NAMESPACE,
+    DomainHost,
+    host_domain_xml,
+)
 from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.host.measure import DiskRate
 from qosplane.host.process import run

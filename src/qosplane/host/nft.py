@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qosplane.compiler.host_program import dscp_ruleset
+from qosplane.compiler.enforcement.program import dscp_ruleset
 from qosplane.host.errors import HostError
 from qosplane.host.process import in_netns, run
 

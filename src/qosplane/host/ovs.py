@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from qosplane.compiler.host_program import (
+from qosplane.compiler.enforcement.program import (
     OVS_COOKIE_MATCH,
     ovs_meter_spec,
     ovs_port_cookie,

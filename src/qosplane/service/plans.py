@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qosplane.compiler.plan import compile_plan
+from qosplane.compiler.upstream.plan import compile_plan
 from qosplane.store.hosts import HostRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.servers import ServerRepository

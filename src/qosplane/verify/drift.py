@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qosplane.compiler.host_program import same_shaper
+from qosplane.compiler.enforcement.program import same_shaper
 from qosplane.model.host_state import (
     CFS_DEFAULT_PERIOD_US,
     CpuQos,

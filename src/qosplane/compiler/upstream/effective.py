@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qosplane.compiler.cgroups import cgroup_problems
-from qosplane.compiler.findings import Finding
-from qosplane.compiler.libvirt_xml import IOTUNE_ELEMENTS, effective_cputune
-from qosplane.compiler.ovs import meter_id, neutron_egress_burst_kbit, physical_bridge
-from qosplane.compiler.qemu_args import THROTTLING_OPTIONS
-from qosplane.compiler.tc import device_sides, libvirt_kbps, libvirt_kib, police_burst
-from qosplane.compiler.topology import DiskWiring, PortWiring
+from qosplane.compiler.upstream.cgroups import cgroup_problems
+from qosplane.compiler.upstream.libvirt_xml import IOTUNE_ELEMENTS, effective_cputune
+from qosplane.compiler.upstream.ovs import meter_id, neutron_egress_burst_kbit, physical_bridge
+from qosplane.compiler.upstream.qemu_args import THROTTLING_OPTIONS
+from qosplane.compiler.upstream.tc import device_sides, libvirt_kbps, libvirt_kib, police_burst
+from qosplane.compiler.upstream.topology import DiskWiring, PortWiring
 from qosplane.model.flavor import Flavor, VifLimit
 from qosplane.model.host_facts import (
     CgroupVersion,
@@ -51,6 +50,7 @@ from qosplane.model.plan import (
     DscpMark,
     EffectiveLimit,
     Enforcement,
+    Finding,
     Limit,
     MinRate,
     PacketRate,

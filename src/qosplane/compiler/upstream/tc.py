@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qosplane.compiler.topology import PortWiring
+from qosplane.compiler.upstream.topology import PortWiring
 from qosplane.model.flavor import FlavorQos, VifLimit
 from qosplane.model.host_facts import LibvirtBandwidthBackend
 from qosplane.model.units import (

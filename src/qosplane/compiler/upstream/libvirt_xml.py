@@ -13,7 +13,7 @@ paths, security labels) are left to libvirt, as in the XML Nova defines.
 
 from __future__ import annotations
 
-from qosplane.compiler.topology import DiskWiring, PortWiring
+from qosplane.compiler.upstream.topology import DiskWiring, PortWiring
 from qosplane.model.flavor import CpuTune, VifLimit
 from qosplane.model.host_facts import HostFacts, NovaSharesDefault
 from qosplane.model.instance import Instance

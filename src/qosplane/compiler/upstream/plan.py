@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from qosplane.compiler.cgroups import cgroup_settings
-from qosplane.compiler.effective import compute_effective
-from qosplane.compiler.findings import Finding
-from qosplane.compiler.libvirt_xml import domain_xml, effective_cputune
-from qosplane.compiler.ovs import ovs_plan
-from qosplane.compiler.qemu_args import qemu_drives
-from qosplane.compiler.tc import tc_plan
-from qosplane.compiler.topology import wire_disks, wire_ports
+from qosplane.compiler.upstream.cgroups import cgroup_settings
+from qosplane.compiler.upstream.effective import compute_effective
+from qosplane.compiler.upstream.libvirt_xml import domain_xml, effective_cputune
+from qosplane.compiler.upstream.ovs import ovs_plan
+from qosplane.compiler.upstream.qemu_args import qemu_drives
+from qosplane.compiler.upstream.tc import tc_plan
+from qosplane.compiler.upstream.topology import wire_disks, wire_ports
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import Instance
-from qosplane.model.plan import HostPlan
+from qosplane.model.plan import Finding, HostPlan
 from qosplane.openstack.nova import dropped_vif_keys
 
 

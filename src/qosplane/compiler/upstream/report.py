@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from qosplane.compiler.plan import HostPlan
+from qosplane.compiler.upstream.plan import HostPlan
 
 
 def _limit_text(limit: dict[str, int] | None) -> str:

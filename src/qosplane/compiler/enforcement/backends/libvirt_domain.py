@@ -1,4 +1,6 @@
-"""The plan's libvirt domain as this host can run it, for the libvirt instance driver.
+"""The libvirt domain backend: a plan's CPU and image-disk limits as the running domain's
+`<cputune>` and `<iotune>`, re-tuned live through the libvirt API; and the plan's domain as
+this host can run it, for the libvirt instance driver.
 
 The plan's `domain_xml` is what Nova would define on the seed's compute host. Started here
 it keeps everything QoS is made of (`<cputune>`, each disk's `<iotune>`, the `/machine`
@@ -24,6 +26,18 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from qosplane.compiler.enforcement.backends.cgroups import CPU_KINDS, record_cpu
+from qosplane.compiler.enforcement.base import Claim, Decision, Desired
+from qosplane.model.host_state import (
+    CGROUP_V1_DEFAULT_SHARES,
+    CGROUP_V2_DEFAULT_WEIGHT,
+    LIBVIRT_DEFAULT_PERIOD_US,
+    LIBVIRT_UNLIMITED_QUOTA,
+    Capabilities,
+    DomainQos,
+    Mechanism,
+)
+from qosplane.model.plan import DiskBytes, DiskIops, HostPlan
 from qosplane.model.units import Kibibytes
 
 # libvirt <iotune> elements qosplane re-tunes live, as virDomainSetBlockIoTune names them.
@@ -47,6 +61,62 @@ class DomainHost:
 
 
 OWNER_NAMESPACE = "urn:qosplane:1"
+IOTUNE_DIRECTIONS = ("total", "read", "write")
+
+
+class LibvirtDomain:
+    name = "libvirt-domain"
+
+    def take(self, claim: Claim, caps: Capabilities, desired: Desired) -> Decision | None:
+        if not caps.libvirt:
+            return None
+        if claim.kind in CPU_KINDS:
+            record_cpu(claim, desired)
+            return Decision.applied(Mechanism.LIBVIRT_CPUTUNE.value)
+        if claim.device in desired.volumes:  # volumes: exported by the volume backend
+            return None
+        if isinstance(claim.limit, DiskBytes):
+            key, value = f"{claim.direction}_bytes_sec", claim.limit.bytes_per_s
+        elif isinstance(claim.limit, DiskIops):
+            key, value = f"{claim.direction}_iops_sec", claim.limit.iops
+        else:
+            return None
+        desired.iotune.setdefault(claim.device, {})[key] = value
+        return Decision.applied(Mechanism.LIBVIRT_IOTUNE.value)
+
+
+def domain(name: str, plan: HostPlan, desired: Desired, caps: Capabilities) -> DomainQos | None:
+    """Every value is explicit, defaults included, so a limit removed from the flavor is
+    reset live too (libvirt reports 0 for an unset iotune value, -1 for no quota)."""
+    if not caps.libvirt:
+        return None
+    # The weight a domain gets when none is set: the kernel's default for the cgroup
+    # version libvirt writes (v2's weight 100, v1's shares 1024).
+    default_shares = (
+        CGROUP_V2_DEFAULT_WEIGHT
+        if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
+        else CGROUP_V1_DEFAULT_SHARES
+    )
+    scheduler = {
+        "cpu_shares": desired.cpu.get("shares", default_shares),
+        "vcpu_period": desired.cpu.get("cfs_period_us", LIBVIRT_DEFAULT_PERIOD_US),
+        "vcpu_quota": desired.cpu.get("cfs_quota_us", LIBVIRT_UNLIMITED_QUOTA),
+    }
+    keys = [f"{d}_{suffix}" for suffix in ("bytes_sec", "iops_sec") for d in IOTUNE_DIRECTIONS]
+    iotune = {
+        target: desired.iotune.get(target, {})
+        for target in domain_iotune(plan.domain_xml)
+        if target not in desired.volumes
+    }
+    return DomainQos(
+        name,
+        plan.domain_xml,
+        tuple(sorted(scheduler.items())),
+        tuple(
+            (target, tuple(sorted({k: values.get(k, 0) for k in keys}.items())))
+            for target, values in sorted(iotune.items())
+        ),
+    )
 
 
 def domain_iotune(plan_xml: str) -> dict[str, dict[str, int]]:

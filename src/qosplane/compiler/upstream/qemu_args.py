@@ -7,7 +7,7 @@ Zero values are not emitted on this path (QEMU treats 0 as unlimited anyway).
 
 from __future__ import annotations
 
-from qosplane.compiler.topology import DiskWiring
+from qosplane.compiler.upstream.topology import DiskWiring
 
 # IoTune field -> QEMU option, in libvirt's emission order.
 THROTTLING_OPTIONS: tuple[tuple[str, str], ...] = (

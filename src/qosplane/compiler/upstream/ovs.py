@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 
-from qosplane.compiler.tc import device_sides, libvirt_kbps, libvirt_kib
-from qosplane.compiler.topology import PortWiring
+from qosplane.compiler.upstream.tc import device_sides, libvirt_kbps, libvirt_kib
+from qosplane.compiler.upstream.topology import PortWiring
 from qosplane.model.flavor import FlavorQos
 from qosplane.model.host_facts import DscpFlowStyle, HostFacts, LibvirtBandwidthBackend
 from qosplane.model.instance import VifType

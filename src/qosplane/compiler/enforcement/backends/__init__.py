@@ -1,0 +1,1 @@
+"""One module per enforcement backend; `registry.py` lists them in the order they are asked."""

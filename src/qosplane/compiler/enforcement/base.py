@@ -1,0 +1,117 @@
+"""The enforcement backend interface, and the desired state backends fill together.
+
+A backend is asked about each effective limit of a plan, in registry order (registry.py):
+- `None`: not a limit it holds (another kind, another direction, or its driver is not in
+  use on this host); the next backend is asked;
+- a `Decision`: it owns the limit. Applied, after writing the limit's desired state into
+  `Desired`; or not enforceable here, with the reason (the host lacks what it needs).
+
+Like os-vif's plugins, a backend is one small object behind one interface, found by name in
+one list; unlike them it does no I/O: the agent's host drivers apply what `Desired` holds.
+The rule that a device has one owner (a flavor quota and a Neutron rule on the same tap
+become one shaper, the stricter one) is `Desired.shape`, the only place that writes one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from qosplane.model.host_state import Capabilities, Outcome, Shaper
+from qosplane.model.plan import AttachedVolume, EffectiveLimit, Limit, Rate
+from qosplane.model.units import BitsPerSecond, Bytes
+
+TO_GUEST = "ingress"
+FROM_GUEST = "egress"
+
+
+def default_burst_bytes(rate_bits_per_s: BitsPerSecond) -> Bytes:
+    """htb's own default when no burst is given: one timer tick of the rate plus one
+    frame (rate / HZ + MTU, with HZ = 1000 and a 1514-byte frame)."""
+    return Bytes(rate_bits_per_s // 8 // 1000 + 1514)
+
+
+def shaper_of(limit: Rate, policer: bool) -> Shaper:
+    """The shaper a host applies for a plan's rate limit."""
+    cap = BitsPerSecond(limit.rate_bits_per_s)
+    burst = limit.burst_bytes
+    if policer:
+        # A policer has no ceil: shape at the rate, with its bucket as the burst.
+        return Shaper(cap, cap, Bytes(burst) if burst else default_burst_bytes(cap))
+    ceil = BitsPerSecond(limit.ceil_bits_per_s or cap)
+    return Shaper(cap, ceil, Bytes(burst) if burst else default_burst_bytes(cap))
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One effective limit as the backends see it: on the host-side device that carries
+    it (a port's limits all land on its tap), with the limit that holds in the plan."""
+
+    entry: EffectiveLimit
+    device: str
+    limit: Limit
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def direction(self) -> str:
+        return self.entry.direction
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    mechanism: str = ""
+    polices: bool = False  # True: excess is dropped; False: queued (shaped)
+    reason: str = ""
+
+    @classmethod
+    def applied(cls, mechanism: str, polices: bool = False, reason: str = "") -> Decision:
+        return cls(Outcome.APPLIED, mechanism, polices, reason)
+
+    @classmethod
+    def refused(cls, reason: str) -> Decision:
+        return cls(Outcome.NOT_ENFORCEABLE, reason=reason)
+
+
+@dataclass(slots=True)
+class DeviceParts:
+    """What the backends want on one host-side device."""
+
+    to_instance: Shaper | None = None
+    from_instance: Shaper | None = None
+    dscp: int | None = None
+
+
+@dataclass(slots=True)
+class Desired:
+    """One instance's desired host state while the backends fill it."""
+
+    volumes: dict[str, AttachedVolume]  # guest disk target -> the attached volume
+    devices: dict[str, DeviceParts] = field(default_factory=dict)
+    cpu: dict[str, int] = field(default_factory=dict)  # shares, cfs_quota_us, cfs_period_us
+    iotune: dict[str, dict[str, int]] = field(default_factory=dict)  # image disk -> libvirt
+    throttles: dict[str, dict[str, int]] = field(default_factory=dict)  # volume -> QEMU
+
+    def shape(self, device: str, to_instance: bool, shaper: Shaper) -> None:
+        """One owner per device: of two limits on one direction of a device, the lower cap
+        is the one applied."""
+        parts = self.devices.setdefault(device, DeviceParts())
+        current = parts.to_instance if to_instance else parts.from_instance
+        if current is None or shaper.ceil_bits_per_s < current.ceil_bits_per_s:
+            if to_instance:
+                parts.to_instance = shaper
+            else:
+                parts.from_instance = shaper
+
+    def mark(self, device: str, dscp: int) -> None:
+        self.devices.setdefault(device, DeviceParts()).dscp = dscp
+
+
+class Backend(Protocol):
+    name: str
+
+    def take(self, claim: Claim, caps: Capabilities, desired: Desired) -> Decision | None:
+        """Own `claim` (and record its desired state when applied), or None."""

@@ -1,0 +1,119 @@
+"""From a plan's effective limits to what this host enforces.
+
+The plan says what holds on the upstream stack (libvirt's htb and police, Neutron's OVS
+rows). A host agent enforces the same guest-relative limits with what its host has (the
+probe's Capabilities): each limit goes to the first backend of the registry that takes it,
+and the outcome says which mechanism holds it, or why none does. Pure: no I/O; the agent
+observes, the backends decide.
+
+The renderings each host driver needs (tc lines, OVS flows, the nftables ruleset) live with
+their backend; they are re-exported here, this room's front door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qosplane.compiler.enforcement.backends import cgroups, libvirt_domain, ovs, qemu_storage, tc
+from qosplane.compiler.enforcement.backends.nft_dscp import dscp_ruleset
+from qosplane.compiler.enforcement.backends.ovs import (
+    OVS_COOKIE_MATCH,
+    OVS_COOKIE_TAG,
+    ovs_meter,
+    ovs_meter_spec,
+    ovs_port_cookie,
+    ovs_port_flows,
+    ovs_queue,
+)
+from qosplane.compiler.enforcement.backends.tc import (
+    device_commands,
+    redirect_commands,
+    root_commands,
+    same_shaper,
+)
+from qosplane.compiler.enforcement.base import (
+    Backend,
+    Claim,
+    Decision,
+    Desired,
+    default_burst_bytes,
+)
+from qosplane.compiler.enforcement.registry import BACKENDS, unenforced_reason
+from qosplane.model.host_state import Capabilities, InstanceQos, Outcome, RuleOutcome
+from qosplane.model.plan import AttachedVolume, EffectiveLimit, HostPlan
+
+
+def host_program(
+    plan: HostPlan | Mapping[str, Any],
+    caps: Capabilities,
+    volumes: Sequence[AttachedVolume | Mapping[str, Any]] = (),
+    backends: Sequence[Backend] = BACKENDS,
+) -> tuple[InstanceQos, tuple[RuleOutcome, ...]]:
+    """The instance's desired host state and one outcome per effective limit of `plan`.
+    `volumes`: the attached volumes as the watch lists them. Either may come in their JSON
+    form, as the plan command and the tests hold them; they are typed here. `backends`:
+    the registry's, unless a caller brings its own."""
+    if not isinstance(plan, HostPlan):
+        plan = HostPlan.from_json(plan)
+    attached = [
+        v if isinstance(v, AttachedVolume) else AttachedVolume.from_json(v) for v in volumes
+    ]
+    desired = Desired(volumes={v.device: v for v in attached})
+    outcomes = tuple(_decide(entry, caps, desired, backends) for entry in plan.effective)
+    name = plan.instance_name
+    qos = InstanceQos(
+        volumes=qemu_storage.volumes(desired, caps),
+        name=name,
+        devices=() if caps.ovs_switch else tc.devices(desired),
+        ports=ovs.ports(desired) if caps.ovs_switch else (),
+        cpu=cgroups.group(name, desired, caps),
+        domain=libvirt_domain.domain(name, plan, desired, caps),
+    )
+    return qos, outcomes
+
+
+def _decide(
+    entry: EffectiveLimit, caps: Capabilities, desired: Desired, backends: Sequence[Backend]
+) -> RuleOutcome:
+    # Upstream splits a port across tap, qvb and qvo devices; here the port is one
+    # host-side device, its tap, which then carries every limit of the port.
+    device = ("tap" + entry.port_id)[:14] if entry.port_id else entry.device
+    holding = entry.effective()
+    if holding is None:
+        decision = Decision.refused("no layer of the plan holds it")
+    else:
+        claim = Claim(entry, device, holding.limit)
+        decision = next(
+            (d for b in backends if (d := b.take(claim, caps, desired)) is not None),
+            Decision(
+                Outcome.NOT_ENFORCEABLE, reason=unenforced_reason(entry.kind, entry.direction)
+            ),
+        )
+    return RuleOutcome(
+        entry.kind,
+        device,
+        entry.direction,
+        decision.outcome,
+        decision.mechanism,
+        decision.polices,
+        decision.reason,
+    )
+
+
+__all__ = [
+    "OVS_COOKIE_MATCH",
+    "OVS_COOKIE_TAG",
+    "default_burst_bytes",
+    "device_commands",
+    "dscp_ruleset",
+    "host_program",
+    "ovs_meter",
+    "ovs_meter_spec",
+    "ovs_port_cookie",
+    "ovs_port_flows",
+    "ovs_queue",
+    "redirect_commands",
+    "root_commands",
+    "same_shaper",
+]
