@@ -540,3 +540,21 @@ def test_no_policy_at_all() -> None:
 )
 def test_gateway_exception_is_a_prefix_match(owner: str) -> None:
     assert effective_policy(None, NET_POLICY, owner) == (NET_POLICY, "network")
+
+
+def test_the_rule_table_describes_each_model_rule_type_once() -> None:
+    """openstack/neutron.py's RULE_TABLE is the one description of the five rule types:
+    the model's list, the API's field lists and the store's columns all come from it."""
+    from dataclasses import fields
+
+    from qosplane.model.network_qos import RULE_TYPES
+    from qosplane.openstack.neutron import RULE_TABLE
+    from qosplane.store.tables import QosRuleRow
+
+    assert tuple(RULE_TABLE) == RULE_TYPES
+    columns = set(QosRuleRow.__table__.columns.keys())
+    for name, kind in RULE_TABLE.items():
+        assert kind.model.__dataclass_fields__["type_name"].default == name
+        model_fields = {f.name for f in fields(kind.model)} - {"id", "type_name", "direction"}
+        assert {w.model for w in kind.fields} == model_fields
+        assert model_fields <= columns

@@ -7,7 +7,8 @@ Field names and defaults as the Networking API v2.0 has them: `max_kbps`, `max_b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from qosplane.model.errors import InvalidInput, parse_int
@@ -26,10 +27,14 @@ from qosplane.model.network_qos import (
     validate_rules,
 )
 from qosplane.model.units import (
+    Bits,
+    BitsPerSecond,
     Kilobits,
     KilobitsPerSecond,
     Kilopackets,
     KilopacketsPerSecond,
+    Packets,
+    PacketsPerSecond,
     bits_per_s_to_kilobits_per_s,
     bits_to_kilobits,
     kilobits_per_s_to_bits_per_s,
@@ -40,28 +45,110 @@ from qosplane.model.units import (
     packets_to_kilopackets,
 )
 
+
+@dataclass(frozen=True, slots=True)
+class WireField:
+    """One API field of a rule type and the model field it is, in canonical units."""
+
+    api: str  # as the Networking API spells it: max_kbps
+    model: str  # the model's field, unit in its name: max_rate_bits_per_s
+    to_model: Callable[[int], int]  # the one conversion, named in model/units.py
+    to_api: Callable[[int], int]
+    required: bool = True  # optional fields default to 0 (the back end's default)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleType:
+    """A Neutron QoS rule type, described once: its model class, its API fields and the
+    directions it takes (none: the rule has no direction field, as dscp_marking)."""
+
+    name: str
+    model: type[Rule]
+    fields: tuple[WireField, ...]
+    directions: tuple[str, ...] = ("egress", "ingress")
+
+    def api_fields(self) -> tuple[str, ...]:
+        return tuple(f.api for f in self.fields) + (("direction",) if self.directions else ())
+
+
+def _kbps(value: int) -> int:
+    return kilobits_per_s_to_bits_per_s(KilobitsPerSecond(value))
+
+
+def _kbit(value: int) -> int:
+    return kilobits_to_bits(Kilobits(value))
+
+
+def _kpps(value: int) -> int:
+    return kilopackets_per_s_to_packets_per_s(KilopacketsPerSecond(value))
+
+
+def _kpkt(value: int) -> int:
+    return kilopackets_to_packets(Kilopackets(value))
+
+
+def _same(value: int) -> int:
+    return value
+
+
+def _to_kbps(value: int) -> int:
+    return bits_per_s_to_kilobits_per_s(BitsPerSecond(value))
+
+
+def _to_kbit(value: int) -> int:
+    return bits_to_kilobits(Bits(value))
+
+
+def _to_kpps(value: int) -> int:
+    return packets_per_s_to_kilopackets_per_s(PacketsPerSecond(value))
+
+
+def _to_kpkt(value: int) -> int:
+    return packets_to_kilopackets(Packets(value))
+
+
+_MAX_KBPS = WireField("max_kbps", "max_rate_bits_per_s", _kbps, _to_kbps)
+_MIN_KBPS = WireField("min_kbps", "min_rate_bits_per_s", _kbps, _to_kbps)
+
+# neutron_lib/api/definitions/qos.py and qos_pps_rule.py, qos_pps_minimum_rule.py.
+RULE_TABLE: dict[str, RuleType] = {
+    t.name: t
+    for t in (
+        RuleType(
+            "bandwidth_limit",
+            BandwidthLimitRule,
+            (
+                _MAX_KBPS,
+                WireField("max_burst_kbps", "max_burst_bits", _kbit, _to_kbit, False),
+            ),
+        ),
+        RuleType(
+            "dscp_marking",
+            DscpMarkingRule,
+            (WireField("dscp_mark", "dscp_mark", _same, _same),),
+            (),
+        ),
+        RuleType("minimum_bandwidth", MinimumBandwidthRule, (_MIN_KBPS,)),
+        RuleType(
+            "packet_rate_limit",
+            PacketRateLimitRule,
+            (
+                WireField("max_kpps", "max_rate_packets_per_s", _kpps, _to_kpps),
+                WireField("max_burst_kpps", "max_burst_packets", _kpkt, _to_kpkt, False),
+            ),
+        ),
+        RuleType(
+            "minimum_packet_rate",
+            MinimumPacketRateRule,
+            (WireField("min_kpps", "min_rate_packets_per_s", _kpps, _to_kpps),),
+            ("any", "egress", "ingress"),
+        ),
+    )
+}
+
 # The fields each rule type accepts; `type`/`id`/`name`/`qos_policy_id`/`tenant_id`/
 # `project_id` are handled by the caller.
-RULE_FIELDS: dict[str, tuple[str, ...]] = {
-    "bandwidth_limit": ("max_kbps", "max_burst_kbps", "direction"),
-    "dscp_marking": ("dscp_mark",),
-    "minimum_bandwidth": ("min_kbps", "direction"),
-    "packet_rate_limit": ("max_kpps", "max_burst_kpps", "direction"),
-    "minimum_packet_rate": ("min_kpps", "direction"),
-}
-_REQUIRED: dict[str, str] = {
-    "bandwidth_limit": "max_kbps",
-    "dscp_marking": "dscp_mark",
-    "minimum_bandwidth": "min_kbps",
-    "packet_rate_limit": "max_kpps",
-    "minimum_packet_rate": "min_kpps",
-}
-_DIRECTIONS: dict[str, tuple[str, ...]] = {
-    "bandwidth_limit": ("egress", "ingress"),
-    "minimum_bandwidth": ("egress", "ingress"),
-    "packet_rate_limit": ("egress", "ingress"),
-    "minimum_packet_rate": ("any", "egress", "ingress"),
-}
+RULE_FIELDS: dict[str, tuple[str, ...]] = {name: t.api_fields() for name, t in RULE_TABLE.items()}
 _IGNORED_FIELDS = frozenset({"type", "id", "name", "qos_policy_id", "tenant_id", "project_id"})
 
 
@@ -75,18 +162,18 @@ def _int_field(body: Mapping[str, Any], name: str, key: str, default: int | None
     return parse_int(f"{key}.{name}", body[name], 0, NEUTRON_INT_MAX)
 
 
-def _direction(rule_type: str, body: Mapping[str, Any], key: str) -> Direction:
+def _direction(rule_type: RuleType, body: Mapping[str, Any], key: str) -> Direction:
     value = body.get("direction", "egress")
-    allowed = _DIRECTIONS[rule_type]
-    if value not in allowed:
-        raise InvalidInput(f"{key}.direction", value, "one of " + ", ".join(allowed))
+    if value not in rule_type.directions:
+        raise InvalidInput(f"{key}.direction", value, "one of " + ", ".join(rule_type.directions))
     return Direction(value)
 
 
 def rule_from_json(rule_type: str, body: Mapping[str, Any], key: str = "rule") -> Rule:
     """One rule from its API body. Unknown fields are refused, as Neutron's API does."""
-    if rule_type not in RULE_TYPES:
+    if rule_type not in RULE_TABLE:
         raise InvalidInput(f"{key}.type", rule_type, "one of " + ", ".join(RULE_TYPES))
+    kind = RULE_TABLE[rule_type]
     for name in body:
         if name not in RULE_FIELDS[rule_type] and name not in _IGNORED_FIELDS:
             raise InvalidInput(
@@ -95,65 +182,24 @@ def rule_from_json(rule_type: str, body: Mapping[str, Any], key: str = "rule") -
                 f"the fields of a {rule_type} rule: " + ", ".join(RULE_FIELDS[rule_type]),
                 "unrecognized attribute",
             )
-    rule_id = str(body.get("id") or "")
-    if rule_type == "bandwidth_limit":
-        return BandwidthLimitRule(
-            max_rate_bits_per_s=kilobits_per_s_to_bits_per_s(
-                KilobitsPerSecond(_int_field(body, "max_kbps", key))
-            ),
-            max_burst_bits=kilobits_to_bits(Kilobits(_int_field(body, "max_burst_kbps", key, 0))),
-            direction=_direction(rule_type, body, key),
-            id=rule_id,
-        )
-    if rule_type == "dscp_marking":
-        mark = _int_field(body, "dscp_mark", key)
-        return DscpMarkingRule(dscp_mark=validate_dscp_mark(f"{key}.dscp_mark", mark), id=rule_id)
-    if rule_type == "minimum_bandwidth":
-        return MinimumBandwidthRule(
-            min_rate_bits_per_s=kilobits_per_s_to_bits_per_s(
-                KilobitsPerSecond(_int_field(body, "min_kbps", key))
-            ),
-            direction=_direction(rule_type, body, key),
-            id=rule_id,
-        )
-    if rule_type == "packet_rate_limit":
-        return PacketRateLimitRule(
-            max_rate_packets_per_s=kilopackets_per_s_to_packets_per_s(
-                KilopacketsPerSecond(_int_field(body, "max_kpps", key))
-            ),
-            max_burst_packets=kilopackets_to_packets(
-                Kilopackets(_int_field(body, "max_burst_kpps", key, 0))
-            ),
-            direction=_direction(rule_type, body, key),
-            id=rule_id,
-        )
-    return MinimumPacketRateRule(
-        min_rate_packets_per_s=kilopackets_per_s_to_packets_per_s(
-            KilopacketsPerSecond(_int_field(body, "min_kpps", key))
-        ),
-        direction=_direction(rule_type, body, key),
-        id=rule_id,
-    )
+    values: dict[str, Any] = {
+        f.model: f.to_model(_int_field(body, f.api, key, None if f.required else 0))
+        for f in kind.fields
+    }
+    if "dscp_mark" in values:
+        values["dscp_mark"] = validate_dscp_mark(f"{key}.dscp_mark", values["dscp_mark"])
+    if kind.directions:
+        values["direction"] = _direction(kind, body, key)
+    return kind.model(**values, id=str(body.get("id") or ""))
 
 
 def rule_to_json(rule: Rule) -> dict[str, Any]:
     """The API representation of a rule (without policy-level fields)."""
+    kind = RULE_TABLE[rule.type_name]
     body: dict[str, Any] = {"id": rule.id, "type": rule.type_name}
-    if isinstance(rule, BandwidthLimitRule):
-        body["max_kbps"] = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
-        body["max_burst_kbps"] = bits_to_kilobits(rule.max_burst_bits)
-        body["direction"] = rule.direction.value
-    elif isinstance(rule, DscpMarkingRule):
-        body["dscp_mark"] = rule.dscp_mark
-    elif isinstance(rule, MinimumBandwidthRule):
-        body["min_kbps"] = bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)
-        body["direction"] = rule.direction.value
-    elif isinstance(rule, PacketRateLimitRule):
-        body["max_kpps"] = packets_per_s_to_kilopackets_per_s(rule.max_rate_packets_per_s)
-        body["max_burst_kpps"] = packets_to_kilopackets(rule.max_burst_packets)
-        body["direction"] = rule.direction.value
-    else:
-        body["min_kpps"] = packets_per_s_to_kilopackets_per_s(rule.min_rate_packets_per_s)
+    for f in kind.fields:
+        body[f.api] = f.to_api(getattr(rule, f.model))
+    if kind.directions:
         body["direction"] = rule.direction.value
     return body
 

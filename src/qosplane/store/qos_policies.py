@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from qosplane.model.errors import Conflict, NotFound, RevisionMismatch
 from qosplane.model.network_qos import (
-    BandwidthLimitRule,
     Direction,
-    DscpMarkingRule,
-    MinimumBandwidthRule,
-    MinimumPacketRateRule,
-    PacketRateLimitRule,
     QosPolicy,
     Rule,
     check_rule_fits,
 )
-from qosplane.model.units import Bits, BitsPerSecond, Packets, PacketsPerSecond
+from qosplane.openstack.neutron import RULE_TABLE
 from qosplane.store.database import fetch
 from qosplane.store.tables import QosPolicyRow, QosPolicyTagRow, QosRuleRow
 
 
 def _rule_row(rule: Rule, policy_id: str, position: int) -> QosRuleRow:
+    """The columns are the model's field names (canonical units): one row shape for all
+    five types, filled from the rule type's table entry."""
     row = QosRuleRow(
         id=rule.id or str(uuid.uuid4()),
         policy_id=policy_id,
@@ -38,44 +36,17 @@ def _rule_row(rule: Rule, policy_id: str, position: int) -> QosRuleRow:
         rule_type=rule.type_name,
         direction=rule.direction.value,
     )
-    if isinstance(rule, BandwidthLimitRule):
-        row.max_rate_bits_per_s = rule.max_rate_bits_per_s
-        row.max_burst_bits = rule.max_burst_bits
-    elif isinstance(rule, DscpMarkingRule):
-        row.dscp_mark = rule.dscp_mark
-    elif isinstance(rule, MinimumBandwidthRule):
-        row.min_rate_bits_per_s = rule.min_rate_bits_per_s
-    elif isinstance(rule, PacketRateLimitRule):
-        row.max_rate_packets_per_s = rule.max_rate_packets_per_s
-        row.max_burst_packets = rule.max_burst_packets
-    else:
-        row.min_rate_packets_per_s = rule.min_rate_packets_per_s
+    for wire in RULE_TABLE[rule.type_name].fields:
+        setattr(row, wire.model, getattr(rule, wire.model))
     return row
 
 
 def _rule_model(row: QosRuleRow) -> Rule:
-    direction = Direction(row.direction)
-    if row.rule_type == "bandwidth_limit":
-        return BandwidthLimitRule(
-            BitsPerSecond(row.max_rate_bits_per_s or 0),
-            Bits(row.max_burst_bits or 0),
-            direction,
-            row.id,
-        )
-    if row.rule_type == "dscp_marking":
-        return DscpMarkingRule(row.dscp_mark or 0, row.id)
-    if row.rule_type == "minimum_bandwidth":
-        return MinimumBandwidthRule(BitsPerSecond(row.min_rate_bits_per_s or 0), direction, row.id)
-    if row.rule_type == "packet_rate_limit":
-        return PacketRateLimitRule(
-            PacketsPerSecond(row.max_rate_packets_per_s or 0),
-            Packets(row.max_burst_packets or 0),
-            direction,
-            row.id,
-        )
-    return MinimumPacketRateRule(
-        PacketsPerSecond(row.min_rate_packets_per_s or 0), direction, row.id
-    )
+    kind = RULE_TABLE[row.rule_type]
+    values: dict[str, Any] = {wire.model: getattr(row, wire.model) or 0 for wire in kind.fields}
+    if kind.directions:
+        values["direction"] = Direction(row.direction)
+    return kind.model(**values, id=row.id)
 
 
 class QosPolicyRepository:

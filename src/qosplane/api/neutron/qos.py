@@ -23,7 +23,7 @@ from qosplane.model.network_qos import (
     QosPolicy,
     Rule,
 )
-from qosplane.openstack.neutron import RULE_FIELDS, rule_from_json, rule_to_json
+from qosplane.openstack.neutron import RULE_FIELDS, RULE_TABLE, rule_from_json, rule_to_json
 from qosplane.service.neutron_qos import NeutronQosService
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
@@ -279,11 +279,7 @@ def _parameters(rule_type: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name in RULE_FIELDS[rule_type]:
         if name == "direction":
-            values = (
-                ["any", "egress", "ingress"]
-                if rule_type == "minimum_packet_rate"
-                else ["egress", "ingress"]
-            )
+            values = list(RULE_TABLE[rule_type].directions)
             out.append(
                 {"parameter_name": name, "parameter_type": "choices", "parameter_values": values}
             )

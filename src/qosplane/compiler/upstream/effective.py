@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from qosplane.compiler.upstream.cgroups import cgroup_problems
 from qosplane.compiler.upstream.libvirt_xml import IOTUNE_ELEMENTS, effective_cputune
+from qosplane.compiler.upstream.neutron_paths import BandwidthPath, bandwidth_path, is_sriov
 from qosplane.compiler.upstream.ovs import meter_id, neutron_egress_burst_kbit, physical_bridge
 from qosplane.compiler.upstream.qemu_args import THROTTLING_OPTIONS
 from qosplane.compiler.upstream.tc import device_sides, libvirt_kbps, libvirt_kib, police_burst
@@ -31,7 +32,7 @@ from qosplane.model.host_facts import (
     LibvirtBandwidthBackend,
     NovaSharesDefault,
 )
-from qosplane.model.instance import Instance, VifType
+from qosplane.model.instance import Instance
 from qosplane.model.network_qos import (
     BandwidthLimitRule,
     Direction,
@@ -65,6 +66,7 @@ from qosplane.model.units import (
     BytesPerSecond,
     Kibibytes,
     Kilobits,
+    KilobitsPerSecond,
     bits_per_s_to_bytes_per_s,
     bits_per_s_to_kilobits_per_s,
     bits_to_bytes,
@@ -312,6 +314,98 @@ def _policy_source(wiring: PortWiring) -> str:
     return f"{wiring.policy_source} policy {name or (wiring.policy.id if wiring.policy else '')}".strip()
 
 
+def _bandwidth_candidate(
+    wiring: PortWiring,
+    rule: BandwidthLimitRule,
+    facts: HostFacts,
+    entry: EffectiveLimit,
+    eff: Effective,
+    dev: str,
+    kbps: KilobitsPerSecond,
+    burst_kbit: Kilobits,
+) -> None:
+    """What holds for a bandwidth_limit rule on the path Neutron's agent takes for it."""
+    path = bandwidth_path(wiring, rule, facts)
+    if path is BandwidthPath.SRIOV_NO_INGRESS:
+        msg = "SR-IOV ports enforce no ingress bandwidth_limit (SR-IOV agent: egress only)"
+        entry.losses.append(msg)
+        eff.errors.append(Finding("not_enforceable", msg, dev, "bandwidth_limit.ingress"))
+        return
+    if path is BandwidthPath.SRIOV_VF_RATE:
+        mbps = sriov_kbps_to_mbps(kbps)
+        entry.candidates.append(
+            Enforcement(
+                "sriov-agent",
+                "VF max_tx_rate",
+                "police",
+                f"max_tx_rate {mbps} (Mbit/s)",
+                Rate(megabits_per_s_to_bits_per_s(mbps)),
+            )
+        )
+        if burst_kbit:
+            entry.losses.append("max_burst_kbps is ignored by the SR-IOV agent")
+        if megabits_per_s_to_bits_per_s(mbps) != rule.max_rate_bits_per_s:
+            entry.losses.append(f"max_kbps {kbps} rounds to {mbps} Mbit/s on the VF")
+        return
+    entry.candidates.append(_ovs_bandwidth(path, wiring, rule, facts, entry, dev, kbps, burst_kbit))
+
+
+def _ovs_bandwidth(
+    path: BandwidthPath,
+    wiring: PortWiring,
+    rule: BandwidthLimitRule,
+    facts: HostFacts,
+    entry: EffectiveLimit,
+    dev: str,
+    kbps: KilobitsPerSecond,
+    burst_kbit: Kilobits,
+) -> Enforcement:
+    if path is BandwidthPath.METER:
+        mid = meter_id(wiring.port.id, "bps", rule.direction)
+        return Enforcement(
+            "neutron-ovs",
+            f"OpenFlow meter {mid} on {facts.ovs_bridge}",
+            "meter",
+            f"meter={mid},kbps,rate={kbps}" + (f",burst_size={burst_kbit}" if burst_kbit else ""),
+            Rate(
+                rule.max_rate_bits_per_s,
+                burst_bytes=bits_to_bytes(rule.max_burst_bits) if burst_kbit else None,
+            ),
+        )
+    if path is BandwidthPath.INGRESS_POLICING:
+        burst = neutron_egress_burst_kbit(rule)
+        if not burst_kbit:
+            entry.losses.append(
+                f"max_burst_kbps 0 becomes {burst} kbit (80% of max_kbps, Neutron's default)"
+            )
+        return Enforcement(
+            "neutron-ovs",
+            f"OVS Interface {dev} ingress_policing -> tc police on {dev}",
+            "police",
+            f"ingress_policing_rate={kbps} ingress_policing_burst={burst}",
+            Rate(
+                rule.max_rate_bits_per_s, burst_bytes=ovs_policing_burst_to_bytes(Kilobits(burst))
+            ),
+        )
+    if path is BandwidthPath.EGRESS_POLICER:
+        return Enforcement(
+            "neutron-ovs",
+            f"OVS QoS egress-policer on Port {dev}",
+            "police",
+            f"cir={bits_per_s_to_bytes_per_s(rule.max_rate_bits_per_s)} "
+            f"cbs={bits_to_bytes(rule.max_burst_bits)} (bytes/s, bytes)",
+            Rate(rule.max_rate_bits_per_s, burst_bytes=bits_to_bytes(rule.max_burst_bits)),
+        )
+    queue_burst = max(bits_to_bytes(rule.max_burst_bits), wiring.port.mtu_bytes + 64)
+    return Enforcement(
+        "neutron-ovs",
+        f"OVS QoS linux-htb queue 0 on Port {dev} -> tc htb on {dev} root",
+        "shape",
+        f"Queue other_config:max-rate={rule.max_rate_bits_per_s} burst={rule.max_burst_bits} (bits)",
+        Rate(rule.max_rate_bits_per_s, burst_bytes=queue_burst),
+    )
+
+
 def _neutron_rule(
     wiring: PortWiring,
     rule: Rule,
@@ -322,7 +416,7 @@ def _neutron_rule(
 ) -> None:
     src = _policy_source(wiring)
     dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
-    sriov = wiring.vif_type in (VifType.HOSTDEV, VifType.DIRECT)
+    sriov = is_sriov(wiring)
     direction = rule.direction.value
     if isinstance(rule, BandwidthLimitRule):
         kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
@@ -335,86 +429,7 @@ def _neutron_rule(
                 f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
             )
         )
-        if sriov:
-            if rule.direction is Direction.INGRESS:
-                msg = "SR-IOV ports enforce no ingress bandwidth_limit (SR-IOV agent: egress only)"
-                entry.losses.append(msg)
-                eff.errors.append(Finding("not_enforceable", msg, dev, "bandwidth_limit.ingress"))
-                return
-            mbps = sriov_kbps_to_mbps(kbps)
-            entry.candidates.append(
-                Enforcement(
-                    "sriov-agent",
-                    "VF max_tx_rate",
-                    "police",
-                    f"max_tx_rate {mbps} (Mbit/s)",
-                    Rate(megabits_per_s_to_bits_per_s(mbps)),
-                )
-            )
-            if burst_kbit:
-                entry.losses.append("max_burst_kbps is ignored by the SR-IOV agent")
-            if megabits_per_s_to_bits_per_s(mbps) != rule.max_rate_bits_per_s:
-                entry.losses.append(f"max_kbps {kbps} rounds to {mbps} Mbit/s on the VF")
-            return
-        if facts.neutron_meter_bandwidth:
-            mid = meter_id(wiring.port.id, "bps", rule.direction)
-            metered = Rate(
-                rule.max_rate_bits_per_s,
-                burst_bytes=bits_to_bytes(rule.max_burst_bits) if burst_kbit else None,
-            )
-            entry.candidates.append(
-                Enforcement(
-                    "neutron-ovs",
-                    f"OpenFlow meter {mid} on {facts.ovs_bridge}",
-                    "meter",
-                    f"meter={mid},kbps,rate={kbps}"
-                    + (f",burst_size={burst_kbit}" if burst_kbit else ""),
-                    metered,
-                )
-            )
-            return
-        if rule.direction is Direction.EGRESS:
-            burst = neutron_egress_burst_kbit(rule)
-            if not burst_kbit:
-                entry.losses.append(
-                    f"max_burst_kbps 0 becomes {burst} kbit (80% of max_kbps, Neutron's default)"
-                )
-            entry.candidates.append(
-                Enforcement(
-                    "neutron-ovs",
-                    f"OVS Interface {dev} ingress_policing -> tc police on {dev}",
-                    "police",
-                    f"ingress_policing_rate={kbps} ingress_policing_burst={burst}",
-                    Rate(
-                        rule.max_rate_bits_per_s,
-                        burst_bytes=ovs_policing_burst_to_bytes(Kilobits(burst)),
-                    ),
-                )
-            )
-            return
-        mtu = wiring.port.mtu_bytes
-        queue_burst = max(bits_to_bytes(rule.max_burst_bits), mtu + 64)
-        if wiring.vif_type is VifType.VHOSTUSER:
-            entry.candidates.append(
-                Enforcement(
-                    "neutron-ovs",
-                    f"OVS QoS egress-policer on Port {dev}",
-                    "police",
-                    f"cir={bits_per_s_to_bytes_per_s(rule.max_rate_bits_per_s)} "
-                    f"cbs={bits_to_bytes(rule.max_burst_bits)} (bytes/s, bytes)",
-                    Rate(rule.max_rate_bits_per_s, burst_bytes=bits_to_bytes(rule.max_burst_bits)),
-                )
-            )
-            return
-        entry.candidates.append(
-            Enforcement(
-                "neutron-ovs",
-                f"OVS QoS linux-htb queue 0 on Port {dev} -> tc htb on {dev} root",
-                "shape",
-                f"Queue other_config:max-rate={rule.max_rate_bits_per_s} burst={rule.max_burst_bits} (bits)",
-                Rate(rule.max_rate_bits_per_s, burst_bytes=queue_burst),
-            )
-        )
+        _bandwidth_candidate(wiring, rule, facts, entry, eff, dev, kbps, burst_kbit)
         return
     if isinstance(rule, PacketRateLimitRule):
         entry = _extra(extra, dev, direction, "packet_rate", wiring.port.id)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 
+from qosplane.compiler.upstream.neutron_paths import BandwidthPath, bandwidth_path
 from qosplane.compiler.upstream.tc import device_sides, libvirt_kbps, libvirt_kib
 from qosplane.compiler.upstream.topology import PortWiring
 from qosplane.model.flavor import FlavorQos
 from qosplane.model.host_facts import DscpFlowStyle, HostFacts, LibvirtBandwidthBackend
-from qosplane.model.instance import VifType
 from qosplane.model.network_qos import (
     BandwidthLimitRule,
     Direction,
@@ -79,7 +79,10 @@ def _flow(port: str, kind: str, match: str, actions: str) -> str:
 def _bandwidth_limit(wiring: PortWiring, rule: BandwidthLimitRule, facts: HostFacts) -> list[Argv]:
     port = wiring.ovs_port
     pid = wiring.port.id
-    if facts.neutron_meter_bandwidth:
+    path = bandwidth_path(wiring, rule, facts)
+    if path in (BandwidthPath.SRIOV_VF_RATE, BandwidthPath.SRIOV_NO_INGRESS):
+        return []  # the SR-IOV agent's, not an OVS port
+    if path is BandwidthPath.METER:
         mid = meter_id(pid, "bps", rule.direction)
         kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
         burst = bits_to_kilobits(rule.max_burst_bits)
@@ -113,7 +116,7 @@ def _bandwidth_limit(wiring: PortWiring, rule: BandwidthLimitRule, facts: HostFa
                 ),
             ],
         ]
-    if rule.direction is Direction.EGRESS:
+    if path is BandwidthPath.INGRESS_POLICING:
         return [
             [
                 "ovs-vsctl",
@@ -124,7 +127,7 @@ def _bandwidth_limit(wiring: PortWiring, rule: BandwidthLimitRule, facts: HostFa
                 f"ingress_policing_burst={neutron_egress_burst_kbit(rule)}",
             ]
         ]
-    if wiring.vif_type is VifType.VHOSTUSER:
+    if path is BandwidthPath.EGRESS_POLICER:
         return [
             [
                 "ovs-vsctl",
