@@ -99,8 +99,27 @@ def verify_server(
     seconds: int = 5,
     hypervisor: Hypervisor | None = None,
 ) -> list[Verdict]:
+    """Measure each limit the host holds for the server: its links both ways and DSCP, its
+    volumes' exports, its domain's disks and its CPU share."""
     qos, _ = host_program(plan, caps, server.get("volumes", []))
-    wires: dict[str, PortWire] = {w.tap: w for w in ports_of(server)}
+    verdicts = _network_verdicts(qos, ports_of(server), instances, seconds)
+    verdicts += _volume_verdicts(qos, instances, volumes, seconds)
+    if qos.domain is not None and hypervisor is not None:
+        for target, values in qos.domain.iotune:
+            for key, value in values:
+                if value:
+                    verdicts.append(
+                        _domain_disk(hypervisor, qos.domain.name, target, key, value, seconds)
+                    )
+    if qos.cpu is not None and qos.cpu.shares is not None:
+        verdicts.append(_cpu_verdict(qos.cpu, cgroups, seconds))
+    return verdicts
+
+
+def _network_verdicts(
+    qos: InstanceQos, ports: Sequence[PortWire], instances: Instances, seconds: int
+) -> list[Verdict]:
+    wires: dict[str, PortWire] = {w.tap: w for w in ports}
     ns = instances.namespace(qos.name)
     verdicts: list[Verdict] = []
     for link in _links(qos):
@@ -141,6 +160,14 @@ def verify_server(
                     "tcpdump of echo requests at the far end",
                 )
             )
+    return verdicts
+
+
+def _volume_verdicts(
+    qos: InstanceQos, instances: Instances, volumes: Volumes, seconds: int
+) -> list[Verdict]:
+    ns = instances.namespace(qos.name)
+    verdicts: list[Verdict] = []
     for volume in qos.volumes:
         for key, value in volume.limits:
             _, unit, direction = key.split("-")  # x-iops-read, x-bps-write, x-iops-total
@@ -163,35 +190,28 @@ def verify_server(
                     f"{rate.seconds:.1f} s, from the instance",
                 )
             )
-    if qos.domain is not None and hypervisor is not None:
-        for target, values in qos.domain.iotune:
-            for key, value in values:
-                if value:
-                    verdicts.append(
-                        _domain_disk(hypervisor, qos.domain.name, target, key, value, seconds)
-                    )
-    if qos.cpu is not None and qos.cpu.shares is not None:
-        # A sibling at the kernel's default weight (1024 shares on v1, weight 100 on v2).
-        reference = CpuQos(REFERENCE_GROUP, v2=qos.cpu.v2)
-        cgroups.apply(reference)
-        try:
-            ratio = measure.cpu_ratio(
-                cgroups.procs_file(qos.cpu.group), cgroups.procs_file(REFERENCE_GROUP), seconds
-            )
-        finally:
-            cgroups.remove(REFERENCE_GROUP)
-        verdicts.append(
-            judge_ratio(
-                "cpu_shares",
-                "cpu",
-                f"{'cpu.weight' if qos.cpu.v2 else 'cpu.shares'}={qos.cpu.shares} "
-                f"vs {reference.default_shares}",
-                qos.cpu.shares / reference.default_shares,
-                ratio,
-                "two busy loops on one CPU, CPU time from /proc",
-            )
-        )
     return verdicts
+
+
+def _cpu_verdict(cpu: CpuQos, cgroups: Cgroups, seconds: int) -> Verdict:
+    assert cpu.shares is not None
+    # A sibling at the kernel's default weight (1024 shares on v1, weight 100 on v2).
+    reference = CpuQos(REFERENCE_GROUP, v2=cpu.v2)
+    cgroups.apply(reference)
+    try:
+        ratio = measure.cpu_ratio(
+            cgroups.procs_file(cpu.group), cgroups.procs_file(REFERENCE_GROUP), seconds
+        )
+    finally:
+        cgroups.remove(REFERENCE_GROUP)
+    return judge_ratio(
+        "cpu_shares",
+        "cpu",
+        f"{'cpu.weight' if cpu.v2 else 'cpu.shares'}={cpu.shares} vs {reference.default_shares}",
+        cpu.shares / reference.default_shares,
+        ratio,
+        "two busy loops on one CPU, CPU time from /proc",
+    )
 
 
 def _domain_disk(

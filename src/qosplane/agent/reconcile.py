@@ -16,21 +16,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from qosplane.compiler.enforcement.program import device_commands, host_program
+from qosplane.agent.backends import (
+    CgroupGroups,
+    HostBackend,
+    LibvirtDomains,
+    LinuxDevices,
+    OvsPorts,
+    VolumeExports,
+)
+from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import PROBE_OWNER, Instances, PortWire
 from qosplane.host.nft import DscpMarking
 from qosplane.host.ovs import Switch
-from qosplane.host.tc import DeviceTc, TrafficControl
+from qosplane.host.tc import TrafficControl
 from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import (
     Capabilities,
-    DeviceQos,
     InstanceQos,
-    ObservedDevice,
-    ObservedPort,
     Outcome,
     PortQos,
     RuleOutcome,
@@ -38,11 +43,6 @@ from qosplane.model.host_state import (
 from qosplane.model.plan import DesiredServer, WiredPort
 from qosplane.verify.drift import (
     Drift,
-    cpu_drift,
-    device_drift,
-    domain_drift,
-    port_drift,
-    volume_drift,
 )
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
@@ -148,10 +148,16 @@ class Reconciler:
     def __init__(self, drivers: HostDrivers, caps: Capabilities) -> None:
         self.d = drivers
         self.caps = caps
-        self._marks: dict[str, int] = {}
-        self._tc_seen: dict[str, DeviceTc] = {}
         self._ensured: dict[str, tuple[PortWire, ...]] = {}
-        self._domains: set[str] = set()  # domains ensured by this process
+        self.domains = LibvirtDomains(drivers.hypervisor) if drivers.hypervisor else None
+        # The pass goes backend by backend (agent/backends.py), in this order.
+        self.backends: list[HostBackend] = [
+            LinuxDevices(drivers.tc, drivers.dscp, drivers.instances),
+            *([OvsPorts(drivers.switch)] if drivers.switch is not None else []),
+            *([self.domains] if self.domains is not None else []),
+            VolumeExports(drivers.volumes),
+            CgroupGroups(drivers.cgroups),
+        ]
         # Servers whose state could not be read in the last drift(): charged to them.
         self.observe_errors: dict[str, str] = {}
         self.held: dict[str, Held] = {}  # instance name -> why it is not retried
@@ -190,74 +196,11 @@ class Reconciler:
                 self.held[name] = Held(t.plan_revision, result.errors[name], self.clock())
 
     # -- observe ---------------------------------------------------------------------
-    def _observe_all(self, targets: Sequence[Target]) -> None:
-        """One look at every device of `targets` (three tc processes on a real kernel)."""
-        names = [
-            name
-            for t in targets
-            for d in t.qos.devices
-            for name in ((d.device, d.ifb) if d.from_instance is not None else (d.device,))
-        ]
-        self._tc_seen = self.d.tc.observe_many(names)
-
-    def observe_device(self, desired: DeviceQos) -> ObservedDevice:
-        seen = self._tc_seen
-        tap = seen.get(desired.device) or self.d.tc.observe(desired.device)
-        ifb = None
-        if desired.from_instance is not None:
-            ifb = seen.get(desired.ifb) or self.d.tc.observe(desired.ifb)
-        return ObservedDevice(
-            qos=DeviceQos(
-                desired.device,
-                tap.root,
-                ifb.root if ifb is not None and ifb.exists else None,
-                self._marks.get(desired.device),
-            ),
-            exists=tap.exists,
-            redirect_to=tap.redirect_to,
-            root_htb=tap.root_htb,
-            ingress=tap.ingress,
-            ifb_root_htb=ifb is not None and ifb.root_htb,
-            other_qdiscs=tap.foreign,
-        )
-
     def drift(self, targets: Sequence[Target]) -> list[Drift]:
-        self._marks = self.d.dscp.observe()
-        self._observe_all(targets)
-        switch = self.d.switch
-        switch_seen: dict[str, ObservedPort] = {}
-        switch_error = ""
-        if switch is not None and any(t.qos.ports for t in targets):
-            try:
-                switch_seen = switch.observe()
-            except HostError as exc:  # ovs-vswitchd gone, say: charged to its servers
-                switch_error = str(exc)
-        out: list[Drift] = []
-        shaped = [d for t in targets for d in t.qos.devices if d.from_instance is not None]
-        present, up = (self.d.instances.ifbs(), self.d.instances.ifbs_up()) if shaped else ((), ())
-        for t in targets:
-            for device in t.qos.devices:
-                out += device_drift(t.qos.name, device, self.observe_device(device))
-                if device.ifb in present and device.ifb not in up:
-                    out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
-            if switch_error and t.qos.ports:
-                self.observe_errors.setdefault(t.qos.name, switch_error)
-            for port in t.qos.ports if not switch_error else ():
-                seen = switch_seen.get(port.port) or ObservedPort(PortQos(port.port), exists=False)
-                out += port_drift(t.qos.name, port, seen)
-            if t.qos.domain is not None and self.d.hypervisor is not None:
-                domain = t.qos.domain
-                try:
-                    live = self.d.hypervisor.observe(domain.name)
-                except HostError as exc:  # libvirtd gone, say: charged to this server
-                    self.observe_errors.setdefault(t.qos.name, str(exc))
-                else:
-                    out += domain_drift(t.qos.name, domain, live)
-            if t.qos.cpu is not None:
-                out += cpu_drift(t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group))
-            for volume in t.qos.volumes:
-                out += volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id))
-        return out
+        """Every backend's drift for `targets`; servers whose state could not be read are
+        left in `observe_errors`, charged to them."""
+        self.observe_errors = {}
+        return [d for backend in self.backends for d in backend.drift(targets, self.observe_errors)]
 
     # -- act -------------------------------------------------------------------------
     def _remove_stale(self, targets: Sequence[Target], result: PassResult) -> None:
@@ -291,95 +234,6 @@ class Reconciler:
                 if owner not in owners:
                     self.d.switch.unplug(port)
 
-    def _device_lines(
-        self, targets: Sequence[Target], result: PassResult
-    ) -> list[tuple[str, list[str]]]:
-        up = self.d.instances.ifbs_up()
-        for t in targets:
-            for device in t.qos.devices:
-                if device.from_instance is not None and device.ifb not in up:
-                    self.d.instances.ensure_ifb(device.ifb)  # creates it, or sets it up
-        self._observe_all(targets)
-        per_device: list[tuple[str, list[str]]] = []
-        for t in targets:
-            for device in t.qos.devices:
-                observed = self.observe_device(device)
-                if not observed.exists:
-                    result.errors[t.qos.name] = f"device {device.device} is missing"
-                    continue
-                lines = device_commands(device, observed)
-                if lines:
-                    per_device.append((t.qos.name, lines))
-        return per_device
-
-    def _tc(self, targets: Sequence[Target], result: PassResult) -> None:
-        per_device = self._device_lines(targets, result)
-        batch = [line for _, lines in per_device for line in lines]
-        result.commands += len(batch)
-        try:
-            self.d.tc.apply(batch)
-        except HostError:
-            # tc applied the batch up to its failing line. Isolate the failing device:
-            # observe again and apply each device's remaining lines on their own, so the
-            # others still converge in this pass.
-            for t in targets:
-                for name, lines in self._device_lines([t], result):
-                    try:
-                        self.d.tc.apply(lines)
-                    except HostError as exc:
-                        self._charge(result, name, exc)
-
-    def _switch(
-        self, targets: Sequence[Target], ready: Sequence[Target], result: PassResult
-    ) -> None:
-        """The ready servers' ports to their QoS; the ports of servers that failed this pass
-        are left as they are (not stripped), and a port that fails is charged to its
-        server alone."""
-        assert self.d.switch is not None
-        names = {t.qos.name for t in ready}
-        leave = {p.port for t in targets if t.qos.name not in names for p in t.qos.ports}
-        try:
-            applied = self.d.switch.apply([p for t in ready for p in t.qos.ports], leave)
-        except HostError as exc:
-            for t in ready:  # the switch as a whole failed: charged to its servers
-                if t.qos.ports:
-                    self._charge(result, t.qos.name, exc, first=True)
-            return
-        result.commands += applied.changes
-        for t in ready:
-            for port in t.qos.ports:
-                if port.port in applied.failed:
-                    result.errors.setdefault(
-                        t.qos.name, f"{port.port}: {applied.failed[port.port]}"
-                    )
-
-    def _ensure_domains(
-        self, targets: Sequence[Target], result: PassResult, restart_only: bool
-    ) -> None:
-        """Define and start each target's domain; on a quiet pass only the domains that
-        are not running (`restart_only`), since a running one is checked by observation."""
-        hypervisor = self.d.hypervisor
-        if hypervisor is None:
-            return
-        try:
-            running = None if restart_only else hypervisor.names()
-        except HostError as exc:
-            for t in targets:
-                if t.qos.domain is not None:
-                    self._charge(result, t.qos.name, exc, first=True)
-            return
-        for t in targets:
-            domain = t.qos.domain
-            if domain is None or t.qos.name in result.errors:
-                continue
-            if running is not None and domain.name in running and domain.name in self._domains:
-                continue
-            try:
-                hypervisor.ensure(domain)
-                self._domains.add(domain.name)
-            except HostError as exc:
-                self._charge(result, t.qos.name, exc)
-
     def converge(
         self, servers: Sequence[DesiredServer | Mapping[str, Any]]
     ) -> tuple[list[Target], PassResult]:
@@ -393,8 +247,6 @@ class Reconciler:
         return result
 
     def _converge(self, targets: Sequence[Target], result: PassResult) -> None:
-        self._marks = {}
-        self.observe_errors = {}
         self._hold_back(targets, result)
         try:
             self._remove_stale(targets, result)
@@ -402,13 +254,39 @@ class Reconciler:
             # Cleanup of what is no longer wanted failed: the wanted servers are unaffected
             # and it is retried next pass, so it is logged, not charged to them.
             result.host_errors.append(str(exc))
+        self._wire(targets, result)
+        if self.domains is not None:
+            self.domains.ensure(targets, result, self._charge, restart_only=False)
+        ready = [t for t in targets if t.qos.name not in result.errors]
+        result.drift_before = self._drift_charged(ready, result)
+        ready = [t for t in ready if t.qos.name not in result.errors]
+        if self.domains is not None:
+            stopped = {d.instance for d in result.drift_before if d.aspect == "libvirt domain"}
+            self.domains.ensure(
+                [t for t in ready if t.qos.name in stopped], result, self._charge, restart_only=True
+            )
+        missing = {d.instance for d in result.drift_before if d.aspect == "device"}
+        self._wire([t for t in ready if t.qos.name in missing], result, again=True)
+        if result.drift_before:
+            for backend in self.backends:
+                backend.act(targets, ready, result, self._charge)
+            result.drift_after = self._drift_charged(ready, result)
+
+    def _drift_charged(self, targets: Sequence[Target], result: PassResult) -> list[Drift]:
+        found = self.drift(targets)
+        for name, error in self.observe_errors.items():
+            result.errors.setdefault(name, error)
+        return found
+
+    def _wire(self, targets: Sequence[Target], result: PassResult, again: bool = False) -> None:
+        """Each instance with its ports plugged in. Checked in full when new or changed, or
+        (`again`) when a device went missing; a quiet pass costs a few processes, not a few
+        per instance."""
         present = self.d.instances.names()
         for t in targets:
-            # Wiring is checked in full when new or changed, or when a device went missing
-            # (see below); a quiet pass costs a few processes, not a few per instance.
             if t.qos.name in result.errors:  # held back: a retry cannot help
                 continue
-            if t.qos.name in present and self._ensured.get(t.qos.name) == t.ports:
+            if not again and t.qos.name in present and self._ensured.get(t.qos.name) == t.ports:
                 continue
             try:
                 self.d.instances.ensure(t.qos.name, t.ports)
@@ -416,72 +294,6 @@ class Reconciler:
             except HostError as exc:
                 self._ensured.pop(t.qos.name, None)
                 self._charge(result, t.qos.name, exc)
-        self._ensure_domains(targets, result, restart_only=False)
-        ready = [t for t in targets if t.qos.name not in result.errors]
-        result.drift_before = self.drift(ready)
-        for name, error in self.observe_errors.items():
-            result.errors.setdefault(name, error)
-        ready = [t for t in ready if t.qos.name not in result.errors]
-        self._ensure_domains(
-            [
-                t
-                for t in ready
-                if any(
-                    d.aspect == "libvirt domain"
-                    for d in result.drift_before
-                    if d.instance == t.qos.name
-                )
-            ],
-            result,
-            restart_only=True,
-        )
-        missing = {d.instance for d in result.drift_before if d.aspect == "device"}
-        for t in ready:
-            if t.qos.name in missing:  # re-plug it now instead of next pass
-                try:
-                    self.d.instances.ensure(t.qos.name, t.ports)
-                    self._ensured[t.qos.name] = t.ports
-                except HostError as exc:
-                    self._charge(result, t.qos.name, exc)
-        if result.drift_before:
-            self._tc(ready, result)
-            if self.d.switch is not None:
-                self._switch(targets, ready, result)
-            marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
-            if marks != self._marks:
-                try:
-                    self.d.dscp.apply(marks)
-                except HostError as exc:
-                    for t in ready:  # charged to the servers that have a mark
-                        if any(d.dscp is not None for d in t.qos.devices):
-                            self._charge(result, t.qos.name, exc, first=True)
-            for t in ready:
-                domain = t.qos.domain
-                if domain is not None and self.d.hypervisor is not None:
-                    try:
-                        live = self.d.hypervisor.observe(domain.name)
-                        if domain_drift(t.qos.name, domain, live):
-                            self.d.hypervisor.apply(domain)
-                    except HostError as exc:
-                        self._charge(result, t.qos.name, exc)
-                for volume in t.qos.volumes:
-                    if volume_drift(t.qos.name, volume, self.d.volumes.observe(volume.volume_id)):
-                        try:
-                            self.d.volumes.ensure(
-                                volume.volume_id, volume.size_gb, volume.limits_map()
-                            )
-                        except HostError as exc:
-                            self._charge(result, t.qos.name, exc)
-                if t.qos.cpu is not None and cpu_drift(
-                    t.qos.name, t.qos.cpu, self.d.cgroups.observe(t.qos.cpu.group)
-                ):
-                    try:
-                        self.d.cgroups.apply(t.qos.cpu)
-                    except HostError as exc:
-                        self._charge(result, t.qos.name, exc)
-            result.drift_after = self.drift(ready)
-            for name, error in self.observe_errors.items():
-                result.errors.setdefault(name, error)
 
 
 def server_reports(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -179,10 +178,8 @@ async def record_measurements(request: Request, services: Services) -> Response:
     if not isinstance(verdicts, list) or not all(isinstance(v, dict) for v in verdicts):
         raise InvalidInput("verdicts", verdicts, "a list of verdict objects")
     with services.db.transaction() as s:
-        row = ServerRepository(s).get(request.path_params["server_id"])
-        row.measurements = json.dumps(
-            {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "verdicts": verdicts}
-        )
+        repo = ServerRepository(s)
+        repo.record_measurements(repo.get(request.path_params["server_id"]), verdicts)
     return empty(204)
 
 

@@ -9,9 +9,20 @@ from sqlalchemy.orm import Session
 from qosplane.model.flavor import Flavor
 from qosplane.service.plans import FlavorChanged, Replanner, VolumeChanged
 from qosplane.store.flavors import FlavorRepository
+from qosplane.store.hosts import HostRepository
 from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import ServerRow, VolumeRow
 from qosplane.store.volumes import VolumeRepository
+
+# Plan errors after which libvirt refuses to start the guest.
+FATAL_PLAN_ERRORS = frozenset(
+    {
+        "cpu_shares_above_cgroup_v2_max",
+        "cpu_shares_out_of_range",
+        "cpu_period_out_of_range",
+        "cpu_quota_out_of_range",
+    }
+)
 
 
 class NovaService:
@@ -43,7 +54,10 @@ class NovaService:
         security_groups: list[str],
         nics: list[tuple[str, str]],
     ) -> ServerRow:
-        """The server, its ports, and its first plan, in one transaction."""
+        """The server, its ports, and its first plan, in one transaction. It starts in ERROR
+        when libvirt would refuse its plan, in BUILD on a host whose agent will apply it
+        (ACTIVE or ERROR once the agent reports), else ACTIVE: a host without an agent only
+        stores plans."""
         row = self.servers.create(
             name=name,
             project_id=project_id,
@@ -58,6 +72,13 @@ class NovaService:
             nics=nics,
         )
         self.plans.recompile({row.id})
+        errors = {e.code for e in self.servers.plan(row.id).errors}
+        if errors & FATAL_PLAN_ERRORS:
+            row.status = "ERROR"
+        elif HostRepository(self.servers.session).has_live_agent(row.host):
+            row.status = "BUILD"
+        else:
+            row.status = "ACTIVE"
         return row
 
     def attach_volume(self, volume_id: str, server_id: str) -> VolumeRow:

@@ -80,6 +80,9 @@ class NetworkRepository:
             query = query.where(NetworkRow.name == name)
         return list(self.session.scalars(query))
 
+    def rename_network(self, network_id: str, name: str) -> None:
+        self.network(network_id).name = name
+
     def set_network_policy(
         self, network_id: str, qos_policy_id: str | None, if_revision: int | None = None
     ) -> NetworkRow:
@@ -233,6 +236,9 @@ class NetworkRepository:
     def fixed_ips(self, port_id: str) -> list[FixedIp]:
         rows = self.session.scalars(select(PortIpRow).where(PortIpRow.port_id == port_id))
         return [FixedIp(r.subnet_id, r.ip_address) for r in rows]
+
+    def rename_port(self, port_id: str, name: str) -> None:
+        self.port(port_id).name = name
 
     def set_port_policy(
         self, port_id: str, qos_policy_id: str | None, if_revision: int | None = None

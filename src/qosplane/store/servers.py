@@ -226,6 +226,11 @@ class ServerRepository:
         if report.get("plan_revision") == row.plan_revision:
             row.status = "ERROR" if report.get("status") == "failed" else "ACTIVE"
 
+    def record_measurements(self, row: ServerRow, verdicts: list[dict[str, Any]]) -> None:
+        """Keep the last `verify` of the server, stamped now, for explain."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        row.measurements = json.dumps({"measured_at": stamp, "verdicts": verdicts})
+
     def report(self, row: ServerRow) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(row.agent_report or "{}")
         return out

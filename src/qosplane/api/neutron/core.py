@@ -215,7 +215,7 @@ async def update_network(request: Request, services: Services) -> Response:
         repo = NetworkRepository(s)
         row = owned_network(repo, ctx, request.path_params["network_id"])
         if "name" in body:
-            row.name = _str(body, "name", "network")
+            repo.rename_network(row.id, _str(body, "name", "network"))
         if "qos_policy_id" in body:
             NeutronService(s).set_network_policy(
                 row.id, _policy_ref(body, "network"), if_match(request)
@@ -313,7 +313,7 @@ async def update_port(request: Request, services: Services) -> Response:
         repo = NetworkRepository(s)
         row = owned_port(repo, ctx, request.path_params["port_id"])
         if "name" in body:
-            row.name = _str(body, "name", "port")
+            repo.rename_port(row.id, _str(body, "name", "port"))
         if "qos_policy_id" in body:
             NeutronService(s).set_port_policy(row.id, _policy_ref(body, "port"), if_match(request))
         out = port_json(repo, row)

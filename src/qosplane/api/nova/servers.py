@@ -31,16 +31,6 @@ from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import ServerRow
 from qosplane.store.volumes import VolumeRepository
 
-# Plan errors after which libvirt refuses to start the guest.
-FATAL_PLAN_ERRORS = frozenset(
-    {
-        "cpu_shares_above_cgroup_v2_max",
-        "cpu_shares_out_of_range",
-        "cpu_period_out_of_range",
-        "cpu_quota_out_of_range",
-    }
-)
-
 
 def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) -> dict[str, Any]:
     networks = NetworkRepository(s)
@@ -221,7 +211,6 @@ async def create_server(request: Request, services: Services) -> Response:
                 visible_network(NetworkRepository(s), ctx, n["uuid"])
                 nics.append(("network", n["uuid"]))
         placement = HostRepository(s).place(zone or None, forced_host or None)
-        repo = ServerRepository(s)
         row = NovaService(s).create_server(
             name=name,
             project_id=ctx.project_id,
@@ -234,13 +223,6 @@ async def create_server(request: Request, services: Services) -> Response:
             security_groups=sg_ids,
             nics=nics,
         )
-        errors = {e.code for e in repo.plan(row.id).errors}
-        if errors & FATAL_PLAN_ERRORS:
-            row.status = "ERROR"
-        elif HostRepository(s).has_live_agent(row.host):
-            row.status = "BUILD"  # ACTIVE (or ERROR) when the agent reports this plan
-        else:
-            row.status = "ACTIVE"
         out = {
             "id": row.id,
             "links": server_json(request, s, row, ver)["links"],

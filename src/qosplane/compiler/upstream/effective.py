@@ -62,11 +62,13 @@ from qosplane.model.units import (
     CGROUP_V1_DEFAULT_SHARES,
     CGROUP_V2_DEFAULT_WEIGHT,
     ETHERNET_HEADER_BYTES,
+    BitsPerSecond,
     Bytes,
     BytesPerSecond,
     Kibibytes,
     Kilobits,
     KilobitsPerSecond,
+    KilobytesPerSecond,
     bits_per_s_to_bytes_per_s,
     bits_per_s_to_kilobits_per_s,
     bits_to_bytes,
@@ -187,126 +189,149 @@ def _flavor_vif(
             eff.warnings.append(Finding("direction_inverted", msg, dev, f"quota:vif_{way}_average"))
         avg_kbps = libvirt_kbps(limit.average_bytes_per_s)
         avg_bits = kilobytes_per_s_to_bits_per_s(avg_kbps)
+        vif = _Vif(wiring, way, limit, entry, eff, dev, avg_kbps, avg_bits)
         if wiring.libvirt_backend is LibvirtBandwidthBackend.OVS:
-            if on_tx:
-                peak = limit.peak_bytes_per_s
-                e = Enforcement(
-                    "libvirt",
-                    f"OVS QoS linux-htb queue 0 on Port {dev}",
-                    "guarantee",
-                    f"other_config:min-rate={avg_bits}"
-                    + (
-                        f" max-rate={kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))}"
-                        if peak is not None
-                        else ""
-                    ),
-                    MinRate(
-                        avg_bits,
-                        kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))
-                        if peak is not None
-                        else None,
-                    ),
-                    holds=peak is not None,
-                    note="libvirt on OVS ports makes average an HTB min-rate, not a cap",
-                )
-                if peak is None:
-                    msg = (
-                        f"quota:vif_{way}_average {avg_kbps} kB/s is a guarantee (OVS min-rate) "
-                        "on this host, not a cap; without a peak the port runs at link speed"
-                    )
-                    entry.losses.append(msg)
-                    eff.warnings.append(
-                        Finding("average_not_a_cap", msg, dev, f"quota:vif_{way}_average")
-                    )
-                entry.candidates.append(e)
-            else:
-                burst_kib = libvirt_kib(limit.burst_bytes) if limit.burst_bytes else 0
-                burst_bytes = (
-                    kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
-                    if limit.burst_bytes
-                    else ovs_policing_burst_to_bytes(Kilobits(8000))
-                )
-                e = Enforcement(
-                    "libvirt",
-                    f"OVS Interface {dev} ingress_policing",
-                    "police",
-                    f"ingress_policing_rate={libvirt_kilobytes_per_s_to_ovs_policing_kbit(avg_kbps)} "
-                    f"ingress_policing_burst={libvirt_kib_to_ovs_policing_kbit(Kibibytes(burst_kib))}",
-                    Rate(avg_bits, burst_bytes=burst_bytes),
-                )
-                entry.candidates.append(e)
-            continue
-        if on_tx:
-            if avg_kbps == 0:
-                entry.losses.append(f"quota:vif_{way}_average is 0: libvirt adds no HTB")
-                continue
-            ceil = (
-                libvirt_kbps(limit.peak_bytes_per_s)
-                if limit.peak_bytes_per_s is not None
-                else avg_kbps
-            )
-            ceil_bits = kilobytes_per_s_to_bits_per_s(ceil)
-            shaped = Rate(
-                avg_bits,
-                ceil_bits,
-                kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
-                if limit.burst_bytes is not None
-                else None,
-            )
-            written = f"rate {avg_kbps}kbps ceil {ceil}kbps"
-            if limit.burst_bytes is not None:
-                written += f" burst {libvirt_kib(limit.burst_bytes)}kb"
-            note = ""
-            if ceil > avg_kbps:
-                # libvirt's class 1:1 is a root class: it has no parent to borrow from, so
-                # it exceeds `rate` only on its burst tokens. The sustained cap is the
-                # average; peak holds for burst / (peak - average) seconds at most
-                # (measured: shared/reference/host-capabilities.md, 191 Mbit/s for 4 s,
-                # then 95.6, for the seed's 2x peak and 4 s burst).
-                burst_size = shaped.burst_bytes or 0
-                seconds = burst_size * 8 / (ceil_bits - avg_bits) if burst_size else 0.0
-                note = (
-                    f"peak {ceil_bits} bit/s only while the burst lasts "
-                    f"(about {seconds:.1f} s); sustained: the average"
-                )
-            entry.candidates.append(
-                Enforcement(
-                    "libvirt",
-                    f"tc htb class 1:1 on {dev} root",
-                    "shape",
-                    written,
-                    shaped,
-                    note=note,
-                )
-            )
+            _libvirt_ovs_vif(vif, on_tx)
+        elif on_tx:
+            _libvirt_htb(vif)
         else:
-            burst_kib = police_burst(limit)
-            e = Enforcement(
-                "libvirt",
-                f"tc police on {dev} ingress qdisc",
-                "police",
-                f"rate {avg_kbps}kbps burst {burst_kib}kb",
-                Rate(avg_bits, burst_bytes=kibibytes_to_bytes(burst_kib)),
-                holds=not wiring.tap_in_ovs,
-                note="deleted by Open vSwitch: it owns the ingress qdisc of its ports"
-                if wiring.tap_in_ovs
-                else "",
+            _libvirt_police(vif)
+
+
+@dataclass(frozen=True, slots=True)
+class _Vif:
+    """One direction of a flavor's VIF quota on one port, as libvirt applies it."""
+
+    wiring: PortWiring
+    way: str  # inbound or outbound, as the quota key says
+    limit: VifLimit
+    entry: EffectiveLimit  # the guest direction the artifact really touches
+    eff: Effective
+    dev: str
+    avg_kbps: KilobytesPerSecond
+    avg_bits: BitsPerSecond
+
+
+def _libvirt_ovs_vif(vif: _Vif, on_tx: bool) -> None:
+    """Newer libvirt on an OVS port: average as an HTB min-rate, police as OVS policing."""
+    way, limit, entry, eff = vif.way, vif.limit, vif.entry, vif.eff
+    dev, avg_kbps, avg_bits = vif.dev, vif.avg_kbps, vif.avg_bits
+    if on_tx:
+        peak = limit.peak_bytes_per_s
+        e = Enforcement(
+            "libvirt",
+            f"OVS QoS linux-htb queue 0 on Port {dev}",
+            "guarantee",
+            f"other_config:min-rate={avg_bits}"
+            + (
+                f" max-rate={kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak))}"
+                if peak is not None
+                else ""
+            ),
+            MinRate(
+                avg_bits,
+                kilobytes_per_s_to_bits_per_s(libvirt_kbps(peak)) if peak is not None else None,
+            ),
+            holds=peak is not None,
+            note="libvirt on OVS ports makes average an HTB min-rate, not a cap",
+        )
+        if peak is None:
+            msg = (
+                f"quota:vif_{way}_average {avg_kbps} kB/s is a guarantee (OVS min-rate) "
+                "on this host, not a cap; without a peak the port runs at link speed"
             )
-            entry.candidates.append(e)
-            if limit.peak_bytes_per_s is not None:
-                entry.losses.append(
-                    f"quota:vif_{way}_peak is ignored: libvirt's police has no peak"
-                )
-            if wiring.tap_in_ovs:
-                msg = (
-                    f"{dev} is an Open vSwitch port: OVS deletes its ingress qdisc when it sets "
-                    f"policing, so libvirt's police for quota:vif_{way}_* does not hold "
-                    "(the seed's tc qdisc show lists only htb and sfq)"
-                )
-                entry.losses.append(msg)
-                eff.warnings.append(
-                    Finding("police_deleted_by_ovs", msg, dev, f"quota:vif_{way}_average")
-                )
+            entry.losses.append(msg)
+            eff.warnings.append(Finding("average_not_a_cap", msg, dev, f"quota:vif_{way}_average"))
+        entry.candidates.append(e)
+    else:
+        burst_kib = libvirt_kib(limit.burst_bytes) if limit.burst_bytes else 0
+        burst_bytes = (
+            kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
+            if limit.burst_bytes
+            else ovs_policing_burst_to_bytes(Kilobits(8000))
+        )
+        e = Enforcement(
+            "libvirt",
+            f"OVS Interface {dev} ingress_policing",
+            "police",
+            f"ingress_policing_rate={libvirt_kilobytes_per_s_to_ovs_policing_kbit(avg_kbps)} "
+            f"ingress_policing_burst={libvirt_kib_to_ovs_policing_kbit(Kibibytes(burst_kib))}",
+            Rate(avg_bits, burst_bytes=burst_bytes),
+        )
+        entry.candidates.append(e)
+
+
+def _libvirt_htb(vif: _Vif) -> None:
+    """libvirt's htb class on the tap's root: the average, up to the peak on its burst."""
+    way, limit, entry = vif.way, vif.limit, vif.entry
+    dev, avg_kbps, avg_bits = vif.dev, vif.avg_kbps, vif.avg_bits
+    if avg_kbps == 0:
+        entry.losses.append(f"quota:vif_{way}_average is 0: libvirt adds no HTB")
+        return
+    ceil = libvirt_kbps(limit.peak_bytes_per_s) if limit.peak_bytes_per_s is not None else avg_kbps
+    ceil_bits = kilobytes_per_s_to_bits_per_s(ceil)
+    shaped = Rate(
+        avg_bits,
+        ceil_bits,
+        kibibytes_to_bytes(libvirt_kib(limit.burst_bytes))
+        if limit.burst_bytes is not None
+        else None,
+    )
+    written = f"rate {avg_kbps}kbps ceil {ceil}kbps"
+    if limit.burst_bytes is not None:
+        written += f" burst {libvirt_kib(limit.burst_bytes)}kb"
+    note = ""
+    if ceil > avg_kbps:
+        # libvirt's class 1:1 is a root class: it has no parent to borrow from, so
+        # it exceeds `rate` only on its burst tokens. The sustained cap is the
+        # average; peak holds for burst / (peak - average) seconds at most
+        # (measured: shared/reference/host-capabilities.md, 191 Mbit/s for 4 s,
+        # then 95.6, for the seed's 2x peak and 4 s burst).
+        burst_size = shaped.burst_bytes or 0
+        seconds = burst_size * 8 / (ceil_bits - avg_bits) if burst_size else 0.0
+        note = (
+            f"peak {ceil_bits} bit/s only while the burst lasts "
+            f"(about {seconds:.1f} s); sustained: the average"
+        )
+    entry.candidates.append(
+        Enforcement(
+            "libvirt",
+            f"tc htb class 1:1 on {dev} root",
+            "shape",
+            written,
+            shaped,
+            note=note,
+        )
+    )
+
+
+def _libvirt_police(vif: _Vif) -> None:
+    """libvirt's police on the tap's ingress qdisc (what the guest sends)."""
+    wiring, way, limit, entry, eff = vif.wiring, vif.way, vif.limit, vif.entry, vif.eff
+    dev, avg_kbps, avg_bits = vif.dev, vif.avg_kbps, vif.avg_bits
+    burst_kib = police_burst(limit)
+    e = Enforcement(
+        "libvirt",
+        f"tc police on {dev} ingress qdisc",
+        "police",
+        f"rate {avg_kbps}kbps burst {burst_kib}kb",
+        Rate(avg_bits, burst_bytes=kibibytes_to_bytes(burst_kib)),
+        holds=not wiring.tap_in_ovs,
+        note="deleted by Open vSwitch: it owns the ingress qdisc of its ports"
+        if wiring.tap_in_ovs
+        else "",
+    )
+    entry.candidates.append(e)
+    if limit.peak_bytes_per_s is not None:
+        entry.losses.append(f"quota:vif_{way}_peak is ignored: libvirt's police has no peak")
+    if wiring.tap_in_ovs:
+        msg = (
+            f"{dev} is an Open vSwitch port: OVS deletes its ingress qdisc when it sets "
+            f"policing, so libvirt's police for quota:vif_{way}_* does not hold "
+            "(the seed's tc qdisc show lists only htb and sfq)"
+        )
+        entry.losses.append(msg)
+        eff.warnings.append(Finding("police_deleted_by_ovs", msg, dev, f"quota:vif_{way}_average"))
 
 
 def _policy_source(wiring: PortWiring) -> str:
@@ -406,6 +431,18 @@ def _ovs_bandwidth(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _RuleSite:
+    """Where a Neutron rule lands: the port's wiring and the names its findings use."""
+
+    wiring: PortWiring
+    facts: HostFacts
+    eff: Effective
+    src: str  # "port policy bw-limiter"
+    dev: str  # the device the findings name
+    sriov: bool
+
+
 def _neutron_rule(
     wiring: PortWiring,
     rule: Rule,
@@ -414,106 +451,137 @@ def _neutron_rule(
     extra: list[EffectiveLimit],
     eff: Effective,
 ) -> None:
-    src = _policy_source(wiring)
     dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
-    sriov = is_sriov(wiring)
+    site = _RuleSite(wiring, facts, eff, _policy_source(wiring), dev, is_sriov(wiring))
+    match rule:
+        case BandwidthLimitRule():
+            _bandwidth_rule(site, rule, entries[rule.direction.value])
+        case PacketRateLimitRule():
+            _packet_rate_rule(site, rule, extra)
+        case DscpMarkingRule():
+            _dscp_rule(site, rule, extra)
+        case MinimumBandwidthRule():
+            _min_bandwidth_rule(site, rule, extra)
+        case MinimumPacketRateRule():
+            _min_packet_rate_rule(site, rule, extra)
+
+
+def _bandwidth_rule(site: _RuleSite, rule: BandwidthLimitRule, entry: EffectiveLimit) -> None:
     direction = rule.direction.value
-    if isinstance(rule, BandwidthLimitRule):
-        kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
-        burst_kbit = bits_to_kilobits(rule.max_burst_bits)
-        entry = entries[direction]
-        entry.declared.append(
-            Declared(
-                src,
-                f"bandwidth_limit {direction}",
-                f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
-            )
+    kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
+    burst_kbit = bits_to_kilobits(rule.max_burst_bits)
+    entry.declared.append(
+        Declared(
+            site.src,
+            f"bandwidth_limit {direction}",
+            f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
         )
-        _bandwidth_candidate(wiring, rule, facts, entry, eff, dev, kbps, burst_kbit)
+    )
+    _bandwidth_candidate(site.wiring, rule, site.facts, entry, site.eff, site.dev, kbps, burst_kbit)
+
+
+def _packet_rate_rule(
+    site: _RuleSite, rule: PacketRateLimitRule, extra: list[EffectiveLimit]
+) -> None:
+    wiring, facts, eff = site.wiring, site.facts, site.eff
+    src, dev, sriov = site.src, site.dev, site.sriov
+    direction = rule.direction.value
+    entry = _extra(extra, dev, direction, "packet_rate", wiring.port.id)
+    kpps = packets_per_s_to_kilopackets_per_s(rule.max_rate_packets_per_s)
+    entry.declared.append(
+        Declared(
+            src,
+            f"packet_rate_limit {direction}",
+            f"max_kpps={kpps} max_burst_kpps={packets_to_kilopackets(rule.max_burst_packets)}",
+        )
+    )
+    if sriov:
+        msg = "packet_rate_limit is not supported on SR-IOV ports"
+        entry.losses.append(msg)
+        eff.errors.append(Finding("not_enforceable", msg, dev, "packet_rate_limit"))
         return
-    if isinstance(rule, PacketRateLimitRule):
-        entry = _extra(extra, dev, direction, "packet_rate", wiring.port.id)
-        kpps = packets_per_s_to_kilopackets_per_s(rule.max_rate_packets_per_s)
-        entry.declared.append(
-            Declared(
-                src,
-                f"packet_rate_limit {direction}",
-                f"max_kpps={kpps} max_burst_kpps={packets_to_kilopackets(rule.max_burst_packets)}",
-            )
+    mid = meter_id(wiring.port.id, "pps", rule.direction)
+    entry.candidates.append(
+        Enforcement(
+            "neutron-ovs",
+            f"OpenFlow meter {mid} on {facts.ovs_bridge}",
+            "meter",
+            f"meter={mid},pktps,rate={rule.max_rate_packets_per_s}",
+            PacketRate(rule.max_rate_packets_per_s, rule.max_burst_packets),
         )
-        if sriov:
-            msg = "packet_rate_limit is not supported on SR-IOV ports"
-            entry.losses.append(msg)
-            eff.errors.append(Finding("not_enforceable", msg, dev, "packet_rate_limit"))
-            return
-        mid = meter_id(wiring.port.id, "pps", rule.direction)
+    )
+
+
+def _dscp_rule(site: _RuleSite, rule: DscpMarkingRule, extra: list[EffectiveLimit]) -> None:
+    wiring, facts, eff = site.wiring, site.facts, site.eff
+    src, dev, sriov = site.src, site.dev, site.sriov
+    entry = _extra(extra, dev, FROM_GUEST, "dscp", wiring.port.id)
+    entry.declared.append(Declared(src, "dscp_marking", f"dscp_mark={rule.dscp_mark}"))
+    if sriov:
+        msg = "dscp_marking is not supported on SR-IOV ports"
+        entry.losses.append(msg)
+        eff.errors.append(Finding("not_enforceable", msg, dev, "dscp_marking"))
+        return
+    tos = dscp_to_tos(rule.dscp_mark)
+    entry.candidates.append(
+        Enforcement(
+            "neutron-ovs",
+            f"OpenFlow table 0 flow for in_port={dev} on {facts.ovs_bridge}",
+            "mark",
+            f"mod_nw_tos:{tos}"
+            if facts.dscp_flows.value == "mod_nw_tos"
+            else f"set_field:{rule.dscp_mark}->ip_dscp",
+            DscpMark(rule.dscp_mark, tos),
+            note="IPv4 only" if facts.dscp_flows.value == "mod_nw_tos" else "",
+        )
+    )
+
+
+def _min_bandwidth_rule(
+    site: _RuleSite, rule: MinimumBandwidthRule, extra: list[EffectiveLimit]
+) -> None:
+    wiring, facts, eff = site.wiring, site.facts, site.eff
+    src, dev, sriov = site.src, site.dev, site.sriov
+    direction = rule.direction.value
+    entry = _extra(extra, dev, direction, "min_bandwidth", wiring.port.id)
+    kbps = bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)
+    entry.declared.append(Declared(src, f"minimum_bandwidth {direction}", f"min_kbps={kbps}"))
+    bridge = physical_bridge(wiring, facts)
+    if rule.direction is Direction.EGRESS and bridge and not sriov:
         entry.candidates.append(
             Enforcement(
                 "neutron-ovs",
-                f"OpenFlow meter {mid} on {facts.ovs_bridge}",
-                "meter",
-                f"meter={mid},pktps,rate={rule.max_rate_packets_per_s}",
-                PacketRate(rule.max_rate_packets_per_s, rule.max_burst_packets),
+                f"OVS Queue min-rate on the uplink of {bridge}",
+                "guarantee",
+                f"other_config:min-rate={rule.min_rate_bits_per_s}",
+                MinRate(rule.min_rate_bits_per_s),
             )
         )
         return
-    if isinstance(rule, DscpMarkingRule):
-        entry = _extra(extra, dev, FROM_GUEST, "dscp", wiring.port.id)
-        entry.declared.append(Declared(src, "dscp_marking", f"dscp_mark={rule.dscp_mark}"))
-        if sriov:
-            msg = "dscp_marking is not supported on SR-IOV ports"
-            entry.losses.append(msg)
-            eff.errors.append(Finding("not_enforceable", msg, dev, "dscp_marking"))
-            return
-        tos = dscp_to_tos(rule.dscp_mark)
-        entry.candidates.append(
-            Enforcement(
-                "neutron-ovs",
-                f"OpenFlow table 0 flow for in_port={dev} on {facts.ovs_bridge}",
-                "mark",
-                f"mod_nw_tos:{tos}"
-                if facts.dscp_flows.value == "mod_nw_tos"
-                else f"set_field:{rule.dscp_mark}->ip_dscp",
-                DscpMark(rule.dscp_mark, tos),
-                note="IPv4 only" if facts.dscp_flows.value == "mod_nw_tos" else "",
-            )
+    msg = (
+        "minimum_bandwidth is placement-only here: the data plane guarantees only OVS "
+        "egress on vlan/flat networks with a known physical bridge"
+    )
+    entry.losses.append(msg)
+    eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_bandwidth.{direction}"))
+
+
+def _min_packet_rate_rule(
+    site: _RuleSite, rule: MinimumPacketRateRule, extra: list[EffectiveLimit]
+) -> None:
+    wiring, eff, src, dev = site.wiring, site.eff, site.src, site.dev
+    direction = rule.direction.value
+    entry = _extra(extra, dev, direction, "min_packet_rate", wiring.port.id)
+    entry.declared.append(
+        Declared(
+            src,
+            f"minimum_packet_rate {direction}",
+            f"min_kpps={packets_per_s_to_kilopackets_per_s(rule.min_rate_packets_per_s)}",
         )
-        return
-    if isinstance(rule, MinimumBandwidthRule):
-        entry = _extra(extra, dev, direction, "min_bandwidth", wiring.port.id)
-        kbps = bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)
-        entry.declared.append(Declared(src, f"minimum_bandwidth {direction}", f"min_kbps={kbps}"))
-        bridge = physical_bridge(wiring, facts)
-        if rule.direction is Direction.EGRESS and bridge and not sriov:
-            entry.candidates.append(
-                Enforcement(
-                    "neutron-ovs",
-                    f"OVS Queue min-rate on the uplink of {bridge}",
-                    "guarantee",
-                    f"other_config:min-rate={rule.min_rate_bits_per_s}",
-                    MinRate(rule.min_rate_bits_per_s),
-                )
-            )
-            return
-        msg = (
-            "minimum_bandwidth is placement-only here: the data plane guarantees only OVS "
-            "egress on vlan/flat networks with a known physical bridge"
-        )
-        entry.losses.append(msg)
-        eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_bandwidth.{direction}"))
-        return
-    if isinstance(rule, MinimumPacketRateRule):
-        entry = _extra(extra, dev, direction, "min_packet_rate", wiring.port.id)
-        entry.declared.append(
-            Declared(
-                src,
-                f"minimum_packet_rate {direction}",
-                f"min_kpps={packets_per_s_to_kilopackets_per_s(rule.min_rate_packets_per_s)}",
-            )
-        )
-        msg = "minimum_packet_rate is placement-only: no host enforces it"
-        entry.losses.append(msg)
-        eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_packet_rate.{direction}"))
+    )
+    msg = "minimum_packet_rate is placement-only: no host enforces it"
+    entry.losses.append(msg)
+    eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_packet_rate.{direction}"))
 
 
 def _extra(

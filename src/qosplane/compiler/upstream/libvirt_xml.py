@@ -163,20 +163,10 @@ def _interface_xml(
     return out
 
 
-def domain_xml(
-    instance: Instance,
-    facts: HostFacts,
-    ports: tuple[PortWiring, ...],
-    disks: tuple[DiskWiring, ...],
-) -> str:
+def _metadata_xml(instance: Instance, facts: HostFacts) -> list[str]:
+    """Nova's <nova:instance> metadata (nova/virt/libvirt/config.py, LibvirtConfigGuestMetaNova*)."""
     flavor = instance.flavor
-    memory_kib = flavor.ram_mb * 1024
-    uuid = esc(instance.uuid)
-    qos = flavor.qos
-    lines = [
-        f"<domain type='{facts.virt_type}'>",
-        f"  <name>{esc(instance.name)}</name>",
-        f"  <uuid>{uuid}</uuid>",
+    return [
         "  <metadata>",
         '    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.0">',
         f'      <nova:package version="{esc(facts.nova_version)}"/>',
@@ -197,12 +187,12 @@ def domain_xml(
         f'      <nova:root type="image" uuid="{esc(instance.image_id)}"/>',
         "    </nova:instance>",
         "  </metadata>",
-        f"  <memory unit='KiB'>{memory_kib}</memory>",
-        f"  <currentMemory unit='KiB'>{memory_kib}</currentMemory>",
-        f"  <vcpu placement='static'>{flavor.vcpus}</vcpu>",
     ]
-    lines += cputune_xml(effective_cputune(qos.cpu, flavor.vcpus, facts))
-    lines += [
+
+
+def _platform_xml(facts: HostFacts, uuid: str, vcpus: int) -> list[str]:
+    """The partition, SMBIOS, OS, features, CPU and clock Nova's driver writes."""
+    return [
         "  <resource>",
         "    <partition>/machine</partition>",
         "  </resource>",
@@ -225,7 +215,7 @@ def domain_xml(
         "    <apic/>",
         "  </features>",
         "  <cpu mode='host-model' check='partial'>",
-        f"    <topology sockets='{flavor.vcpus}' cores='1' threads='1'/>",
+        f"    <topology sockets='{vcpus}' cores='1' threads='1'/>",
         "  </cpu>",
         "  <clock offset='utc'>",
         "    <timer name='pit' tickpolicy='delay'/>",
@@ -238,15 +228,11 @@ def domain_xml(
         "  <devices>",
         f"    <emulator>{esc(facts.emulator)}</emulator>",
     ]
-    for disk in disks:
-        lines += _disk_xml(disk)
-    lines += [
-        "    <controller type='usb' index='0' model='piix3-uhci'/>",
-        "    <controller type='pci' index='0' model='pci-root'/>",
-    ]
-    for wiring in ports:
-        lines += _interface_xml(wiring, qos.vif_inbound, qos.vif_outbound)
-    lines += [
+
+
+def _console_and_devices_tail(facts: HostFacts, uuid: str) -> list[str]:
+    """The serial console, input, graphics, video and balloon devices, and the closing tags."""
+    return [
         "    <serial type='pty'>",
         f"      <log file='{esc(facts.instances_path)}/{uuid}/console.log' append='off'/>",
         "      <target port='0'/>",
@@ -268,4 +254,36 @@ def domain_xml(
         "  </devices>",
         "</domain>",
     ]
+
+
+def domain_xml(
+    instance: Instance,
+    facts: HostFacts,
+    ports: tuple[PortWiring, ...],
+    disks: tuple[DiskWiring, ...],
+) -> str:
+    flavor = instance.flavor
+    memory_kib = flavor.ram_mb * 1024
+    uuid = esc(instance.uuid)
+    qos = flavor.qos
+    lines = [
+        f"<domain type='{facts.virt_type}'>",
+        f"  <name>{esc(instance.name)}</name>",
+        f"  <uuid>{uuid}</uuid>",
+        *_metadata_xml(instance, facts),
+        f"  <memory unit='KiB'>{memory_kib}</memory>",
+        f"  <currentMemory unit='KiB'>{memory_kib}</currentMemory>",
+        f"  <vcpu placement='static'>{flavor.vcpus}</vcpu>",
+    ]
+    lines += cputune_xml(effective_cputune(qos.cpu, flavor.vcpus, facts))
+    lines += _platform_xml(facts, uuid, flavor.vcpus)
+    for disk in disks:
+        lines += _disk_xml(disk)
+    lines += [
+        "    <controller type='usb' index='0' model='piix3-uhci'/>",
+        "    <controller type='pci' index='0' model='pci-root'/>",
+    ]
+    for wiring in ports:
+        lines += _interface_xml(wiring, qos.vif_inbound, qos.vif_outbound)
+    lines += _console_and_devices_tail(facts, uuid)
     return "\n".join(lines) + "\n"

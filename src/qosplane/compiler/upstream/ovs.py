@@ -77,103 +77,96 @@ def _flow(port: str, kind: str, match: str, actions: str) -> str:
 
 
 def _bandwidth_limit(wiring: PortWiring, rule: BandwidthLimitRule, facts: HostFacts) -> list[Argv]:
-    port = wiring.ovs_port
-    pid = wiring.port.id
+    """The argv for the path Neutron's agent takes (neutron_paths.bandwidth_path)."""
     path = bandwidth_path(wiring, rule, facts)
-    if path in (BandwidthPath.SRIOV_VF_RATE, BandwidthPath.SRIOV_NO_INGRESS):
-        return []  # the SR-IOV agent's, not an OVS port
     if path is BandwidthPath.METER:
-        mid = meter_id(pid, "bps", rule.direction)
-        kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
-        burst = bits_to_kilobits(rule.max_burst_bits)
-        flags = "kbps,burst,stats" if burst else "kbps,stats"
-        band = f"type=drop,rate={kbps}" + (f",burst_size={burst}" if burst else "")
-        match = (
-            f"table={TABLE_BANDWIDTH_RATE_LIMIT},priority=100,in_port={port},dl_src={wiring.port.mac}"
-            if rule.direction is Direction.EGRESS
-            else f"table={TABLE_BANDWIDTH_RATE_LIMIT},priority=100,dl_dst={wiring.port.mac}"
-        )
-        return [
-            [
-                "ovs-ofctl",
-                "-O",
-                "OpenFlow13",
-                "add-meter",
-                facts.ovs_bridge,
-                f"meter={mid},{flags},bands={band}",
-            ],
-            [
-                "ovs-ofctl",
-                "-O",
-                "OpenFlow13",
-                "add-flow",
-                facts.ovs_bridge,
-                _flow(
-                    pid,
-                    f"bps-{rule.direction.value}",
-                    match,
-                    f"meter:{mid},goto_table:{TABLE_TRANSIENT}",
-                ),
-            ],
-        ]
+        return _meter_argv(wiring, rule, facts)
     if path is BandwidthPath.INGRESS_POLICING:
         return [
             [
                 "ovs-vsctl",
                 "set",
                 "Interface",
-                port,
+                wiring.ovs_port,
                 f"ingress_policing_rate={bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)}",
                 f"ingress_policing_burst={neutron_egress_burst_kbit(rule)}",
             ]
         ]
     if path is BandwidthPath.EGRESS_POLICER:
-        return [
-            [
-                "ovs-vsctl",
-                "--",
-                "--id=@qos",
-                "create",
-                "QoS",
-                "type=egress-policer",
-                f"other_config:cir={bits_per_s_to_bytes_per_s(rule.max_rate_bits_per_s)}",
-                f"other_config:cbs={bits_to_bytes(rule.max_burst_bits)}",
-                f"external_ids:id={port}",
-                "external_ids:_type=bandwidth_limit",
-                "--",
-                "set",
-                "Port",
-                port,
-                "qos=@qos",
-            ]
-        ]
+        return [_egress_policer_argv(wiring.ovs_port, rule)]
+    if path is BandwidthPath.LINUX_HTB_QUEUE:
+        return _linux_htb_argv(wiring.ovs_port, rule, facts)
+    return []  # SR-IOV: the SR-IOV agent's VF, not an OVS port
+
+
+def _meter_argv(wiring: PortWiring, rule: BandwidthLimitRule, facts: HostFacts) -> list[Argv]:
+    pid = wiring.port.id
+    mid = meter_id(pid, "bps", rule.direction)
+    kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
+    burst = bits_to_kilobits(rule.max_burst_bits)
+    flags = "kbps,burst,stats" if burst else "kbps,stats"
+    band = f"type=drop,rate={kbps}" + (f",burst_size={burst}" if burst else "")
+    match = (
+        f"table={TABLE_BANDWIDTH_RATE_LIMIT},priority=100,in_port={wiring.ovs_port},dl_src={wiring.port.mac}"
+        if rule.direction is Direction.EGRESS
+        else f"table={TABLE_BANDWIDTH_RATE_LIMIT},priority=100,dl_dst={wiring.port.mac}"
+    )
+    actions = f"meter:{mid},goto_table:{TABLE_TRANSIENT}"
+    of13 = ["ovs-ofctl", "-O", "OpenFlow13"]
     return [
+        [*of13, "add-meter", facts.ovs_bridge, f"meter={mid},{flags},bands={band}"],
         [
-            "ovs-vsctl",
-            "--",
-            "--id=@queue",
-            "create",
-            "Queue",
-            f"other_config:max-rate={rule.max_rate_bits_per_s}",
-            f"other_config:burst={rule.max_burst_bits}",
-            f"external_ids:port={port}",
-            "external_ids:type=bandwidth_limit",
-            "external_ids:queue-num=0",
-            "--",
-            "--id=@qos",
-            "create",
-            "QoS",
-            "type=linux-htb",
-            f"other_config:max-rate={OVS_MAX_RATE_BITS_PER_S}",
-            "queues:0=@queue",
-            f"external_ids:id={port}",
-            "external_ids:_type=bandwidth_limit",
-            "--",
-            "set",
-            "Port",
-            port,
-            "qos=@qos",
+            *of13,
+            "add-flow",
+            facts.ovs_bridge,
+            _flow(pid, f"bps-{rule.direction.value}", match, actions),
         ],
+    ]
+
+
+def _egress_policer_argv(port: str, rule: BandwidthLimitRule) -> Argv:
+    return [
+        "ovs-vsctl",
+        "--",
+        "--id=@qos",
+        "create",
+        "QoS",
+        "type=egress-policer",
+        f"other_config:cir={bits_per_s_to_bytes_per_s(rule.max_rate_bits_per_s)}",
+        f"other_config:cbs={bits_to_bytes(rule.max_burst_bits)}",
+        f"external_ids:id={port}",
+        "external_ids:_type=bandwidth_limit",
+        "--",
+        "set",
+        "Port",
+        port,
+        "qos=@qos",
+    ]
+
+
+def _linux_htb_argv(port: str, rule: BandwidthLimitRule, facts: HostFacts) -> list[Argv]:
+    queue = [
+        "--id=@queue",
+        "create",
+        "Queue",
+        f"other_config:max-rate={rule.max_rate_bits_per_s}",
+        f"other_config:burst={rule.max_burst_bits}",
+        f"external_ids:port={port}",
+        "external_ids:type=bandwidth_limit",
+        "external_ids:queue-num=0",
+    ]
+    qos = [
+        "--id=@qos",
+        "create",
+        "QoS",
+        "type=linux-htb",
+        f"other_config:max-rate={OVS_MAX_RATE_BITS_PER_S}",
+        "queues:0=@queue",
+        f"external_ids:id={port}",
+        "external_ids:_type=bandwidth_limit",
+    ]
+    return [
+        ["ovs-vsctl", "--", *queue, "--", *qos, "--", "set", "Port", port, "qos=@qos"],
         [
             "ovs-ofctl",
             "add-flow",

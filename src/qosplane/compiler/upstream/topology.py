@@ -63,14 +63,17 @@ def disk_target(index: int) -> str:
 
 
 def wire_port(port: Port, index: int, facts: HostFacts) -> PortWiring:
+    """How Nova and os-vif wire the port for its VIF type (the port's, or the host's)."""
     vif = port.vif_type or facts.vif_type
     policy, source = port.effective_policy()
     tap = port.tap_name
-    if vif is VifType.BRIDGE:
-        return PortWiring(
-            port,
-            index,
-            vif,
+    tc = LibvirtBandwidthBackend.TC
+    # vif type -> (libvirt type, guest device, Nova writes <bandwidth>, swapped, libvirt's
+    # bandwidth backend, OVS port, tap is an OVS port, source bridge, OVS virtualport)
+    shapes: dict[
+        VifType, tuple[str, str, bool, bool, LibvirtBandwidthBackend | None, str, bool, str, bool]
+    ] = {
+        VifType.BRIDGE: (
             "bridge",
             tap,
             True,
@@ -80,94 +83,34 @@ def wire_port(port: Port, index: int, facts: HostFacts) -> PortWiring:
             True,
             facts.ovs_bridge,
             True,
-            policy,
-            source,
-        )
-    if vif is VifType.ETHERNET:
-        return PortWiring(
-            port,
-            index,
-            vif,
-            "ethernet",
-            tap,
-            True,
-            False,
-            LibvirtBandwidthBackend.TC,
-            tap,
-            True,
-            "",
-            False,
-            policy,
-            source,
-        )
-    if vif is VifType.HYBRID:
-        return PortWiring(
-            port,
-            index,
-            vif,
+        ),
+        VifType.ETHERNET: ("ethernet", tap, True, False, tc, tap, True, "", False),
+        VifType.HYBRID: (
             "bridge",
             tap,
             True,
             True,
-            LibvirtBandwidthBackend.TC,
+            tc,
             port.prefixed_name("qvo"),
             False,
             port.prefixed_name("qbr"),
             False,
-            policy,
-            source,
-        )
-    if vif is VifType.DIRECT:
-        return PortWiring(
-            port,
-            index,
-            vif,
-            "direct",
-            f"macvtap{index}",
-            True,
-            False,
-            LibvirtBandwidthBackend.TC,
-            "",
-            False,
-            "",
-            False,
-            policy,
-            source,
-        )
-    if vif is VifType.VHOSTUSER:
-        vhu = port.prefixed_name("vhu")
-        return PortWiring(
-            port,
-            index,
-            vif,
+        ),
+        VifType.DIRECT: ("direct", f"macvtap{index}", True, False, tc, "", False, "", False),
+        VifType.VHOSTUSER: (
             "vhostuser",
-            vhu,
+            port.prefixed_name("vhu"),
             False,
             False,
             None,
-            vhu,
+            port.prefixed_name("vhu"),
             True,
             "",
             False,
-            policy,
-            source,
-        )
-    return PortWiring(
-        port,
-        index,
-        vif,
-        "hostdev",
-        "",
-        False,
-        False,
-        None,
-        "",
-        False,
-        "",
-        False,
-        policy,
-        source,
-    )
+        ),
+        VifType.HOSTDEV: ("hostdev", "", False, False, None, "", False, "", False),
+    }
+    return PortWiring(port, index, vif, *shapes[vif], policy, source)
 
 
 def wire_ports(instance: Instance, facts: HostFacts) -> tuple[PortWiring, ...]:

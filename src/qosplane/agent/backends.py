@@ -1,0 +1,346 @@
+"""The reconcile pass, backend by backend: each one observes what its host driver holds for
+the targets, names the drift from their desired state (the pure comparisons of
+verify/drift.py), and applies the changes through its driver.
+
+They mirror the compiler's enforcement backends (compiler/enforcement/registry.py), grouped
+by the host driver that applies them: tc and nftables act on the same Linux devices, the
+switch on OVS ports, the hypervisor on libvirt domains, the volume driver on exports, the
+cgroup driver on instance groups. A failure is charged to the server it belongs to through
+`charge`, the reconciler's one retry decision; nothing here retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from qosplane.compiler.enforcement.program import device_commands
+from qosplane.host.cgroups import Cgroups
+from qosplane.host.errors import HostError
+from qosplane.host.hypervisor import Hypervisor
+from qosplane.host.instances import Instances
+from qosplane.host.nft import DscpMarking
+from qosplane.host.ovs import Switch
+from qosplane.host.tc import DeviceTc, TrafficControl
+from qosplane.host.volumes import Volumes
+from qosplane.model.host_state import DeviceQos, ObservedDevice, ObservedPort, PortQos
+from qosplane.verify.drift import (
+    Drift,
+    cpu_drift,
+    device_drift,
+    domain_drift,
+    port_drift,
+    volume_drift,
+)
+
+if TYPE_CHECKING:
+    from qosplane.agent.reconcile import PassResult, Target
+
+
+class Charge(Protocol):
+    def __call__(
+        self, result: PassResult, name: str, exc: HostError, first: bool = False
+    ) -> None: ...
+
+
+class HostBackend(Protocol):
+    name: str
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        """What differs on the host from the targets' desired state. A target whose state
+        cannot be read is named in `unreadable`, with why."""
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        """Bring the `ready` targets to their desired state (`targets`: every wanted one)."""
+
+
+@dataclass
+class LinuxDevices:
+    """tc (htb to the instance, an ifb from it) and nftables DSCP marks on the instances'
+    host-side devices; one look at all devices costs a few processes, not a few each."""
+
+    tc: TrafficControl
+    dscp: DscpMarking
+    instances: Instances
+    name: str = "linux-devices"
+    marks: dict[str, int] = field(default_factory=dict)
+    _seen: dict[str, DeviceTc] = field(default_factory=dict)
+
+    def _observe_all(self, targets: Sequence[Target]) -> None:
+        names = [
+            name
+            for t in targets
+            for d in t.qos.devices
+            for name in ((d.device, d.ifb) if d.from_instance is not None else (d.device,))
+        ]
+        self._seen = self.tc.observe_many(names)
+
+    def observe_device(self, desired: DeviceQos) -> ObservedDevice:
+        tap = self._seen.get(desired.device) or self.tc.observe(desired.device)
+        ifb = None
+        if desired.from_instance is not None:
+            ifb = self._seen.get(desired.ifb) or self.tc.observe(desired.ifb)
+        return ObservedDevice(
+            qos=DeviceQos(
+                desired.device,
+                tap.root,
+                ifb.root if ifb is not None and ifb.exists else None,
+                self.marks.get(desired.device),
+            ),
+            exists=tap.exists,
+            redirect_to=tap.redirect_to,
+            root_htb=tap.root_htb,
+            ingress=tap.ingress,
+            ifb_root_htb=ifb is not None and ifb.root_htb,
+            other_qdiscs=tap.foreign,
+        )
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        self.marks = self.dscp.observe()
+        self._observe_all(targets)
+        shaped = [d for t in targets for d in t.qos.devices if d.from_instance is not None]
+        present, up = (self.instances.ifbs(), self.instances.ifbs_up()) if shaped else ((), ())
+        out: list[Drift] = []
+        for t in targets:
+            for device in t.qos.devices:
+                out += device_drift(t.qos.name, device, self.observe_device(device))
+                if device.ifb in present and device.ifb not in up:
+                    out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
+        return out
+
+    def _device_lines(
+        self, targets: Sequence[Target], result: PassResult
+    ) -> list[tuple[str, list[str]]]:
+        up = self.instances.ifbs_up()
+        for t in targets:
+            for device in t.qos.devices:
+                if device.from_instance is not None and device.ifb not in up:
+                    self.instances.ensure_ifb(device.ifb)  # creates it, or sets it up
+        self._observe_all(targets)
+        per_device: list[tuple[str, list[str]]] = []
+        for t in targets:
+            for device in t.qos.devices:
+                observed = self.observe_device(device)
+                if not observed.exists:
+                    result.errors[t.qos.name] = f"device {device.device} is missing"
+                    continue
+                lines = device_commands(device, observed)
+                if lines:
+                    per_device.append((t.qos.name, lines))
+        return per_device
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        per_device = self._device_lines(ready, result)
+        batch = [line for _, lines in per_device for line in lines]
+        result.commands += len(batch)
+        try:
+            self.tc.apply(batch)
+        except HostError:
+            # tc applied the batch up to its failing line. Isolate the failing device:
+            # observe again and apply each device's remaining lines on their own, so the
+            # others still converge in this pass.
+            for t in ready:
+                for name, lines in self._device_lines([t], result):
+                    try:
+                        self.tc.apply(lines)
+                    except HostError as exc:
+                        charge(result, name, exc)
+        marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
+        if marks != self.marks:
+            try:
+                self.dscp.apply(marks)
+            except HostError as exc:
+                for t in ready:  # charged to the servers that have a mark
+                    if any(d.dscp is not None for d in t.qos.devices):
+                        charge(result, t.qos.name, exc, first=True)
+
+
+@dataclass
+class OvsPorts:
+    """Open vSwitch: each port's QoS row and queue, its meter and its flows."""
+
+    switch: Switch
+    name: str = "ovs"
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        if not any(t.qos.ports for t in targets):
+            return []
+        try:
+            seen = self.switch.observe()
+        except HostError as exc:  # ovs-vswitchd gone, say: charged to its servers
+            for t in targets:
+                if t.qos.ports:
+                    unreadable.setdefault(t.qos.name, str(exc))
+            return []
+        out: list[Drift] = []
+        for t in targets:
+            for port in t.qos.ports:
+                observed = seen.get(port.port) or ObservedPort(PortQos(port.port), exists=False)
+                out += port_drift(t.qos.name, port, observed)
+        return out
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        """The ready servers' ports to their QoS; the ports of servers that failed this pass
+        are left as they are (not stripped), and a port that fails is charged to its
+        server alone."""
+        names = {t.qos.name for t in ready}
+        leave = {p.port for t in targets if t.qos.name not in names for p in t.qos.ports}
+        try:
+            applied = self.switch.apply([p for t in ready for p in t.qos.ports], leave)
+        except HostError as exc:
+            for t in ready:  # the switch as a whole failed: charged to its servers
+                if t.qos.ports:
+                    charge(result, t.qos.name, exc, first=True)
+            return
+        result.commands += applied.changes
+        for t in ready:
+            for port in t.qos.ports:
+                if port.port in applied.failed and t.qos.name not in result.errors:
+                    result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
+
+
+@dataclass
+class LibvirtDomains:
+    """libvirt: each server's domain, defined and started, its cputune and iotune re-tuned
+    live. `ensure` (define, start) runs before the pass observes; `act` restarts a domain
+    that stopped and re-tunes a running one."""
+
+    hypervisor: Hypervisor
+    name: str = "libvirt"
+    ensured: set[str] = field(default_factory=set)  # domains ensured by this process
+
+    def ensure(
+        self, targets: Sequence[Target], result: PassResult, charge: Charge, restart_only: bool
+    ) -> None:
+        """Define and start each target's domain; on a quiet pass only the domains that
+        are not running (`restart_only`), since a running one is checked by observation."""
+        try:
+            running = None if restart_only else self.hypervisor.names()
+        except HostError as exc:
+            for t in targets:
+                if t.qos.domain is not None:
+                    charge(result, t.qos.name, exc, first=True)
+            return
+        for t in targets:
+            domain = t.qos.domain
+            if domain is None or t.qos.name in result.errors:
+                continue
+            if running is not None and domain.name in running and domain.name in self.ensured:
+                continue
+            try:
+                self.hypervisor.ensure(domain)
+                self.ensured.add(domain.name)
+            except HostError as exc:
+                charge(result, t.qos.name, exc)
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        out: list[Drift] = []
+        for t in targets:
+            if t.qos.domain is None:
+                continue
+            try:
+                live = self.hypervisor.observe(t.qos.domain.name)
+            except HostError as exc:  # libvirtd gone, say: charged to this server
+                unreadable.setdefault(t.qos.name, str(exc))
+            else:
+                out += domain_drift(t.qos.name, t.qos.domain, live)
+        return out
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        for t in ready:
+            domain = t.qos.domain
+            if domain is None:
+                continue
+            try:
+                live = self.hypervisor.observe(domain.name)
+                if domain_drift(t.qos.name, domain, live):
+                    self.hypervisor.apply(domain)
+            except HostError as exc:
+                charge(result, t.qos.name, exc)
+
+
+@dataclass
+class VolumeExports:
+    """qemu-storage-daemon: one throttled export per attached volume."""
+
+    volumes: Volumes
+    name: str = "qemu-storage-daemon"
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        return [
+            d
+            for t in targets
+            for v in t.qos.volumes
+            for d in volume_drift(t.qos.name, v, self.volumes.observe(v.volume_id))
+        ]
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        for t in ready:
+            for volume in t.qos.volumes:
+                if volume_drift(t.qos.name, volume, self.volumes.observe(volume.volume_id)):
+                    try:
+                        self.volumes.ensure(volume.volume_id, volume.size_gb, volume.limits_map())
+                    except HostError as exc:
+                        charge(result, t.qos.name, exc)
+
+
+@dataclass
+class CgroupGroups:
+    """The cgroup driver: each instance's cpu shares and CFS quota."""
+
+    cgroups: Cgroups
+    name: str = "cgroup"
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        return [
+            d
+            for t in targets
+            if t.qos.cpu is not None
+            for d in cpu_drift(t.qos.name, t.qos.cpu, self.cgroups.observe(t.qos.cpu.group))
+        ]
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        for t in ready:
+            cpu = t.qos.cpu
+            if cpu is not None and cpu_drift(t.qos.name, cpu, self.cgroups.observe(cpu.group)):
+                try:
+                    self.cgroups.apply(cpu)
+                except HostError as exc:
+                    charge(result, t.qos.name, exc)
