@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -108,6 +109,9 @@ def bench_qosplane(db: str | None, total: int, clients: int, base_rps: float) ->
     cmd = [
         str(ROOT / ".venv" / "bin" / "qosplane"),
         "serve",
+        # The API alone: a local agent would build an instance per created server, leave
+        # them behind, and put its work into the server-create figure.
+        "--no-agent",
         "--state-dir",
         state,
         "--listen",
@@ -191,6 +195,7 @@ def bench_qosplane(db: str | None, total: int, clients: int, base_rps: float) ->
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def pg_reachable() -> bool:

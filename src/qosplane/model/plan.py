@@ -15,40 +15,62 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any, ClassVar
 
 Argv = list[str]
 
 
+@cache
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A limit type's field names, once per type: plans carry tens of thousands of limits."""
+    return tuple(f.name for f in fields(cls))
+
+
 class Limit(Mapping[str, int]):
     """A limit in canonical units, one subclass per kind (Rate, DscpMark, DiskIops, ...).
 
-    Each is also the read-only mapping of its set fields, by name: its JSON form."""
+    Each is also the read-only mapping of its set fields, by name: its JSON form, made on
+    first use and kept (a plan's JSON names every limit two or three times)."""
 
-    __slots__ = ()
+    __slots__ = ("_json",)
+    _json: dict[str, int]
 
     __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass
 
-    def _set(self) -> dict[str, int]:
-        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
+    def _fields(self) -> dict[str, int]:
+        """The set fields by name, worked out on first use and kept (frozen: set once)."""
+        try:
+            return self._json
+        except AttributeError:
+            json = {
+                name: value
+                for name in _field_names(type(self))
+                if (value := getattr(self, name)) is not None
+            }
+            object.__setattr__(self, "_json", json)
+            return json
 
     def __getitem__(self, key: str) -> int:
-        value = self._set().get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
+        return self._fields()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._set())
+        return iter(self._fields())
 
     def __len__(self) -> int:
-        return len(self._set())
+        return len(self._fields())
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any mapping of the same fields: a limit is its JSON form."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self._fields() == dict(other.items())
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(self._set().items())))
+        return hash((type(self), tuple(self._fields().items())))
 
     def to_json(self) -> dict[str, int]:
-        return self._set()
+        return dict(self._fields())
 
     def strictness(self) -> int:
         """The number by which a stricter limit of the same kind is smaller."""
@@ -198,11 +220,11 @@ class Enforcement:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EffectiveLimit:
     """Per device and guest-relative direction: what was declared, every layer's artifact
-    for it, and the conflicts and losses on the way. The lists are filled while the
-    compiler builds the entry and only read after."""
+    for it, and the conflicts and losses on the way. Not frozen: the compiler fills its
+    lists while it builds the plan; everything after only reads it."""
 
     device: str
     direction: str  # guest-relative: ingress/egress; read/write/total for disks; '' for cpu
@@ -225,12 +247,13 @@ class EffectiveLimit:
 
     def to_json(self) -> dict[str, Any]:
         eff = self.effective()
+        enforced_by = eff.to_json() if eff else None
         out: dict[str, Any] = {
             "device": self.device,
             "direction": self.direction,
             "kind": self.kind,
-            "limit": eff.limit.to_json() if eff else None,
-            "enforced_by": eff.to_json() if eff else None,
+            "limit": dict(enforced_by["limit"]) if enforced_by else None,
+            "enforced_by": enforced_by,
             "declared": [d.to_json() for d in self.declared],
             "artifacts": [c.to_json() for c in self.candidates],
             "conflicts": list(self.conflicts),

@@ -119,9 +119,10 @@ def _tcp_burst_checks(
 ) -> None:
     """A policer drops what exceeds its bucket: below one frame it drops every full-size
     packet; below a bandwidth-delay product TCP cannot reach the rate."""
-    burst = e.limit.get("burst_bytes")
-    rate = e.limit.get("rate_bits_per_s")
-    if burst is None or rate is None or e.mechanism != "police" or not e.holds:
+    if not isinstance(e.limit, Rate) or e.mechanism != "police" or not e.holds:
+        return
+    burst, rate = e.limit.burst_bytes, e.limit.rate_bits_per_s
+    if burst is None:
         return
     frame = mtu + ETHERNET_HEADER_BYTES
     suggested = max(2 * frame, rate // BITS_PER_BYTE * facts.tcp_reference_rtt_ms // 1000)
@@ -198,7 +199,7 @@ def _flavor_vif(
             _libvirt_police(vif)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Vif:
     """One direction of a flavor's VIF quota on one port, as libvirt applies it."""
 
@@ -431,7 +432,7 @@ def _ovs_bandwidth(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _RuleSite:
     """Where a Neutron rule lands: the port's wiring and the names its findings use."""
 

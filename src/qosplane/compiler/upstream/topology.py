@@ -66,51 +66,32 @@ def wire_port(port: Port, index: int, facts: HostFacts) -> PortWiring:
     """How Nova and os-vif wire the port for its VIF type (the port's, or the host's)."""
     vif = port.vif_type or facts.vif_type
     policy, source = port.effective_policy()
+    return PortWiring(port, index, vif, *_vif_shape(vif, port, index, facts), policy, source)
+
+
+_Shape = tuple[str, str, bool, bool, LibvirtBandwidthBackend | None, str, bool, str, bool]
+
+
+def _vif_shape(vif: VifType, port: Port, index: int, facts: HostFacts) -> _Shape:
+    """(libvirt type, guest device, Nova writes <bandwidth>, swapped, libvirt's bandwidth
+    backend, OVS port, tap is an OVS port, source bridge, OVS virtualport) for `vif`."""
     tap = port.tap_name
     tc = LibvirtBandwidthBackend.TC
-    # vif type -> (libvirt type, guest device, Nova writes <bandwidth>, swapped, libvirt's
-    # bandwidth backend, OVS port, tap is an OVS port, source bridge, OVS virtualport)
-    shapes: dict[
-        VifType, tuple[str, str, bool, bool, LibvirtBandwidthBackend | None, str, bool, str, bool]
-    ] = {
-        VifType.BRIDGE: (
-            "bridge",
-            tap,
-            True,
-            True,
-            facts.libvirt_bandwidth,
-            tap,
-            True,
-            facts.ovs_bridge,
-            True,
-        ),
-        VifType.ETHERNET: ("ethernet", tap, True, False, tc, tap, True, "", False),
-        VifType.HYBRID: (
-            "bridge",
-            tap,
-            True,
-            True,
-            tc,
-            port.prefixed_name("qvo"),
-            False,
-            port.prefixed_name("qbr"),
-            False,
-        ),
-        VifType.DIRECT: ("direct", f"macvtap{index}", True, False, tc, "", False, "", False),
-        VifType.VHOSTUSER: (
-            "vhostuser",
-            port.prefixed_name("vhu"),
-            False,
-            False,
-            None,
-            port.prefixed_name("vhu"),
-            True,
-            "",
-            False,
-        ),
-        VifType.HOSTDEV: ("hostdev", "", False, False, None, "", False, "", False),
-    }
-    return PortWiring(port, index, vif, *shapes[vif], policy, source)
+    match vif:
+        case VifType.BRIDGE:
+            bridge = facts.ovs_bridge
+            return ("bridge", tap, True, True, facts.libvirt_bandwidth, tap, True, bridge, True)
+        case VifType.ETHERNET:
+            return ("ethernet", tap, True, False, tc, tap, True, "", False)
+        case VifType.HYBRID:
+            qvo, qbr = port.prefixed_name("qvo"), port.prefixed_name("qbr")
+            return ("bridge", tap, True, True, tc, qvo, False, qbr, False)
+        case VifType.DIRECT:
+            return ("direct", f"macvtap{index}", True, False, tc, "", False, "", False)
+        case VifType.VHOSTUSER:
+            vhu = port.prefixed_name("vhu")
+            return ("vhostuser", vhu, False, False, None, vhu, True, "", False)
+    return ("hostdev", "", False, False, None, "", False, "", False)
 
 
 def wire_ports(instance: Instance, facts: HostFacts) -> tuple[PortWiring, ...]:
