@@ -303,8 +303,13 @@ def test_identity_admin_commands_and_a_member_is_refused(cloud: Cloud) -> None:
     assert refused.returncode == 1
     assert "403" in refused.stderr
     assert "m1.normal" in alice.ok("flavor list -f value -c Name")
+    # Neutron's default policy: creating QoS policies is for admins and project managers
+    # (neutron/conf/policies/qos.py), so alice, a member, is refused.
+    refused = alice.run("network qos policy create alice-policy")
+    assert refused.returncode == 1
+    assert "403" in refused.stderr or "Forbidden" in refused.stderr, refused.stderr
+    cloud.ok("network qos policy create --project demo alice-policy")
     # alice's project sees its own policies and shared ones, not admin's private ones.
-    alice.ok("network qos policy create alice-policy")
     visible = alice.ok("network qos policy list -f value -c Name").split()
     assert "alice-policy" in visible
     assert "bw-limiter" in visible  # shared by test_seed_qos_policy_and_rules

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.errors import error_response
+from qosplane.api.policy import PolicyEngine
 from qosplane.api.watch import HostWatch
 from qosplane.model.errors import InvalidInput, QosplaneError
 from qosplane.store.database import Database
@@ -35,6 +36,7 @@ class Services:
     # any remote agent registers.
     local_host: str = "localhost"
     watch: HostWatch = field(default_factory=HostWatch)
+    policy: PolicyEngine = field(default_factory=PolicyEngine)
 
 
 Handler = Callable[[Request, "Services"], Awaitable[Response]]

@@ -154,8 +154,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     upgrade(engine)
     host, port = args.listen
     state.endpoint_file.write_text(f"http://{host}:{port}\n")
+    from qosplane.api.policy import PolicyEngine
+
+    policy_file = Path(args.policy_file) if args.policy_file else state.directory / "policy.yaml"
     services = Services(
-        Database(engine), TokenSigner(state.token_secret), state.admin, socket.gethostname()
+        Database(engine),
+        TokenSigner(state.token_secret),
+        state.admin,
+        socket.gethostname(),
+        policy=PolicyEngine(policy_file),
     )
     print(
         f"qosplane serve: http://{host}:{port} (state {state.directory}, database "
@@ -235,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         help="database URL (default: SQLite in the state directory; "
         "or QOSPLANE_DB), e.g. postgresql://user@host/db",
+    )
+    serve.add_argument(
+        "--policy-file",
+        help="an oslo.policy file overriding upstream's default rules by name "
+        "(default: policy.yaml in the state directory, when it exists)",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

@@ -15,9 +15,12 @@ from qosplane.model.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from qosplane.store.database import fetch
 from qosplane.store.tables import ProjectRow, RoleAssignmentRow, UserRow
 
-ROLES = ("admin", "member", "reader")
+# Keystone's default roles and their implications (keystone/cmd/bootstrap.py: admin
+# implies manager implies member implies reader, since 2024.2).
+ROLES = ("admin", "manager", "member", "reader")
 IMPLIED = {
-    "admin": ("admin", "member", "reader"),
+    "admin": ("admin", "manager", "member", "reader"),
+    "manager": ("manager", "member", "reader"),
     "member": ("member", "reader"),
     "reader": ("reader",),
 }

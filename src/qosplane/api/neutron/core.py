@@ -11,16 +11,18 @@ import json
 import uuid
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
-from qosplane.api.neutron.qos import if_match
+from qosplane.api.neutron.qos import if_match, policy_target, readable_policy
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository
+from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.tables import NetworkRow, PortRow, SubnetRow
 
@@ -131,6 +133,30 @@ def _policy_ref(body: dict[str, Any], prefix: str) -> str | None:
     return value
 
 
+def _attachable(
+    services: Services, s: Session, ctx: Context, body: dict[str, Any], prefix: str
+) -> str | None:
+    """The body's qos_policy_id, which the caller must be able to read: a foreign
+    non-shared policy does not exist for it (Neutron's QosPolicyNotFound, 404)."""
+    ref = _policy_ref(body, prefix)
+    if ref is not None:
+        readable_policy(services, QosPolicyRepository(s), ref, ctx)
+    return ref
+
+
+def _detachable(services: Services, s: Session, ctx: Context, current: str | None) -> None:
+    """Replacing or removing a policy needs read access to it: an admin's non-shared policy
+    on a member's network stays (neutron/core_extensions/qos.py, PolicyRemoveAuthorizationError,
+    403)."""
+    if current is None:
+        return
+    policy = QosPolicyRepository(s).get(current)
+    if not services.policy.allows("get_policy", policy_target(policy), ctx):
+        raise Forbidden(
+            f"Failed to remove provided policy {current} because you are not authorized."
+        )
+
+
 def _owns(ctx: Context, project_id: str) -> bool:
     return ctx.is_admin or project_id == ctx.project_id
 
@@ -184,13 +210,15 @@ async def create_network(request: Request, services: Services) -> Response:
     shared = body.get("shared", False)
     if not isinstance(shared, bool):
         raise InvalidInput("network.shared", shared, "true or false")
+    if shared:
+        services.policy.enforce("create_network:shared", {"project_id": ctx.project_id}, ctx)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
         row = repo.create_network(
             _str(body, "name", "network"),
             ctx.project_id,
             shared=shared,
-            qos_policy_id=_policy_ref(body, "network"),
+            qos_policy_id=_attachable(services, s, ctx, body, "network"),
             mtu=mtu,
             network_type=network_type,
             physical_network=_str(body, "provider:physical_network", "network"),
@@ -217,9 +245,10 @@ async def update_network(request: Request, services: Services) -> Response:
         if "name" in body:
             repo.rename_network(row.id, _str(body, "name", "network"))
         if "qos_policy_id" in body:
-            NeutronService(s).set_network_policy(
-                row.id, _policy_ref(body, "network"), if_match(request)
-            )
+            new = _attachable(services, s, ctx, body, "network")
+            if new != row.qos_policy_id:
+                _detachable(services, s, ctx, row.qos_policy_id)
+            NeutronService(s).set_network_policy(row.id, new, if_match(request))
         out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
     return ok({"network": out})
 
@@ -315,7 +344,10 @@ async def update_port(request: Request, services: Services) -> Response:
         if "name" in body:
             repo.rename_port(row.id, _str(body, "name", "port"))
         if "qos_policy_id" in body:
-            NeutronService(s).set_port_policy(row.id, _policy_ref(body, "port"), if_match(request))
+            new = _attachable(services, s, ctx, body, "port")
+            if new != row.qos_policy_id:
+                _detachable(services, s, ctx, row.qos_policy_id)
+            NeutronService(s).set_port_policy(row.id, new, if_match(request))
         out = port_json(repo, row)
     return ok({"port": out})
 
@@ -340,7 +372,7 @@ async def create_port(request: Request, services: Services) -> Response:
             ctx.project_id,
             name=_str(body, "name", "port"),
             security_groups=groups,
-            qos_policy_id=_policy_ref(body, "port"),
+            qos_policy_id=_attachable(services, s, ctx, body, "port"),
             preserve_on_delete=True,
         )
         out = port_json(repo, row)

@@ -63,13 +63,29 @@ def policy_json(policy: QosPolicy, revision: int) -> dict[str, Any]:
     }
 
 
-def _visible(policy: QosPolicy, ctx: Context) -> bool:
-    return ctx.is_admin or policy.shared or policy.project_id == ctx.project_id
+def policy_target(policy: QosPolicy) -> dict[str, Any]:
+    """What a policy's rules are checked against (neutron/conf/policies/qos.py)."""
+    return {
+        "id": policy.id,
+        "project_id": policy.project_id,
+        "tenant_id": policy.project_id,
+        "shared": policy.shared,
+        "is_default": policy.is_default,
+    }
 
 
-def _get_visible(repo: QosPolicyRepository, policy_id: str, ctx: Context) -> QosPolicy:
+def _rule_target(policy: QosPolicy) -> dict[str, Any]:
+    # A rule's owner is its policy's: Neutron's `ext_parent_owner`.
+    return {"project_id": policy.project_id, "ext_parent:project_id": policy.project_id}
+
+
+def readable_policy(
+    services: Services, repo: QosPolicyRepository, policy_id: str, ctx: Context
+) -> QosPolicy:
+    """The policy, or NotFound when the caller may not read it (as if it did not exist,
+    which is also what attaching it to a network or port answers: QosPolicyNotFound)."""
     policy = repo.get(policy_id)
-    if not _visible(policy, ctx):
+    if not services.policy.allows("get_policy", policy_target(policy), ctx):
         raise NotFound("QoS policy", policy_id)
     return policy
 
@@ -122,9 +138,11 @@ async def list_policies(request: Request, services: Services) -> Response:
     name = request.query_params.get("name")
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policies = repo.list(None if ctx.is_admin else ctx.project_id)
         out = [
-            policy_json(p, repo.revision(p.id)) for p in policies if name is None or p.name == name
+            policy_json(p, repo.revision(p.id))
+            for p in repo.list(None)
+            if (name is None or p.name == name)
+            and services.policy.allows("get_policy", policy_target(p), ctx)
         ]
     return ok({"policies": out})
 
@@ -134,8 +152,6 @@ async def create_policy(request: Request, services: Services) -> Response:
     body = await json_body(request, "policy")
     _check_policy_fields(body, _POLICY_FIELDS)
     project_id = body.get("project_id") or body.get("tenant_id") or ctx.project_id
-    if project_id != ctx.project_id:
-        ctx.require_admin("create_policy for another project")
     tags = body.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise InvalidInput("policy.tags", tags, "a list of strings")
@@ -147,6 +163,7 @@ async def create_policy(request: Request, services: Services) -> Response:
         project_id=str(project_id),
         tags=tuple(tags),
     )
+    services.policy.enforce("create_policy", policy_target(policy), ctx)
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
         created = repo.create(policy)
@@ -158,7 +175,7 @@ async def show_policy(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
         out = policy_json(policy, repo.revision(policy.id))
     return ok({"policy": out})
 
@@ -169,9 +186,8 @@ async def update_policy(request: Request, services: Services) -> Response:
     _check_policy_fields(body, ("name", "description", "shared", "is_default"))
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
-        if policy.project_id != ctx.project_id:
-            ctx.require_admin("update_policy")
+        policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
+        services.policy.enforce("update_policy", policy_target(policy), ctx)
         updated = NeutronQosService(s).update_policy(
             policy.id,
             name=_text(body, "name"),
@@ -188,12 +204,22 @@ async def delete_policy(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
-        if policy.project_id != ctx.project_id:
-            ctx.require_admin("delete_policy")
+        policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
+        services.policy.enforce("delete_policy", policy_target(policy), ctx)
         NetworkRepository(s).check_policy_unused(policy.id)
         repo.delete(policy.id)
     return empty(204)
+
+
+def _readable_rules(
+    services: Services, repo: QosPolicyRepository, request: Request, rule_type: str, ctx: Context
+) -> QosPolicy:
+    """A policy whose `rule_type` rules the caller may read; a read it may not make is a 404
+    in Neutron, like a resource that does not exist."""
+    policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
+    if not services.policy.allows(f"get_policy_{rule_type}_rule", _rule_target(policy), ctx):
+        raise NotFound("QoS policy", policy.id)
+    return policy
 
 
 def _rule_type(request: Request) -> str:
@@ -211,9 +237,8 @@ async def create_rule(request: Request, services: Services) -> Response:
     rule = rule_from_json(rule_type, body, f"{rule_type}_rule")
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
-        if policy.project_id != ctx.project_id:
-            ctx.require_admin(f"create_policy_{rule_type}_rule")
+        policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
+        services.policy.enforce(f"create_policy_{rule_type}_rule", _rule_target(policy), ctx)
         stored = NeutronQosService(s).add_rule(policy.id, rule, if_match(request))
     return ok({f"{rule_type}_rule": rule_json(stored, policy.id)}, status=201)
 
@@ -222,7 +247,7 @@ async def list_rules(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     rule_type = _rule_type(request)
     with services.db.transaction() as s:
-        policy = _get_visible(QosPolicyRepository(s), request.path_params["policy_id"], ctx)
+        policy = _readable_rules(services, QosPolicyRepository(s), request, rule_type, ctx)
     rules = [rule_json(r, policy.id) for r in policy.rules if r.type_name == rule_type]
     return ok({f"{rule_type}_rules": rules})
 
@@ -232,7 +257,7 @@ async def show_rule(request: Request, services: Services) -> Response:
     rule_type = _rule_type(request)
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
+        policy = _readable_rules(services, repo, request, rule_type, ctx)
         rule = repo.get_rule(policy.id, request.path_params["rule_id"])
     if rule.type_name != rule_type:
         raise NotFound("QoS rule", request.path_params["rule_id"])
@@ -245,9 +270,8 @@ async def update_rule(request: Request, services: Services) -> Response:
     changes = await json_body(request, f"{rule_type}_rule")
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
-        if policy.project_id != ctx.project_id:
-            ctx.require_admin(f"update_policy_{rule_type}_rule")
+        policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
+        services.policy.enforce(f"update_policy_{rule_type}_rule", _rule_target(policy), ctx)
         rule_id = request.path_params["rule_id"]
         current = repo.get_rule(policy.id, rule_id)
         if current.type_name != rule_type:
@@ -265,9 +289,8 @@ async def delete_rule(request: Request, services: Services) -> Response:
     rule_type = _rule_type(request)
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
-        policy = _get_visible(repo, request.path_params["policy_id"], ctx)
-        if policy.project_id != ctx.project_id:
-            ctx.require_admin(f"delete_policy_{rule_type}_rule")
+        policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
+        services.policy.enforce(f"delete_policy_{rule_type}_rule", _rule_target(policy), ctx)
         rule_id = request.path_params["rule_id"]
         if repo.get_rule(policy.id, rule_id).type_name != rule_type:
             raise NotFound("QoS rule", rule_id)
@@ -303,12 +326,16 @@ def _parameters(rule_type: str) -> list[dict[str, Any]]:
 
 
 async def list_rule_types(request: Request, services: Services) -> Response:
-    context(request, services)
+    services.policy.enforce("get_rule_type", {}, context(request, services))
     return ok({"rule_types": [{"type": t} for t in RULE_TYPES]})
 
 
 async def show_rule_type(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
+    services.policy.enforce("get_rule_type", {}, ctx)
+    # Its drivers and their parameters describe the cloud's back ends: the QoS plugin
+    # itself refuses them to non-admins (neutron/services/qos/qos_plugin.py get_rule_type).
+    ctx.require_admin("get_rule_type")
     rule_type = request.path_params["rule_type"]
     if rule_type not in RULE_TYPES:
         raise NotFound("QoS rule type", rule_type)

@@ -1,0 +1,134 @@
+"""Upstream's default API policies, as data: name, check string, what it covers.
+
+The check strings are Neutron's (neutron 2131d26f, neutron/conf/policies/qos.py, with the
+base rules now in neutron-lib's neutron_lib/policy/rules.py): since 2024.2 creating and
+changing QoS policies and rules needs the project's `manager` role (or admin), reading them
+`reader`, and a shared policy is readable by everyone. The API loads these into
+oslo.policy (`api/policy.py`); an operator's policy.yaml overrides any of them by name, in
+the format OpenStack operators already use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROJECT_SCOPE = ("project",)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDefault:
+    name: str
+    check_str: str
+    description: str
+    operations: tuple[tuple[str, str], ...] = ()  # (method, path)
+    scope_types: tuple[str, ...] = PROJECT_SCOPE
+
+
+# neutron_lib/policy/rules.py and neutron/conf/policies/base.py
+ADMIN = "rule:admin_only"
+PROJECT_MANAGER = "role:manager and project_id:%(project_id)s"
+PROJECT_READER = "role:reader and project_id:%(project_id)s"
+ADMIN_OR_PROJECT_MANAGER = f"({ADMIN}) or ({PROJECT_MANAGER})"
+ADMIN_OR_PARENT_OWNER_READER = f"({ADMIN}) or (role:reader and rule:ext_parent_owner)"
+ADMIN_OR_PARENT_OWNER_MANAGER = f"({ADMIN}) or (role:manager and rule:ext_parent_owner)"
+
+BASE_RULES: tuple[PolicyDefault, ...] = (
+    PolicyDefault("context_is_admin", "role:admin", "The admin role", scope_types=()),
+    PolicyDefault("admin_only", "rule:context_is_admin", "Admin only", scope_types=()),
+    PolicyDefault("regular_user", "", "Anyone authenticated", scope_types=()),
+    PolicyDefault(
+        "ext_parent_owner",
+        "project_id:%(ext_parent:project_id)s",
+        "The owner of the parent resource (a rule's policy)",
+        scope_types=(),
+    ),
+    PolicyDefault(
+        "shared_qos_policy", "field:policies:shared=True", "A shared QoS policy", scope_types=()
+    ),
+)
+
+_POLICIES = "/v2.0/qos/policies"
+_RULE_TYPES = (
+    "bandwidth_limit",
+    "packet_rate_limit",
+    "dscp_marking",
+    "minimum_bandwidth",
+    "minimum_packet_rate",
+)
+
+
+def _rule_defaults() -> tuple[PolicyDefault, ...]:
+    out = []
+    for rule_type in _RULE_TYPES:
+        path = f"{_POLICIES}/{{policy_id}}/{rule_type}_rules"
+        out += [
+            PolicyDefault(
+                f"get_policy_{rule_type}_rule",
+                ADMIN_OR_PARENT_OWNER_READER,
+                f"Get a QoS {rule_type} rule",
+                (("GET", path), ("GET", path + "/{rule_id}")),
+            ),
+            PolicyDefault(
+                f"create_policy_{rule_type}_rule",
+                ADMIN_OR_PARENT_OWNER_MANAGER,
+                f"Create a QoS {rule_type} rule",
+                (("POST", path),),
+            ),
+            PolicyDefault(
+                f"update_policy_{rule_type}_rule",
+                ADMIN_OR_PARENT_OWNER_MANAGER,
+                f"Update a QoS {rule_type} rule",
+                (("PUT", path + "/{rule_id}"),),
+            ),
+            PolicyDefault(
+                f"delete_policy_{rule_type}_rule",
+                ADMIN_OR_PARENT_OWNER_MANAGER,
+                f"Delete a QoS {rule_type} rule",
+                (("DELETE", path + "/{rule_id}"),),
+            ),
+        ]
+    return tuple(out)
+
+
+NEUTRON_QOS: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "get_policy",
+        f"({ADMIN}) or ({PROJECT_READER}) or rule:shared_qos_policy",
+        "Get QoS policies",
+        (("GET", _POLICIES), ("GET", _POLICIES + "/{id}")),
+    ),
+    PolicyDefault(
+        "create_policy", ADMIN_OR_PROJECT_MANAGER, "Create a QoS policy", (("POST", _POLICIES),)
+    ),
+    PolicyDefault(
+        "update_policy",
+        ADMIN_OR_PROJECT_MANAGER,
+        "Update a QoS policy",
+        (("PUT", _POLICIES + "/{id}"),),
+    ),
+    PolicyDefault(
+        "delete_policy",
+        ADMIN_OR_PROJECT_MANAGER,
+        "Delete a QoS policy",
+        (("DELETE", _POLICIES + "/{id}"),),
+    ),
+    PolicyDefault(
+        "get_rule_type",
+        "role:reader",
+        "Get available QoS rule types (the details of one are admin-only in the plugin)",
+        (("GET", "/v2.0/qos/rule-types"), ("GET", "/v2.0/qos/rule-types/{rule_type}")),
+    ),
+    *_rule_defaults(),
+)
+
+# neutron/conf/policies/network.py: sharing a network with every project is the admin's.
+NEUTRON_NETWORK: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "create_network:shared",
+        ADMIN,
+        "Create a shared network",
+        (("POST", "/v2.0/networks"),),
+    ),
+)
+
+DEFAULTS: tuple[PolicyDefault, ...] = BASE_RULES + NEUTRON_QOS + NEUTRON_NETWORK

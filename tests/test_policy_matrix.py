@@ -1,0 +1,265 @@
+"""Neutron QoS under upstream's default policies, for every caller that matters: the admin,
+a project's manager, member and reader, and a member of another project. Expected statuses
+are neutron/conf/policies/qos.py's (neutron 2131d26f) and what neutron-tempest-plugin's
+api/test_qos.py asserts: writes need the manager role, reads the reader role or a shared
+policy, a policy one may not read does not exist (404), a visible one one may not change
+is 403. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from qosplane.api.auth import Context, TokenSigner, utcnow
+from tests.conftest import SECRET
+from tests.test_api import make_network, token
+
+QOS = "/networking/v2.0/qos"
+NET = "/networking/v2.0"
+PROJECT_A = "project-a"
+PROJECT_B = "project-b"
+
+# caller -> (project, effective roles, as Keystone's implied roles give them)
+CALLERS = {
+    "manager": (PROJECT_A, ("manager", "member", "reader")),
+    "member": (PROJECT_A, ("member", "reader")),
+    "reader": (PROJECT_A, ("reader",)),
+    "other": (PROJECT_B, ("manager", "member", "reader")),
+}
+
+
+def _headers(caller: str) -> dict[str, str]:
+    project, roles = CALLERS[caller]
+    ctx = Context(f"{caller}-id", caller, project, project, roles, utcnow() + timedelta(hours=1))
+    return {"X-Auth-Token": TokenSigner(SECRET).issue(ctx)}
+
+
+@dataclass
+class World:
+    client: TestClient
+    admin: dict[str, str]
+    own: str  # project A's policy, made by its manager
+    private: str  # the admin's, not shared
+    shared: str  # the admin's, shared
+    port: str  # a port of project A's member
+
+    def as_(self, caller: str) -> dict[str, str]:
+        return self.admin if caller == "admin" else _headers(caller)
+
+    def policy(self, headers: dict[str, str], **fields: Any) -> str:
+        r = self.client.post(f"{QOS}/policies", headers=headers, json={"policy": fields})
+        assert r.status_code == 201, r.text
+        policy_id: str = r.json()["policy"]["id"]
+        return policy_id
+
+
+@pytest.fixture
+def world(client: TestClient) -> World:
+    admin = token(client)
+    w = World(client, admin, "", "", "", "")
+    w.own = w.policy(_headers("manager"), name="own")
+    w.private = w.policy(admin, name="private")
+    w.shared = w.policy(admin, name="shared", shared=True)
+    for policy_id, headers in ((w.own, _headers("manager")), (w.shared, admin)):
+        r = client.post(
+            f"{QOS}/policies/{policy_id}/bandwidth_limit_rules",
+            headers=headers,
+            json={"bandwidth_limit_rule": {"max_kbps": 1000}},
+        )
+        assert r.status_code == 201, r.text
+    net = make_network(client, _headers("member"), name="net-a", cidr="10.9.0.0/29")
+    r = client.post(f"{NET}/ports", headers=_headers("member"), json={"port": {"network_id": net}})
+    assert r.status_code == 201, r.text
+    w.port = r.json()["port"]["id"]
+    return w
+
+
+CALLER_NAMES = ("admin", "manager", "member", "reader", "other")
+
+
+def _expect(world: World, expected: dict[str, int], call: Callable[[dict[str, str]], Any]) -> None:
+    got = {caller: call(world.as_(caller)).status_code for caller in CALLER_NAMES}
+    assert got == expected
+
+
+def test_reading_a_policy(world: World) -> None:
+    c = world.client
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 404},
+        lambda h: c.get(f"{QOS}/policies/{world.own}", headers=h),
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 404, "member": 404, "reader": 404, "other": 404},
+        lambda h: c.get(f"{QOS}/policies/{world.private}", headers=h),
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 200},
+        lambda h: c.get(f"{QOS}/policies/{world.shared}", headers=h),
+    )
+
+
+def test_listing_shows_only_what_each_caller_may_read(world: World) -> None:
+    def names(caller: str) -> set[str]:
+        r = world.client.get(f"{QOS}/policies", headers=world.as_(caller))
+        assert r.status_code == 200
+        return {p["name"] for p in r.json()["policies"]}
+
+    assert names("admin") == {"own", "private", "shared"}
+    assert names("member") == names("reader") == {"own", "shared"}
+    assert names("other") == {"shared"}
+
+
+def test_creating_a_policy_needs_the_manager_role(world: World) -> None:
+    _expect(
+        world,
+        {"admin": 201, "manager": 201, "member": 403, "reader": 403, "other": 201},
+        lambda h: world.client.post(f"{QOS}/policies", headers=h, json={"policy": {"name": "n"}}),
+    )
+    r = world.client.post(
+        f"{QOS}/policies",
+        headers=_headers("manager"),
+        json={"policy": {"name": "theirs", "project_id": PROJECT_B}},
+    )
+    assert r.status_code == 403  # a manager of A is not one of B
+    assert r.json()["NeutronError"]["message"] == (
+        "Policy doesn't allow create_policy to be performed."
+    )
+
+
+def test_changing_and_deleting_a_policy(world: World) -> None:
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 403, "reader": 403, "other": 404},
+        lambda h: world.client.put(
+            f"{QOS}/policies/{world.own}", headers=h, json={"policy": {"description": "x"}}
+        ),
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 403, "member": 403, "reader": 403, "other": 403},
+        lambda h: world.client.put(
+            f"{QOS}/policies/{world.shared}", headers=h, json={"policy": {"description": "y"}}
+        ),
+    )
+    victims = {caller: world.policy(_headers("manager"), name=f"v-{caller}") for caller in CALLERS}
+    victims["admin"] = world.policy(_headers("manager"), name="v-admin")
+    got = {
+        caller: world.client.delete(
+            f"{QOS}/policies/{victims[caller]}", headers=world.as_(caller)
+        ).status_code
+        for caller in CALLER_NAMES
+    }
+    assert got == {"admin": 204, "manager": 204, "member": 403, "reader": 403, "other": 404}
+
+
+def test_rules_follow_their_policy_owner(world: World) -> None:
+    c = world.client
+    body = {"dscp_marking_rule": {"dscp_mark": 26}}
+    fresh = {caller: world.policy(_headers("manager"), name=f"r-{caller}") for caller in CALLERS}
+    fresh["admin"] = world.policy(_headers("manager"), name="r-admin")
+    got = {
+        caller: c.post(
+            f"{QOS}/policies/{fresh[caller]}/dscp_marking_rules",
+            headers=world.as_(caller),
+            json=body,
+        ).status_code
+        for caller in CALLER_NAMES
+    }
+    assert got == {"admin": 201, "manager": 201, "member": 403, "reader": 403, "other": 404}
+    shared_rule = {"dscp_marking_rule": {"dscp_mark": 10}}
+    _expect(
+        world,
+        # visible to all, owned by the admin's project: only the admin writes its rules
+        {"admin": 201, "manager": 403, "member": 403, "reader": 403, "other": 403},
+        lambda h: c.post(
+            f"{QOS}/policies/{world.shared}/dscp_marking_rules", headers=h, json=shared_rule
+        ),
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 404},
+        lambda h: c.get(f"{QOS}/policies/{world.own}/bandwidth_limit_rules", headers=h),
+    )
+
+
+def test_rule_types_are_listed_to_readers_and_detailed_to_admins(world: World) -> None:
+    c = world.client
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 200},
+        lambda h: c.get(f"{QOS}/rule-types", headers=h),
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 403, "member": 403, "reader": 403, "other": 403},
+        lambda h: c.get(f"{QOS}/rule-types/bandwidth_limit", headers=h),
+    )
+
+
+def test_a_foreign_private_policy_cannot_be_attached(world: World) -> None:
+    c = world.client
+    member = _headers("member")
+    r = c.put(
+        f"{NET}/ports/{world.port}", headers=member, json={"port": {"qos_policy_id": world.private}}
+    )
+    assert r.status_code == 404
+    assert r.json()["NeutronError"]["type"] == "QosPolicyNotFound"
+    r = c.post(
+        f"{NET}/networks",
+        headers=member,
+        json={"network": {"name": "n2", "qos_policy_id": world.private}},
+    )
+    assert r.status_code == 404
+    for policy_id in (world.shared, world.own):
+        r = c.put(
+            f"{NET}/ports/{world.port}", headers=member, json={"port": {"qos_policy_id": policy_id}}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["port"]["qos_policy_id"] == policy_id
+
+
+def test_a_policy_the_admin_attached_cannot_be_detached_by_the_member(world: World) -> None:
+    c = world.client
+    r = c.put(
+        f"{NET}/ports/{world.port}",
+        headers=world.admin,
+        json={"port": {"qos_policy_id": world.private}},
+    )
+    assert r.status_code == 200, r.text
+    r = c.put(
+        f"{NET}/ports/{world.port}",
+        headers=_headers("member"),
+        json={"port": {"qos_policy_id": None}},
+    )
+    assert r.status_code == 403
+    assert (
+        c.get(f"{NET}/ports/{world.port}", headers=world.admin).json()["port"]["qos_policy_id"]
+        == world.private
+    )
+
+
+def test_sharing_a_network_is_the_admins(world: World) -> None:
+    c = world.client
+    body = {"network": {"name": "everyone", "shared": True}}
+    assert c.post(f"{NET}/networks", headers=_headers("member"), json=body).status_code == 403
+    assert c.post(f"{NET}/networks", headers=world.admin, json=body).status_code == 201
+
+
+def test_an_operator_policy_file_overrides_a_default(tmp_path: Any) -> None:
+    from qosplane.api.policy import PolicyEngine
+
+    member = Context("m", "m", PROJECT_A, PROJECT_A, ("member", "reader"), utcnow())
+    target = {"project_id": PROJECT_A}
+    assert not PolicyEngine().allows("create_policy", target, member)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text('"create_policy": "role:member and project_id:%(project_id)s"\n')
+    assert PolicyEngine(policy_file).allows("create_policy", target, member)
+    assert not PolicyEngine(policy_file).allows("create_policy", {"project_id": PROJECT_B}, member)
