@@ -37,6 +37,7 @@ from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
+from qosplane.model.errors import Unreachable
 from qosplane.model.host_state import Capabilities, DeviceQos, InstanceQos, ObservedDevice, Shaper
 from qosplane.model.units import BitsPerSecond, Bytes
 
@@ -161,7 +162,7 @@ def bench_latency(changes: int) -> None:
                     )
                 ).token()
                 break
-            except (OSError, ValueError):
+            except (Unreachable, OSError, ValueError):  # not listening yet
                 time.sleep(0.1)
         admin = json.loads((state / "admin.json").read_text())
         client = QosplaneClient(

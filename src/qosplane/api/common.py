@@ -14,7 +14,7 @@ from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.errors import error_response
 from qosplane.api.policy import PolicyEngine
 from qosplane.api.watch import HostWatch
-from qosplane.model.errors import InvalidInput, QosplaneError
+from qosplane.model.errors import InvalidInput, PayloadTooLarge, QosplaneError
 from qosplane.store.database import Database
 
 
@@ -46,17 +46,75 @@ def context(request: Request, services: Services) -> Context:
     return services.signer.verify(request.headers.get("x-auth-token"), utcnow())
 
 
-async def json_body(request: Request, key: str | None = None) -> dict[str, Any]:
+# oslo.middleware's sizelimit default (max_request_body_size), in the paste pipelines of
+# Nova and Cinder; the agents' reports of a whole host may be larger.
+MAX_BODY_BYTES = 114_688
+AGENT_MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+async def _read_capped(request: Request, max_bytes: int) -> bytes:
+    """The body, refused (413) before it is read whole when it is larger than `max_bytes`."""
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLarge(f"Request is too large: at most {max_bytes} bytes are taken.")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_text_and_depth(value: Any, path: str, depth: int = 0) -> None:
+    """Every string valid Unicode (a lone surrogate cannot be stored or sent on) and the
+    nesting no deeper than MAX_JSON_DEPTH, named by where it is."""
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            path or "body", "...", f"JSON nested at most {MAX_JSON_DEPTH} levels deep"
+        )
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                path or "body",
+                value.encode("utf-8", "backslashreplace").decode(),
+                "valid Unicode text",
+                "a lone surrogate",
+            ) from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text_and_depth(k, f"{path} key".strip(), depth + 1)
+            child = f"{path}.{k}" if path else str(k)
+            _check_text_and_depth(v, child, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text_and_depth(v, f"{path}[{i}]", depth + 1)
+
+
+async def json_body(
+    request: Request, key: str | None = None, max_bytes: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
     """The request body as a mapping; with `key`, the object under that key."""
-    raw = await request.body()
+    raw = await _read_capped(request, max_bytes)
     try:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "body", raw[:80].decode(errors="replace"), "a JSON object", str(exc)
         ) from None
+    except RecursionError:
+        raise InvalidInput(
+            "body",
+            raw[:80].decode(errors="replace"),
+            f"JSON nested at most {MAX_JSON_DEPTH} levels deep",
+        ) from None
     if not isinstance(body, dict):
         raise InvalidInput("body", body, "a JSON object")
+    _check_text_and_depth(body, "")
     if key is None:
         return body
     inner = body.get(key)

@@ -18,7 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from qosplane.api.common import Services, context, empty, json_body, name_field, ok, wrap
+from qosplane.api.common import (
+    AGENT_MAX_BODY_BYTES,
+    Services,
+    context,
+    empty,
+    json_body,
+    name_field,
+    ok,
+    wrap,
+)
 from qosplane.api.nova.servers import visible_server
 from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
 from qosplane.service.hosts import HostService
@@ -47,7 +56,7 @@ def _host_json(repo: HostRepository, row: HostRow) -> dict[str, Any]:
 
 async def register_host(request: Request, services: Services) -> Response:
     context(request, services).require_admin("qosplane:hosts:register")
-    body = await json_body(request, "host")
+    body = await json_body(request, "host", AGENT_MAX_BODY_BYTES)
     facts = body.get("facts", {})
     if not isinstance(facts, dict):
         raise InvalidInput("host.facts", facts, "a mapping like the case file's `host`")
@@ -72,7 +81,7 @@ async def show_host(request: Request, services: Services) -> Response:
 
 async def heartbeat(request: Request, services: Services) -> Response:
     context(request, services).require_admin("qosplane:hosts:heartbeat")
-    body = await json_body(request)
+    body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     applied = body.get("applied_revision")
     with services.db.transaction() as s:
         repo = HostRepository(s)
@@ -133,7 +142,7 @@ async def watch(request: Request, services: Services) -> Response:
 async def report(request: Request, services: Services) -> Response:
     """The agent's outcome for a revision: per server a status and per rule what happened."""
     context(request, services).require_admin("qosplane:hosts:report")
-    body = await json_body(request)
+    body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     revision = parse_int("revision", body.get("revision"), 0, INT32_MAX)
     reports = body.get("servers", [])
     if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
@@ -173,7 +182,7 @@ async def server_status(request: Request, services: Services) -> Response:
 
 async def record_measurements(request: Request, services: Services) -> Response:
     context(request, services).require_admin("qosplane:servers:measure")
-    body = await json_body(request)
+    body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     verdicts = body.get("verdicts")
     if not isinstance(verdicts, list) or not all(isinstance(v, dict) for v in verdicts):
         raise InvalidInput("verdicts", verdicts, "a list of verdict objects")

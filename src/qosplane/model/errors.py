@@ -68,7 +68,9 @@ def parse_int(
         number = value
     elif isinstance(value, str):
         try:
-            number = int(value.strip(), 10)
+            # int() itself skips the whitespace it allows: str.strip() would also take the
+            # \x1c-\x1f separators, which Nova's _validate_int (int(value)) refuses.
+            number = int(value, 10)
         except ValueError:
             raise InvalidInput(key, value, allowed, "not an integer") from None
     elif isinstance(value, float) and value.is_integer():
@@ -122,6 +124,10 @@ class Unauthorized(QosplaneError):
 
 class Forbidden(QosplaneError):
     """Authenticated, but the caller's role does not allow this (HTTP 403)."""
+
+
+class PayloadTooLarge(QosplaneError):
+    """A request body over the size the API takes (HTTP 413), refused before it is read."""
 
 
 class ServiceFault(QosplaneError):

@@ -19,6 +19,7 @@ from qosplane.model.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     QosplaneError,
     RevisionMismatch,
     ServiceFault,
@@ -40,6 +41,8 @@ ERROR_TABLE: dict[type[QosplaneError], WireError] = {
     NotFound: WireError(404, "itemNotFound", "NotFound"),
     Conflict: WireError(409, "conflictingRequest", "Conflict"),
     RevisionMismatch: WireError(412, "preconditionFailed", "PreconditionFailed"),
+    # nova/api/openstack/wsgi.py Fault names 413 "overLimit"; Neutron's webob fault.
+    PayloadTooLarge: WireError(413, "overLimit", "HTTPRequestEntityTooLarge"),
 }
 SERVICE_FAULT = WireError(500, "computeFault", "HTTPInternalServerError")
 
