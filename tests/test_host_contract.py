@@ -283,3 +283,39 @@ def test_an_ifb_set_down_is_drift_and_set_up_again(host: HostDrivers) -> None:
     assert [(d.device, d.aspect) for d in result.drift_before] == [(ifb, "ifb device state")]
     assert result.drift_after == []
     assert ifb in host.instances.ifbs_up()
+
+
+def test_a_deleted_servers_dscp_chain_goes_on_the_next_pass(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    reconciler.converge(servers())
+    assert host.dscp.observe() == {"tap68fe8005-c4": 26}  # the Neutron server's mark
+    _, result = reconciler.converge(servers()[:1])  # that server was deleted
+    assert host.dscp.observe() == {}
+    assert ("tap68fe8005-c4", "dscp mark") in {(d.device, d.aspect) for d in result.drift_before}
+    assert result.drift_after == []
+
+
+def test_two_agents_keep_to_their_own_nftables_table() -> None:
+    """Agents with different prefixes on one host: each its own table (issue 11 saw two
+    agents flip each other's chains in one shared table)."""
+    require_root_and("ip", "nft")
+    from qosplane.host.nft import RealDscpMarking, table_for_prefix
+
+    assert table_for_prefix("qp-") == "qosplane_qp"
+    assert table_for_prefix("qpf1a2b3c-") == "qosplane_qpf1a2b3c"
+    ns = "qptest-nft-two"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    first = RealDscpMarking(ns, table_for_prefix("qpa-"))
+    second = RealDscpMarking(ns, table_for_prefix("qpb-"))
+    try:
+        first.apply({"tapaaaaaaaa-aa": 26})
+        second.apply({"tapbbbbbbbb-bb": 10})
+        assert first.observe() == {"tapaaaaaaaa-aa": 26}
+        assert second.observe() == {"tapbbbbbbbb-bb": 10}
+        first.apply({})
+        assert first.observe() == {}
+        assert second.observe() == {"tapbbbbbbbb-bb": 10}
+    finally:
+        first.remove()
+        second.remove()
+        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -113,6 +113,12 @@ class LinuxDevices:
                 out += device_drift(t.qos.name, device, self.observe_device(device))
                 if device.ifb in present and device.ifb not in up:
                     out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
+        # A chain whose device no server has any more (its server was deleted): removed on
+        # this pass, not when the next server comes.
+        wanted = {d.device for t in targets for d in t.qos.devices}
+        for name, mark in sorted(self.marks.items()):
+            if name not in wanted:
+                out.append(Drift("", name, "dscp mark", "none", str(mark)))
         return out
 
     def _device_lines(

@@ -22,7 +22,7 @@ from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
 from qosplane.host.hypervisor import SYSTEM_SOCKET, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import RealInstances
-from qosplane.host.nft import RealDscpMarking
+from qosplane.host.nft import RealDscpMarking, table_for_prefix
 from qosplane.host.ovs import SYSTEM_RUNDIR, OvsDaemons, RealSwitch
 from qosplane.host.probe import cached_probe
 from qosplane.host.tc import RealTrafficControl
@@ -110,7 +110,7 @@ def host_setup(options: HostOptions) -> HostSetup:
         HostDrivers(
             RealInstances(prefix=o.prefix, host_netns=o.host_netns, switch=ovs),
             RealTrafficControl(o.host_netns),
-            RealDscpMarking(o.host_netns),
+            RealDscpMarking(o.host_netns, table_for_prefix(o.prefix)),
             RealCgroupsV2(root=o.cgroup_root)
             if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
             else RealCgroups(root=o.cgroup_root),

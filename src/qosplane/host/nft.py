@@ -5,6 +5,7 @@ whatever it set itself. The table is replaced whole in one `nft -f` transaction.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,6 +15,12 @@ from qosplane.host.errors import HostError
 from qosplane.host.process import in_netns, run
 
 TABLE = "qosplane"
+
+
+def table_for_prefix(prefix: str) -> str:
+    """The bridge table of the agent whose devices carry `prefix`: one per agent, so two
+    agents on one host never replace each other's chains."""
+    return TABLE + "_" + (re.sub(r"[^A-Za-z0-9_]", "_", prefix).strip("_") or "default")
 
 
 class DscpMarking(Protocol):
