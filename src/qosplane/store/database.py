@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +68,9 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
 HostsChanged = Callable[[frozenset[str]], None]
 NOTIFY_CHANNEL = "qosplane_hosts"
 LISTEN_POLL_S = 0.5  # how often the LISTEN thread checks whether it should stop
+LISTEN_RETRY_MIN_S = 0.2
+LISTEN_RETRY_MAX_S = 5.0
+LOG = logging.getLogger("qosplane.store")
 
 
 class Database:
@@ -137,13 +142,29 @@ def listen_host_changes(
         return None
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-    def run() -> None:
+    def listen() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             while not stop.is_set():
                 hosts = frozenset(n.payload for n in conn.notifies(timeout=LISTEN_POLL_S))
                 if hosts:
                     listener(hosts)
+
+    def run() -> None:
+        # A restarted or failed-over database drops the connection; listen again, waiting
+        # longer each time it fails at once. Watchers re-read their revision every second
+        # meanwhile (api/watch.py), so nothing waits on a lost notification for long.
+        pause_s = LISTEN_RETRY_MIN_S
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                listen()
+            except psycopg.Error as exc:
+                LOG.warning("LISTEN connection lost, listening again in %.1f s: %s", pause_s, exc)
+                if time.monotonic() - started > LISTEN_RETRY_MAX_S:
+                    pause_s = LISTEN_RETRY_MIN_S
+                stop.wait(pause_s)
+                pause_s = min(pause_s * 2, LISTEN_RETRY_MAX_S)
 
     thread = threading.Thread(target=run, name="qosplane-listen", daemon=True)
     thread.start()
