@@ -11,7 +11,7 @@ import pytest
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.host.cgroups import RealCgroups
-from qosplane.host.instances import RealInstances
+from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
 from tests.conftest import require_root_and
@@ -319,3 +319,26 @@ def test_two_agents_keep_to_their_own_nftables_table() -> None:
         first.remove()
         second.remove()
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_a_tap_taken_out_of_its_bridge_or_set_down_is_plugged_in_again(
+    host: HostDrivers,
+) -> None:
+    """Issue 11: `ip link set TAP nomaster` or `down` cut the instance off for good, while
+    every limit still read right."""
+    reconciler = Reconciler(host, CAPS)
+    targets, _ = reconciler.converge(servers())
+    tap = targets[1].ports[0].tap
+    assert isinstance(host.instances, RealInstances | FakeInstances)
+    for how in ("nomaster", "down"):
+        if isinstance(host.instances, RealInstances):
+            ns = host.instances.host_netns
+            assert ns is not None
+            subprocess.run(["ip", "-n", ns, "link", "set", tap, how], check=True)
+        else:
+            host.instances.unplug_behind_the_agents_back(tap)
+        assert host.instances.miswired(targets[1].ports) == {tap}
+        _, result = reconciler.converge(servers())
+        assert (tap, "device") in {(d.device, d.aspect) for d in result.drift_before}
+        assert result.drift_after == []
+        assert host.instances.miswired(targets[1].ports) == set()

@@ -113,6 +113,15 @@ class LinuxDevices:
                 out += device_drift(t.qos.name, device, self.observe_device(device))
                 if device.ifb in present and device.ifb not in up:
                     out.append(Drift(t.qos.name, device.ifb, "ifb device state", "up", "down"))
+        # One look at every tap: "device" drift makes the reconciler plug the instance in
+        # again at once.
+        unplugged = self.instances.miswired([p for t in targets for p in t.ports])
+        for t in targets:
+            for port in t.ports:
+                if port.tap in unplugged:
+                    out.append(
+                        Drift(t.qos.name, port.tap, "device", "up in its bridge", "unplugged")
+                    )
         # A chain whose device no server has any more (its server was deleted): removed on
         # this pass, not when the next server comes.
         wanted = {d.device for t in targets for d in t.qos.devices}

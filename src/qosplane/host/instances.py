@@ -76,6 +76,11 @@ class Instances(Protocol):
     def networks(self) -> set[str]:
         """The networks (first 8 characters of their ids) this agent has wired."""
 
+    def miswired(self, ports: Sequence[PortWire]) -> set[str]:
+        """The taps of `ports` that exist but are down or out of their Linux bridge (an
+        `ip link set TAP nomaster` or `down` behind the agent's back): the instance is cut
+        off though every limit still reads right."""
+
     def cleanup_network(self, network_prefix: str) -> None: ...
 
 
@@ -201,6 +206,19 @@ class RealInstances:
                 self._no_tx_offload(guest, ns)
             self._ip("link", "set", guest, "up", netns=ns)
 
+    def miswired(self, ports: Sequence[PortWire]) -> set[str]:
+        if self.switch is not None or not ports:
+            return set()  # OVS ports: the switch driver sees an unplugged or down tap
+        links = self._links()
+        out = set()
+        for port in ports:
+            link = links.get(port.tap)
+            if link is None:
+                continue  # missing altogether: tc's observation names it
+            if "UP" not in link.get("flags", []) or link.get("master") != port.bridge:
+                out.add(port.tap)
+        return out
+
     def remove(self, name: str) -> None:
         ns = self.namespace(name)
         if ns in self._namespaces():
@@ -282,6 +300,7 @@ class FakeInstances:
     ifbs_down: set[str] = field(default_factory=set)
     tc: FakeTrafficControl | None = None
     switch: FakeSwitch | None = None
+    unplugged: set[str] = field(default_factory=set)
 
     def namespace(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -292,6 +311,7 @@ class FakeInstances:
     def ensure(self, name: str, ports: Sequence[PortWire]) -> None:
         self.instances[name] = tuple(ports)
         for port in ports:
+            self.unplugged.discard(port.tap)
             if self.tc is not None:
                 self.tc.add_device(port.tap)
             if self.switch is not None:
@@ -323,6 +343,13 @@ class FakeInstances:
 
     def ifbs_up(self) -> set[str]:
         return self.ifb_devices - self.ifbs_down
+
+    def miswired(self, ports: Sequence[PortWire]) -> set[str]:
+        return {p.tap for p in ports if p.tap in self.unplugged}
+
+    def unplug_behind_the_agents_back(self, tap: str) -> None:
+        """Tests: what `ip link set TAP nomaster` (or `down`) does."""
+        self.unplugged.add(tap)
 
     def set_ifb_down(self, device: str) -> None:
         """Tests: what `ip link set IFB down` behind the agent's back does."""
