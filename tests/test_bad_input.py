@@ -102,3 +102,20 @@ def test_an_agents_large_report_is_taken(client: TestClient) -> None:
     )
     assert r.status_code != 413, r.text
     assert r.status_code < 500, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        # past Python's 4300-digit limit for int(): a ValueError that is no JSONDecodeError
+        ("/networking/v2.0/qos/policies", '{"policy": {"name": ' + "1" * 5000 + "}}"),
+        # not JSON (RFC 8259), and stored they made every later listing a 500
+        ("/image/v2/images", '{"name": "x", "container_format": NaN}'),
+        ("/image/v2/images", '{"name": "y", "min_disk": Infinity}'),
+    ],
+)
+def test_numbers_json_cannot_carry_are_a_400(client: TestClient, path: str, raw: str) -> None:
+    h = token(client)
+    r = client.post(path, headers={**h, "Content-Type": "application/json"}, content=raw)
+    assert r.status_code == 400, r.text
+    assert client.get(path, headers=h).status_code == 200

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,41 @@ def test_a_temporary_failure_is_retried_every_pass() -> None:
         _, result = reconciler.converge([_server()])
         assert cgroups.applies == passes
         assert "busy" in result.errors["instance-00000041"]
+
+
+def test_a_held_back_server_keeps_its_dscp_mark() -> None:
+    """The reconciler leaves a held server as it is: its nftables mark is not 'stale'."""
+    cgroups = _RefusingCgroups(error=PermanentHostError("write", "Invalid argument"))
+    base = fake_drivers()
+    drivers = type(base)(base.instances, base.tc, base.dscp, cgroups, base.volumes)
+    reconciler = Reconciler(drivers, CAPS)
+    server = server_of(hybrid_plan("vm-neutron-qos.yaml"), "server-02", net_prefix="10.78")
+    plan_json: Any = server["plan"]
+    plan_json["effective"].append(
+        {
+            "device": "cpu",
+            "direction": "",
+            "kind": "cpu_shares",
+            "limit": {"weight": 512},
+            "enforced_by": None,
+            "declared": [],
+            "artifacts": [
+                {
+                    "layer": "cgroup",
+                    "artifact": "cpu.shares",
+                    "mechanism": "weight",
+                    "as_written": "cpu.shares=512",
+                    "limit": {"weight": 512},
+                    "holds": True,
+                }
+            ],
+            "conflicts": [],
+            "losses": [],
+        }
+    )
+    reconciler.converge([server])
+    assert base.dscp.observe() == {"tap68fe8005-c4": 26}
+    assert reconciler.held  # the cgroup refusal holds the server back
+    for _ in range(2):
+        reconciler.converge([server])
+        assert base.dscp.observe() == {"tap68fe8005-c4": 26}

@@ -263,3 +263,64 @@ def test_an_operator_policy_file_overrides_a_default(tmp_path: Any) -> None:
     policy_file.write_text('"create_policy": "role:member and project_id:%(project_id)s"\n')
     assert PolicyEngine(policy_file).allows("create_policy", target, member)
     assert not PolicyEngine(policy_file).allows("create_policy", {"project_id": PROJECT_B}, member)
+
+
+def test_a_reader_changes_no_port_or_network(world: World) -> None:
+    """Changing a port or network (its QoS policy included) needs the member role
+    (neutron/conf/policies/port.py, network.py): a reader could re-shape enforced limits."""
+    c = world.client
+    reader = _headers("reader")
+    r = c.put(
+        f"{NET}/ports/{world.port}", headers=reader, json={"port": {"qos_policy_id": world.own}}
+    )
+    assert r.status_code == 403
+    net = c.get(f"{NET}/ports/{world.port}", headers=reader).json()["port"]["network_id"]
+    r = c.put(
+        f"{NET}/networks/{net}", headers=reader, json={"network": {"qos_policy_id": world.own}}
+    )
+    assert r.status_code == 403
+    r = c.post(f"{NET}/networks", headers=reader, json={"network": {"name": "r"}})
+    assert r.status_code == 403
+    r = c.post(f"{NET}/ports", headers=reader, json={"port": {"network_id": net}})
+    assert r.status_code == 403
+    member = _headers("member")
+    r = c.put(
+        f"{NET}/ports/{world.port}", headers=member, json={"port": {"qos_policy_id": world.own}}
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_a_shared_policy_in_use_by_another_project_stays_shared(world: World) -> None:
+    c = world.client
+    other = _headers("other")
+    net = make_network(c, other, name="net-b", cidr="10.9.1.0/29")
+    r = c.post(
+        f"{NET}/ports",
+        headers=other,
+        json={"port": {"network_id": net, "qos_policy_id": world.shared}},
+    )
+    assert r.status_code == 201, r.text
+    r = c.put(
+        f"{QOS}/policies/{world.shared}", headers=world.admin, json={"policy": {"shared": False}}
+    )
+    assert r.status_code == 409
+    assert "other objects depend on it" in r.json()["NeutronError"]["message"]
+    assert c.get(f"{QOS}/policies/{world.shared}", headers=world.admin).json()["policy"]["shared"]
+
+
+def test_policy_files_outside_the_one_named_are_not_read(tmp_path: Any, monkeypatch: Any) -> None:
+    """oslo.policy looks for policy.yaml and policy.d/ in ~, /etc and the like unless told
+    otherwise: a stray file there must not loosen the rules."""
+    from qosplane.api.policy import PolicyEngine
+
+    home = tmp_path / "home"
+    (home / "policy.d").mkdir(parents=True)
+    (home / "policy.d" / "loose.yaml").write_text('"create_policy": ""\n')
+    (home / "policy.yaml").write_text('"create_policy": ""\n')
+    monkeypatch.setenv("HOME", str(home))
+    reader = Context("r", "r", PROJECT_A, PROJECT_A, ("reader",), utcnow())
+    target = {"project_id": PROJECT_B}
+    assert not PolicyEngine().allows("create_policy", target, reader)
+    assert not PolicyEngine(tmp_path / "state" / "policy.yaml").allows(
+        "create_policy", target, reader
+    )

@@ -71,6 +71,9 @@ class LinuxDevices:
     instances: Instances
     name: str = "linux-devices"
     marks: dict[str, int] = field(default_factory=dict)
+    # Devices of the servers this pass leaves as they are (failed or held back): their
+    # marks are neither stale nor rewritten.
+    untouched: set[str] = field(default_factory=set)
     _seen: dict[str, DeviceTc] = field(default_factory=dict)
 
     def _observe_all(self, targets: Sequence[Target]) -> None:
@@ -124,7 +127,7 @@ class LinuxDevices:
                     )
         # A chain whose device no server has any more (its server was deleted): removed on
         # this pass, not when the next server comes.
-        wanted = {d.device for t in targets for d in t.qos.devices}
+        wanted = {d.device for t in targets for d in t.qos.devices} | self.untouched
         for name, mark in sorted(self.marks.items()):
             if name not in wanted:
                 out.append(Drift("", name, "dscp mark", "none", str(mark)))
@@ -174,6 +177,7 @@ class LinuxDevices:
                     except HostError as exc:
                         charge(result, name, exc)
         marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
+        marks |= {d: m for d, m in self.marks.items() if d in self.untouched and d not in marks}
         if marks != self.marks:
             try:
                 self.dscp.apply(marks)

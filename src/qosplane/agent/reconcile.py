@@ -149,10 +149,12 @@ class Reconciler:
         self.d = drivers
         self.caps = caps
         self._ensured: dict[str, tuple[PortWire, ...]] = {}
+        self._all: Sequence[Target] = ()
         self.domains = LibvirtDomains(drivers.hypervisor) if drivers.hypervisor else None
+        self.linux = LinuxDevices(drivers.tc, drivers.dscp, drivers.instances)
         # The pass goes backend by backend (agent/backends.py), in this order.
         self.backends: list[HostBackend] = [
-            LinuxDevices(drivers.tc, drivers.dscp, drivers.instances),
+            self.linux,
             *([OvsPorts(drivers.switch)] if drivers.switch is not None else []),
             *([self.domains] if self.domains is not None else []),
             VolumeExports(drivers.volumes),
@@ -247,6 +249,7 @@ class Reconciler:
         return result
 
     def _converge(self, targets: Sequence[Target], result: PassResult) -> None:
+        self._all = targets
         self._hold_back(targets, result)
         try:
             self._remove_stale(targets, result)
@@ -273,6 +276,10 @@ class Reconciler:
             result.drift_after = self._drift_charged(ready, result)
 
     def _drift_charged(self, targets: Sequence[Target], result: PassResult) -> list[Drift]:
+        # What the pass does not act on keeps its state: its marks are not stale.
+        self.linux.untouched = {
+            d.device for t in self._all if t.qos.name in result.errors for d in t.qos.devices
+        }
         found = self.drift(targets)
         for name, error in self.observe_errors.items():
             result.errors.setdefault(name, error)

@@ -95,14 +95,19 @@ def _check_text_and_depth(value: Any, path: str, depth: int = 0) -> None:
             _check_text_and_depth(v, f"{path}[{i}]", depth + 1)
 
 
+def _refuse_constant(name: str) -> None:
+    """NaN and Infinity are not JSON (RFC 8259), and no response could carry them back."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def json_body(
     request: Request, key: str | None = None, max_bytes: int = MAX_BODY_BYTES
 ) -> dict[str, Any]:
     """The request body as a mapping; with `key`, the object under that key."""
     raw = await _read_capped(request, max_bytes)
     try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw or b"{}", parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, >4300-digit integers
         raise InvalidInput(
             "body", raw[:80].decode(errors="replace"), "a JSON object", str(exc)
         ) from None

@@ -57,13 +57,21 @@ def _rule(default: PolicyDefault) -> policy.RuleDefault:
     return policy.RuleDefault(default.name, default.check_str, default.description)
 
 
+# Where no policy file is given: a path that never exists, so oslo.policy does not go
+# looking for a policy.yaml of its own in ~, /etc and the like.
+NO_POLICY_FILE = "/nonexistent/qosplane/policy.yaml"
+
+
 class PolicyEngine:
     def __init__(self, policy_file: Path | None = None) -> None:
         conf = cfg.ConfigOpts()
         conf([], project="qosplane", default_config_files=[], default_config_dirs=[])
         self._enforcer = policy.Enforcer(
-            conf, policy_file=str(policy_file) if policy_file is not None else None
+            conf, policy_file=str(policy_file) if policy_file is not None else NO_POLICY_FILE
         )
+        # Only the file named: oslo's default policy_dirs (policy.d) is searched for in ~,
+        # /etc and the like, and any rules found there would override these defaults.
+        conf.set_override("policy_dirs", [], "oslo_policy")
         self._enforcer.register_defaults([_rule(d) for d in DEFAULTS])
 
     @staticmethod

@@ -121,8 +121,35 @@ NEUTRON_QOS: tuple[PolicyDefault, ...] = (
     *_rule_defaults(),
 )
 
-# neutron/conf/policies/network.py: sharing a network with every project is the admin's.
+# neutron/conf/policies/network.py and port.py: changing a network or a port (its
+# qos_policy_id included) needs the member role in its project; sharing a network is the
+# admin's.
+ADMIN_OR_PROJECT_MEMBER = f"({ADMIN}) or (role:member and project_id:%(project_id)s)"
 NEUTRON_NETWORK: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "create_network",
+        ADMIN_OR_PROJECT_MEMBER,
+        "Create a network",
+        (("POST", "/v2.0/networks"),),
+    ),
+    PolicyDefault(
+        "update_network",
+        ADMIN_OR_PROJECT_MEMBER,
+        "Update a network",
+        (("PUT", "/v2.0/networks/{id}"),),
+    ),
+    PolicyDefault(
+        "create_port",
+        ADMIN_OR_PROJECT_MEMBER,
+        "Create a port (on a network the caller may use)",
+        (("POST", "/v2.0/ports"),),
+    ),
+    PolicyDefault(
+        "update_port",
+        ADMIN_OR_PROJECT_MEMBER,
+        "Update a port",
+        (("PUT", "/v2.0/ports/{id}"),),
+    ),
     PolicyDefault(
         "create_network:shared",
         ADMIN,

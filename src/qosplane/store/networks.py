@@ -317,6 +317,16 @@ class NetworkRepository:
         if net is not None:
             raise Conflict("policy", f"QoS Policy {policy_id} is used by network {net}.")
 
+    def bound_elsewhere(self, policy_id: str, project_id: str) -> bool:
+        """Whether a port or network of another project than `project_id` carries it."""
+        for row_type in (PortRow, NetworkRow):
+            query = select(row_type.id).where(
+                row_type.qos_policy_id == policy_id, row_type.project_id != project_id
+            )
+            if self.session.scalar(query) is not None:
+                return True
+        return False
+
     def device_ids_using_policy(self, policy_id: str) -> set[str]:
         direct = set(
             self.session.scalars(

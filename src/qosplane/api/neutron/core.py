@@ -199,6 +199,7 @@ async def list_networks(request: Request, services: Services) -> Response:
 async def create_network(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     body = await json_body(request, "network")
+    services.policy.enforce("create_network", {"project_id": ctx.project_id}, ctx)
     network_type = _str(body, "provider:network_type", "network")
     if network_type not in NETWORK_TYPES:
         raise InvalidInput(
@@ -242,6 +243,7 @@ async def update_network(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
         row = owned_network(repo, ctx, request.path_params["network_id"])
+        services.policy.enforce("update_network", {"project_id": row.project_id}, ctx)
         if "name" in body:
             repo.rename_network(row.id, _str(body, "name", "network"))
         if "qos_policy_id" in body:
@@ -341,6 +343,7 @@ async def update_port(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
         row = owned_port(repo, ctx, request.path_params["port_id"])
+        services.policy.enforce("update_port", {"project_id": row.project_id}, ctx)
         if "name" in body:
             repo.rename_port(row.id, _str(body, "name", "port"))
         if "qos_policy_id" in body:
@@ -358,6 +361,7 @@ async def create_port(request: Request, services: Services) -> Response:
     for ports it did not create)."""
     ctx = context(request, services)
     body = await json_body(request, "port")
+    services.policy.enforce("create_port", {"project_id": ctx.project_id}, ctx)
     network_id = body.get("network_id")
     if not isinstance(network_id, str):
         raise InvalidInput("port.network_id", network_id, "a network id", "required")

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
-from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
+from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NotFound, parse_int
 from qosplane.model.network_qos import (
     NEUTRON_INT_MAX,
     RULE_TYPES,
@@ -188,6 +188,14 @@ async def update_policy(request: Request, services: Services) -> Response:
         repo = QosPolicyRepository(s)
         policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
         services.policy.enforce("update_policy", policy_target(policy), ctx)
+        if policy.shared and _bool(body, "shared") is False:
+            if NetworkRepository(s).bound_elsewhere(policy.id, policy.project_id):
+                # Neutron's RbacPolicyInUse: others' ports and networks depend on it.
+                raise Conflict(
+                    "policy.shared",
+                    f"RBAC policy on object {policy.id} cannot be removed because other "
+                    "objects depend on it.",
+                )
         updated = NeutronQosService(s).update_policy(
             policy.id,
             name=_text(body, "name"),
