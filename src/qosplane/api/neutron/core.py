@@ -157,6 +157,22 @@ def _detachable(services: Services, s: Session, ctx: Context, current: str | Non
         )
 
 
+def _rebound(
+    services: Services,
+    s: Session,
+    ctx: Context,
+    body: dict[str, Any],
+    prefix: str,
+    current: str | None,
+) -> str | None:
+    """The body's new qos_policy_id for a network or port whose policy is `current`: the
+    new one must be readable, and a change must be allowed to let go of the old one."""
+    new = _attachable(services, s, ctx, body, prefix)
+    if new != current:
+        _detachable(services, s, ctx, current)
+    return new
+
+
 def _owns(ctx: Context, project_id: str) -> bool:
     return ctx.is_admin or project_id == ctx.project_id
 
@@ -247,9 +263,7 @@ async def update_network(request: Request, services: Services) -> Response:
         if "name" in body:
             repo.rename_network(row.id, _str(body, "name", "network"))
         if "qos_policy_id" in body:
-            new = _attachable(services, s, ctx, body, "network")
-            if new != row.qos_policy_id:
-                _detachable(services, s, ctx, row.qos_policy_id)
+            new = _rebound(services, s, ctx, body, "network", row.qos_policy_id)
             NeutronService(s).set_network_policy(row.id, new, if_match(request))
         out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
     return ok({"network": out})
@@ -347,9 +361,7 @@ async def update_port(request: Request, services: Services) -> Response:
         if "name" in body:
             repo.rename_port(row.id, _str(body, "name", "port"))
         if "qos_policy_id" in body:
-            new = _attachable(services, s, ctx, body, "port")
-            if new != row.qos_policy_id:
-                _detachable(services, s, ctx, row.qos_policy_id)
+            new = _rebound(services, s, ctx, body, "port", row.qos_policy_id)
             NeutronService(s).set_port_policy(row.id, new, if_match(request))
         out = port_json(repo, row)
     return ok({"port": out})
