@@ -38,7 +38,9 @@ from qosplane.host.nft import RealDscpMarking
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.errors import Unreachable
+from qosplane.model.host_facts import HostFacts
 from qosplane.model.host_state import Capabilities, DeviceQos, InstanceQos, ObservedDevice, Shaper
+from qosplane.model.instance import VifType
 from qosplane.model.units import BitsPerSecond, Bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +184,7 @@ def bench_latency(changes: int) -> None:
                 ),
                 Capabilities(htb=True, ifb_mirred=True),
             ),
-            facts={"vif_type": "hybrid"},
+            facts=HostFacts(vif_type=VifType.HYBRID),
             drift_check_s=1.0,
             on_pass=lambda r: enforced.append(time.perf_counter()) if r.commands else None,
         )

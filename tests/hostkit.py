@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +22,7 @@ from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
 from qosplane.host.ovs import FakeSwitch, OvsDaemons, RealSwitch
 from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
 from qosplane.host.volumes import FakeVolumes, RealVolumes
+from qosplane.model.plan import AttachedVolume, DesiredServer
 from tests.conftest import require_python_module, require_root_and
 
 HOST_TOOLS = ("ip", "tc", "nft")
@@ -145,8 +146,14 @@ def drivers(kind: str, ovs: bool = False, libvirt: bool = False) -> Iterator[Hos
             yield replace(real, hypervisor=hypervisor)
 
 
-def server_of(plan: dict[str, Any], server_id: str, net_prefix: str = "10.77") -> dict[str, Any]:
-    """The watch's server entry for a compiled case plan: ports from the plan's devices."""
+def server_of(
+    plan: dict[str, Any],
+    server_id: str,
+    net_prefix: str = "10.77",
+    volumes: Sequence[AttachedVolume] = (),
+) -> DesiredServer:
+    """The watch's server entry for a compiled case plan (its JSON form, which tests edit):
+    ports from the plan's devices."""
     port_ids = sorted(
         {e["port_id"] for e in plan["effective"] if e.get("port_id")}
         | {d["port_id"] for d in plan.get("ports", []) if "port_id" in d}
@@ -169,4 +176,5 @@ def server_of(plan: dict[str, Any], server_id: str, net_prefix: str = "10.77") -
                 ],
             }
         )
-    return {"id": server_id, "plan_revision": 1, "plan": plan, "ports": ports}
+    entry = {"id": server_id, "plan_revision": 1, "plan": plan, "ports": ports}
+    return replace(DesiredServer.from_json(entry), volumes=tuple(volumes))

@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qosplane.agent.loop import Agent
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.client.http import Credentials, QosplaneClient
+from qosplane.model.host_facts import HostFacts
 from qosplane.model.host_state import Capabilities
+from qosplane.model.report import ServerStatus
 
 QOSPLANE = Path(sys.executable).parent / "qosplane"
 
@@ -83,7 +84,7 @@ def serve_with_agent(
     host: str,
     drivers: HostDrivers,
     caps: Capabilities,
-    facts: dict[str, Any],
+    facts: HostFacts,
     drift_check_s: float = 1.0,
 ) -> Iterator[ServedHost]:
     """`running_serve` plus an agent thread for `host` on `drivers`, stopped afterwards."""
@@ -120,12 +121,17 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     return time.monotonic() - start
 
 
+def applied_revision(status: ServerStatus) -> int | None:
+    """The plan revision the agent last reported for the server; None before its first."""
+    return status.report.plan_revision if status.report else None
+
+
 def wait_applied(client: QosplaneClient, server_id: str, what: str, timeout_s: float = 30) -> None:
     """Until the agent has reported the server's current plan revision."""
     wait_for(
         lambda: (
-            client.server_status(server_id)["report"].get("plan_revision")
-            == client.server_plan(server_id)["plan"]["revision"]
+            applied_revision(client.server_status(server_id))
+            == client.server_plan(server_id).desired.plan_revision
         ),
         timeout_s,
         what,

@@ -31,6 +31,8 @@ from qosplane.host.nft import RealDscpMarking
 from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
+from qosplane.model.host_facts import HostFacts
+from qosplane.model.instance import VifType
 from tests.conftest import require_root_and
 from tests.hostkit import remove_everything
 from tests.serving import QOSPLANE, serve_with_agent, wait_applied, wait_for
@@ -63,7 +65,8 @@ class Rig:
 
 
 def _status(client: QosplaneClient, server_id: str) -> dict[str, Any]:
-    return client.server_status(server_id)
+    """The status as the API sends it (its JSON), which these tests read."""
+    return client.server_status(server_id).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     )
     try:
         with serve_with_agent(
-            state, f"qpf-{tag}", drivers, probe(), {"vif_type": "hybrid"}
+            state, f"qpf-{tag}", drivers, probe(), HostFacts(vif_type=VifType.HYBRID)
         ) as hosted:
             server = _make_server(hosted.client, hosted.host)
             yield Rig(
@@ -173,7 +176,7 @@ def _make_server(client: QosplaneClient, host: str, egress_burst_kbit: int = 300
         "PUT", f"/networking/v2.0/ports/{ports[0]['id']}", {"port": {"qos_policy_id": policy_id}}
     )
     wait_applied(client, created["id"], "the agent reports the current plan")
-    data = client.server_plan(created["id"])
+    data = client.server_plan(created["id"]).to_json()
     return {**data["server"], "plan": data["plan"]}
 
 
@@ -191,10 +194,8 @@ def test_the_agent_applies_the_plan_and_reports_each_rule(rig: Rig) -> None:
 
 
 def test_limits_hold_when_measured(rig: Rig) -> None:
-    server = rig.client.server_plan(rig.server["id"])
     verdicts = verify_server(
-        server["plan"],
-        server["server"],
+        rig.client.server_plan(rig.server["id"]).desired,
         probe(),
         rig.drivers.instances,
         rig.drivers.cgroups,
@@ -214,7 +215,7 @@ def test_limits_hold_when_measured(rig: Rig) -> None:
     assert by_kind[("bandwidth", "egress")].configured == "3000000 bit/s"  # bw-limiter's
     assert by_kind[("dscp", "egress")].measured == 0x68  # DSCP 26 = AF31 = TOS 0x68
     assert abs(by_kind[("cpu_shares", "")].measured - 0.5) <= 0.025  # 512 vs 1024
-    rig.client.record_measurement(rig.server["id"], [v.to_json() for v in verdicts])
+    rig.client.record_measurement(rig.server["id"], verdicts)
 
 
 def test_drift_is_repaired_within_five_seconds_and_reported(rig: Rig) -> None:
@@ -351,10 +352,8 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
         },
     )["server"]
     wait_applied(client, created["id"], "the agent applies vm_resquota")
-    data = client.server_plan(created["id"])
     verdicts = verify_server(
-        data["plan"],
-        data["server"],
+        client.server_plan(created["id"]).desired,
         probe(),
         rig.drivers.instances,
         rig.drivers.cgroups,
@@ -403,10 +402,8 @@ def test_a_cinder_read_limit_is_measured(rig: Rig) -> None:
         15,
         "the agent exports the volume with its limit",
     )
-    data = client.server_plan(rig.server["id"])
     verdicts = verify_server(
-        data["plan"],
-        data["server"],
+        client.server_plan(rig.server["id"]).desired,
         probe(),
         rig.drivers.instances,
         rig.drivers.cgroups,

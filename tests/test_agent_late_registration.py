@@ -30,6 +30,8 @@ from qosplane.host.nft import RealDscpMarking
 from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
+from qosplane.model.host_facts import HostFacts
+from qosplane.model.instance import VifType
 from tests.conftest import require_root_and
 from tests.hostkit import remove_everything
 from tests.serving import running_serve, wait_for
@@ -103,7 +105,7 @@ def test_a_server_created_before_its_agent_is_shaped_once_the_agent_registers(
             admin = json.loads((tmp_path / "admin.json").read_text())
             client = QosplaneClient(Credentials(endpoint, "admin", admin["password"], "admin"))
             server_id = _server(client)
-            before = client.server_plan(server_id)
+            before = client.server_plan(server_id).to_json()
             # serve registers its own host (named like the machine) with the default facts
             local_host = before["server"]["host"]
             # Compiled for the default (Open vSwitch) host: nothing holds the outbound limit.
@@ -113,7 +115,7 @@ def test_a_server_created_before_its_agent_is_shaped_once_the_agent_registers(
                 client,
                 local_host,
                 Reconciler(drivers, probe()),
-                facts={"vif_type": "hybrid"},
+                facts=HostFacts(vif_type=VifType.HYBRID),
                 drift_check_s=0.5,
             )
             agent.register()
@@ -121,7 +123,7 @@ def test_a_server_created_before_its_agent_is_shaped_once_the_agent_registers(
             thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
             thread.start()
 
-            after = client.server_plan(server_id)
+            after = client.server_plan(server_id).to_json()
             assert after["plan"]["revision"] > before["plan"]["revision"]
             assert _egress(after["plan"])["enforced_by"] is not None, _egress(after["plan"])
             tap = after["server"]["ports"][0]["tap"]

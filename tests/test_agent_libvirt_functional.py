@@ -29,7 +29,9 @@ from qosplane.host.nft import RealDscpMarking
 from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
+from qosplane.model.host_facts import HostFacts
 from qosplane.model.host_state import DomainQos
+from qosplane.model.instance import VifType
 from tests.conftest import require_python_module, require_root_and
 from tests.hostkit import HOST_TOOLS, LIBVIRT_TOOLS, remove_everything
 from tests.serving import QOSPLANE, serve_with_agent, wait_applied, wait_for
@@ -96,7 +98,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtRig]:
             f"qpl-{tag}",
             drivers,
             caps,
-            {"vif_type": "hybrid", "virt_type": "qemu"},
+            HostFacts(vif_type=VifType.HYBRID, virt_type="qemu"),
             drift_check_s=0.5,
         ) as hosted:
             env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"} | {
@@ -139,7 +141,7 @@ def _make_server(client: QosplaneClient, host: str) -> tuple[dict[str, Any], str
         },
     )["server"]
     wait_applied(client, created["id"], "the agent reports the current plan")
-    data = client.server_plan(created["id"])
+    data = client.server_plan(created["id"]).to_json()
     return {**data["server"], "plan": data["plan"]}, flavor
 
 

@@ -33,7 +33,9 @@ from qosplane.host.ovs import OvsDaemons, RealSwitch, parse_meters
 from qosplane.host.probe import probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
+from qosplane.model.host_facts import HostFacts
 from qosplane.model.host_state import Capabilities, Meter
+from qosplane.model.instance import VifType
 from qosplane.model.units import Kilobits, KilobitsPerSecond
 from tests.conftest import require_root_and
 from tests.hostkit import OVS_TOOLS, remove_everything
@@ -104,7 +106,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OvsRig]:
             switch,
         )
         caps = replace(probe(), ovs_switch=True)
-        with serve_with_agent(state, f"qpo-{tag}", drivers, caps, {"vif_type": "bridge"}) as hosted:
+        with serve_with_agent(
+            state, f"qpo-{tag}", drivers, caps, HostFacts(vif_type=VifType.BRIDGE)
+        ) as hosted:
             server = _make_server(hosted.client, hosted.host, EGRESS_BURST_KBIT)
             yield OvsRig(
                 hosted.client,
@@ -160,10 +164,8 @@ def test_the_agent_wires_the_port_into_ovs_and_reports_each_mechanism(rig: OvsRi
 
 
 def test_limits_hold_through_ovs_when_measured(rig: OvsRig) -> None:
-    server = rig.client.server_plan(rig.server["id"])
     verdicts = verify_server(
-        server["plan"],
-        server["server"],
+        rig.client.server_plan(rig.server["id"]).desired,
         rig.caps,
         rig.drivers.instances,
         rig.drivers.cgroups,
@@ -177,7 +179,7 @@ def test_limits_hold_through_ovs_when_measured(rig: OvsRig) -> None:
     assert egress.configured == "3000000 bit/s"  # the bw-limiter's, an OpenFlow meter
     assert egress.passed, egress.to_json()
     assert by_kind[("dscp", "egress")].measured == 0x68  # set_field:26->ip_dscp
-    rig.client.record_measurement(rig.server["id"], [v.to_json() for v in verdicts])
+    rig.client.record_measurement(rig.server["id"], verdicts)
 
 
 def test_ovs_drift_is_repaired_within_five_seconds_and_reported(rig: OvsRig) -> None:

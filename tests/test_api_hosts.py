@@ -223,7 +223,8 @@ def test_reports_set_server_status_and_applied_revision(client: TestClient) -> N
     plan_rev = status["plan_revision"]
     rev = revision(client, h)
 
-    def report(status: str, plan_revision: int) -> int:
+    def report(state: str, plan_revision: int, **rule: object) -> int:
+        """Send one server's report; `rule` overrides fields of its one rule."""
         code: int = client.put(
             f"{HOSTS}/localhost/report",
             headers=h,
@@ -233,8 +234,8 @@ def test_reports_set_server_status_and_applied_revision(client: TestClient) -> N
                     {
                         "id": server["id"],
                         "plan_revision": plan_revision,
-                        "status": status,
-                        "rules": [{"device": "tap", "status": status}],
+                        "status": state,
+                        "rules": [{"kind": "bandwidth", "device": "tap", "status": state, **rule}],
                     }
                 ],
             },
@@ -252,9 +253,31 @@ def test_reports_set_server_status_and_applied_revision(client: TestClient) -> N
     assert report("applied", plan_rev) == 204
     status = client.get(f"/qosplane/v1/servers/{server['id']}/status", headers=h).json()
     assert status["server"]["status"] == "ACTIVE"
-    assert status["report"]["rules"] == [{"device": "tap", "status": "applied"}]
+    # Stored as the agent's typed report: every field of a rule, the unsent ones defaulted.
+    assert status["report"]["rules"] == [
+        {
+            "kind": "bandwidth",
+            "device": "tap",
+            "direction": "",
+            "status": "applied",
+            "mechanism": "",
+            "polices": False,
+            "reason": "",
+        }
+    ]
     assert client.get(f"{HOSTS}/localhost", headers=h).json()["host"]["applied_revision"] == rev
     assert report("exploded", plan_rev) == 400
+    # A malformed rule refuses the whole report, naming the field; the last one stays.
+    assert report("failed", plan_rev, status="exploded") == 400
+    assert report("failed", plan_rev, device=7) == 400
+    kept = client.get(f"/qosplane/v1/servers/{server['id']}/status", headers=h).json()
+    assert (kept["report"]["status"], kept["server"]["status"]) == ("applied", "ACTIVE")
+    bad = client.put(
+        f"{HOSTS}/localhost/report",
+        headers=h,
+        json={"revision": rev, "servers": [{"id": server["id"], "status": "applied"}]},
+    )
+    assert "servers[0].plan_revision" in bad.json()["badRequest"]["message"]
     ahead = client.post(
         f"{HOSTS}/localhost/heartbeat", headers=h, json={"applied_revision": rev + 5}
     )

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -30,6 +29,8 @@ from qosplane.model.errors import (
     Unreachable,
 )
 from qosplane.model.host_state import Capabilities, CpuQos
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import ReportStatus
 from qosplane.openstack.errors import ERROR_TABLE, error_for_status, wire_error
 from tests.hostkit import fake_drivers, server_of
 from tests.serving import free_port
@@ -164,10 +165,8 @@ class _RefusingCgroups(FakeCgroups):
         raise self.error
 
 
-def _server(revision: int = 1) -> dict[str, object]:
-    server = server_of(hybrid_plan("m1-resquota.yaml"), "server-01")
-    server["plan_revision"] = revision
-    return server
+def _server(revision: int = 1) -> DesiredServer:
+    return replace(server_of(hybrid_plan("m1-resquota.yaml"), "server-01"), plan_revision=revision)
 
 
 def _reconciler(error: HostError) -> tuple[Reconciler, _RefusingCgroups, list[float]]:
@@ -191,8 +190,8 @@ def test_a_permanent_refusal_is_not_retried_until_the_plan_changes() -> None:
     assert "Invalid argument" in first.errors["instance-00000041"]
     _, second = reconciler.converge([_server()])
     assert cgroups.applies == 1  # held back
-    report = server_reports(targets, second, {})[0]
-    assert (report["status"], "Invalid argument" in report["error"]) == ("failed", True)
+    report = server_reports(targets, second)[0]
+    assert (report.status, "Invalid argument" in report.error) == (ReportStatus.FAILED, True)
     reconciler.converge([_server(revision=2)])  # a new plan is tried at once
     assert cgroups.applies == 2
     reconciler.converge([_server(revision=2)])
@@ -216,8 +215,7 @@ def test_a_held_back_server_keeps_its_dscp_mark() -> None:
     base = fake_drivers()
     drivers = type(base)(base.instances, base.tc, base.dscp, cgroups, base.volumes)
     reconciler = Reconciler(drivers, CAPS)
-    server = server_of(hybrid_plan("vm-neutron-qos.yaml"), "server-02", net_prefix="10.78")
-    plan_json: Any = server["plan"]
+    plan_json = hybrid_plan("vm-neutron-qos.yaml")
     plan_json["effective"].append(
         {
             "device": "cpu",
@@ -240,6 +238,7 @@ def test_a_held_back_server_keeps_its_dscp_mark() -> None:
             "losses": [],
         }
     )
+    server = server_of(plan_json, "server-02", net_prefix="10.78")
     reconciler.converge([server])
     assert base.dscp.observe() == {"tap68fe8005-c4": 26}
     assert reconciler.held  # the cgroup refusal holds the server back

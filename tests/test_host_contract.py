@@ -9,11 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
+from qosplane.agent.reconcile import HostDrivers, Reconciler, repaired_drift, server_reports
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
+from qosplane.model.plan import AttachedVolume, DesiredServer
+from qosplane.model.report import ReportStatus
 from tests.conftest import require_root_and
 from tests.hostkit import drivers, server_of
 from tests.test_host_program import hybrid_plan
@@ -27,7 +29,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
         yield d
 
 
-def servers() -> list[dict[str, object]]:
+def servers() -> list[DesiredServer]:
     # Two instances: the seed's resquota (3 ports, cpu 512) and the Neutron one (bw + dscp).
     return [
         server_of(hybrid_plan("m1-resquota.yaml"), "server-01"),
@@ -42,8 +44,11 @@ def test_converges_then_a_second_pass_changes_nothing(host: HostDrivers) -> None
     assert first.drift_before  # a fresh host differs from the plan
     assert first.drift_after == []
     assert host.instances.names() == {"instance-00000041", "instance-00000043"}
-    reports = server_reports(targets, first, {})
-    assert [r["status"] for r in reports] == ["partial", "applied"]  # disks: no export yet
+    reports = server_reports(targets, first)
+    assert [r.status for r in reports] == [
+        ReportStatus.PARTIAL,
+        ReportStatus.APPLIED,
+    ]  # disks: no export yet
     _, second = reconciler.converge(servers())
     assert (second.drift_before, second.commands, second.removed) == ([], 0, [])
 
@@ -70,8 +75,10 @@ def test_each_kind_of_drift_is_repaired_and_named(host: HostDrivers) -> None:
         ("cpu", "cpu.shares"),
     }
     assert result.drift_after == []
-    reports = server_reports(targets, result, {"server-01": 1, "server-02": 1})
-    assert {d["aspect"] for r in reports for d in r["drift_repaired"]} == {a for _, a in found}
+    repaired = repaired_drift(targets, result, {"server-01": 1, "server-02": 1})
+    assert {d.aspect for drift in repaired.values() for d in drift} == {a for _, a in found}
+    # A server that had not converged yet was being applied, not repaired.
+    assert repaired_drift(targets, result, {"server-02": 1}).keys() == {"server-02"}
 
 
 def test_what_is_no_longer_wanted_is_removed(host: HostDrivers) -> None:
@@ -147,25 +154,26 @@ def test_a_device_that_is_not_ours_is_refused_not_deleted() -> None:
         assert "tap679563b6-d1" in links
         assert "ifb68fe8005-c4" in links
         assert host.instances.ifbs() == set()
-        assert server_reports(targets, result, {})[0]["status"] == "failed"
+        assert server_reports(targets, result)[0].status is ReportStatus.FAILED
 
 
 def test_a_failing_device_does_not_block_the_others(host: HostDrivers) -> None:
     reconciler = Reconciler(host, CAPS)
     reconciler.converge(servers())
-    broken = servers()
     # A burst tc refuses (0 bytes) on one server: its batch fails, the other converges.
-    effective = broken[1]["plan"]["effective"]  # type: ignore[index]
-    for entry in effective:  # every layer's artifact: the plan's limit is the strictest
+    plan = hybrid_plan("vm-neutron-qos.yaml")
+    for entry in plan["effective"]:  # every layer's artifact: the plan's limit is the strictest
         for artifact in entry["artifacts"] if entry["kind"] == "bandwidth" else ():
             artifact["limit"] = {**artifact["limit"], "rate_bits_per_s": 0}
+    broken = [servers()[0], server_of(plan, "server-02", net_prefix="10.78")]
     host.tc.apply(["qdisc del dev tapbb8410ad-a0 root"])
     targets, result = reconciler.converge(broken)
     assert "instance-00000043" in result.errors
     assert all(d.instance == "instance-00000043" for d in result.drift_after)
-    reports = {r["id"]: r for r in server_reports(targets, result, {})}
-    assert reports["server-02"]["status"] == "failed"
-    assert reports["server-01"]["status"] == "partial"
+    reports = {r.id: r for r in server_reports(targets, result)}
+    assert reports["server-02"].status is ReportStatus.FAILED
+    assert reports["server-02"].error
+    assert reports["server-01"].status is ReportStatus.PARTIAL
 
 
 def test_real_cgroup_values_are_written() -> None:
@@ -206,10 +214,9 @@ VOLUME_CAPS = Capabilities(
 )
 
 
-def volume_server(volume_id: str = "vol-0001") -> dict[str, object]:
-    server = server_of(hybrid_plan("cinder-per-gb.yaml"), "server-03", net_prefix="10.79")
-    server["volumes"] = [{"id": volume_id, "device": "vdb", "size_gb": 1}]
-    return server
+def volume_server(volume_id: str = "vol-0001") -> DesiredServer:
+    attached = [AttachedVolume(volume_id, "vdb", 1)]
+    return server_of(hybrid_plan("cinder-per-gb.yaml"), "server-03", "10.79", attached)
 
 
 @pytest.fixture(params=["fake", "real"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,10 +25,11 @@ from qosplane.compiler.enforcement.backends.libvirt_domain import (
 )
 from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.hypervisor import FakeHypervisor, RealHypervisor
-from qosplane.model.host_state import Capabilities, DomainQos, Mechanism
+from qosplane.model.host_state import Capabilities, DomainQos, Mechanism, Outcome
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import Verdict
 from qosplane.model.units import Kibibytes
 from qosplane.verify.drift import domain_drift
-from qosplane.verify.judge import Verdict
 from tests.conftest import load_case, plan_of
 from tests.hostkit import drivers, server_of
 
@@ -132,7 +134,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
         yield d
 
 
-def servers(**extra_specs: str) -> list[dict[str, Any]]:
+def servers(**extra_specs: str) -> list[DesiredServer]:
     return [server_of(resquota_plan(**extra_specs), "server-01")]
 
 
@@ -154,9 +156,9 @@ def test_the_domain_runs_with_the_plans_limits_then_a_pass_changes_nothing(
     assert domain is not None
     live = _live(host)
     assert (live.scheduler, live.iotune) == (domain.scheduler, domain.iotune)
-    reports = server_reports(targets, first, {})
-    rules = {r["kind"]: r for r in reports[0]["rules"]}
-    assert rules["disk_bytes"]["status"] == "applied"
+    reports = server_reports(targets, first)
+    rules = {r.kind: r for r in reports[0].rules}
+    assert rules["disk_bytes"].outcome is Outcome.APPLIED
     _, second = reconciler.converge(servers())
     assert (second.drift_before, second.removed, second.errors) == ([], [], {})
 
@@ -232,11 +234,10 @@ def test_the_disk_limits_hold_when_measured_through_qemu() -> None:
     with drivers("real", libvirt=True) as host:
         reconciler = Reconciler(host, LIBVIRT)
 
-        def verify(server: dict[str, Any]) -> dict[tuple[str, str], Verdict]:
+        def verify(server: DesiredServer) -> dict[tuple[str, str], Verdict]:
             reconciler.converge([server])
             verdicts = verify_server(
-                server["plan"],
-                {**server, "ports": []},  # the disks only: the network is measured elsewhere
+                replace(server, ports=()),  # the disks only: the network is measured elsewhere
                 LIBVIRT,
                 host.instances,
                 host.cgroups,

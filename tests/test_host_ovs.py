@@ -38,6 +38,8 @@ from qosplane.model.host_state import (
     PortQos,
     Shaper,
 )
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import ReportStatus
 from qosplane.model.units import Bits, BitsPerSecond, Bytes, Kilobits, KilobitsPerSecond
 from qosplane.verify.drift import port_drift
 from tests.conftest import load_case, plan_of
@@ -169,7 +171,7 @@ def host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
         yield d
 
 
-def servers() -> list[dict[str, object]]:
+def servers() -> list[DesiredServer]:
     return [
         server_of(bridge_plan("m1-resquota.yaml"), "server-01"),
         server_of(bridge_plan("vm-neutron-qos.yaml"), "server-02", net_prefix="10.78"),
@@ -190,8 +192,8 @@ def test_converges_onto_the_switch_then_a_second_pass_changes_nothing(host: Host
     for target in targets:
         for port in target.qos.ports:
             assert seen[port.port].qos == port
-    reports = {r["id"]: r for r in server_reports(targets, first, {})}
-    assert reports["server-02"]["status"] == "applied"
+    reports = {r.id: r for r in server_reports(targets, first)}
+    assert reports["server-02"].status is ReportStatus.APPLIED
     _, second = reconciler.converge(servers())
     assert (second.drift_before, second.commands, second.removed) == ([], 0, [])
 

@@ -25,8 +25,8 @@ from qosplane.host.ovs import Switch
 from qosplane.host.tc import DeviceTc, TrafficControl
 from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import DeviceQos, ObservedDevice, ObservedPort, PortQos
+from qosplane.model.report import Drift
 from qosplane.verify.drift import (
-    Drift,
     cpu_drift,
     device_drift,
     domain_drift,

@@ -11,25 +11,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from qosplane.agent.reconcile import PassResult, Reconciler, server_reports
+from qosplane.agent.reconcile import PassResult, Reconciler, repaired_drift, server_reports
 from qosplane.model.errors import NotFound, QosplaneError, Unreachable
+from qosplane.model.host_facts import HostFacts
 from qosplane.model.plan import DesiredHost, DesiredServer
+from qosplane.model.report import DriftRepair, ReportStatus, ServerReport
 
 LOG = logging.getLogger("qosplane.agent")
 HEARTBEAT_S = 20.0
 
 
 class AgentApi(Protocol):
-    def register_host(self, name: str, facts: dict[str, Any]) -> dict[str, Any]: ...
+    def register_host(self, name: str, facts: HostFacts) -> None: ...
 
     def watch(self, host: str, since: int, timeout_s: float) -> DesiredHost: ...
 
-    def report(self, host: str, revision: int, servers: list[dict[str, Any]]) -> None: ...
+    def report(self, host: str, revision: int, servers: Sequence[ServerReport]) -> None: ...
 
     def heartbeat(self, host: str) -> None: ...
 
@@ -39,13 +41,13 @@ class Agent:
     api: AgentApi
     host: str
     reconciler: Reconciler
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: HostFacts = field(default_factory=HostFacts)
     drift_check_s: float = 1.0
     revision: int = -1
     servers: tuple[DesiredServer, ...] = ()
     converged: dict[str, int] = field(default_factory=dict)  # server id -> plan revision
-    last_reports: list[dict[str, Any]] = field(default_factory=list)
-    drift_log: dict[str, dict[str, Any]] = field(default_factory=dict)  # server id -> last repair
+    last_reports: list[ServerReport] = field(default_factory=list)
+    drift_log: dict[str, DriftRepair] = field(default_factory=dict)  # server id -> last repair
     on_pass: Callable[[PassResult], None] | None = None  # tests and benchmarks listen here
     _last_contact: float = 0.0
 
@@ -63,15 +65,14 @@ class Agent:
         targets, result = self.reconciler.converge(self.servers)
         if self.on_pass is not None:  # enforced (and read back) on the host from here
             self.on_pass(result)
-        reports = server_reports(targets, result, self.converged)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for report in reports:
-            # The last repair stays in the report (for explain) until the next one: a quiet
-            # pass does not erase it, and an unrepairable drift is not re-sent every pass.
-            if report["drift_repaired"]:
-                self.drift_log[report["id"]] = {"at": stamp, "drift": report["drift_repaired"]}
-            report["last_drift"] = self.drift_log.get(report["id"])
-            del report["drift_repaired"]
+        # The last repair stays in the report (for explain) until the next one: a quiet
+        # pass does not erase it, and an unrepairable drift is not re-sent every pass.
+        for server_id, drift in repaired_drift(targets, result, self.converged).items():
+            self.drift_log[server_id] = DriftRepair(stamp, drift)
+        reports = [
+            replace(r, last_drift=self.drift_log.get(r.id)) for r in server_reports(targets, result)
+        ]
         if changed or result.removed or reports != self.last_reports:
             self.api.report(self.host, self.revision, reports)
             self._last_contact = time.monotonic()
@@ -79,8 +80,8 @@ class Agent:
             self.api.heartbeat(self.host)
             self._last_contact = time.monotonic()
         for report in reports:
-            if report["status"] != "failed":
-                self.converged[report["id"]] = report["plan_revision"]
+            if report.status is not ReportStatus.FAILED:
+                self.converged[report.id] = report.plan_revision
         self.last_reports = reports
         if result.drift_before and not changed:
             repaired = [d for d in result.drift_before if d not in result.drift_after]

@@ -7,9 +7,8 @@ host cannot enforce is not "measured" into a pass: it keeps its not-enforceable 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from qosplane.agent.reconcile import ports_of
 from qosplane.compiler.enforcement.program import host_program
@@ -19,6 +18,8 @@ from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances, PortWire
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
 from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, Shaper
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import Verdict
 from qosplane.model.units import (
     BitsPerSecond,
     Bytes,
@@ -27,7 +28,7 @@ from qosplane.model.units import (
     kilobits_per_s_to_bits_per_s,
     kilobits_to_bits,
 )
-from qosplane.verify.judge import Verdict, judge_disk, judge_exact, judge_ratio, judge_throughput
+from qosplane.verify.judge import judge_disk, judge_exact, judge_ratio, judge_throughput
 
 REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
 MAX_OMIT_S = 10
@@ -90,8 +91,7 @@ def _ip(cidr: str) -> str:
 
 
 def verify_server(
-    plan: Mapping[str, Any],
-    server: Mapping[str, Any],
+    server: DesiredServer,
     caps: Capabilities,
     instances: Instances,
     cgroups: Cgroups,
@@ -101,7 +101,7 @@ def verify_server(
 ) -> list[Verdict]:
     """Measure each limit the host holds for the server: its links both ways and DSCP, its
     volumes' exports, its domain's disks and its CPU share."""
-    qos, _ = host_program(plan, caps, server.get("volumes", []))
+    qos, _ = host_program(server.plan, caps, server.volumes)
     verdicts = _network_verdicts(qos, ports_of(server), instances, seconds)
     verdicts += _volume_verdicts(qos, instances, volumes, seconds)
     if qos.domain is not None and hypervisor is not None:

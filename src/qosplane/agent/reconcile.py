@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from qosplane.agent.backends import (
     CgroupGroups,
@@ -40,10 +39,8 @@ from qosplane.model.host_state import (
     PortQos,
     RuleOutcome,
 )
-from qosplane.model.plan import DesiredServer, WiredPort
-from qosplane.verify.drift import (
-    Drift,
-)
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import Drift, ReportStatus, ServerReport
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 # A server that failed permanently is left alone until its plan changes, and tried again
@@ -98,14 +95,9 @@ class PassResult:
         return bool(self.drift_before or self.removed or self.errors)
 
 
-def ports_of(server: DesiredServer | Mapping[str, Any]) -> tuple[PortWire, ...]:
-    """The server's ports as a host plugs them in; a mapping is the watch's (or the plan
-    endpoint's) JSON form of a server, of which only its `ports` are read."""
-    ports = (
-        server.ports
-        if isinstance(server, DesiredServer)
-        else tuple(WiredPort.from_json(p) for p in server.get("ports", []))
-    )
+def ports_of(server: DesiredServer) -> tuple[PortWire, ...]:
+    """The server's ports as a host plugs them in."""
+    ports = server.ports
     out = []
     for port in ports:
         gateways = [a.gateway for a in port.addresses if a.gateway]
@@ -122,16 +114,9 @@ def ports_of(server: DesiredServer | Mapping[str, Any]) -> tuple[PortWire, ...]:
     return tuple(out)
 
 
-def _desired(server: DesiredServer | Mapping[str, Any]) -> DesiredServer:
-    """Servers as the agent holds them; the watch's JSON form (tests, tools) is read once."""
-    return server if isinstance(server, DesiredServer) else DesiredServer.from_json(server)
-
-
-def targets_of(
-    servers: Sequence[DesiredServer | Mapping[str, Any]], caps: Capabilities
-) -> list[Target]:
+def targets_of(servers: Sequence[DesiredServer], caps: Capabilities) -> list[Target]:
     targets = []
-    for desired in map(_desired, servers):
+    for desired in servers:
         qos, outcomes = host_program(desired.plan, caps, desired.volumes)
         wires = ports_of(desired)
         if caps.ovs_switch:
@@ -236,9 +221,7 @@ class Reconciler:
                 if owner not in owners:
                     self.d.switch.unplug(port)
 
-    def converge(
-        self, servers: Sequence[DesiredServer | Mapping[str, Any]]
-    ) -> tuple[list[Target], PassResult]:
+    def converge(self, servers: Sequence[DesiredServer]) -> tuple[list[Target], PassResult]:
         targets = targets_of(servers, self.caps)
         return targets, self.converge_targets(targets)
 
@@ -303,41 +286,42 @@ class Reconciler:
                 self._charge(result, t.qos.name, exc)
 
 
-def server_reports(
-    targets: Sequence[Target], result: PassResult, converged: Mapping[str, int]
-) -> list[dict[str, Any]]:
+def server_reports(targets: Sequence[Target], result: PassResult) -> list[ServerReport]:
     """Per server: applied, partial (some limit cannot be enforced here) or failed, with
-    one line per rule saying which mechanism enforces it or why none does. What a pass
-    repairs on a server whose plan revision had already converged (`converged`: server id
-    -> plan revision) is drift, and is reported as such."""
+    one line per rule saying which mechanism enforces it or why none does."""
     reports = []
     for t in targets:
         failed = result.errors.get(t.qos.name)
         remaining = [d for d in result.drift_after if d.instance == t.qos.name]
+        rules = t.outcomes
         if failed or remaining:
-            status = "failed"
-        elif any(o.outcome is Outcome.NOT_ENFORCEABLE for o in t.outcomes):
-            status = "partial"
-        else:
-            status = "applied"
-        rules = [o.to_json() for o in t.outcomes]
-        if failed or remaining:
+            status = ReportStatus.FAILED
             reason = failed or "; ".join(f"{d.device} {d.aspect}" for d in remaining)
-            for rule in rules:
-                if rule["status"] == Outcome.APPLIED.value:
-                    rule["status"], rule["reason"] = Outcome.FAILED.value, reason
-        reports.append(
-            {
-                "id": t.server_id,
-                "plan_revision": t.plan_revision,
-                "status": status,
-                "rules": rules,
-                "drift_repaired": [
-                    d.to_json()
-                    for d in result.drift_before
-                    if d.instance == t.qos.name and converged.get(t.server_id) == t.plan_revision
-                ],
-                "error": failed or "",
-            }
-        )
+            rules = tuple(
+                replace(r, outcome=Outcome.FAILED, reason=reason)
+                if r.outcome is Outcome.APPLIED
+                else r
+                for r in rules
+            )
+        elif any(o.outcome is Outcome.NOT_ENFORCEABLE for o in t.outcomes):
+            status = ReportStatus.PARTIAL
+        else:
+            status = ReportStatus.APPLIED
+        reports.append(ServerReport(t.server_id, t.plan_revision, status, rules, failed or ""))
     return reports
+
+
+def repaired_drift(
+    targets: Sequence[Target], result: PassResult, converged: Mapping[str, int]
+) -> dict[str, tuple[Drift, ...]]:
+    """Per server, what the pass repaired on it: drift only where the plan revision had
+    already converged (`converged`: server id -> plan revision), so applying a new plan is
+    not reported as a repair."""
+    out = {}
+    for t in targets:
+        if converged.get(t.server_id) != t.plan_revision:
+            continue
+        found = tuple(d for d in result.drift_before if d.instance == t.qos.name)
+        if found:
+            out[t.server_id] = found
+    return out

@@ -30,13 +30,15 @@ from qosplane.api.common import (
 )
 from qosplane.api.nova.servers import visible_server
 from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import PlacedServer, ServerReport, ServerStatus, Verdict
+from qosplane.openstack.case import host_facts_from_case
 from qosplane.service.hosts import HostService
 from qosplane.store.hosts import HostRepository
 from qosplane.store.servers import ServerRepository
 from qosplane.store.tables import HostRow
 
 WATCH_TIMEOUT_MAX_S = 300
-REPORT_STATUSES = ("applied", "partial", "failed", "removed")
 
 
 # ---- native: hosts and the watch -------------------------------------------------------
@@ -57,11 +59,13 @@ def _host_json(repo: HostRepository, row: HostRow) -> dict[str, Any]:
 async def register_host(request: Request, services: Services) -> Response:
     context(request, services).require_admin("qosplane:hosts:register")
     body = await json_body(request, "host", AGENT_MAX_BODY_BYTES)
+    name = name_field(body.get("name"), "host.name")
     facts = body.get("facts", {})
     if not isinstance(facts, dict):
         raise InvalidInput("host.facts", facts, "a mapping like the case file's `host`")
+    parsed = host_facts_from_case({**facts, "hostname": name})  # the one edge facts are read at
     with services.db.transaction() as s:
-        row = HostService(s).register(name_field(body.get("name"), "host.name"), facts)
+        row = HostService(s).register(name, parsed)
         return ok({"host": _host_json(HostRepository(s), row)})
 
 
@@ -144,13 +148,11 @@ async def report(request: Request, services: Services) -> Response:
     context(request, services).require_admin("qosplane:hosts:report")
     body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     revision = parse_int("revision", body.get("revision"), 0, INT32_MAX)
-    reports = body.get("servers", [])
-    if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
-        raise InvalidInput("servers", reports, "a list of server reports")
-    for i, item in enumerate(reports):
-        if item.get("status") not in REPORT_STATUSES:
-            raise InvalidInput(f"servers[{i}].status", item.get("status"), str(REPORT_STATUSES))
-        parse_int(f"servers[{i}].plan_revision", item.get("plan_revision"), 0, INT32_MAX)
+    items = body.get("servers", [])
+    if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+        raise InvalidInput("servers", items, "a list of server reports")
+    # Read whole before anything is stored: one bad report refuses the request, keeps nothing.
+    reports = [ServerReport.from_json(item, f"servers[{i}]") for i, item in enumerate(items)]
     with services.db.transaction() as s:
         repo = HostRepository(s)
         name = request.path_params["name"]
@@ -158,7 +160,7 @@ async def report(request: Request, services: Services) -> Response:
         servers = ServerRepository(s)
         on_host = {r.id: r for r in repo.servers(name)}
         for item in reports:
-            row = on_host.get(str(item.get("id")))
+            row = on_host.get(item.id)
             if row is not None:  # a server deleted meanwhile: nothing to record
                 servers.record_report(row, item)
     return empty(204)
@@ -170,22 +172,24 @@ async def server_status(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         servers = ServerRepository(s)
         row = visible_server(servers, ctx, request.path_params["server_id"])
-        return ok(
-            {
-                "server": {"id": row.id, "status": row.status, "host": row.host},
-                "plan_revision": row.plan_revision,
-                "report": servers.report(row),
-                "measurements": json.loads(row.measurements or "{}"),
-            }
+        status = ServerStatus(
+            row.id,
+            row.status,
+            row.host or "",
+            row.plan_revision,
+            servers.report(row),
+            servers.measurements(row),
         )
+        return ok(status.to_json())
 
 
 async def record_measurements(request: Request, services: Services) -> Response:
     context(request, services).require_admin("qosplane:servers:measure")
     body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
-    verdicts = body.get("verdicts")
-    if not isinstance(verdicts, list) or not all(isinstance(v, dict) for v in verdicts):
-        raise InvalidInput("verdicts", verdicts, "a list of verdict objects")
+    items = body.get("verdicts")
+    if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
+        raise InvalidInput("verdicts", items, "a list of verdict objects")
+    verdicts = [Verdict.from_json(v, f"verdicts[{i}]") for i, v in enumerate(items)]
     with services.db.transaction() as s:
         repo = ServerRepository(s)
         repo.record_measurements(repo.get(request.path_params["server_id"]), verdicts)
@@ -206,19 +210,15 @@ async def server_plan(request: Request, services: Services) -> Response:
             row = matches[0]
         if row.project_id != ctx.project_id and not ctx.is_admin:
             raise NotFound("Server", ref)
-        return ok(
-            {
-                "plan": repo.plan(row.id).to_json() | {"revision": row.plan_revision},
-                "server": {
-                    "id": row.id,
-                    "name": row.name,
-                    "status": row.status,
-                    "host": row.host,
-                    "ports": [p.to_json() for p in repo.wiring(row)],
-                    "volumes": [v.to_json() for v in repo.volume_wiring(row)],
-                },
-            }
+        desired = DesiredServer(
+            row.id,
+            row.name,
+            row.plan_revision,
+            repo.plan_of(row),
+            tuple(repo.wiring(row)),
+            tuple(repo.volume_wiring(row)),
         )
+        return ok(PlacedServer(desired, row.status, row.host or "").to_json())
 
 
 def routes(services: Services) -> list[Route]:

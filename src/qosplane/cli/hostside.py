@@ -13,7 +13,6 @@ import sys
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from qosplane.agent.loop import Agent
 from qosplane.agent.measurement import verdicts_json, verify_server
@@ -28,8 +27,9 @@ from qosplane.host.probe import cached_probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.errors import QosplaneError
+from qosplane.model.host_facts import CgroupVersion, HostFacts
 from qosplane.model.host_state import Capabilities
-from qosplane.model.plan import HostPlan
+from qosplane.model.instance import VifType
 from qosplane.verify.explain import explain, render_explain
 
 EXIT_OK = 0
@@ -142,15 +142,17 @@ def why_no_agent() -> str:
     return ""
 
 
-def agent_facts(caps: Capabilities) -> dict[str, Any]:
+def agent_facts(caps: Capabilities) -> HostFacts:
     """What the API compiles this host's plans with: taps in Linux bridges (libvirt's
     `hybrid` wiring, so libvirt's police on the tap holds) or taps straight in br-int
     (`bridge`, the seed's wiring, Neutron's OVS rows on the tap), this host's cgroups."""
-    return {
-        "vif_type": "bridge" if caps.ovs_switch else "hybrid",
-        "cgroup": "v2" if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu else "v1",
-        "virt_type": "qemu",
-    }
+    return HostFacts(
+        vif_type=VifType.BRIDGE if caps.ovs_switch else VifType.HYBRID,
+        cgroup=CgroupVersion.V2
+        if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
+        else CgroupVersion.V1,
+        virt_type="qemu",
+    )
 
 
 def build_agent(client: QosplaneClient, host: str, setup: HostSetup, drift_check_s: float) -> Agent:
@@ -208,11 +210,6 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     return EXIT_OK
 
 
-def _server(client: QosplaneClient, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    data = client.server_plan(ref)
-    return data["plan"], data["server"]
-
-
 def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
     """Run a command in the instance's network namespace and cgroup, on this host."""
     command = list(args.cmd or [])
@@ -221,16 +218,16 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
     if not command:
         print("qosplane exec: give a command after --", file=sys.stderr)
         return EXIT_INVALID
-    plan, server = _server(QosplaneClient(creds), args.server)
-    instance = plan["instance"]["name"]
+    placed = QosplaneClient(creds).server_plan(args.server)
+    instance = placed.desired.plan.instance_name
     setup = _setup(args, "exec")
     if setup is None:
         return EXIT_FAILED
     ns = setup.drivers.instances.namespace(instance)
     if instance not in setup.drivers.instances.names():
         print(
-            f"qosplane exec: {server['name']} ({instance}) does not run on this host "
-            f"({socket.gethostname()}); it is placed on {server['host']}",
+            f"qosplane exec: {placed.desired.name} ({instance}) does not run on this host "
+            f"({socket.gethostname()}); it is placed on {placed.host}",
             file=sys.stderr,
         )
         return EXIT_INVALID
@@ -244,13 +241,12 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
 
 def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
     client = QosplaneClient(creds)
-    plan, server = _server(client, args.server)
+    placed = client.server_plan(args.server)
     setup = _setup(args, "verify")
     if setup is None:
         return EXIT_FAILED
     verdicts = verify_server(
-        plan,
-        server,
+        placed.desired,
         setup.caps,
         setup.drivers.instances,
         setup.drivers.cgroups,
@@ -258,7 +254,7 @@ def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
         args.seconds,
         setup.drivers.hypervisor,
     )
-    client.record_measurement(server["id"], verdicts_json(verdicts))
+    client.record_measurement(placed.desired.id, verdicts)
     if args.json:
         json.dump(verdicts_json(verdicts), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -276,18 +272,12 @@ def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
 def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:
     client = QosplaneClient(creds)
     try:
-        plan, server = _server(client, args.server)
-        status = client.server_status(server["id"])
+        placed = client.server_plan(args.server)
+        status = client.server_status(placed.desired.id)
     except QosplaneError as exc:
         print(f"qosplane explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    view = explain(
-        HostPlan.from_json(plan),
-        int(plan["revision"]),
-        {**server, "status": status["server"]["status"]},
-        status["report"],
-        status["measurements"],
-    )
+    view = explain(placed, status)
     if args.json:
         json.dump(view, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -88,7 +88,7 @@ def _credentials(state_dir: str) -> Credentials:
 def _plan_of_server(args: argparse.Namespace) -> int:
     try:
         client = QosplaneClient(_credentials(args.state_dir))
-        data = client.server_plan(args.server)
+        placed = client.server_plan(args.server)
     except FileNotFoundError as exc:
         print(f"qosplane plan: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
@@ -98,7 +98,7 @@ def _plan_of_server(args: argparse.Namespace) -> int:
     except (QosplaneError, OSError) as exc:
         print(f"qosplane plan: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    plan = data["plan"]
+    plan = placed.to_json()["plan"]  # the plan as `qosplane plan --json` has always printed it
     if args.json:
         json.dump(plan, sys.stdout, indent=2)
         sys.stdout.write("\n")

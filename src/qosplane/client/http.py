@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from qosplane.model.errors import Unauthorized, Unreachable
+from qosplane.model.host_facts import HostFacts
 from qosplane.model.plan import DesiredHost
+from qosplane.model.report import PlacedServer, ServerReport, ServerStatus, Verdict
+from qosplane.openstack.case import host_facts_to_case
 from qosplane.openstack.errors import error_for_status
 
 
@@ -119,11 +123,9 @@ class QosplaneClient:
         return self.call("GET", path)
 
     # --- agents ---------------------------------------------------------------------
-    def register_host(self, name: str, facts: dict[str, Any]) -> dict[str, Any]:
-        host: dict[str, Any] = self.call(
-            "POST", "/qosplane/v1/hosts", {"host": {"name": name, "facts": facts}}
-        )["host"]
-        return host
+    def register_host(self, name: str, facts: HostFacts) -> None:
+        body = {"name": name, "facts": host_facts_to_case(facts)}
+        self.call("POST", "/qosplane/v1/hosts", {"host": body})
 
     def watch(self, host: str, since: int, timeout_s: float) -> DesiredHost:
         """The host's desired state once its revision differs from `since`, or an
@@ -135,21 +137,20 @@ class QosplaneClient:
         )
         return DesiredHost.from_json(state)
 
-    def report(self, host: str, revision: int, servers: list[dict[str, Any]]) -> None:
-        self.call(
-            "PUT", f"/qosplane/v1/hosts/{host}/report", {"revision": revision, "servers": servers}
-        )
+    def report(self, host: str, revision: int, servers: Sequence[ServerReport]) -> None:
+        body = {"revision": revision, "servers": [s.to_json() for s in servers]}
+        self.call("PUT", f"/qosplane/v1/hosts/{host}/report", body)
 
     def heartbeat(self, host: str) -> None:
         self.call("POST", f"/qosplane/v1/hosts/{host}/heartbeat", {})
 
-    def server_status(self, server_id: str) -> dict[str, Any]:
-        status: dict[str, Any] = self.get(f"/qosplane/v1/servers/{server_id}/status")
-        return status
+    def server_status(self, server_id: str) -> ServerStatus:
+        return ServerStatus.from_json(self.get(f"/qosplane/v1/servers/{server_id}/status"))
 
-    def record_measurement(self, server_id: str, verdicts: list[dict[str, Any]]) -> None:
-        self.call("PUT", f"/qosplane/v1/servers/{server_id}/measurements", {"verdicts": verdicts})
+    def record_measurement(self, server_id: str, verdicts: Sequence[Verdict]) -> None:
+        body = {"verdicts": [v.to_json() for v in verdicts]}
+        self.call("PUT", f"/qosplane/v1/servers/{server_id}/measurements", body)
 
-    def server_plan(self, name_or_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.get(f"/qosplane/v1/servers/{name_or_id}/plan")
-        return data
+    def server_plan(self, name_or_id: str) -> PlacedServer:
+        """The server's plan and wiring, by id or (unique) name."""
+        return PlacedServer.from_json(self.get(f"/qosplane/v1/servers/{name_or_id}/plan"))

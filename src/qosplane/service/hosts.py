@@ -8,10 +8,9 @@ that host is recompiled, or the agent would apply a plan written for another mac
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
+from qosplane.model.host_facts import HostFacts
 from qosplane.service.plans import HostFactsChanged, Replanner
 from qosplane.store.hosts import HostRepository
 from qosplane.store.tables import HostRow
@@ -23,7 +22,7 @@ class HostService:
         self.hosts = HostRepository(session)
         self.plans = Replanner(session)
 
-    def register(self, name: str, facts: dict[str, Any]) -> HostRow:
+    def register(self, name: str, facts: HostFacts) -> HostRow:
         known = self.session.get(HostRow, name)
         facts_before = known.facts if known is not None else None
         row = self.hosts.register(name, facts)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
@@ -52,12 +51,12 @@ class HostRepository:
         self.session = session
 
     # hosts -----------------------------------------------------------------------------
-    def register(self, name: str, facts: dict[str, Any] | None = None) -> HostRow:
+    def register(self, name: str, facts: HostFacts | None = None) -> HostRow:
         """Create or refresh a host. Re-registering keeps its id, number and revision, so a
         restarted agent resumes watching where the API is."""
         if not name or len(name) > 255:
             raise InvalidInput("host.name", name, "a string of 1 to 255 characters")
-        parsed = host_facts_from_case({**(facts or {}), "hostname": name})
+        parsed = replace(facts or HostFacts(), hostname=name)  # a host is named once
         facts_json = json.dumps(host_facts_to_case(parsed), sort_keys=True)
         now = _stamp(_now())
         row = self.session.get(HostRow, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from qosplane.model.instance import Instance, Port, Volume
 from qosplane.model.plan import AttachedVolume, HostPlan, WiredAddress, WiredPort
+from qosplane.model.report import Measurements, ReportStatus, ServerReport, Verdict
 from qosplane.store.database import fetch
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.hosts import HostRepository
@@ -219,21 +221,28 @@ class ServerRepository:
             for v, target in zip(volumes, targets, strict=True)
         ]
 
-    def record_report(self, row: ServerRow, report: dict[str, Any]) -> None:
+    def record_report(self, row: ServerRow, report: ServerReport) -> None:
         """Keep the agent's report; a failed apply puts the server in ERROR, as a failed
         spawn does in Nova, and a later successful one brings it back to ACTIVE."""
-        row.agent_report = json.dumps(report, sort_keys=True)
-        if report.get("plan_revision") == row.plan_revision:
-            row.status = "ERROR" if report.get("status") == "failed" else "ACTIVE"
+        row.agent_report = json.dumps(report.to_json(), sort_keys=True)
+        if report.plan_revision == row.plan_revision:
+            row.status = "ERROR" if report.status is ReportStatus.FAILED else "ACTIVE"
 
-    def record_measurements(self, row: ServerRow, verdicts: list[dict[str, Any]]) -> None:
+    def record_measurements(self, row: ServerRow, verdicts: Sequence[Verdict]) -> None:
         """Keep the last `verify` of the server, stamped now, for explain."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        row.measurements = json.dumps({"measured_at": stamp, "verdicts": verdicts})
+        row.measurements = json.dumps(Measurements(stamp, tuple(verdicts)).to_json())
 
-    def report(self, row: ServerRow) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(row.agent_report or "{}")
-        return out
+    @staticmethod
+    def report(row: ServerRow) -> ServerReport | None:
+        """The agent's last report on the server; None before its first."""
+        stored = json.loads(row.agent_report or "{}")
+        return ServerReport.from_json(stored) if stored else None
+
+    @staticmethod
+    def measurements(row: ServerRow) -> Measurements | None:
+        stored = json.loads(row.measurements or "{}")
+        return Measurements.from_json(stored) if stored else None
 
     def plan(self, server_id: str) -> HostPlan:
         return self.plan_of(self.get(server_id))

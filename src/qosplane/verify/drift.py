@@ -3,8 +3,6 @@ read it ("tc class rate on tap5f1c..." not "state differs")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from qosplane.compiler.enforcement.program import same_shaper
 from qosplane.model.host_state import (
     CFS_DEFAULT_PERIOD_US,
@@ -19,24 +17,7 @@ from qosplane.model.host_state import (
     Shaper,
     VolumeQos,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    instance: str
-    device: str  # tap name, ifb name or "cpu"
-    aspect: str  # "to-instance shaper", "from-instance redirect", "dscp mark", "cpu.shares"
-    desired: str
-    observed: str
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "instance": self.instance,
-            "device": self.device,
-            "aspect": self.aspect,
-            "desired": self.desired,
-            "observed": self.observed,
-        }
+from qosplane.model.report import Drift
 
 
 def _text(shaper: Shaper | None) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from qosplane.model.plan import EffectiveLimit, HostPlan
+from qosplane.model.plan import EffectiveLimit
+from qosplane.model.report import PlacedServer, ServerStatus
 
 _DEVICE_SIDE = {
     "ingress": "to the instance: the host side's egress (root qdisc)",
@@ -39,20 +40,20 @@ def _canonical(limit: Mapping[str, int] | None) -> str:
     return ", ".join(parts)
 
 
-def explain(
-    plan: HostPlan,
-    plan_revision: int,
-    server: Mapping[str, Any],
-    report: Mapping[str, Any],
-    measurements: Mapping[str, Any],
-) -> dict[str, Any]:
-    rules = {(r["kind"], r["device"], r["direction"]): r for r in report.get("rules", [])}
-    verdicts = {
-        (v["kind"], v["device"], v["direction"]): v for v in measurements.get("verdicts", [])
-    }
-    last_drift = report.get("last_drift") or {}
-    drift = [{**d, "at": last_drift.get("at")} for d in last_drift.get("drift", [])]
-    current = report.get("plan_revision") == plan_revision
+def explain(placed: PlacedServer, status: ServerStatus) -> dict[str, Any]:
+    """The view `qosplane explain --json` prints (its JSON is the output, so it is built
+    here as JSON): one entry per effective limit of the plan."""
+    plan, plan_revision = placed.desired.plan, placed.desired.plan_revision
+    report, measurements = status.report, status.measurements
+    rules = {(r.kind, r.device, r.direction): r.to_json() for r in report.rules} if report else {}
+    verdicts = (
+        {(v.kind, v.device, v.direction): v.to_json() for v in measurements.verdicts}
+        if measurements
+        else {}
+    )
+    last_drift = report.last_drift if report else None
+    drift = [d.to_json() | {"at": last_drift.at} for d in last_drift.drift] if last_drift else []
+    current = report is not None and report.plan_revision == plan_revision
     limits = []
     for entry in plan.effective:
         device = _tap(entry)
@@ -94,14 +95,14 @@ def explain(
         )
     return {
         "server": {
-            "id": server.get("id"),
-            "name": server.get("name"),
-            "status": server.get("status"),
-            "host": server.get("host"),
+            "id": placed.desired.id,
+            "name": placed.desired.name,
+            "status": status.status,
+            "host": placed.host,
             "instance": plan.instance_name,
             "plan_revision": plan_revision,
-            "applied_revision": report.get("plan_revision"),
-            "measured_at": measurements.get("measured_at"),
+            "applied_revision": report.plan_revision if report else None,
+            "measured_at": measurements.measured_at if measurements else None,
         },
         "limits": limits,
         "errors": [f.to_json() for f in plan.errors],

@@ -4,39 +4,10 @@ measurement must fall in (issue 4's bands: throughput within 5% of the TCP goodp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from qosplane.model.report import Verdict
 from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
 
 TEN_MBIT = 10_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    kind: str  # bandwidth, dscp, cpu_shares
-    device: str
-    direction: str
-    configured: str  # as configured, with its unit
-    expected: float
-    measured: float
-    unit: str
-    tolerance: float  # relative; 0 for exact
-    passed: bool
-    method: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "device": self.device,
-            "direction": self.direction,
-            "configured": self.configured,
-            "expected": self.expected,
-            "measured": self.measured,
-            "unit": self.unit,
-            "tolerance": self.tolerance,
-            "passed": self.passed,
-            "method": self.method,
-        }
 
 
 def throughput_tolerance(rate_bits_per_s: int) -> float:

@@ -19,7 +19,6 @@ from qosplane.store.hosts import HostRepository
 from qosplane.store.tables import AggregateRow, HostRow
 
 WATCH_TIMEOUT_MAX_S = 300
-REPORT_STATUSES = ("applied", "partial", "failed", "removed")
 
 
 # ---- Nova: hypervisors -----------------------------------------------------------------
