@@ -17,7 +17,7 @@ from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.service.cinder import CinderService
-from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
+from qosplane.store.views import QosSpecView, VolumeTypeView, VolumeView
 from qosplane.store.volumes import VolumeRepository
 
 
@@ -37,7 +37,7 @@ async def versions(request: Request, services: Services) -> Response:
     return ok({"versions": [_version(request)]}, status=status)
 
 
-def spec_json(repo: VolumeRepository, row: QosSpecRow) -> dict[str, Any]:
+def spec_json(repo: VolumeRepository, row: QosSpecView) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -47,7 +47,7 @@ def spec_json(repo: VolumeRepository, row: QosSpecRow) -> dict[str, Any]:
     }
 
 
-def type_json(row: VolumeTypeRow) -> dict[str, Any]:
+def type_json(row: VolumeTypeView) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -59,7 +59,7 @@ def type_json(row: VolumeTypeRow) -> dict[str, Any]:
     }
 
 
-def volume_json(repo: VolumeRepository, row: VolumeRow) -> dict[str, Any]:
+def volume_json(repo: VolumeRepository, row: VolumeView) -> dict[str, Any]:
     vtype = repo.volume_type(row.volume_type_id).name if row.volume_type_id else None
     attachments = []
     if row.server_id:
@@ -254,7 +254,7 @@ async def list_volumes(request: Request, services: Services) -> Response:
     return ok({"volumes": out})
 
 
-def _visible_volume(repo: VolumeRepository, ctx: Context, volume_id: str) -> VolumeRow:
+def _visible_volume(repo: VolumeRepository, ctx: Context, volume_id: str) -> VolumeView:
     """The volume, if the caller's project owns it (or the caller is admin); another
     project's volume answers 404 like a missing one."""
     row = repo.volume(volume_id)

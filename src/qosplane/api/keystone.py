@@ -12,7 +12,7 @@ from qosplane.api.auth import TOKEN_LIFETIME, Context, utcnow
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import InvalidInput, NotFound, Unauthorized
 from qosplane.store.identity import ROLES, IdentityRepository
-from qosplane.store.tables import ProjectRow, UserRow
+from qosplane.store.views import ProjectView, UserView
 
 DOMAIN = {"id": "default", "name": "Default"}
 
@@ -123,7 +123,7 @@ async def issue_token(request: Request, services: Services) -> Response:
     return ok({"token": token}, status=201, headers={"X-Subject-Token": services.signer.issue(ctx)})
 
 
-def project_json(row: ProjectRow) -> dict[str, Any]:
+def project_json(row: ProjectView) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -138,7 +138,7 @@ def project_json(row: ProjectRow) -> dict[str, Any]:
     }
 
 
-def user_json(row: UserRow) -> dict[str, Any]:
+def user_json(row: UserView) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,

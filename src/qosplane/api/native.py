@@ -36,13 +36,13 @@ from qosplane.openstack.case import host_facts_from_case
 from qosplane.service.hosts import HostService
 from qosplane.store.hosts import HostRepository
 from qosplane.store.servers import ServerRepository
-from qosplane.store.tables import HostRow
+from qosplane.store.views import HostView
 
 WATCH_TIMEOUT_MAX_S = 300
 
 
 # ---- native: hosts and the watch -------------------------------------------------------
-def _host_json(repo: HostRepository, row: HostRow) -> dict[str, Any]:
+def _host_json(repo: HostRepository, row: HostView) -> dict[str, Any]:
     return {
         "name": row.name,
         "id": row.id,

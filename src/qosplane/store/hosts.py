@@ -21,6 +21,7 @@ from qosplane.model.host_facts import HostFacts
 from qosplane.openstack.case import host_facts_from_case, host_facts_to_case
 from qosplane.store.database import NOTIFY_CHANNEL, fetch
 from qosplane.store.tables import AggregateHostRow, AggregateRow, HostRow, ServerRow
+from qosplane.store.views import HostView
 
 DEFAULT_ZONE = "nova"  # Nova's [DEFAULT]default_availability_zone
 # A host whose agent has not sent a heartbeat for this long is reported down, as Nova's
@@ -138,7 +139,7 @@ class HostRepository:
         return row
 
     @staticmethod
-    def is_up(row: HostRow, now: datetime | None = None) -> bool:
+    def is_up(row: HostView, now: datetime | None = None) -> bool:
         """A host with an agent is up while the agent speaks; a host no agent ever spoke
         for (the all-in-one's own, with --no-agent) only stores plans and is always up."""
         if row.agent_seen_at is None:

@@ -27,6 +27,7 @@ from qosplane.store.hosts import HostRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.tables import ServerRow
+from qosplane.store.views import ServerView
 from qosplane.store.volumes import VolumeRepository
 
 
@@ -122,7 +123,7 @@ class ServerRepository:
         HostRepository(self.session).bump(row.host)  # the agent tears the instance down
         self.session.delete(row)
 
-    def port_ids(self, row: ServerRow) -> list[str]:
+    def port_ids(self, row: ServerView) -> list[str]:
         ids: list[str] = json.loads(row.port_ids)
         return ids
 
@@ -234,13 +235,13 @@ class ServerRepository:
         row.measurements = json.dumps(Measurements(stamp, tuple(verdicts)).to_json())
 
     @staticmethod
-    def report(row: ServerRow) -> ServerReport | None:
+    def report(row: ServerView) -> ServerReport | None:
         """The agent's last report on the server; None before its first."""
         stored = json.loads(row.agent_report or "{}")
         return ServerReport.from_json(stored) if stored else None
 
     @staticmethod
-    def measurements(row: ServerRow) -> Measurements | None:
+    def measurements(row: ServerView) -> Measurements | None:
         stored = json.loads(row.measurements or "{}")
         return Measurements.from_json(stored) if stored else None
 

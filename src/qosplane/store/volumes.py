@@ -25,6 +25,7 @@ from qosplane.openstack.cinder import (
 )
 from qosplane.store.database import fetch
 from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
+from qosplane.store.views import QosSpecView
 
 
 def _now() -> str:
@@ -61,7 +62,7 @@ class VolumeRepository:
     def spec(self, spec_id: str) -> QosSpecRow:
         return fetch(self.session, QosSpecRow, spec_id, "QoS spec")
 
-    def specs_of(self, row: QosSpecRow) -> dict[str, str]:
+    def specs_of(self, row: QosSpecView) -> dict[str, str]:
         data: dict[str, str] = json.loads(row.specs)
         return data
 

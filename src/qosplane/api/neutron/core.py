@@ -24,12 +24,12 @@ from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.records import RecordRepository
-from qosplane.store.tables import NetworkRow, PortRow, SubnetRow
+from qosplane.store.views import NetworkView, PortView, SubnetView
 
 NETWORK_TYPES = ("", "flat", "vlan", "vxlan", "geneve", "gre", "local")
 
 
-def network_json(row: NetworkRow, subnet_ids: list[str]) -> dict[str, Any]:
+def network_json(row: NetworkView, subnet_ids: list[str]) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -54,7 +54,7 @@ def network_json(row: NetworkRow, subnet_ids: list[str]) -> dict[str, Any]:
     }
 
 
-def subnet_json(row: SubnetRow) -> dict[str, Any]:
+def subnet_json(row: SubnetView) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -78,7 +78,7 @@ def subnet_json(row: SubnetRow) -> dict[str, Any]:
     }
 
 
-def port_json(repo: NetworkRepository, row: PortRow) -> dict[str, Any]:
+def port_json(repo: NetworkRepository, row: PortView) -> dict[str, Any]:
     net = repo.network(row.network_id)
     return {
         "id": row.id,
@@ -177,11 +177,11 @@ def _owns(ctx: Context, project_id: str) -> bool:
     return ctx.is_admin or project_id == ctx.project_id
 
 
-def _sees(ctx: Context, network: NetworkRow) -> bool:
+def _sees(ctx: Context, network: NetworkView) -> bool:
     return network.shared or _owns(ctx, network.project_id)
 
 
-def visible_network(repo: NetworkRepository, ctx: Context, network_id: str) -> NetworkRow:
+def visible_network(repo: NetworkRepository, ctx: Context, network_id: str) -> NetworkView:
     """Another project's private network answers 404, as Neutron does."""
     row = repo.network(network_id)
     if not _sees(ctx, row):
@@ -189,14 +189,14 @@ def visible_network(repo: NetworkRepository, ctx: Context, network_id: str) -> N
     return row
 
 
-def owned_network(repo: NetworkRepository, ctx: Context, network_id: str) -> NetworkRow:
+def owned_network(repo: NetworkRepository, ctx: Context, network_id: str) -> NetworkView:
     row = visible_network(repo, ctx, network_id)
     if not _owns(ctx, row.project_id):
         raise Forbidden(f"Policy doesn't allow update_network to be performed on {network_id}.")
     return row
 
 
-def owned_port(repo: NetworkRepository, ctx: Context, port_id: str) -> PortRow:
+def owned_port(repo: NetworkRepository, ctx: Context, port_id: str) -> PortView:
     row = repo.port(port_id)
     if not _owns(ctx, row.project_id):
         raise NotFound("Port", port_id)

@@ -16,13 +16,13 @@ from qosplane.api.common import Services, context, empty, json_body, name_field,
 from qosplane.api.nova.flavors import requested_version
 from qosplane.model.errors import InvalidInput
 from qosplane.store.hosts import HostRepository
-from qosplane.store.tables import AggregateRow, HostRow
+from qosplane.store.views import AggregateView, HostView
 
 WATCH_TIMEOUT_MAX_S = 300
 
 
 # ---- Nova: hypervisors -----------------------------------------------------------------
-def _hypervisor_json(row: HostRow, ver: tuple[int, int], up: bool, detail: bool) -> dict[str, Any]:
+def _hypervisor_json(row: HostView, ver: tuple[int, int], up: bool, detail: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row.id if ver >= (2, 53) else row.number,
         "hypervisor_hostname": row.name,
@@ -68,7 +68,7 @@ async def show_hypervisor(request: Request, services: Services) -> Response:
 
 
 # ---- Nova: aggregates ------------------------------------------------------------------
-def _aggregate_json(repo: HostRepository, row: AggregateRow) -> dict[str, Any]:
+def _aggregate_json(repo: HostRepository, row: AggregateView) -> dict[str, Any]:
     return {
         "id": row.id,
         "uuid": row.uuid,

@@ -28,11 +28,11 @@ from qosplane.store.hosts import HostRepository
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.servers import ServerRepository
-from qosplane.store.tables import ServerRow
+from qosplane.store.views import ServerView
 from qosplane.store.volumes import VolumeRepository
 
 
-def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) -> dict[str, Any]:
+def server_json(request: Request, s: Any, row: ServerView, ver: tuple[int, int]) -> dict[str, Any]:
     networks = NetworkRepository(s)
     servers = ServerRepository(s)
     flavor = FlavorRepository(s).get(row.flavor_id)
@@ -115,7 +115,7 @@ def server_json(request: Request, s: Any, row: ServerRow, ver: tuple[int, int]) 
     return body
 
 
-def visible_server(repo: ServerRepository, ctx: Context, server_id: str) -> ServerRow:
+def visible_server(repo: ServerRepository, ctx: Context, server_id: str) -> ServerView:
     """The server, if the caller's project owns it (or the caller is admin); another
     project's server answers 404 like a missing one, as in Nova."""
     row = repo.get(server_id)
