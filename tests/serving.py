@@ -35,7 +35,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_serve(state: Path, timeout_s: float = 30) -> Iterator[str]:
+def running_serve(
+    state: Path, timeout_s: float = 30, extra_args: tuple[str, ...] = ()
+) -> Iterator[str]:
     """The endpoint (http://127.0.0.1:PORT) of a serve with its state in `state`."""
     port = free_port()
     log_path = state / "serve.log"
@@ -49,6 +51,7 @@ def running_serve(state: Path, timeout_s: float = 30) -> Iterator[str]:
                 str(state),
                 "--listen",
                 f"127.0.0.1:{port}",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -140,46 +140,59 @@ def _parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _positive_workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"--workers takes 1 to 64, got {text!r}")
+    return int(text)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from qosplane.api.app import build_app
-    from qosplane.api.auth import TokenSigner
-    from qosplane.api.common import Services
-    from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
+    from qosplane.cli.serving import WORKER_SETTINGS_ENV, ServeSettings, services_for
+    from qosplane.store.database import make_engine, sqlite_url, upgrade
 
     state = load_or_create(Path(args.state_dir))
     url = args.db or os.environ.get("QOSPLANE_DB") or sqlite_url(state.sqlite_path)
     engine = make_engine(url)
+    if args.workers > 1 and engine.dialect.name != "postgresql":
+        print(
+            "qosplane serve: --workers above 1 needs PostgreSQL (--db postgresql://...): "
+            "SQLite takes one writer at a time, so more processes add no throughput",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID_INPUT
     upgrade(engine)
+    engine.dispose()
     host, port = args.listen
     state.endpoint_file.write_text(f"http://{host}:{port}\n")
-    from qosplane.api.policy import PolicyEngine
-
     policy_file = Path(args.policy_file) if args.policy_file else state.directory / "policy.yaml"
-    services = Services(
-        Database(engine),
-        TokenSigner(state.token_secret),
-        state.admin,
-        socket.gethostname(),
-        policy=PolicyEngine(policy_file),
-    )
+    settings = ServeSettings(str(state.directory), url, str(policy_file), socket.gethostname())
+    services = services_for(settings)
+    app = build_app(services)  # also bootstraps the admin and the local host, once, here
     print(
         f"qosplane serve: http://{host}:{port} (state {state.directory}, database "
-        f"{engine.url.render_as_string(hide_password=True)})",
+        f"{engine.url.render_as_string(hide_password=True)}, {args.workers} worker(s))",
         file=sys.stderr,
         flush=True,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            build_app(services),
-            host=host,
-            port=port,
-            log_level=args.log_level,
-            # Agents' watches are long polls: do not wait them out on shutdown.
+    # Agents' watches are long polls: shutdown does not wait them out.
+    options = {"host": host, "port": port, "log_level": args.log_level}
+    if args.workers > 1:
+        os.environ[WORKER_SETTINGS_ENV] = settings.to_env()
+        config = uvicorn.Config(
+            "qosplane.cli.serving:worker_app",
+            factory=True,
+            workers=args.workers,
             timeout_graceful_shutdown=2,
+            # A worker answers the supervisor's ping once it has imported and built its
+            # app: seconds on a busy 2-core host, where uvicorn's 5 s kills it half-started.
+            timeout_worker_healthcheck=60,
+            **options,
         )
-    )
+    else:
+        config = uvicorn.Config(app, timeout_graceful_shutdown=2, **options)
     stop = threading.Event()
     if not args.no_agent:
         creds = Credentials(f"http://{host}:{port}", "admin", state.admin.password, "admin")
@@ -190,10 +203,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             stop,
         )
     try:
-        server.run()
+        _run_uvicorn(config)
     finally:
         stop.set()
     return EXIT_OK
+
+
+def _run_uvicorn(config: object) -> None:
+    """One server in this process, or uvicorn's supervisor of `config.workers` processes
+    sharing the listening socket (restarting any that dies)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    assert isinstance(config, uvicorn.Config)
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
 
 
 def _cmd_openrc(args: argparse.Namespace) -> int:
@@ -247,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy-file",
         help="an oslo.policy file overriding upstream's default rules by name "
         "(default: policy.yaml in the state directory, when it exists)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_workers,
+        default=1,
+        help="API processes on the one port (default 1; above 1 needs PostgreSQL)",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,12 +104,20 @@ class QosplaneClient:
                 raise Unauthorized("the identity service returned no token")
         return self._token
 
-    def call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> Any:
-        """An authenticated request; a token that expired meanwhile is renewed once."""
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """An authenticated request (with `headers`, e.g. If-Match); a token that expired
+        meanwhile is renewed once."""
         for attempt in (1, 2):
             try:
                 _, _, data = self._request(
-                    method, path, body, {"X-Auth-Token": self.token()}, timeout_s
+                    method, path, body, {**(headers or {}), "X-Auth-Token": self.token()}, timeout_s
                 )
             except Unauthorized:
                 if attempt == 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from qosplane.service.plans import NetworkChanged, PortChanged, Replanner
-from qosplane.store.networks import NetworkRepository
+from qosplane.store.networks import NetworkRepository, NeutronChanges
 from qosplane.store.tables import NetworkRow, PortRow
 
 
@@ -14,15 +14,20 @@ class NeutronService:
         self.networks = NetworkRepository(session)
         self.plans = Replanner(session)
 
-    def set_port_policy(
-        self, port_id: str, qos_policy_id: str | None, if_revision: int | None
+    def update_port(
+        self, port_id: str, changes: NeutronChanges, if_revision: int | None
     ) -> PortRow:
+        """A new policy recompiles the port's server; a new name alone changes no plan."""
+        if not changes.rebinds:
+            return self.networks.update_port(port_id, changes, if_revision)
         with self.plans.changing(PortChanged(port_id)):
-            return self.networks.set_port_policy(port_id, qos_policy_id, if_revision)
+            return self.networks.update_port(port_id, changes, if_revision)
 
-    def set_network_policy(
-        self, network_id: str, qos_policy_id: str | None, if_revision: int | None
+    def update_network(
+        self, network_id: str, changes: NeutronChanges, if_revision: int | None
     ) -> NetworkRow:
-        """Every port on the network without a policy of its own inherits this one."""
+        """Every port on the network without a policy of its own inherits a new policy."""
+        if not changes.rebinds:
+            return self.networks.update_network(network_id, changes, if_revision)
         with self.plans.changing(NetworkChanged(network_id)):
-            return self.networks.set_network_policy(network_id, qos_policy_id, if_revision)
+            return self.networks.update_network(network_id, changes, if_revision)

@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -15,10 +15,13 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.store.tables import Base
 
 T = TypeVar("T")
 
@@ -63,6 +66,19 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+def upsert(
+    session: Session, table: type[Base], values: Mapping[str, object], keys: tuple[str, ...]
+) -> None:
+    """Insert a row, or update its other columns where one with the same `keys` exists, in
+    one statement the database makes atomic (`ON CONFLICT DO UPDATE`, SQLite and
+    PostgreSQL both have it)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(dict(values))
+    changed = {k: statement.excluded[k] for k in values if k not in keys}
+    session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed))
 
 
 HostsChanged = Callable[[frozenset[str]], None]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from qosplane.model.errors import Conflict, NotFound
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor, validate_extra_specs
-from qosplane.store.database import fetch
+from qosplane.store.database import fetch, upsert
 from qosplane.store.tables import FlavorAccessRow, FlavorExtraSpecRow, FlavorRow, ServerRow
 
 
@@ -134,11 +134,15 @@ class FlavorRepository:
         for key in keys:
             if key not in present:
                 raise NotFound("flavor extra spec", key)
-            self.session.execute(
+            gone = self.session.execute(
                 delete(FlavorExtraSpecRow).where(
                     FlavorExtraSpecRow.flavor_id == flavor_id, FlavorExtraSpecRow.key == key
                 )
             )
+            if gone.rowcount != 1:  # type: ignore[attr-defined]
+                # Another API process deleted it since it was read: Nova's answer for a key
+                # that is not there, not a 500 from a stale ORM row.
+                raise NotFound("flavor extra spec", key)
         return self.get(flavor_id)
 
     def delete(self, flavor_id: str) -> None:
@@ -155,5 +159,13 @@ class FlavorRepository:
         self.session.delete(row)
 
     def _write_specs(self, flavor_id: str, specs: Mapping[str, str]) -> None:
+        """One upsert per key (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL):
+        an ORM merge reads first, so two processes writing or deleting the same key could
+        both insert (IntegrityError) or update a deleted row (StaleDataError)."""
         for key, value in specs.items():
-            self.session.merge(FlavorExtraSpecRow(flavor_id=flavor_id, key=key, value=value))
+            upsert(
+                self.session,
+                FlavorExtraSpecRow,
+                {"flavor_id": flavor_id, "key": key, "value": value},
+                ("flavor_id", "key"),
+            )

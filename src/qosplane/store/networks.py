@@ -38,6 +38,16 @@ def parse_cidr(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class NeutronChanges:
+    """The fields of one network or port update that qosplane keeps: a new name, and
+    (`rebinds`) a new QoS policy, None to unbind; without `rebinds` the policy stays."""
+
+    name: str | None = None
+    rebinds: bool = False
+    qos_policy_id: str | None = None
+
+
 class NetworkRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -80,13 +90,10 @@ class NetworkRepository:
             query = query.where(NetworkRow.name == name)
         return list(self.session.scalars(query))
 
-    def rename_network(self, network_id: str, name: str) -> None:
-        self.network(network_id).name = name
-
-    def set_network_policy(
-        self, network_id: str, qos_policy_id: str | None, if_revision: int | None = None
+    def update_network(
+        self, network_id: str, changes: NeutronChanges, if_revision: int | None = None
     ) -> NetworkRow:
-        return self._bind_policy(NetworkRow, network_id, "Network", qos_policy_id, if_revision)
+        return self._update(NetworkRow, network_id, "Network", changes, if_revision)
 
     def delete_network(self, network_id: str) -> None:
         row = self.network(network_id)
@@ -237,35 +244,46 @@ class NetworkRepository:
         rows = self.session.scalars(select(PortIpRow).where(PortIpRow.port_id == port_id))
         return [FixedIp(r.subnet_id, r.ip_address) for r in rows]
 
-    def rename_port(self, port_id: str, name: str) -> None:
-        self.port(port_id).name = name
-
-    def set_port_policy(
-        self, port_id: str, qos_policy_id: str | None, if_revision: int | None = None
+    def update_port(
+        self, port_id: str, changes: NeutronChanges, if_revision: int | None = None
     ) -> PortRow:
-        return self._bind_policy(PortRow, port_id, "Port", qos_policy_id, if_revision)
+        return self._update(PortRow, port_id, "Port", changes, if_revision)
 
-    def _bind_policy(
+    def _update(
         self,
         row_type: type[BoundRow],
         key: str,
         kind: str,
-        qos_policy_id: str | None,
+        changes: NeutronChanges,
         if_revision: int | None,
     ) -> BoundRow:
-        """Bind (or unbind) a QoS policy and bump the revision. The row is locked for the
-        compare-and-bump (FOR UPDATE on PostgreSQL; SQLite serialises writers), so two
-        If-Match writers holding the same revision cannot both succeed."""
-        row = self.session.get(row_type, key, with_for_update=True)
+        """Apply one Neutron update (name, QoS policy) and bump the revision once, in one
+        conditional UPDATE, as Neutron's revision plugin does for every update
+        (neutron/services/revisions/revision_plugin.py: If-Match is checked for any
+        update, the revision rises by one per update). The database compares and bumps,
+        so two If-Match writers holding the same revision cannot both succeed and no
+        increment is lost, across API processes too (a row read earlier in this session
+        may be stale; the UPDATE does not read it)."""
+        values: dict[str, object] = {}
+        if changes.name is not None:
+            values["name"] = changes.name
+        if changes.rebinds:
+            if changes.qos_policy_id is not None:
+                self._policy_exists(changes.qos_policy_id)
+            values["qos_policy_id"] = changes.qos_policy_id
+        change = update(row_type).where(row_type.id == key)
+        if if_revision is not None:
+            change = change.where(row_type.revision_number == if_revision)
+        done = self.session.execute(
+            change.values(**values, revision_number=row_type.revision_number + 1).execution_options(
+                synchronize_session=False
+            )
+        )
+        row = self.session.get(row_type, key, populate_existing=True)
         if row is None:
             raise NotFound(kind, key)
-        if if_revision is not None and if_revision != row.revision_number:
+        if done.rowcount != 1 and if_revision is not None:  # type: ignore[attr-defined]
             raise RevisionMismatch(kind.lower(), key, if_revision, row.revision_number)
-        if qos_policy_id is not None:
-            self._policy_exists(qos_policy_id)
-        row.qos_policy_id = qos_policy_id
-        row.revision_number += 1
-        self.session.flush()
         return row
 
     def delete_port(self, port_id: str) -> None:
@@ -298,8 +316,18 @@ class NetworkRepository:
         if not row.preserve_on_delete:
             self.session.delete(row)
             return
-        row.device_id = row.device_owner = row.binding_host_id = ""
-        row.revision_number += 1
+        self.session.execute(
+            update(PortRow)
+            .where(PortRow.id == port_id)
+            .values(
+                device_id="",
+                device_owner="",
+                binding_host_id="",
+                revision_number=PortRow.revision_number + 1,  # counted by the database
+            )
+            .execution_options(synchronize_session=False)
+        )
+        self.session.refresh(row)
 
     # --- QoS bindings -----------------------------------------------------------------
 

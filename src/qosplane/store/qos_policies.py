@@ -193,23 +193,25 @@ class QosPolicyRepository:
         return _rule_model(new_row)
 
     def _bump(self, policy_id: str, if_revision: int | None) -> QosPolicyRow:
-        """Increment revision_number atomically, honouring an If-Match precondition.
+        """Increment revision_number in the database, honouring an If-Match precondition.
 
-        The conditional UPDATE is the compare-and-swap: two writers holding the same
-        revision cannot both succeed, on SQLite or PostgreSQL.
+        With If-Match the conditional UPDATE is the compare-and-swap: two writers holding
+        the same revision cannot both succeed, on SQLite or PostgreSQL, in one process or
+        several. Without it there is no precondition: the database adds one, so concurrent
+        writers neither lose an increment nor get a 412 they did not ask for.
         """
         row = self._row(policy_id)
-        expected = row.revision_number if if_revision is None else if_revision
+        change = update(QosPolicyRow).where(QosPolicyRow.id == policy_id)
+        if if_revision is not None:
+            change = change.where(QosPolicyRow.revision_number == if_revision)
         result = self.session.execute(
-            update(QosPolicyRow)
-            .where(QosPolicyRow.id == policy_id, QosPolicyRow.revision_number == expected)
-            .values(revision_number=expected + 1)
-            .execution_options(synchronize_session=False)
+            change.values(revision_number=QosPolicyRow.revision_number + 1).execution_options(
+                synchronize_session=False
+            )
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            self.session.refresh(row)
-            raise RevisionMismatch("QoS policy", policy_id, expected, row.revision_number)
         self.session.refresh(row)
+        if result.rowcount != 1 and if_revision is not None:  # type: ignore[attr-defined]
+            raise RevisionMismatch("QoS policy", policy_id, if_revision, row.revision_number)
         return row
 
     def _check_single_default(self, project_id: str, policy_id: str) -> None:

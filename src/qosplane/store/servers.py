@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from qosplane.model.instance import Instance, Port, Volume
@@ -171,8 +171,18 @@ class ServerRepository:
     def store_plan(self, row: ServerRow, plan: HostPlan) -> None:
         """Keep a newly compiled plan; its revision counts the recompilations so agents can
         tell a new plan from an old one. Compiling is the service layer's (service/plans.py)."""
-        row.plan_json = json.dumps(plan.to_json())
-        row.plan_revision += 1
+        self.session.execute(
+            update(ServerRow)
+            .where(ServerRow.id == row.id)
+            .values(
+                plan_json=json.dumps(plan.to_json()),
+                # Counted by the database: two API processes recompiling the same server
+                # get two revisions, so an agent never mistakes the newer plan for one it has.
+                plan_revision=ServerRow.plan_revision + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        self.session.refresh(row)
 
     @staticmethod
     def plan_of(row: ServerRow) -> HostPlan:

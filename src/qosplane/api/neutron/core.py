@@ -21,7 +21,7 @@ from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.qos import if_match, policy_target, readable_policy
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.service.neutron import NeutronService
-from qosplane.store.networks import NetworkRepository
+from qosplane.store.networks import NetworkRepository, NeutronChanges
 from qosplane.store.qos_policies import QosPolicyRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.views import NetworkView, PortView, SubnetView
@@ -157,20 +157,23 @@ def _detachable(services: Services, s: Session, ctx: Context, current: str | Non
         )
 
 
-def _rebound(
+def _changes(
     services: Services,
     s: Session,
     ctx: Context,
     body: dict[str, Any],
     prefix: str,
     current: str | None,
-) -> str | None:
-    """The body's new qos_policy_id for a network or port whose policy is `current`: the
-    new one must be readable, and a change must be allowed to let go of the old one."""
+) -> NeutronChanges:
+    """The update a network or port body asks for. A new qos_policy_id must be readable,
+    and a change must be allowed to let go of the policy now bound (`current`)."""
+    name = _str(body, "name", prefix) if "name" in body else None
+    if "qos_policy_id" not in body:
+        return NeutronChanges(name=name)
     new = _attachable(services, s, ctx, body, prefix)
     if new != current:
         _detachable(services, s, ctx, current)
-    return new
+    return NeutronChanges(name=name, rebinds=True, qos_policy_id=new)
 
 
 def _owns(ctx: Context, project_id: str) -> bool:
@@ -260,11 +263,8 @@ async def update_network(request: Request, services: Services) -> Response:
         repo = NetworkRepository(s)
         row = owned_network(repo, ctx, request.path_params["network_id"])
         services.policy.enforce("update_network", {"project_id": row.project_id}, ctx)
-        if "name" in body:
-            repo.rename_network(row.id, _str(body, "name", "network"))
-        if "qos_policy_id" in body:
-            new = _rebound(services, s, ctx, body, "network", row.qos_policy_id)
-            NeutronService(s).set_network_policy(row.id, new, if_match(request))
+        changes = _changes(services, s, ctx, body, "network", row.qos_policy_id)
+        row = NeutronService(s).update_network(row.id, changes, if_match(request))
         out = network_json(row, [sn.id for sn in repo.subnets(row.id)])
     return ok({"network": out})
 
@@ -358,11 +358,8 @@ async def update_port(request: Request, services: Services) -> Response:
         repo = NetworkRepository(s)
         row = owned_port(repo, ctx, request.path_params["port_id"])
         services.policy.enforce("update_port", {"project_id": row.project_id}, ctx)
-        if "name" in body:
-            repo.rename_port(row.id, _str(body, "name", "port"))
-        if "qos_policy_id" in body:
-            new = _rebound(services, s, ctx, body, "port", row.qos_policy_id)
-            NeutronService(s).set_port_policy(row.id, new, if_match(request))
+        changes = _changes(services, s, ctx, body, "port", row.qos_policy_id)
+        row = NeutronService(s).update_port(row.id, changes, if_match(request))
         out = port_json(repo, row)
     return ok({"port": out})
 
