@@ -178,7 +178,9 @@ def test_invalid_extra_spec_is_400_and_nothing_is_written(client: TestClient) ->
     fid = make_flavor(client, h)
     for specs, needle in [
         ({"quota:cpu_shares": "512", "quota:cpu_sharez": "1"}, "quota:cpu_sharez"),
-        ({"quota:cpu_shares": "-1"}, "an integer >= 0"),
+        ({"quota:cpu_shares": "-1"}, "an integer from 0 to 262144"),
+        ({"quota:cpu_shares": str(2**63)}, "an integer from 0 to 262144"),  # no host takes it
+        ({"quota:vif_inbound_average": str(2**64)}, "an integer from 0 to 4294967295"),
         ({"quota:vif_inbound_average": "fast"}, "not an integer"),
     ]:
         r = client.post(

@@ -46,6 +46,23 @@ MIN0_KEYS = ["quota:cpu_shares", "quota:cpu_period", *DISK_KEYS, *VIF_KEYS, *VMW
 # int without bounds: quota:cpu_quota (negative = unlimited) and the VMware reservations.
 UNBOUNDED_KEYS = ["quota:cpu_quota", *VMWARE_RESERVATION_KEYS]
 INT_KEYS = MIN0_KEYS + UNBOUNDED_KEYS
+# qosplane's deliberate upper bounds (README: deviations), values no host can honour:
+# libvirt's cgroup v1 shares maximum, the kernel's CFS period and quota maxima
+# (libvirt vircgroup.h), 2^32-1 KB/s for a VIF rate and tc's 32-bit byte burst in KiB.
+MAXIMUM = {
+    "quota:cpu_shares": 262144,
+    "quota:cpu_period": 1_000_000,
+    "quota:cpu_quota": 17592186044415,
+    **{k: 4194303 if k.endswith("burst") else 4294967295 for k in VIF_KEYS},
+}
+
+
+def _allowed(key: str) -> str:
+    minimum = 0 if key in MIN0_KEYS else None
+    maximum = MAXIMUM.get(key)
+    if maximum is None:
+        return "an integer >= 0" if minimum == 0 else "an integer"
+    return f"an integer from {minimum} to {maximum}" if minimum == 0 else f"an integer <= {maximum}"
 
 
 def test_catalogue_is_exactly_novas() -> None:
@@ -58,7 +75,23 @@ def test_catalogue_is_exactly_novas() -> None:
 @pytest.mark.parametrize("key", INT_KEYS)
 @pytest.mark.parametrize("value", ["0", "1", "1024", "32768", 4096, " 7 ", "1" * 255])
 def test_every_int_key_accepts_valid_ints(key: str, value: object) -> None:
-    assert validate_extra_spec(key, value) == str(value)
+    if int(str(value)) > MAXIMUM.get(key, int(str(value))):
+        with pytest.raises(InvalidInput, match="out of range") as info:
+            validate_extra_spec(key, value)
+        assert info.value.allowed == _allowed(key)
+    else:
+        assert validate_extra_spec(key, value) == str(value)
+
+
+@pytest.mark.parametrize("key", sorted(MAXIMUM))
+def test_values_no_host_can_honour_are_refused_naming_the_range(key: str) -> None:
+    top = MAXIMUM[key]
+    assert validate_extra_spec(key, str(top)) == str(top)
+    for value in (top + 1, 2**63, 2**64):
+        with pytest.raises(InvalidInput) as info:
+            validate_extra_spec(key, str(value))
+        assert (info.value.key, info.value.allowed) == (key, _allowed(key))
+        assert str(top) in str(info.value)
 
 
 @pytest.mark.parametrize("key", INT_KEYS)
@@ -98,10 +131,10 @@ def test_flavor_qos_is_strict_by_default() -> None:
 @pytest.mark.parametrize("key", MIN0_KEYS)
 @pytest.mark.parametrize("value", ["-1", -1, "-1024"])
 def test_negative_refused_for_min0_keys(key: str, value: object) -> None:
-    with pytest.raises(InvalidInput, match=r"an integer >= 0") as info:
+    with pytest.raises(InvalidInput, match=r"an integer (>= 0|from 0 to)") as info:
         validate_extra_spec(key, value)
     assert info.value.key == key
-    assert info.value.allowed == "an integer >= 0"
+    assert info.value.allowed == _allowed(key)
     message = str(info.value)
     assert key in message
     assert str(value) in message
@@ -173,7 +206,7 @@ def test_vmware_keys_are_ignored_by_libvirt() -> None:
 
 def test_length_limit_on_values() -> None:
     assert validate_extra_spec("hw:x", "a" * EXTRA_SPEC_MAX_LENGTH) == "a" * 255
-    assert validate_extra_spec("quota:cpu_shares", "1" * 255) == "1" * 255
+    assert validate_extra_spec("quota:cpu_limit", "1" * 255) == "1" * 255
     with pytest.raises(InvalidInput, match=r"at most 255 characters") as info:
         validate_extra_spec("hw:x", "a" * 256)
     assert info.value.key == "hw:x"
@@ -371,32 +404,39 @@ any_int = st.integers(min_value=-(2**70), max_value=2**70)
 
 @SETTINGS
 @given(st.sampled_from(MIN0_KEYS), any_int, st.booleans())
-def test_min0_keys_accept_iff_non_negative(key: str, number: int, as_text: bool) -> None:
+def test_min0_keys_accept_iff_in_range(key: str, number: int, as_text: bool) -> None:
     value: object = str(number) if as_text else number
-    if number >= 0:
+    if 0 <= number <= MAXIMUM.get(key, number):
         assert validate_extra_spec(key, value) == str(number)
     else:
-        with pytest.raises(InvalidInput, match=r"an integer >= 0") as info:
+        with pytest.raises(InvalidInput) as info:
             validate_extra_spec(key, value)
-        assert info.value.key == key
+        assert (info.value.key, info.value.allowed) == (key, _allowed(key))
 
 
 @SETTINGS
 @given(st.sampled_from(UNBOUNDED_KEYS), any_int, st.booleans())
-def test_unbounded_keys_accept_every_integer(key: str, number: int, as_text: bool) -> None:
+def test_keys_without_a_minimum_accept_every_integer_to_their_maximum(
+    key: str, number: int, as_text: bool
+) -> None:
     value: object = str(number) if as_text else number
-    assert validate_extra_spec(key, value) == str(number)
+    if number <= MAXIMUM.get(key, number):
+        assert validate_extra_spec(key, value) == str(number)
+    else:
+        with pytest.raises(InvalidInput) as info:
+            validate_extra_spec(key, value)
+        assert info.value.allowed == _allowed(key)
 
 
-def _nova_accepts_int(text: str, minimum: int | None) -> bool:
-    """nova base.py:_validate_int plus the 255-character limit."""
+def _nova_accepts_int(text: str, minimum: int | None, maximum: int | None = None) -> bool:
+    """nova base.py:_validate_int plus the 255-character limit (and qosplane's maximum)."""
     if len(text) > 255:
         return False
     try:
         number = int(text)
     except ValueError:
         return False
-    return minimum is None or number >= minimum
+    return (minimum is None or number >= minimum) and (maximum is None or number <= maximum)
 
 
 @SETTINGS
@@ -405,7 +445,7 @@ def _nova_accepts_int(text: str, minimum: int | None) -> bool:
 @example("quota:cpu_shares", " 7 ")
 def test_text_values_accepted_iff_int_parses(key: str, text: str) -> None:
     minimum = 0 if key in MIN0_KEYS else None
-    if _nova_accepts_int(text, minimum):
+    if _nova_accepts_int(text, minimum, MAXIMUM.get(key)):
         assert validate_extra_spec(key, text) == text
     else:
         with pytest.raises(InvalidInput) as info:
@@ -442,9 +482,9 @@ def test_unknown_quota_keys_refused(key: str) -> None:
 
 @SETTINGS
 @given(
-    st.integers(min_value=0, max_value=2**32),
-    st.integers(min_value=0, max_value=2**32),
-    st.integers(min_value=0, max_value=2**32),
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.integers(min_value=0, max_value=2**22 - 1),
 )
 def test_vif_conversion_property(average: int, peak: int, burst: int) -> None:
     qos = flavor_qos(

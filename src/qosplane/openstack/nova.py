@@ -15,6 +15,9 @@ from qosplane.model.disk import IoTune, validate_iotune
 from qosplane.model.errors import InvalidInput, parse_int
 from qosplane.model.flavor import CpuTune, Flavor, FlavorQos, VifLimit
 from qosplane.model.units import (
+    CFS_PERIOD_MAX_US,
+    CFS_QUOTA_MAX_US,
+    CGROUP_V1_SHARES_MAX,
     BytesPerSecond,
     Kibibytes,
     KilobytesPerSecond,
@@ -33,23 +36,38 @@ class _SpecRule:
     minimum: int | None
     choices: tuple[str, ...] = ()
     libvirt: bool = True
+    maximum: int | None = None
 
 
 _INT_MIN0 = _SpecRule(minimum=0)
 
+# Upper bounds Nova does not check (its validator has min 0 only,
+# nova/api/validation/extra_specs/quota.py) but no host can honour, so qosplane refuses
+# them when written rather than storing a plan every pass fails on (README: deviations).
+# libvirt refuses shares above the cgroup v1 maximum (vircgroupv1.c,
+# VIR_CGROUPV1_CPU_SHARES_MAX) and a CFS period or quota outside the kernel's range
+# (vircgroup.h, VIR_CGROUP_CPU_PERIOD_MIN/MAX, VIR_CGROUP_CPU_QUOTA_MAX; a negative quota
+# is "no limit"). A `<bandwidth>` average or peak in KB/s above UINT32_MAX is 34 Tbit/s;
+# a burst in KiB must fit tc's 32-bit byte count (iproute2 tc/q_htb.c, `burst`).
+VIF_RATE_MAX_KB_PER_S = 2**32 - 1
+VIF_BURST_MAX_KIB = (2**32 - 1) // 1024
+
 # The libvirt driver's keys (imagebackend.Image.disk_qos, designer.set_vif_bandwidth_config,
 # driver._update_guest_cputune).
 LIBVIRT_QUOTA_KEYS: dict[str, _SpecRule] = {
-    "quota:cpu_shares": _INT_MIN0,
-    "quota:cpu_period": _INT_MIN0,
-    "quota:cpu_quota": _SpecRule(minimum=None),
+    "quota:cpu_shares": _SpecRule(minimum=0, maximum=CGROUP_V1_SHARES_MAX),
+    # Nova's minimum stays: 0 is libvirt's "not set"; only the maximum is added.
+    "quota:cpu_period": _SpecRule(minimum=0, maximum=CFS_PERIOD_MAX_US),
+    "quota:cpu_quota": _SpecRule(minimum=None, maximum=CFS_QUOTA_MAX_US),
     **{
         f"quota:disk_{op}_{unit}_sec": _INT_MIN0
         for op in ("read", "write", "total")
         for unit in ("bytes", "iops")
     },
     **{
-        f"quota:vif_{way}_{part}": _INT_MIN0
+        f"quota:vif_{way}_{part}": _SpecRule(
+            minimum=0, maximum=VIF_BURST_MAX_KIB if part == "burst" else VIF_RATE_MAX_KB_PER_S
+        )
         for way in ("inbound", "outbound")
         for part in ("average", "peak", "burst")
     },
@@ -106,7 +124,7 @@ def validate_extra_spec(key: str, value: object, strict: bool = True) -> str:
         if text not in rule.choices:
             raise InvalidInput(key, text, "one of " + ", ".join(rule.choices))
         return text
-    parse_int(key, text, minimum=rule.minimum)
+    parse_int(key, text, minimum=rule.minimum, maximum=rule.maximum)
     return text
 
 
