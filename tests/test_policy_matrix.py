@@ -324,3 +324,74 @@ def test_policy_files_outside_the_one_named_are_not_read(tmp_path: Any, monkeypa
     assert not PolicyEngine(tmp_path / "state" / "policy.yaml").allows(
         "create_policy", target, reader
     )
+
+
+# --- reads upstream keeps to admins or to those a flavor is shared with ------------------
+
+
+def _private_flavor(client: TestClient, admin: dict[str, str], shared_with: str) -> str:
+    body = {
+        "flavor": {
+            "name": "private-1",
+            "ram": 512,
+            "vcpus": 1,
+            "disk": 1,
+            "os-flavor-access:is_public": False,
+        }
+    }
+    made = client.post("/compute/v2.1/flavors", headers=admin, json=body)
+    assert made.status_code == 200, made.text
+    flavor: str = made.json()["flavor"]["id"]
+    specs = {"extra_specs": {"quota:cpu_shares": "512"}}
+    assert (
+        client.post(
+            f"/compute/v2.1/flavors/{flavor}/os-extra_specs", headers=admin, json=specs
+        ).status_code
+        == 200
+    )
+    access = {"addTenantAccess": {"tenant": shared_with}}
+    assert (
+        client.post(
+            f"/compute/v2.1/flavors/{flavor}/action", headers=admin, json=access
+        ).status_code
+        == 200
+    )
+    return flavor
+
+
+@pytest.mark.parametrize(
+    ("caller", "status"), [("admin", 200), ("member", 200), ("reader", 200), ("other", 404)]
+)
+def test_a_private_flavors_extra_specs_are_read_only_where_the_flavor_is_seen(
+    world: World, caller: str, status: int
+) -> None:
+    flavor = _private_flavor(world.client, world.admin, PROJECT_A)
+    base = f"/compute/v2.1/flavors/{flavor}"
+    h = world.as_(caller)
+    assert world.client.get(base, headers=h).status_code == status
+    listed = world.client.get(f"{base}/os-extra_specs", headers=h)
+    assert listed.status_code == status, listed.text
+    one = world.client.get(f"{base}/os-extra_specs/quota:cpu_shares", headers=h)
+    assert one.status_code == status, one.text
+    if status == 200:
+        assert listed.json() == {"extra_specs": {"quota:cpu_shares": "512"}}
+        assert one.json() == {"quota:cpu_shares": "512"}
+
+
+@pytest.mark.parametrize("caller", ["admin", "manager", "member", "reader", "other"])
+def test_qos_specs_and_zone_details_are_read_by_admins_alone(world: World, caller: str) -> None:
+    client, admin, h = world.client, world.admin, world.as_(caller)
+    project = client.get("/identity/v3/projects?name=admin", headers=admin).json()["projects"][0]
+    base = f"/volume/v3/{project['id']}/qos-specs"
+    made = client.post(
+        base, headers=admin, json={"qos_specs": {"name": "gold", "read_iops_sec": "100"}}
+    )
+    assert made.status_code == 200, made.text
+    spec = made.json()["qos_specs"]["id"]
+    expected = 200 if caller == "admin" else 403
+    for path in (base, f"{base}/{spec}", f"{base}/{spec}/associations"):
+        got = client.get(path, headers=h)
+        assert got.status_code == expected, (path, got.text)
+    zones = "/compute/v2.1/os-availability-zone"
+    assert client.get(zones, headers=h).status_code == 200  # names only: anyone
+    assert client.get(f"{zones}/detail", headers=h).status_code == expected

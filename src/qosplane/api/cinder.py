@@ -114,15 +114,18 @@ async def create_spec(request: Request, services: Services) -> Response:
     return ok({"qos_specs": out})
 
 
+# Reading QoS specs and their associations is admin-only upstream, like changing them
+# (cinder/policies/qos_specs.py: every volume_extension:qos_specs_manage:* is RULE_ADMIN_API):
+# they describe the storage back ends, which projects see only through volume types.
 async def list_specs(request: Request, services: Services) -> Response:
-    context(request, services)
+    context(request, services).require_admin("volume_extension:qos_specs_manage:get_all")
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         return ok({"qos_specs": [spec_json(repo, r) for r in repo.specs()]})
 
 
 async def show_spec(request: Request, services: Services) -> Response:
-    context(request, services)
+    context(request, services).require_admin("volume_extension:qos_specs_manage:get")
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         return ok({"qos_specs": spec_json(repo, repo.spec(request.path_params["spec_id"]))})
@@ -178,7 +181,7 @@ async def disassociate(request: Request, services: Services) -> Response:
 
 
 async def associations(request: Request, services: Services) -> Response:
-    context(request, services)
+    context(request, services).require_admin("volume_extension:qos_specs_manage:get")
     with services.db.transaction() as s:
         types = VolumeRepository(s).associations(
             VolumeRepository(s).spec(request.path_params["spec_id"]).id

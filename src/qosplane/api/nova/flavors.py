@@ -226,18 +226,27 @@ async def flavor_action(request: Request, services: Services) -> Response:
     return ok({"flavor_access": [{"flavor_id": flavor.id, "tenant_id": p} for p in projects]})
 
 
-async def get_extra_specs(request: Request, services: Services) -> Response:
-    context(request, services)
+def _usable_flavor(request: Request, services: Services) -> Flavor:
+    """The path's flavor if the caller may use it: a private flavor not shared with the
+    caller's project does not exist for it (404), its extra specs included, as in Nova
+    (flavors_extraspecs.py reads the flavor through the same access-checked lookup as
+    `flavor show`)."""
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        flavor = FlavorRepository(s).get(request.path_params["flavor_id"])
-    return ok({"extra_specs": dict(flavor.extra_specs)})
+        repo = FlavorRepository(s)
+        flavor = repo.get(request.path_params["flavor_id"])
+        if not repo.can_use(flavor.id, ctx.scope):
+            raise NotFound("flavor", flavor.id)
+    return flavor
+
+
+async def get_extra_specs(request: Request, services: Services) -> Response:
+    return ok({"extra_specs": dict(_usable_flavor(request, services).extra_specs)})
 
 
 async def get_extra_spec(request: Request, services: Services) -> Response:
-    context(request, services)
     key = request.path_params["key"]
-    with services.db.transaction() as s:
-        flavor = FlavorRepository(s).get(request.path_params["flavor_id"])
+    flavor = _usable_flavor(request, services)
     if key not in flavor.extra_specs:
         raise NotFound("flavor extra spec", key)
     return ok({key: flavor.extra_specs[key]})

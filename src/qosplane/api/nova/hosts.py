@@ -179,8 +179,10 @@ async def aggregate_action(request: Request, services: Services) -> Response:
 
 # ---- Nova: availability zones ----------------------------------------------------------
 async def list_zones(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     detail = request.url.path.rstrip("/").endswith("/detail")
+    if detail:  # host names: nova/policies/availability_zone.py, ...:detail is ADMIN
+        ctx.require_admin("os_compute_api:os-availability-zone:detail")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         zones = repo.zones()
