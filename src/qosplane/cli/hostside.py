@@ -155,13 +155,22 @@ def agent_facts(caps: Capabilities) -> HostFacts:
     )
 
 
-def build_agent(client: QosplaneClient, host: str, setup: HostSetup, drift_check_s: float) -> Agent:
+def desired_state_cache(state_dir: Path, prefix: str, host: str) -> Path:
+    """Where an agent keeps its last desired state: one file per agent (prefix and host),
+    so two agents on one machine never read each other's."""
+    return state_dir / "desired" / f"{prefix}{host}.json"
+
+
+def build_agent(
+    client: QosplaneClient, host: str, setup: HostSetup, drift_check_s: float, cache: Path
+) -> Agent:
     return Agent(
         api=client,
         host=host,
         reconciler=Reconciler(setup.drivers, setup.caps),
         facts=agent_facts(setup.caps),
         drift_check_s=drift_check_s,
+        cache=cache,
     )
 
 
@@ -179,7 +188,8 @@ def start_local_agent(
     except QosplaneError as exc:
         print(f"qosplane serve: no local agent: {exc}", file=sys.stderr, flush=True)
         return None
-    agent = build_agent(QosplaneClient(creds), host, setup, 1.0)
+    cache = desired_state_cache(options.state_dir, options.prefix, host)
+    agent = build_agent(QosplaneClient(creds), host, setup, 1.0, cache)
     thread = threading.Thread(target=agent.run, args=(stop,), name="qosplane-agent", daemon=True)
     thread.start()
     return thread
@@ -196,7 +206,8 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     setup = _setup(args, "agent")
     if setup is None:
         return EXIT_FAILED
-    agent = build_agent(QosplaneClient(creds), args.host, setup, args.drift_check_s)
+    cache = desired_state_cache(Path(args.state_dir), args.prefix, args.host)
+    agent = build_agent(QosplaneClient(creds), args.host, setup, args.drift_check_s, cache)
     stop = threading.Event()
     print(
         f"qosplane agent: host {args.host} -> {creds.endpoint}, capabilities {setup.caps}",

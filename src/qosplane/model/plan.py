@@ -421,6 +421,16 @@ class DesiredServer:
     ports: tuple[WiredPort, ...]
     volumes: tuple[AttachedVolume, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "plan_revision": self.plan_revision,
+            "plan": self.plan.to_json(),
+            "ports": [p.to_json() for p in self.ports],
+            "volumes": [v.to_json() for v in self.volumes],
+        }
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DesiredServer:
         return cls(
@@ -440,6 +450,13 @@ class DesiredHost:
     revision: int
     changed: bool
     servers: tuple[DesiredServer, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "changed": self.changed,
+            "servers": [s.to_json() for s in self.servers],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DesiredHost:
