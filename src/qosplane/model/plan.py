@@ -13,141 +13,267 @@ is exactly its JSON form and what a reader of `explain --json` sees.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from functools import cache
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any, ClassVar
 
 Argv = list[str]
 
 
-@cache
-def _field_names(cls: type[Any]) -> tuple[str, ...]:
-    """A limit type's field names, once per type: plans carry tens of thousands of limits."""
-    return tuple(f.name for f in fields(cls))
-
-
 class Limit(Mapping[str, int]):
     """A limit in canonical units, one subclass per kind (Rate, DscpMark, DiskIops, ...).
 
-    Each is also the read-only mapping of its set fields, by name: its JSON form, made on
-    first use and kept (a plan's JSON names every limit two or three times)."""
+    Each is also the read-only mapping of its set fields, by name, and that mapping is the
+    one copy of its values: made once by the constructor (a plan's JSON names every limit two
+    or three times, and a compiled plan holds tens of thousands), read by the typed fields.
+    Frozen like the dataclasses around it, at the cost of one dict per limit."""
 
     __slots__ = ("_json",)
     _json: dict[str, int]
+    __match_args__: ClassVar[tuple[str, ...]]  # each subclass: its fields, in order
 
-    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
-    def _fields(self) -> dict[str, int]:
-        """The set fields by name, worked out on first use and kept (frozen: set once)."""
-        try:
-            return self._json
-        except AttributeError:
-            json = {
-                name: value
-                for name in _field_names(type(self))
-                if (value := getattr(self, name)) is not None
-            }
-            object.__setattr__(self, "_json", json)
-            return json
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
 
     def __getitem__(self, key: str) -> int:
-        return self._fields()[key]
+        return self._json[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._fields())
+        return iter(self._json)
 
     def __len__(self) -> int:
-        return len(self._fields())
+        return len(self._json)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._json
 
     def __eq__(self, other: object) -> bool:
         """Equal to any mapping of the same fields: a limit is its JSON form."""
+        if isinstance(other, Limit):
+            return self._json == other._json
         if not isinstance(other, Mapping):
             return NotImplemented
-        return self._fields() == dict(other.items())
+        return self._json == dict(other.items())
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(self._fields().items())))
+        return hash((type(self), tuple(self._json.items())))
+
+    def __repr__(self) -> str:
+        """As a dataclass says it: every field, unset ones as None."""
+        values = ", ".join(f"{name}={self._json.get(name)!r}" for name in self.__match_args__)
+        return f"{type(self).__name__}({values})"
+
+    def __reduce__(self) -> tuple[type[Limit], tuple[int | None, ...]]:
+        """Copies and pickles go through the constructor: the one place the slot is set."""
+        return type(self), tuple(self._json.get(name) for name in self.__match_args__)
 
     def to_json(self) -> dict[str, int]:
-        return dict(self._fields())
+        return dict(self._json)
 
     def strictness(self) -> int:
         """The number by which a stricter limit of the same kind is smaller."""
         return 0
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+# Sets a limit's one slot past its frozen __setattr__: the constructors' only write.
+_set_json: Callable[[Limit, dict[str, int]], None] = Limit.__dict__["_json"].__set__
+
+
 class Rate(Limit):
     """A bandwidth cap: sustained rate, a peak it may reach while its burst lasts, burst."""
 
-    rate_bits_per_s: int
-    ceil_bits_per_s: int | None = None
-    burst_bytes: int | None = None
+    __slots__ = ()
+    __match_args__ = ("rate_bits_per_s", "ceil_bits_per_s", "burst_bytes")
+
+    def __init__(
+        self,
+        rate_bits_per_s: int,
+        ceil_bits_per_s: int | None = None,
+        burst_bytes: int | None = None,
+    ) -> None:
+        json = {"rate_bits_per_s": rate_bits_per_s}
+        if ceil_bits_per_s is not None:
+            json["ceil_bits_per_s"] = ceil_bits_per_s
+        if burst_bytes is not None:
+            json["burst_bytes"] = burst_bytes
+        _set_json(self, json)
+
+    @property
+    def rate_bits_per_s(self) -> int:
+        return self._json["rate_bits_per_s"]
+
+    @property
+    def ceil_bits_per_s(self) -> int | None:
+        return self._json.get("ceil_bits_per_s")
+
+    @property
+    def burst_bytes(self) -> int | None:
+        return self._json.get("burst_bytes")
 
     def strictness(self) -> int:
-        return self.rate_bits_per_s
+        return self._json["rate_bits_per_s"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class MinRate(Limit):
     """A bandwidth guarantee, with the cap it comes with where the layer sets one."""
 
-    min_rate_bits_per_s: int
-    rate_bits_per_s: int | None = None
+    __slots__ = ()
+    __match_args__ = ("min_rate_bits_per_s", "rate_bits_per_s")
+
+    def __init__(self, min_rate_bits_per_s: int, rate_bits_per_s: int | None = None) -> None:
+        json = {"min_rate_bits_per_s": min_rate_bits_per_s}
+        if rate_bits_per_s is not None:
+            json["rate_bits_per_s"] = rate_bits_per_s
+        _set_json(self, json)
+
+    @property
+    def min_rate_bits_per_s(self) -> int:
+        return self._json["min_rate_bits_per_s"]
+
+    @property
+    def rate_bits_per_s(self) -> int | None:
+        return self._json.get("rate_bits_per_s")
 
     def strictness(self) -> int:
-        return self.rate_bits_per_s or 0
+        return self._json.get("rate_bits_per_s") or 0
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class PacketRate(Limit):
-    rate_packets_per_s: int
-    burst_packets: int | None = None
+    __slots__ = ()
+    __match_args__ = ("rate_packets_per_s", "burst_packets")
+
+    def __init__(self, rate_packets_per_s: int, burst_packets: int | None = None) -> None:
+        json = {"rate_packets_per_s": rate_packets_per_s}
+        if burst_packets is not None:
+            json["burst_packets"] = burst_packets
+        _set_json(self, json)
+
+    @property
+    def rate_packets_per_s(self) -> int:
+        return self._json["rate_packets_per_s"]
+
+    @property
+    def burst_packets(self) -> int | None:
+        return self._json.get("burst_packets")
 
     def strictness(self) -> int:
-        return self.rate_packets_per_s
+        return self._json["rate_packets_per_s"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class MinPacketRate(Limit):
-    min_rate_packets_per_s: int
+    __slots__ = ()
+    __match_args__ = ("min_rate_packets_per_s",)
+
+    def __init__(self, min_rate_packets_per_s: int) -> None:
+        _set_json(self, {"min_rate_packets_per_s": min_rate_packets_per_s})
+
+    @property
+    def min_rate_packets_per_s(self) -> int:
+        return self._json["min_rate_packets_per_s"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class DscpMark(Limit):
-    dscp: int
-    tos: int  # the IPv4 TOS byte the mark becomes: dscp << 2
+    __slots__ = ()
+    __match_args__ = ("dscp", "tos")
+
+    def __init__(self, dscp: int, tos: int) -> None:
+        _set_json(self, {"dscp": dscp, "tos": tos})
+
+    @property
+    def dscp(self) -> int:
+        return self._json["dscp"]
+
+    @property
+    def tos(self) -> int:
+        """The IPv4 TOS byte the mark becomes: dscp << 2."""
+        return self._json["tos"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class DiskBytes(Limit):
-    bytes_per_s: int
-    peak_bytes_per_s: int | None = None
+    __slots__ = ()
+    __match_args__ = ("bytes_per_s", "peak_bytes_per_s")
+
+    def __init__(self, bytes_per_s: int, peak_bytes_per_s: int | None = None) -> None:
+        json = {"bytes_per_s": bytes_per_s}
+        if peak_bytes_per_s is not None:
+            json["peak_bytes_per_s"] = peak_bytes_per_s
+        _set_json(self, json)
+
+    @property
+    def bytes_per_s(self) -> int:
+        return self._json["bytes_per_s"]
+
+    @property
+    def peak_bytes_per_s(self) -> int | None:
+        return self._json.get("peak_bytes_per_s")
 
     def strictness(self) -> int:
-        return self.bytes_per_s
+        return self._json["bytes_per_s"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class DiskIops(Limit):
-    iops: int
-    peak_iops: int | None = None
+    __slots__ = ()
+    __match_args__ = ("iops", "peak_iops")
+
+    def __init__(self, iops: int, peak_iops: int | None = None) -> None:
+        json = {"iops": iops}
+        if peak_iops is not None:
+            json["peak_iops"] = peak_iops
+        _set_json(self, json)
+
+    @property
+    def iops(self) -> int:
+        return self._json["iops"]
+
+    @property
+    def peak_iops(self) -> int | None:
+        return self._json.get("peak_iops")
 
     def strictness(self) -> int:
-        return self.iops
+        return self._json["iops"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class CpuWeight(Limit):
-    weight: int  # cpu.shares (v1) or the shares number libvirt turns into cpu.weight (v2)
+    __slots__ = ()
+    __match_args__ = ("weight",)
+
+    def __init__(self, weight: int) -> None:
+        _set_json(self, {"weight": weight})
+
+    @property
+    def weight(self) -> int:
+        """cpu.shares (v1) or the shares number libvirt turns into cpu.weight (v2)."""
+        return self._json["weight"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class CpuQuota(Limit):
-    quota_us: int
-    period_us: int
-    cpu_per_mille_per_vcpu: int
+    __slots__ = ()
+    __match_args__ = ("quota_us", "period_us", "cpu_per_mille_per_vcpu")
+
+    def __init__(self, quota_us: int, period_us: int, cpu_per_mille_per_vcpu: int) -> None:
+        _set_json(
+            self,
+            {
+                "quota_us": quota_us,
+                "period_us": period_us,
+                "cpu_per_mille_per_vcpu": cpu_per_mille_per_vcpu,
+            },
+        )
+
+    @property
+    def quota_us(self) -> int:
+        return self._json["quota_us"]
+
+    @property
+    def period_us(self) -> int:
+        return self._json["period_us"]
+
+    @property
+    def cpu_per_mille_per_vcpu(self) -> int:
+        return self._json["cpu_per_mille_per_vcpu"]
 
 
 # The field that tells each limit type apart in JSON, in the order they are tried.
