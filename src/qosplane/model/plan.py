@@ -367,8 +367,8 @@ class EffectiveLimit:
     def effective(self) -> Enforcement | None:
         """The strictest holding enforcement (lowest rate for caps)."""
         holding = self.holding()
-        if not holding:
-            return None
+        if len(holding) < 2:  # most entries: one artifact, or none that holds
+            return holding[0] if holding else None
         return min(holding, key=lambda e: e.limit.strictness())
 
     def to_json(self) -> dict[str, Any]:
@@ -380,7 +380,10 @@ class EffectiveLimit:
             "kind": self.kind,
             "limit": dict(enforced_by["limit"]) if enforced_by else None,
             "enforced_by": enforced_by,
-            "declared": [d.to_json() for d in self.declared],
+            # Declared.to_json's dict, inline: a plan's JSON has thousands of them.
+            "declared": [
+                {"source": d.source, "key": d.key, "value": d.value} for d in self.declared
+            ],
             "artifacts": [c.to_json() for c in self.candidates],
             "conflicts": list(self.conflicts),
             "losses": list(self.losses),
