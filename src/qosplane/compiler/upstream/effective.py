@@ -28,6 +28,7 @@ from qosplane.compiler.upstream.topology import DiskWiring, PortWiring
 from qosplane.model.flavor import Flavor, VifLimit
 from qosplane.model.host_facts import (
     CgroupVersion,
+    DscpFlowStyle,
     HostFacts,
     LibvirtBandwidthBackend,
     NovaSharesDefault,
@@ -40,7 +41,6 @@ from qosplane.model.network_qos import (
     MinimumBandwidthRule,
     MinimumPacketRateRule,
     PacketRateLimitRule,
-    Rule,
 )
 from qosplane.model.plan import (
     CpuQuota,
@@ -119,7 +119,7 @@ def _tcp_burst_checks(
 ) -> None:
     """A policer drops what exceeds its bucket: below one frame it drops every full-size
     packet; below a bandwidth-delay product TCP cannot reach the rate."""
-    if not isinstance(e.limit, Rate) or e.mechanism != "police" or not e.holds:
+    if e.mechanism != "police" or not e.holds or not isinstance(e.limit, Rate):
         return
     burst, rate = e.limit.burst_bytes, e.limit.rate_bits_per_s
     if burst is None:
@@ -340,22 +340,62 @@ def _policy_source(wiring: PortWiring) -> str:
     return f"{wiring.policy_source} policy {name or (wiring.policy.id if wiring.policy else '')}".strip()
 
 
-def _bandwidth_candidate(
+@dataclass(slots=True)
+class _RuleSite:
+    """Where a port's Neutron rules land: the port's wiring and the names their findings
+    use, worked out once per port rather than once per rule."""
+
+    wiring: PortWiring
+    facts: HostFacts
+    eff: Effective
+    src: str  # "port policy bw-limiter"
+    dev: str  # the device the findings name
+    sriov: bool
+
+
+def _neutron_rules(
     wiring: PortWiring,
-    rule: BandwidthLimitRule,
     facts: HostFacts,
-    entry: EffectiveLimit,
+    entries: dict[str, EffectiveLimit],
+    extra: list[EffectiveLimit],
     eff: Effective,
-    dev: str,
-    kbps: KilobitsPerSecond,
-    burst_kbit: Kilobits,
 ) -> None:
+    """What holds for each rule of the port's effective policy."""
+    if wiring.policy is None:
+        return
+    dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
+    site = _RuleSite(wiring, facts, eff, _policy_source(wiring), dev, is_sriov(wiring))
+    for rule in wiring.policy.rules:
+        match rule:
+            case BandwidthLimitRule():
+                _bandwidth_rule(site, rule, entries[rule.direction.value])
+            case PacketRateLimitRule():
+                _packet_rate_rule(site, rule, extra)
+            case DscpMarkingRule():
+                _dscp_rule(site, rule, extra)
+            case MinimumBandwidthRule():
+                _min_bandwidth_rule(site, rule, extra)
+            case MinimumPacketRateRule():
+                _min_packet_rate_rule(site, rule, extra)
+
+
+def _bandwidth_rule(site: _RuleSite, rule: BandwidthLimitRule, entry: EffectiveLimit) -> None:
     """What holds for a bandwidth_limit rule on the path Neutron's agent takes for it."""
-    path = bandwidth_path(wiring, rule, facts)
+    direction = rule.direction.value
+    kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
+    burst_kbit = bits_to_kilobits(rule.max_burst_bits)
+    entry.declared.append(
+        Declared(
+            site.src,
+            f"bandwidth_limit {direction}",
+            f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
+        )
+    )
+    path = bandwidth_path(site.wiring, rule, site.facts)
     if path is BandwidthPath.SRIOV_NO_INGRESS:
         msg = "SR-IOV ports enforce no ingress bandwidth_limit (SR-IOV agent: egress only)"
         entry.losses.append(msg)
-        eff.errors.append(Finding("not_enforceable", msg, dev, "bandwidth_limit.ingress"))
+        site.eff.errors.append(Finding("not_enforceable", msg, site.dev, "bandwidth_limit.ingress"))
         return
     if path is BandwidthPath.SRIOV_VF_RATE:
         mbps = sriov_kbps_to_mbps(kbps)
@@ -373,19 +413,18 @@ def _bandwidth_candidate(
         if megabits_per_s_to_bits_per_s(mbps) != rule.max_rate_bits_per_s:
             entry.losses.append(f"max_kbps {kbps} rounds to {mbps} Mbit/s on the VF")
         return
-    entry.candidates.append(_ovs_bandwidth(path, wiring, rule, facts, entry, dev, kbps, burst_kbit))
+    entry.candidates.append(_ovs_bandwidth(path, site, rule, entry, kbps, burst_kbit))
 
 
 def _ovs_bandwidth(
     path: BandwidthPath,
-    wiring: PortWiring,
+    site: _RuleSite,
     rule: BandwidthLimitRule,
-    facts: HostFacts,
     entry: EffectiveLimit,
-    dev: str,
     kbps: KilobitsPerSecond,
     burst_kbit: Kilobits,
 ) -> Enforcement:
+    wiring, facts, dev = site.wiring, site.facts, site.dev
     if path is BandwidthPath.METER:
         mid = meter_id(wiring.port.id, "bps", rule.direction)
         return Enforcement(
@@ -432,55 +471,6 @@ def _ovs_bandwidth(
     )
 
 
-@dataclass(slots=True)
-class _RuleSite:
-    """Where a Neutron rule lands: the port's wiring and the names its findings use."""
-
-    wiring: PortWiring
-    facts: HostFacts
-    eff: Effective
-    src: str  # "port policy bw-limiter"
-    dev: str  # the device the findings name
-    sriov: bool
-
-
-def _neutron_rule(
-    wiring: PortWiring,
-    rule: Rule,
-    facts: HostFacts,
-    entries: dict[str, EffectiveLimit],
-    extra: list[EffectiveLimit],
-    eff: Effective,
-) -> None:
-    dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
-    site = _RuleSite(wiring, facts, eff, _policy_source(wiring), dev, is_sriov(wiring))
-    match rule:
-        case BandwidthLimitRule():
-            _bandwidth_rule(site, rule, entries[rule.direction.value])
-        case PacketRateLimitRule():
-            _packet_rate_rule(site, rule, extra)
-        case DscpMarkingRule():
-            _dscp_rule(site, rule, extra)
-        case MinimumBandwidthRule():
-            _min_bandwidth_rule(site, rule, extra)
-        case MinimumPacketRateRule():
-            _min_packet_rate_rule(site, rule, extra)
-
-
-def _bandwidth_rule(site: _RuleSite, rule: BandwidthLimitRule, entry: EffectiveLimit) -> None:
-    direction = rule.direction.value
-    kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
-    burst_kbit = bits_to_kilobits(rule.max_burst_bits)
-    entry.declared.append(
-        Declared(
-            site.src,
-            f"bandwidth_limit {direction}",
-            f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
-        )
-    )
-    _bandwidth_candidate(site.wiring, rule, site.facts, entry, site.eff, site.dev, kbps, burst_kbit)
-
-
 def _packet_rate_rule(
     site: _RuleSite, rule: PacketRateLimitRule, extra: list[EffectiveLimit]
 ) -> None:
@@ -524,16 +514,15 @@ def _dscp_rule(site: _RuleSite, rule: DscpMarkingRule, extra: list[EffectiveLimi
         eff.errors.append(Finding("not_enforceable", msg, dev, "dscp_marking"))
         return
     tos = dscp_to_tos(rule.dscp_mark)
+    tos_only = facts.dscp_flows is DscpFlowStyle.MOD_NW_TOS
     entry.candidates.append(
         Enforcement(
             "neutron-ovs",
             f"OpenFlow table 0 flow for in_port={dev} on {facts.ovs_bridge}",
             "mark",
-            f"mod_nw_tos:{tos}"
-            if facts.dscp_flows.value == "mod_nw_tos"
-            else f"set_field:{rule.dscp_mark}->ip_dscp",
+            f"mod_nw_tos:{tos}" if tos_only else f"set_field:{rule.dscp_mark}->ip_dscp",
             DscpMark(rule.dscp_mark, tos),
-            note="IPv4 only" if facts.dscp_flows.value == "mod_nw_tos" else "",
+            note="IPv4 only" if tos_only else "",
         )
     )
 
@@ -624,9 +613,7 @@ def network_effective(
     }
     extra: list[EffectiveLimit] = []
     _flavor_vif(wiring, flavor, entries, eff)
-    if wiring.policy is not None:
-        for rule in wiring.policy.rules:
-            _neutron_rule(wiring, rule, facts, entries, extra, eff)
+    _neutron_rules(wiring, facts, entries, extra, eff)
     out: list[EffectiveLimit] = []
     for entry in entries.values():
         if not entry.declared:

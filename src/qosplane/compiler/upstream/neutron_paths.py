@@ -27,12 +27,15 @@ class BandwidthPath(enum.Enum):
     LINUX_HTB_QUEUE = "ovs: QoS linux-htb queue"  # ingress, the default
 
 
+_SRIOV_VIF_TYPES = (VifType.HOSTDEV, VifType.DIRECT)  # a tuple: `in` is two identity checks
+
+
 def is_sriov(wiring: PortWiring) -> bool:
-    return wiring.vif_type in (VifType.HOSTDEV, VifType.DIRECT)
+    return wiring.vif_type in _SRIOV_VIF_TYPES
 
 
 def bandwidth_path(wiring: PortWiring, rule: BandwidthLimitRule, facts: HostFacts) -> BandwidthPath:
-    if is_sriov(wiring):
+    if wiring.vif_type in _SRIOV_VIF_TYPES:  # is_sriov, inline: asked once per rule
         if rule.direction is Direction.INGRESS:
             return BandwidthPath.SRIOV_NO_INGRESS
         return BandwidthPath.SRIOV_VF_RATE
