@@ -14,7 +14,7 @@ is exactly its JSON form and what a reader of `explain --json` sees.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import FrozenInstanceError, dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any, ClassVar
 
 Argv = list[str]
@@ -346,7 +346,7 @@ class Enforcement:
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class EffectiveLimit:
     """Per device and guest-relative direction: what was declared, every layer's artifact
     for it, and the conflicts and losses on the way. Not frozen: the compiler fills its
@@ -355,11 +355,33 @@ class EffectiveLimit:
     device: str
     direction: str  # guest-relative: ingress/egress; read/write/total for disks; '' for cpu
     kind: str  # bandwidth, packet_rate, min_bandwidth, min_packet_rate, dscp, disk_bytes, ...
-    declared: list[Declared] = field(default_factory=list)
-    candidates: list[Enforcement] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    losses: list[str] = field(default_factory=list)
-    port_id: str = ""
+    declared: list[Declared]
+    candidates: list[Enforcement]
+    conflicts: list[str]
+    losses: list[str]
+    port_id: str
+
+    def __init__(
+        self,
+        device: str,
+        direction: str,
+        kind: str,
+        declared: list[Declared] | None = None,
+        candidates: list[Enforcement] | None = None,
+        conflicts: list[str] | None = None,
+        losses: list[str] | None = None,
+        port_id: str = "",
+    ) -> None:
+        """The dataclass's own, less its four default_factory calls: the compiler makes
+        about ten entries per plan, most with empty lists to fill."""
+        self.device = device
+        self.direction = direction
+        self.kind = kind
+        self.declared = [] if declared is None else declared
+        self.candidates = [] if candidates is None else candidates
+        self.conflicts = [] if conflicts is None else conflicts
+        self.losses = [] if losses is None else losses
+        self.port_id = port_id
 
     def holding(self) -> list[Enforcement]:
         return [c for c in self.candidates if c.holds]
