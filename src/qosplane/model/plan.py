@@ -14,7 +14,7 @@ is exactly its JSON form and what a reader of `explain --json` sees.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import FrozenInstanceError, dataclass, fields
 from typing import Any, ClassVar
 
 Argv = list[str]
@@ -298,17 +298,33 @@ def limit_from_json(data: Mapping[str, int]) -> Limit:
     raise ValueError(f"not a limit: {dict(data)!r}")
 
 
-@dataclass(frozen=True, slots=True)
+def _slot_setters(cls: type[Any]) -> tuple[Callable[[Any, Any], None], ...]:
+    """The __set__ of each field's slot, in field order, for a frozen slots dataclass whose
+    __init__ is its own: the generated one calls object.__setattr__ per field, about twice
+    the cost, and a plan makes some thirty such values. Only __init__ writes through these;
+    everyone else still meets the frozen __setattr__."""
+    return tuple(cls.__dict__[f.name].__set__ for f in fields(cls))
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Declared:
     source: str  # "flavor m1.resquota", "port policy bw-limiter", ...
     key: str  # as the operator wrote it
     value: str  # with its upstream unit
 
+    def __init__(self, source: str, key: str, value: str) -> None:
+        _declared_source(self, source)
+        _declared_key(self, key)
+        _declared_value(self, value)
+
     def to_json(self) -> dict[str, str]:
         return {"source": self.source, "key": self.key, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True)
+_declared_source, _declared_key, _declared_value = _slot_setters(Declared)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Enforcement:
     """One layer's artifact that could enforce a limit, and whether it holds there."""
 
@@ -319,6 +335,24 @@ class Enforcement:
     limit: Limit
     holds: bool = True
     note: str = ""
+
+    def __init__(
+        self,
+        layer: str,
+        artifact: str,
+        mechanism: str,
+        as_written: str,
+        limit: Limit,
+        holds: bool = True,
+        note: str = "",
+    ) -> None:
+        _enforcement_layer(self, layer)
+        _enforcement_artifact(self, artifact)
+        _enforcement_mechanism(self, mechanism)
+        _enforcement_as_written(self, as_written)
+        _enforcement_limit(self, limit)
+        _enforcement_holds(self, holds)
+        _enforcement_note(self, note)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -344,6 +378,17 @@ class Enforcement:
             bool(data["holds"]),
             str(data.get("note", "")),
         )
+
+
+(
+    _enforcement_layer,
+    _enforcement_artifact,
+    _enforcement_mechanism,
+    _enforcement_as_written,
+    _enforcement_limit,
+    _enforcement_holds,
+    _enforcement_note,
+) = _slot_setters(Enforcement)
 
 
 @dataclass(slots=True, init=False)
@@ -428,7 +473,7 @@ class EffectiveLimit:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Finding:
     """A warning or error a plan carries: a code, the device and the key involved."""
 
@@ -436,6 +481,12 @@ class Finding:
     message: str
     device: str = ""
     key: str = ""
+
+    def __init__(self, code: str, message: str, device: str = "", key: str = "") -> None:
+        _finding_code(self, code)
+        _finding_message(self, message)
+        _finding_device(self, device)
+        _finding_key(self, key)
 
     def to_json(self) -> dict[str, str]:
         out = {"code": self.code, "message": self.message}
@@ -448,6 +499,9 @@ class Finding:
     @classmethod
     def from_json(cls, data: Mapping[str, str]) -> Finding:
         return cls(data["code"], data["message"], data.get("device", ""), data.get("key", ""))
+
+
+_finding_code, _finding_message, _finding_device, _finding_key = _slot_setters(Finding)
 
 
 @dataclass(frozen=True, slots=True)
