@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
+from qosplane.api.neutron.listing import neutron_list
 from qosplane.api.neutron.qos import if_match, policy_target, readable_policy
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.service.neutron import NeutronService
@@ -212,7 +213,7 @@ async def list_networks(request: Request, services: Services) -> Response:
         repo = NetworkRepository(s)
         rows = [r for r in repo.networks(request.query_params.get("name")) if _sees(ctx, r)]
         out = [network_json(r, [sn.id for sn in repo.subnets(r.id)]) for r in rows]
-    return ok({"networks": out})
+    return ok(neutron_list(request, "networks", out))
 
 
 async def create_network(request: Request, services: Services) -> Response:
@@ -310,16 +311,11 @@ async def create_subnet(request: Request, services: Services) -> Response:
 
 async def list_subnets(request: Request, services: Services) -> Response:
     ctx = context(request, services)
-    name = request.query_params.get("name")
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
         rows = repo.subnets(request.query_params.get("network_id"))
-        out = [
-            subnet_json(r)
-            for r in rows
-            if (name is None or r.name == name) and _sees(ctx, repo.network(r.network_id))
-        ]
-    return ok({"subnets": out})
+        out = [subnet_json(r) for r in rows if _sees(ctx, repo.network(r.network_id))]
+    return ok(neutron_list(request, "subnets", out))
 
 
 async def show_subnet(request: Request, services: Services) -> Response:
@@ -341,7 +337,7 @@ async def list_ports(request: Request, services: Services) -> Response:
             device_id=q.get("device_id"), name=q.get("name"), network_id=q.get("network_id")
         )
         out = [port_json(repo, r) for r in rows if _owns(ctx, r.project_id)]
-    return ok({"ports": out})
+    return ok(neutron_list(request, "ports", out))
 
 
 async def show_port(request: Request, services: Services) -> Response:
@@ -408,6 +404,10 @@ async def delete_port(request: Request, services: Services) -> Response:
 # Neutron API extensions this API implements (GET /v2.0/extensions): what clients probe.
 EXTENSIONS = {
     "binding": "Port Binding",
+    # api/neutron/listing.py: filters (validated), fields, sorting and pagination.
+    "filter-validation": "Filter parameters validation",
+    "pagination": "Pagination support",
+    "sorting": "Sorting support",
     "port-security": "Port Security",
     "project-id": "project_id field enabled",
     "qos": "Quality of Service",

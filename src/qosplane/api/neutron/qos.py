@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.api.neutron.listing import neutron_list
 from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NotFound, parse_int
 from qosplane.model.network_qos import (
     NEUTRON_INT_MAX,
@@ -135,16 +136,14 @@ async def versions(request: Request, services: Services) -> Response:
 
 async def list_policies(request: Request, services: Services) -> Response:
     ctx = context(request, services)
-    name = request.query_params.get("name")
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
         out = [
             policy_json(p, repo.revision(p.id))
             for p in repo.list(None)
-            if (name is None or p.name == name)
-            and services.policy.allows("get_policy", policy_target(p), ctx)
+            if services.policy.allows("get_policy", policy_target(p), ctx)
         ]
-    return ok({"policies": out})
+    return ok(neutron_list(request, "policies", out))
 
 
 async def create_policy(request: Request, services: Services) -> Response:
@@ -257,7 +256,7 @@ async def list_rules(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         policy = _readable_rules(services, QosPolicyRepository(s), request, rule_type, ctx)
     rules = [rule_json(r, policy.id) for r in policy.rules if r.type_name == rule_type]
-    return ok({f"{rule_type}_rules": rules})
+    return ok(neutron_list(request, f"{rule_type}_rules", rules))
 
 
 async def show_rule(request: Request, services: Services) -> Response:

@@ -1,0 +1,93 @@
+"""Neutron list queries (api/neutron/listing.py): filters narrow a listing, never widen
+it, and fields, sorting and pagination behave as Neutron's (neutron/api/api_common.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from tests.test_api import make_network, token
+from tests.test_policy_matrix import PROJECT_A, _headers
+
+QOS = "/networking/v2.0/qos/policies"
+NET = "/networking/v2.0"
+
+
+def _names(client: TestClient, h: dict[str, str], query: str) -> list[str]:
+    r = client.get(f"{QOS}?{query}", headers=h)
+    assert r.status_code == 200, r.text
+    return [p["name"] for p in r.json()["policies"]]
+
+
+def _policies(client: TestClient) -> dict[str, str]:
+    admin = token(client)
+    for name, headers, shared in (
+        ("a1", _headers("manager"), False),
+        ("b2", admin, True),
+        ("c3", admin, False),
+    ):
+        body: dict[str, Any] = {"policy": {"name": name, "shared": shared}}
+        r = client.post(QOS, headers=headers, json=body)
+        assert r.status_code == 201, r.text
+    return admin
+
+
+def test_filters_narrow_by_project_shared_and_any_of_several_values(client: TestClient) -> None:
+    admin = _policies(client)
+    assert sorted(_names(client, admin, "")) == ["a1", "b2", "c3"]
+    assert _names(client, admin, f"project_id={PROJECT_A}") == ["a1"]
+    assert _names(client, admin, f"tenant_id={PROJECT_A}") == ["a1"]
+    assert _names(client, admin, "shared=true") == ["b2"]
+    assert sorted(_names(client, admin, "shared=False")) == ["a1", "c3"]
+    assert sorted(_names(client, admin, "name=a1&name=c3")) == ["a1", "c3"]
+    assert _names(client, admin, "name=a1&shared=true") == []
+    # A filter never widens what the caller sees: project A's reader asks for the admin's.
+    reader = _headers("reader")
+    assert _names(client, reader, "project_id=admin-project-id") == ["b2"]  # shared only
+
+
+def test_an_unknown_filter_or_sort_key_is_a_400_naming_it(client: TestClient) -> None:
+    admin = _policies(client)
+    for query, named in (("colour=red", "colour"), ("sort_key=colour", "sort_key")):
+        r = client.get(f"{QOS}?{query}", headers=admin)
+        assert r.status_code == 400, r.text
+        assert named in r.json()["NeutronError"]["message"]
+
+
+def test_fields_sorting_and_pages(client: TestClient) -> None:
+    admin = _policies(client)
+    r = client.get(f"{QOS}?fields=id&fields=name&sort_key=name&sort_dir=desc", headers=admin)
+    body = r.json()["policies"]
+    assert [p["name"] for p in body] == ["c3", "b2", "a1"]
+    assert all(set(p) == {"id", "name"} for p in body)
+    first = client.get(f"{QOS}?limit=2&sort_key=name", headers=admin).json()
+    assert [p["name"] for p in first["policies"]] == ["a1", "b2"]
+    (link,) = [x for x in first["policies_links"] if x["rel"] == "next"]
+    assert f"marker={first['policies'][-1]['id']}" in link["href"]
+    rest = client.get(
+        f"{QOS}?limit=2&sort_key=name&marker={first['policies'][-1]['id']}", headers=admin
+    ).json()
+    assert [p["name"] for p in rest["policies"]] == ["c3"]
+    assert [x["rel"] for x in rest["policies_links"]] == ["previous"]
+    bad = client.get(f"{QOS}?limit=-1", headers=admin)
+    assert bad.status_code == 400
+
+
+def test_ports_and_networks_filter_by_project(client: TestClient) -> None:
+    admin = token(client)
+    mine = make_network(client, admin, name="admin-net")
+    theirs = make_network(client, _headers("member"), name="a-net", cidr="10.9.0.0/29")
+    for net in (mine, theirs):
+        assert (
+            client.post(
+                f"{NET}/ports",
+                headers=admin if net == mine else _headers("member"),
+                json={"port": {"network_id": net}},
+            ).status_code
+            == 201
+        )
+    nets = client.get(f"{NET}/networks?project_id={PROJECT_A}", headers=admin).json()
+    assert [n["id"] for n in nets["networks"]] == [theirs]
+    ports = client.get(f"{NET}/ports?project_id={PROJECT_A}", headers=admin).json()["ports"]
+    assert [p["network_id"] for p in ports] == [theirs]
