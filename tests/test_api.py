@@ -825,6 +825,20 @@ def test_projects_users_and_grants(client: TestClient) -> None:
     listed = client.get("/identity/v3/role_assignments?include_names", headers=h).json()
     pairs = {(a["user"]["name"], a["role"]["name"]) for a in listed["role_assignments"]}
     assert pairs == {("admin", "admin"), ("alice", "member")}
+    # By id, as tempest's dynamic credentials authenticate (keystone UserAuthInfo).
+    by_id: dict[str, str] = body["auth"]["identity"]["password"]["user"]  # type: ignore[index]
+    for user, status in (
+        ({"id": uid, "password": "pw"}, 201),
+        ({"id": uid, "password": "wrong"}, 401),
+        ({"id": "no-such-user", "password": "pw"}, 401),
+        ({"password": "pw"}, 401),
+    ):
+        by_id.clear()
+        by_id.update(user)
+        got = client.post("/identity/v3/auth/tokens", json=body)
+        assert got.status_code == status, (user, got.text)
+        if status == 201:
+            assert got.json()["token"]["user"]["id"] == uid
 
 
 @pytest.mark.parametrize(

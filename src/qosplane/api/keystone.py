@@ -86,8 +86,10 @@ def _authenticate(body: dict[str, Any], services: Services) -> Context:
         "user",
         "auth.identity.password.user",
     )
-    name, password = user.get("name"), user.get("password")
-    if not isinstance(name, str) or not isinstance(password, str):
+    # Keystone identifies a password user by id, or by name within a domain
+    # (keystone/auth/plugins/core.py, UserAuthInfo); tempest's dynamic credentials use ids.
+    user_id, name, password = user.get("id"), user.get("name"), user.get("password")
+    if not isinstance(password, str) or not (isinstance(user_id, str) or isinstance(name, str)):
         raise Unauthorized("The request you have made requires authentication.")
     project = _object(_object(body, "scope", "auth.scope"), "project", "auth.scope.project")
     for key in ("name", "id"):
@@ -95,7 +97,11 @@ def _authenticate(body: dict[str, Any], services: Services) -> Context:
             raise InvalidInput(f"auth.scope.project.{key}", project[key], "a string")
     with services.db.transaction() as s:
         user_row, project_row, roles = IdentityRepository(s).authenticate(
-            name, password, project.get("name"), project.get("id")
+            user_id if isinstance(user_id, str) else None,
+            name if isinstance(name, str) else None,
+            password,
+            project.get("name"),
+            project.get("id"),
         )
         return Context(
             user_row.id,

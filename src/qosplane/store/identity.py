@@ -134,10 +134,20 @@ class IdentityRepository:
         return tuple(r for r in ROLES if r in effective)
 
     def authenticate(
-        self, user_name: str, password: str, project_name: str | None, project_id: str | None
+        self,
+        user_id: str | None,
+        user_name: str | None,
+        password: str,
+        project_name: str | None,
+        project_id: str | None,
     ) -> tuple[UserRow, ProjectRow, tuple[str, ...]]:
+        """The user (by id, else by name), its project and roles; one answer (401) for
+        every failure, so a caller learns nothing about which part was wrong."""
         denied = Unauthorized("The request you have made requires authentication.")
-        user = next(iter(self.users(user_name)), None)
+        if user_id is not None:
+            user = self.session.get(UserRow, user_id)
+        else:
+            user = next(iter(self.users(user_name)), None) if user_name else None
         if user is None or not user.enabled or not check_password(password, user.password_hash):
             raise denied
         if project_id:
