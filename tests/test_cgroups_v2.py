@@ -17,6 +17,7 @@ from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.cgroups import CGROUP_V2, RealCgroupsV2
 from qosplane.host.probe import V2_CONTROLLERS
 from qosplane.model.host_state import Capabilities, CpuQos, Mechanism
+from qosplane.model.plan import HostPlan
 from qosplane.verify.drift import cpu_drift
 from tests.test_host_program import hybrid_plan
 
@@ -24,14 +25,14 @@ V2_ONLY = Capabilities(htb=True, ifb_mirred=True, cgroup_v2=True, cgroup_v2_cpu=
 
 
 def test_the_seed_shares_become_a_v2_weight_with_the_same_number() -> None:
-    qos, outcomes = host_program(hybrid_plan("m1-resquota.yaml"), V2_ONLY)
+    qos, outcomes = host_program(HostPlan.from_json(hybrid_plan("m1-resquota.yaml")), V2_ONLY)
     assert qos.cpu == CpuQos("instance-00000041", shares=512, v2=True)
     mechanism = {o.kind: o.mechanism for o in outcomes}["cpu_shares"]
     assert mechanism == Mechanism.CGROUP_V2_CPU.value
 
 
 def test_without_any_cpu_controller_the_limit_is_reported_not_enforceable() -> None:
-    _, outcomes = host_program(hybrid_plan("m1-resquota.yaml"), Capabilities())
+    _, outcomes = host_program(HostPlan.from_json(hybrid_plan("m1-resquota.yaml")), Capabilities())
     shares = {o.kind: o for o in outcomes}["cpu_shares"]
     assert shares.reason == "no cgroup cpu controller"
 

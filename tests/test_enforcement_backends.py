@@ -93,7 +93,7 @@ class _PacketPolicer:
         return Decision.applied(f"policer at {claim.limit.rate_packets_per_s} pkt/s", polices=True)
 
 
-def _packet_rate_plan() -> dict[str, object]:
+def _packet_rate_plan() -> HostPlan:
     case = load_case("vm-neutron-qos.yaml")
     rules = case["ports"][0]["qos_policy"]["rules"]
     rules.append(
@@ -104,8 +104,7 @@ def _packet_rate_plan() -> dict[str, object]:
         "vif_type": "hybrid",
         "neutron_meter_bandwidth": True,
     }
-    plan: dict[str, object] = plan_of(case).to_json()
-    return plan
+    return plan_of(case)
 
 
 def test_a_new_backend_is_one_object_in_the_list() -> None:

@@ -26,7 +26,7 @@ from qosplane.compiler.enforcement.backends.libvirt_domain import (
 from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.hypervisor import FakeHypervisor, RealHypervisor
 from qosplane.model.host_state import Capabilities, DomainQos, Mechanism, Outcome
-from qosplane.model.plan import DesiredServer
+from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import Verdict
 from qosplane.model.units import Kibibytes
 from qosplane.verify.drift import domain_drift
@@ -87,7 +87,7 @@ def test_the_plans_domain_is_adapted_to_this_host_and_keeps_its_qos() -> None:
 
 
 def test_cpu_and_image_disk_limits_become_libvirt_parameters() -> None:
-    qos, outcomes = host_program(resquota_plan(), LIBVIRT)
+    qos, outcomes = host_program(HostPlan.from_json(resquota_plan()), LIBVIRT)
     assert qos.cpu is None  # libvirt owns the domain's cgroup
     assert qos.domain is not None
     assert dict(qos.domain.scheduler) == {
@@ -108,7 +108,10 @@ def test_cpu_and_image_disk_limits_become_libvirt_parameters() -> None:
 
 def test_a_quota_from_the_flavor_reaches_the_scheduler() -> None:
     qos, _ = host_program(
-        resquota_plan(**{"quota:cpu_quota": "50000", "quota:cpu_period": "100000"}), LIBVIRT
+        HostPlan.from_json(
+            resquota_plan(**{"quota:cpu_quota": "50000", "quota:cpu_period": "100000"})
+        ),
+        LIBVIRT,
     )
     assert qos.domain is not None
     assert dict(qos.domain.scheduler)["vcpu_quota"] == 50_000
@@ -262,7 +265,7 @@ def test_on_cgroup_v2_an_unset_weight_is_v2s_default() -> None:
     body = copy.deepcopy(load_case("m1-resquota.yaml"))
     body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid", "nova_shares_default": "none"}
     body["flavor"]["extra_specs"].pop("quota:cpu_shares")
-    plan = plan_of(body).to_json()
+    plan = plan_of(body)
     v2 = Capabilities(htb=True, cgroup_v2=True, cgroup_v2_cpu=True, libvirt=True)
     qos, _ = host_program(plan, v2)
     assert qos.domain is not None

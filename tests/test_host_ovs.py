@@ -38,7 +38,7 @@ from qosplane.model.host_state import (
     PortQos,
     Shaper,
 )
-from qosplane.model.plan import DesiredServer
+from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import ReportStatus
 from qosplane.model.units import Bits, BitsPerSecond, Bytes, Kilobits, KilobitsPerSecond
 from qosplane.verify.drift import port_drift
@@ -62,7 +62,7 @@ def bridge_plan(case: str) -> dict[str, Any]:
 
 
 def test_neutron_rules_become_a_meter_and_a_dscp_flow() -> None:
-    qos, outcomes = host_program(bridge_plan("vm-neutron-qos.yaml"), OVS)
+    qos, outcomes = host_program(HostPlan.from_json(bridge_plan("vm-neutron-qos.yaml")), OVS)
     assert qos.devices == ()  # nothing for tc: OVS owns these ports
     ports = {p.port: p for p in qos.ports}
     # bw-limiter: max_kbps 3000, max_burst_kbps 0 -> Neutron's 80% default burst, as
@@ -81,7 +81,7 @@ def test_the_seed_resquota_loses_its_outbound_limit_on_ovs_and_says_so() -> None
     """The seed's wiring: Neutron's OVS agent owns the tap's ingress, so libvirt's
     outbound police does not hold (the compiler found it); the agent reports that loss
     instead of enforcing a limit the upstream stack would not."""
-    qos, outcomes = host_program(bridge_plan("m1-resquota.yaml"), OVS)
+    qos, outcomes = host_program(HostPlan.from_json(bridge_plan("m1-resquota.yaml")), OVS)
     assert {p.to_instance for p in qos.ports} == {
         OvsQueue(BitsPerSecond(262_144_000), Bits(131_072 * 1024 * 8))
     }

@@ -25,6 +25,7 @@ from qosplane.model.host_state import (
     Outcome,
     Shaper,
 )
+from qosplane.model.plan import AttachedVolume, HostPlan
 from qosplane.model.units import (
     BitsPerSecond,
     Bytes,
@@ -54,7 +55,7 @@ def hybrid_plan(case: str, **extra_specs: str) -> dict[str, Any]:
 
 
 def test_seed_resquota_on_this_host() -> None:
-    qos, outcomes = host_program(hybrid_plan("m1-resquota.yaml"), HERE)
+    qos, outcomes = host_program(HostPlan.from_json(hybrid_plan("m1-resquota.yaml")), HERE)
     assert qos.cpu == CpuQos(group="instance-00000041", shares=512)
     assert len(qos.devices) == 3
     tap = qos.devices[0]
@@ -73,7 +74,7 @@ def test_seed_resquota_on_this_host() -> None:
 
 
 def test_seed_on_ovs_taps_reports_the_lost_police() -> None:
-    _, outcomes = host_program(plan_of(load_case("m1-resquota.yaml")).to_json(), HERE)
+    _, outcomes = host_program(plan_of(load_case("m1-resquota.yaml")), HERE)
     lost = [o for o in outcomes if o.kind == "bandwidth" and o.direction == "egress"]
     assert lost
     assert all(o.outcome is Outcome.NOT_ENFORCEABLE for o in lost)
@@ -81,7 +82,7 @@ def test_seed_on_ovs_taps_reports_the_lost_police() -> None:
 
 
 def test_neutron_rules_land_on_the_tap_of_their_port() -> None:
-    qos, outcomes = host_program(hybrid_plan("vm-neutron-qos.yaml"), HERE)
+    qos, outcomes = host_program(HostPlan.from_json(hybrid_plan("vm-neutron-qos.yaml")), HERE)
     devices = {d.device: d for d in qos.devices}
     assert devices["tap679563b6-d1"].from_instance == shaper(3_000_000, 3_000_000, 38_400)
     assert devices["tap68fe8005-c4"].dscp == 26
@@ -90,7 +91,7 @@ def test_neutron_rules_land_on_the_tap_of_their_port() -> None:
 
 def test_the_stricter_of_flavor_and_policy_owns_the_device() -> None:
     # flavor: to-instance 1250 kB/s = 10 Mbit/s; policy: ingress 20000 kbit/s.
-    qos, _ = host_program(hybrid_plan("flavor-and-policy-conflict.yaml"), HERE)
+    qos, _ = host_program(HostPlan.from_json(hybrid_plan("flavor-and-policy-conflict.yaml")), HERE)
     (tap,) = qos.devices
     assert tap.to_instance is not None
     assert tap.to_instance.ceil_bits_per_s == 10_000_000
@@ -98,7 +99,7 @@ def test_the_stricter_of_flavor_and_policy_owns_the_device() -> None:
 
 def test_missing_capabilities_are_reported_not_skipped() -> None:
     bare = Capabilities(htb=True, ifb_mirred=False, nft_bridge=False, cgroup_v1_cpu=False)
-    qos, outcomes = host_program(hybrid_plan("vm-neutron-qos.yaml"), bare)
+    qos, outcomes = host_program(HostPlan.from_json(hybrid_plan("vm-neutron-qos.yaml")), bare)
     assert all(d.from_instance is None and d.dscp is None for d in qos.devices)
     refused = {o.kind: o.reason for o in outcomes if o.outcome is Outcome.NOT_ENFORCEABLE}
     assert refused["bandwidth"] == "neither ifb+mirred nor tc police is available"
@@ -252,9 +253,9 @@ def test_a_limit_removed_from_the_flavor_is_drift_back_to_the_default() -> None:
 def test_volume_limits_become_a_throttle_group() -> None:
     """Cinder's per-GB spec on a 10 GB volume: 100 read IOPS on vdb, as QEMU's
     throttle-group key; without the daemon it is reported, not dropped."""
-    plan = plan_of(load_case("cinder-per-gb.yaml")).to_json()
+    plan = plan_of(load_case("cinder-per-gb.yaml"))
     volume = next(v for v in load_case("cinder-per-gb.yaml")["volumes"])
-    attached = [{"id": volume["id"], "device": "vdb", "size_gb": 10}]
+    attached = [AttachedVolume(volume["id"], "vdb", 10)]
     caps = Capabilities(htb=True, qemu_storage_daemon=True)
     qos, outcomes = host_program(plan, caps, attached)
     assert [(v.device, v.limits) for v in qos.volumes] == [("vdb", (("x-iops-read", 100),))]

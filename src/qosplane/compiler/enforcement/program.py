@@ -12,8 +12,7 @@ their backend; they are re-exported here, this room's front door.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from qosplane.compiler.enforcement.backends import cgroups, libvirt_domain, ovs, qemu_storage, tc
 from qosplane.compiler.enforcement.backends.nft_dscp import dscp_ruleset
@@ -45,20 +44,15 @@ from qosplane.model.plan import AttachedVolume, EffectiveLimit, HostPlan
 
 
 def host_program(
-    plan: HostPlan | Mapping[str, Any],
+    plan: HostPlan,
     caps: Capabilities,
-    volumes: Sequence[AttachedVolume | Mapping[str, Any]] = (),
+    volumes: Sequence[AttachedVolume] = (),
     backends: Sequence[Backend] = BACKENDS,
 ) -> tuple[InstanceQos, tuple[RuleOutcome, ...]]:
     """The instance's desired host state and one outcome per effective limit of `plan`.
-    `volumes`: the attached volumes as the watch lists them. Either may come in their JSON
-    form, as the plan command and the tests hold them; they are typed here. `backends`:
-    the registry's, unless a caller brings its own."""
-    if not isinstance(plan, HostPlan):
-        plan = HostPlan.from_json(plan)
-    attached = [
-        v if isinstance(v, AttachedVolume) else AttachedVolume.from_json(v) for v in volumes
-    ]
+    `volumes`: the attached volumes as the watch lists them. `backends`: the registry's,
+    unless a caller brings its own."""
+    attached = list(volumes)
     desired = Desired(volumes={v.device: v for v in attached})
     outcomes = tuple(_decide(entry, caps, desired, backends) for entry in plan.effective)
     name = plan.instance_name
