@@ -980,3 +980,25 @@ def test_extensions_list_what_is_implemented(client: TestClient) -> None:
     assert {"qos", "qos-bw-limit-direction", "binding"} <= aliases
     assert client.get(f"{NET}/extensions/qos", headers=h).json()["extension"]["alias"] == "qos"
     assert client.get(f"{NET}/extensions/port-hints", headers=h).status_code == 404
+
+
+def test_flavor_ids_and_public_flags_take_novas_forms(client: TestClient) -> None:
+    """flavor_manage.py: an id may be a number (tempest sends one), stored as its string;
+    is_public takes Nova's boolean strings (parameter_types.boolean)."""
+    h = token(client)
+
+    def create(**fields: object) -> httpx.Response:
+        body = {"flavor": {"name": f"f{len(str(fields))}", "ram": 64, "vcpus": 1, **fields}}
+        response: httpx.Response = client.post("/compute/v2.1/flavors", headers=h, json=body)
+        return response
+
+    made = create(id=12345, **{"os-flavor-access:is_public": "False"})
+    assert made.status_code == 200, made.text
+    flavor = made.json()["flavor"]
+    assert (flavor["id"], flavor["os-flavor-access:is_public"]) == ("12345", False)
+    assert client.get("/compute/v2.1/flavors/12345", headers=h).status_code == 200
+    assert create(id="tiny.1", **{"os-flavor-access:is_public": "yes"}).status_code == 200
+    for bad in ({"id": "a/b"}, {"id": " x"}, {"id": ""}, {"os-flavor-access:is_public": "maybe"}):
+        refused = create(**bad)
+        assert refused.status_code == 400, (bad, refused.text)
+        assert next(iter(bad)) in refused.json()["badRequest"]["message"]

@@ -8,6 +8,7 @@ them, so an unknown or malformed one is refused instead of silently ignored.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -101,6 +102,43 @@ def _int_field(body: dict[str, Any], key: str, default: int | None, minimum: int
     return parse_int(f"flavor.{key}", value, minimum, INT32_MAX)
 
 
+# nova/api/validation/parameter_types.py `boolean`: a JSON boolean or one of these strings.
+_TRUE = ("True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes")
+_FALSE = ("False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no")
+# nova/api/openstack/compute/schemas/flavor_manage.py: a string or a number (stored as its
+# string), 1 to 255 characters of letters, digits, '.', ' ', '_' and '-', no space at
+# either end.
+_FLAVOR_ID = re.compile(r"^(?! )[a-zA-Z0-9. _-]+(?<! )$")
+
+
+def _nova_boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in _TRUE + _FALSE:
+        return value in _TRUE
+    raise InvalidInput(
+        "flavor.os-flavor-access:is_public",
+        value,
+        "true, false or one of " + ", ".join(_TRUE + _FALSE),
+    )
+
+
+def _flavor_id(value: object) -> str:
+    """The id as Nova stores it; "" when absent (a UUID is generated)."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # tempest sends integers (data_utils.rand_int_id)
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not _FLAVOR_ID.match(value):
+        raise InvalidInput(
+            "flavor.id",
+            value,
+            "null, a number, or 1 to 255 letters, digits, '.', ' ', '_' or '-' (no space at "
+            "either end)",
+        )
+    return value
+
+
 async def create_flavor(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ver = requested_version(request)
@@ -109,12 +147,8 @@ async def create_flavor(request: Request, services: Services) -> Response:
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
         raise InvalidInput("flavor.name", name, "a string of 1 to 255 characters")
-    flavor_id = body.get("id")
-    if flavor_id is not None and (not isinstance(flavor_id, str) or not 1 <= len(flavor_id) <= 255):
-        raise InvalidInput("flavor.id", flavor_id, "a string of 1 to 255 characters or null")
-    is_public = body.get("os-flavor-access:is_public", True)
-    if not isinstance(is_public, bool):
-        raise InvalidInput("flavor.os-flavor-access:is_public", is_public, "true or false")
+    flavor_id = _flavor_id(body.get("id"))
+    is_public = _nova_boolean(body.get("os-flavor-access:is_public", True))
     flavor = make_flavor(
         name=name.strip(),
         vcpus=_int_field(body, "vcpus", None, 1),
@@ -123,7 +157,7 @@ async def create_flavor(request: Request, services: Services) -> Response:
         extra_specs={},
         ephemeral_gb=_int_field(body, "OS-FLV-EXT-DATA:ephemeral", 0, 0),
         swap_mb=_int_field(body, "swap", 0, 0) if body.get("swap") != "" else 0,
-        flavor_id=flavor_id or "",
+        flavor_id=flavor_id,
     )
     with services.db.transaction() as s:
         created = FlavorRepository(s).create(flavor, is_public=is_public)
