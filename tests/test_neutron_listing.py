@@ -91,3 +91,21 @@ def test_ports_and_networks_filter_by_project(client: TestClient) -> None:
     assert [n["id"] for n in nets["networks"]] == [theirs]
     ports = client.get(f"{NET}/ports?project_id={PROJECT_A}", headers=admin).json()["ports"]
     assert [p["network_id"] for p in ports] == [theirs]
+
+
+def test_a_repeated_filter_matches_any_of_its_values_on_every_list(client: TestClient) -> None:
+    admin = token(client)
+    nets = [
+        make_network(client, admin, name=n, cidr=c)
+        for n, c in (("n1", "10.1.0.0/29"), ("n2", "10.2.0.0/29"))
+    ]
+    got = client.get(f"{NET}/networks?name=n1&name=n2", headers=admin).json()["networks"]
+    assert sorted(n["id"] for n in got) == sorted(nets)
+    query = "&".join(f"network_id={n}" for n in nets)
+    subnets = client.get(f"{NET}/subnets?{query}", headers=admin).json()["subnets"]
+    assert sorted(s["network_id"] for s in subnets) == sorted(nets)
+    for net in nets:
+        made = client.post(f"{NET}/ports", headers=admin, json={"port": {"network_id": net}})
+        assert made.status_code == 201, made.text
+    ports = client.get(f"{NET}/ports?{query}", headers=admin).json()["ports"]
+    assert sorted(p["network_id"] for p in ports) == sorted(nets)

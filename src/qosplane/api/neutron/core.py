@@ -207,11 +207,18 @@ def owned_port(repo: NetworkRepository, ctx: Context, port_id: str) -> PortView:
     return row
 
 
+def _single(request: Request, key: str) -> str | None:
+    """A filter the store can apply in SQL: given once. A repeated one (any of several
+    values) is left to neutron_list, which matches every value."""
+    values = request.query_params.getlist(key)
+    return values[0] if len(values) == 1 else None
+
+
 async def list_networks(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        rows = [r for r in repo.networks(request.query_params.get("name")) if _sees(ctx, r)]
+        rows = [r for r in repo.networks(_single(request, "name")) if _sees(ctx, r)]
         out = [network_json(r, [sn.id for sn in repo.subnets(r.id)]) for r in rows]
     return ok(neutron_list(request, "networks", out))
 
@@ -313,7 +320,7 @@ async def list_subnets(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        rows = repo.subnets(request.query_params.get("network_id"))
+        rows = repo.subnets(_single(request, "network_id"))
         out = [subnet_json(r) for r in rows if _sees(ctx, repo.network(r.network_id))]
     return ok(neutron_list(request, "subnets", out))
 
@@ -330,11 +337,12 @@ async def show_subnet(request: Request, services: Services) -> Response:
 
 async def list_ports(request: Request, services: Services) -> Response:
     ctx = context(request, services)
-    q = request.query_params
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
         rows = repo.ports(
-            device_id=q.get("device_id"), name=q.get("name"), network_id=q.get("network_id")
+            device_id=_single(request, "device_id"),
+            name=_single(request, "name"),
+            network_id=_single(request, "network_id"),
         )
         out = [port_json(repo, r) for r in rows if _owns(ctx, r.project_id)]
     return ok(neutron_list(request, "ports", out))
