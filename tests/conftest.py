@@ -19,6 +19,7 @@ from qosplane.api.common import AdminAccount, Services
 from qosplane.compiler.upstream.plan import HostPlan, compile_plan
 from qosplane.openstack.case import case_from_mapping
 from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
+from qosplane.store.tables import ProjectRow, UserRow
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -77,6 +78,37 @@ def pg_url() -> Iterator[str]:
 
 SECRET = b"k" * 32
 ADMIN = AdminAccount("admin-user-id", "s3cret", "admin-project-id")
+
+
+def token_for(
+    client: TestClient,
+    user_id: str,
+    user_name: str,
+    project_id: str,
+    project_name: str,
+    roles: tuple[str, ...],
+) -> dict[str, str]:
+    """Headers with a token for that user on that project holding `roles`, the user, the
+    project and the grants made in the store first: every request holds a token against
+    the store, so a token for a user the store does not know is refused (401)."""
+    from datetime import timedelta
+
+    from qosplane.api.auth import Context, utcnow
+    from qosplane.store.identity import IdentityRepository
+
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.transaction() as s:
+        repo = IdentityRepository(s)
+        if s.get(ProjectRow, project_id) is None:
+            repo.create_project(project_name, project_id=project_id)
+        if s.get(UserRow, user_id) is None:
+            repo.create_user(user_name, "pw", user_id=user_id)
+        for role in roles:
+            repo.grant(user_id, project_id, role)
+    ctx = Context(
+        user_id, user_name, project_id, project_name, roles, utcnow() + timedelta(hours=1)
+    )
+    return {"X-Auth-Token": services.signer.issue(ctx)}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

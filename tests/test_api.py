@@ -15,7 +15,7 @@ from qosplane.api.app import build_app
 from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.common import Services
 from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
-from tests.conftest import ADMIN, SECRET
+from tests.conftest import ADMIN, SECRET, token_for
 
 NOVA = {"OpenStack-API-Version": "compute 2.96"}
 
@@ -37,11 +37,9 @@ def token(client: TestClient) -> dict[str, str]:
     return {"X-Auth-Token": r.headers["X-Subject-Token"]}
 
 
-def member_token(project: str = "tenant-project") -> dict[str, str]:
-    ctx = Context(
-        "member-id", "alice", project, "tenant", ("member", "reader"), utcnow() + timedelta(hours=1)
-    )
-    return {"X-Auth-Token": TokenSigner(SECRET).issue(ctx)}
+def member_token(client: TestClient, project: str = "tenant-project") -> dict[str, str]:
+    """Alice, a member of `project` (named "tenant" when it is new)."""
+    return token_for(client, "member-id", "alice", project, "tenant", ("member",))
 
 
 def neutron_error(r: httpx.Response) -> dict[str, Any]:
@@ -78,6 +76,7 @@ def test_token_carries_catalog_and_expiry(client: TestClient) -> None:
         "compute",
         "network",
         "image",
+        "block-storage",
         "volumev3",
     }
     assert data["expires_at"].endswith("Z")
@@ -195,7 +194,7 @@ def test_invalid_extra_spec_is_400_and_nothing_is_written(client: TestClient) ->
 
 def test_member_may_read_but_not_write_flavors(client: TestClient) -> None:
     fid = make_flavor(client, token(client))
-    m = member_token()
+    m = member_token(client)
     assert client.get(f"/compute/v2.1/flavors/{fid}", headers=m).status_code == 200
     r = client.post(
         f"/compute/v2.1/flavors/{fid}/os-extra_specs",
@@ -410,7 +409,7 @@ def test_projects_see_own_and_shared_policies_only(client: TestClient) -> None:
     h = token(client)
     private = make_policy(client, h)
     shared = make_policy(client, h, shared=True)
-    m = member_token()
+    m = member_token(client)
     listed = {p["id"] for p in client.get(f"{QOS}/policies", headers=m).json()["policies"]}
     assert listed == {shared["id"]}
     assert client.get(f"{QOS}/policies/{private['id']}", headers=m).status_code == 404
@@ -452,7 +451,15 @@ def test_unknown_paths_answer_404_in_the_services_shape(client: TestClient) -> N
     assert "NeutronError" in r.json()
     r = client.patch("/compute/v2.1/flavors", headers=h)
     assert r.status_code == 405
-    assert "badRequest" in r.json()
+    # nova/api/openstack/wsgi.py Fault._fault_names: 405 is "badMethod", code 405.
+    assert r.json()["badMethod"]["code"] == 405
+    r = client.put("/identity/v3/users", headers=h)
+    assert r.status_code == 405
+    assert r.json()["error"] == {
+        "code": 405,
+        "title": "Method Not Allowed",
+        "message": "The method PUT is not supported for this resource.",
+    }
 
 
 # --- networks, ports, servers ---------------------------------------------------------
@@ -845,8 +852,12 @@ def test_projects_users_and_grants(client: TestClient) -> None:
     ("path", "body", "field"),
     [
         ("/identity/v3/projects", {"project": {"name": ""}}, "project.name"),
-        ("/identity/v3/users", {"user": {"name": "bob"}}, "user.password"),
+        ("/identity/v3/projects", {"project": {"name": "p", "enabled": "yes"}}, "project.enabled"),
+        ("/identity/v3/users", {"user": {"name": "bob", "password": 7}}, "user.password"),
         ("/identity/v3/users", {"user": {"name": "bob", "password": ""}}, "user.password"),
+        ("/identity/v3/users", {"user": {"name": "bob", "enabled": 1}}, "user.enabled"),
+        ("/identity/v3/users", {"user": {"name": "b", "description": 5}}, "user.description"),
+        ("/identity/v3/roles", {"role": {"name": ""}}, "role.name"),
     ],
 )
 def test_bad_identity_input_is_400(
@@ -886,7 +897,7 @@ def test_projects_do_not_see_each_others_networks_ports_and_volumes(client: Test
     vol = client.post(
         f"{VOL}/volumes", headers=h, json={"volume": {"name": "v", "size": 1}}
     ).json()["volume"]["id"]
-    m = member_token()
+    m = member_token(client)
     names = {n["name"] for n in client.get(f"{NET}/networks", headers=m).json()["networks"]}
     assert names == {"pub"}
     assert client.get(f"{NET}/networks/{private}", headers=m).status_code == 404

@@ -77,6 +77,17 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
         "/compute/v2.1/os-aggregates", headers={**h, **NOVA}, json={"aggregate": {"name": "fz"}}
     ).json()["aggregate"]["id"]
     roles = [r["id"] for r in c.get("/identity/v3/roles", headers=h).json()["roles"]]
+    # Identity paths get victims of their own: a fuzzed DELETE or PATCH of the admin would
+    # leave every later example with a void token (401), fuzzing nothing.
+    victim_project = c.post(
+        "/identity/v3/projects", headers=h, json={"project": {"name": "fz-project"}}
+    ).json()["project"]["id"]
+    victim_user = c.post(
+        "/identity/v3/users", headers=h, json={"user": {"name": "fz-user", "password": "pw"}}
+    ).json()["user"]["id"]
+    victim_role = c.post(
+        "/identity/v3/roles", headers=h, json={"role": {"name": "fz-role"}}
+    ).json()["role"]["id"]
     subnet = c.get(f"/networking/v2.0/subnets?network_id={net}", headers=h).json()["subnets"][0]
     return {
         "flavor_id": [flavor],
@@ -99,6 +110,10 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
         "project_id": [ADMIN.project_id],
         "user_id": [ADMIN.user_id],
         "role_id": roles,
+        "prior_role_id": [victim_role, "member"],
+        "implied_role_id": ["reader", victim_role],
+        "victim_project_id": [victim_project],
+        "victim_user_id": [victim_user],
         "domain_id": ["default"],
         "keypair_name": ["fz-key"],
         "host_name": ["localhost"],
@@ -112,6 +127,8 @@ def _pin(doc: dict[str, Any], ids: dict[str, list[str]]) -> dict[str, Any]:
                 name = param["name"]
                 if name == "name":
                     name = "keypair_name" if "os-keypairs" in path else "host_name"
+                if path.startswith("/identity/v3/") and name in ("project_id", "user_id"):
+                    name = f"victim_{name}"
                 param["schema"] = {"type": "string", "enum": [*ids[name], MISSING]}
     # A long poll per example would make the run minutes long; tests/test_api_hosts.py
     # covers the watch.

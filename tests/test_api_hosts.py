@@ -51,7 +51,8 @@ def test_bad_facts_and_names_are_400_naming_the_field(client: TestClient) -> Non
     assert r.status_code == 400
     assert "host.name" in r.json()["badRequest"]["message"]
     assert (
-        client.post(HOSTS, headers=member_token(), json={"host": {"name": "x"}}).status_code == 403
+        client.post(HOSTS, headers=member_token(client), json={"host": {"name": "x"}}).status_code
+        == 403
     )
 
 
@@ -78,7 +79,7 @@ def test_hypervisors_are_the_registered_hosts_admin_only(client: TestClient) -> 
         ]
         == "compute-2"
     )
-    r = client.get("/compute/v2.1/os-hypervisors/detail", headers=member_token())
+    r = client.get("/compute/v2.1/os-hypervisors/detail", headers=member_token(client))
     assert r.status_code == 403
     assert r.json()["forbidden"]["code"] == 403
 
@@ -153,7 +154,9 @@ def test_zones_come_from_aggregates_and_place_servers(client: TestClient) -> Non
     assert client.delete(f"{AGG}/{agg_id}", headers=h).status_code == 200
     assert client.get(AGG, headers=h).json()["aggregates"] == []
     assert (
-        client.post(AGG, headers=member_token(), json={"aggregate": {"name": "x"}}).status_code
+        client.post(
+            AGG, headers=member_token(client), json={"aggregate": {"name": "x"}}
+        ).status_code
         == 403
     )
 
@@ -283,7 +286,7 @@ def test_reports_set_server_status_and_applied_revision(client: TestClient) -> N
     )
     assert ahead.status_code == 400
     assert "heartbeat.applied_revision" in ahead.json()["badRequest"]["message"]
-    other = client.get(f"/qosplane/v1/servers/{server['id']}/status", headers=member_token())
+    other = client.get(f"/qosplane/v1/servers/{server['id']}/status", headers=member_token(client))
     assert other.status_code == 404
 
 

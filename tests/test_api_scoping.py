@@ -37,7 +37,7 @@ def boot(client: TestClient, h: dict[str, str], flavor: str, net: str, **extra: 
 def test_private_flavors_are_seen_and_used_only_with_access(client: TestClient) -> None:
     h = token(client)
     fid = private_flavor(client, h)
-    m = member_token("tenant-project")
+    m = member_token(client, "tenant-project")
     assert client.get(f"{FLAVORS}/{fid}", headers=m).status_code == 404
     assert fid not in {
         f["id"] for f in client.get(f"{FLAVORS}/detail", headers=m).json()["flavors"]
@@ -91,7 +91,7 @@ def test_a_public_flavor_has_no_access_list(client: TestClient) -> None:
 
 def test_images_follow_glance_visibility(client: TestClient) -> None:
     h = token(client)
-    m = member_token("tenant-project")
+    m = member_token(client, "tenant-project")
     shared = client.post("/image/v2/images", headers=h, json={"name": "admin-img"}).json()
     public = client.post(
         "/image/v2/images", headers=h, json={"name": "pub-img", "visibility": "public"}
@@ -119,7 +119,7 @@ def test_images_follow_glance_visibility(client: TestClient) -> None:
 
 def test_security_groups_are_per_project_and_keypairs_per_user(client: TestClient) -> None:
     h = token(client)
-    m = member_token("tenant-project")
+    m = member_token(client, "tenant-project")
     client.post(
         "/networking/v2.0/security-groups", headers=h, json={"security_group": {"name": "sg_admin"}}
     )

@@ -23,7 +23,7 @@ def _names(client: TestClient, h: dict[str, str], query: str) -> list[str]:
 def _policies(client: TestClient) -> dict[str, str]:
     admin = token(client)
     for name, headers, shared in (
-        ("a1", _headers("manager"), False),
+        ("a1", _headers(client, "manager"), False),
         ("b2", admin, True),
         ("c3", admin, False),
     ):
@@ -43,7 +43,7 @@ def test_filters_narrow_by_project_shared_and_any_of_several_values(client: Test
     assert sorted(_names(client, admin, "name=a1&name=c3")) == ["a1", "c3"]
     assert _names(client, admin, "name=a1&shared=true") == []
     # A filter never widens what the caller sees: project A's reader asks for the admin's.
-    reader = _headers("reader")
+    reader = _headers(client, "reader")
     assert _names(client, reader, "project_id=admin-project-id") == ["b2"]  # shared only
 
 
@@ -77,12 +77,12 @@ def test_fields_sorting_and_pages(client: TestClient) -> None:
 def test_ports_and_networks_filter_by_project(client: TestClient) -> None:
     admin = token(client)
     mine = make_network(client, admin, name="admin-net")
-    theirs = make_network(client, _headers("member"), name="a-net", cidr="10.9.0.0/29")
+    theirs = make_network(client, _headers(client, "member"), name="a-net", cidr="10.9.0.0/29")
     for net in (mine, theirs):
         assert (
             client.post(
                 f"{NET}/ports",
-                headers=admin if net == mine else _headers("member"),
+                headers=admin if net == mine else _headers(client, "member"),
                 json={"port": {"network_id": net}},
             ).status_code
             == 201

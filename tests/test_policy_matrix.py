@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from qosplane.api.auth import Context, TokenSigner, utcnow
-from tests.conftest import SECRET
+from qosplane.api.auth import Context, utcnow
+from tests.conftest import token_for
 from tests.test_api import make_network, token
 
 QOS = "/networking/v2.0/qos"
@@ -33,10 +32,9 @@ CALLERS = {
 }
 
 
-def _headers(caller: str) -> dict[str, str]:
+def _headers(client: TestClient, caller: str) -> dict[str, str]:
     project, roles = CALLERS[caller]
-    ctx = Context(f"{caller}-id", caller, project, project, roles, utcnow() + timedelta(hours=1))
-    return {"X-Auth-Token": TokenSigner(SECRET).issue(ctx)}
+    return token_for(client, f"{caller}-id", caller, project, project, roles[:1])
 
 
 @dataclass
@@ -49,7 +47,7 @@ class World:
     port: str  # a port of project A's member
 
     def as_(self, caller: str) -> dict[str, str]:
-        return self.admin if caller == "admin" else _headers(caller)
+        return self.admin if caller == "admin" else _headers(self.client, caller)
 
     def policy(self, headers: dict[str, str], **fields: Any) -> str:
         r = self.client.post(f"{QOS}/policies", headers=headers, json={"policy": fields})
@@ -62,18 +60,18 @@ class World:
 def world(client: TestClient) -> World:
     admin = token(client)
     w = World(client, admin, "", "", "", "")
-    w.own = w.policy(_headers("manager"), name="own")
+    w.own = w.policy(w.as_("manager"), name="own")
     w.private = w.policy(admin, name="private")
     w.shared = w.policy(admin, name="shared", shared=True)
-    for policy_id, headers in ((w.own, _headers("manager")), (w.shared, admin)):
+    for policy_id, headers in ((w.own, w.as_("manager")), (w.shared, admin)):
         r = client.post(
             f"{QOS}/policies/{policy_id}/bandwidth_limit_rules",
             headers=headers,
             json={"bandwidth_limit_rule": {"max_kbps": 1000}},
         )
         assert r.status_code == 201, r.text
-    net = make_network(client, _headers("member"), name="net-a", cidr="10.9.0.0/29")
-    r = client.post(f"{NET}/ports", headers=_headers("member"), json={"port": {"network_id": net}})
+    net = make_network(client, w.as_("member"), name="net-a", cidr="10.9.0.0/29")
+    r = client.post(f"{NET}/ports", headers=w.as_("member"), json={"port": {"network_id": net}})
     assert r.status_code == 201, r.text
     w.port = r.json()["port"]["id"]
     return w
@@ -125,7 +123,7 @@ def test_creating_a_policy_needs_the_manager_role(world: World) -> None:
     )
     r = world.client.post(
         f"{QOS}/policies",
-        headers=_headers("manager"),
+        headers=world.as_("manager"),
         json={"policy": {"name": "theirs", "project_id": PROJECT_B}},
     )
     assert r.status_code == 403  # a manager of A is not one of B
@@ -149,8 +147,8 @@ def test_changing_and_deleting_a_policy(world: World) -> None:
             f"{QOS}/policies/{world.shared}", headers=h, json={"policy": {"description": "y"}}
         ),
     )
-    victims = {caller: world.policy(_headers("manager"), name=f"v-{caller}") for caller in CALLERS}
-    victims["admin"] = world.policy(_headers("manager"), name="v-admin")
+    victims = {caller: world.policy(world.as_("manager"), name=f"v-{caller}") for caller in CALLERS}
+    victims["admin"] = world.policy(world.as_("manager"), name="v-admin")
     got = {
         caller: world.client.delete(
             f"{QOS}/policies/{victims[caller]}", headers=world.as_(caller)
@@ -163,8 +161,8 @@ def test_changing_and_deleting_a_policy(world: World) -> None:
 def test_rules_follow_their_policy_owner(world: World) -> None:
     c = world.client
     body = {"dscp_marking_rule": {"dscp_mark": 26}}
-    fresh = {caller: world.policy(_headers("manager"), name=f"r-{caller}") for caller in CALLERS}
-    fresh["admin"] = world.policy(_headers("manager"), name="r-admin")
+    fresh = {caller: world.policy(world.as_("manager"), name=f"r-{caller}") for caller in CALLERS}
+    fresh["admin"] = world.policy(world.as_("manager"), name="r-admin")
     got = {
         caller: c.post(
             f"{QOS}/policies/{fresh[caller]}/dscp_marking_rules",
@@ -206,7 +204,7 @@ def test_rule_types_are_listed_to_readers_and_detailed_to_admins(world: World) -
 
 def test_a_foreign_private_policy_cannot_be_attached(world: World) -> None:
     c = world.client
-    member = _headers("member")
+    member = world.as_("member")
     r = c.put(
         f"{NET}/ports/{world.port}", headers=member, json={"port": {"qos_policy_id": world.private}}
     )
@@ -236,7 +234,7 @@ def test_a_policy_the_admin_attached_cannot_be_detached_by_the_member(world: Wor
     assert r.status_code == 200, r.text
     r = c.put(
         f"{NET}/ports/{world.port}",
-        headers=_headers("member"),
+        headers=world.as_("member"),
         json={"port": {"qos_policy_id": None}},
     )
     assert r.status_code == 403
@@ -249,7 +247,7 @@ def test_a_policy_the_admin_attached_cannot_be_detached_by_the_member(world: Wor
 def test_sharing_a_network_is_the_admins(world: World) -> None:
     c = world.client
     body = {"network": {"name": "everyone", "shared": True}}
-    assert c.post(f"{NET}/networks", headers=_headers("member"), json=body).status_code == 403
+    assert c.post(f"{NET}/networks", headers=world.as_("member"), json=body).status_code == 403
     assert c.post(f"{NET}/networks", headers=world.admin, json=body).status_code == 201
 
 
@@ -269,7 +267,7 @@ def test_a_reader_changes_no_port_or_network(world: World) -> None:
     """Changing a port or network (its QoS policy included) needs the member role
     (neutron/conf/policies/port.py, network.py): a reader could re-shape enforced limits."""
     c = world.client
-    reader = _headers("reader")
+    reader = world.as_("reader")
     r = c.put(
         f"{NET}/ports/{world.port}", headers=reader, json={"port": {"qos_policy_id": world.own}}
     )
@@ -283,7 +281,7 @@ def test_a_reader_changes_no_port_or_network(world: World) -> None:
     assert r.status_code == 403
     r = c.post(f"{NET}/ports", headers=reader, json={"port": {"network_id": net}})
     assert r.status_code == 403
-    member = _headers("member")
+    member = world.as_("member")
     r = c.put(
         f"{NET}/ports/{world.port}", headers=member, json={"port": {"qos_policy_id": world.own}}
     )
@@ -292,7 +290,7 @@ def test_a_reader_changes_no_port_or_network(world: World) -> None:
 
 def test_a_shared_policy_in_use_by_another_project_stays_shared(world: World) -> None:
     c = world.client
-    other = _headers("other")
+    other = world.as_("other")
     net = make_network(c, other, name="net-b", cidr="10.9.1.0/29")
     r = c.post(
         f"{NET}/ports",

@@ -22,7 +22,7 @@ from qosplane.api.nova import flavors as nova_flavors
 from qosplane.api.nova import hosts as nova_hosts
 from qosplane.api.nova import servers as nova_servers
 from qosplane.api.openapi import openapi_document
-from qosplane.model.errors import InvalidInput, NotFound, QosplaneError
+from qosplane.model.errors import MethodNotAllowed, NotFound, QosplaneError
 from qosplane.store.database import listen_host_changes
 from qosplane.store.hosts import HostRepository
 from qosplane.store.identity import IdentityRepository
@@ -48,7 +48,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         _, body = error_body(service, NotFound("resource", request.url.path))
     else:
-        _, body = error_body(service, InvalidInput("method", request.method, "a supported method"))
+        _, body = error_body(
+            service,
+            MethodNotAllowed(f"The method {request.method} is not supported for this resource."),
+        )
     return JSONResponse(body, status_code=exc.status_code)
 
 

@@ -1,7 +1,11 @@
 """Tokens and the request context.
 
-Tokens are stateless: a payload (user, project, roles, expiry) signed with HMAC-SHA256 under
-a secret kept in the state directory, so any API worker can verify any token.
+A token is a payload (user, project, roles, issue and expiry times, an audit id) signed with
+HMAC-SHA256 under a secret kept in the state directory, so any API worker can verify any
+token. The signature only proves qosplane issued it: every request then holds it against
+the identity store (`api/common.py`, `IdentityRepository.standing`), so a revoked token, a
+deleted or disabled user or project, or a removed role ends access at once, as Keystone's
+revocation does, and the roles a request acts with are the ones assigned now.
 """
 
 from __future__ import annotations
@@ -10,12 +14,17 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from qosplane.model.errors import Forbidden, Unauthorized
 
 TOKEN_LIFETIME = timedelta(hours=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,12 @@ class Context:
     project_name: str
     roles: tuple[str, ...]
     expires_at: datetime
+    issued_at: datetime = field(default_factory=utcnow)
+    # Keystone's audit id: names one token without being it (revocation, logs).
+    audit_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+    def with_roles(self, roles: tuple[str, ...]) -> Context:
+        return replace(self, roles=roles)
 
     @property
     def is_admin(self) -> bool:
@@ -63,6 +78,8 @@ class TokenSigner:
                     "pn": ctx.project_name,
                     "r": list(ctx.roles),
                     "e": ctx.expires_at.isoformat(),
+                    "i": ctx.issued_at.isoformat(),
+                    "a": ctx.audit_id,
                 },
                 separators=(",", ":"),
             ).encode()
@@ -86,13 +103,11 @@ class TokenSigner:
                 data["pn"],
                 tuple(data["r"]),
                 datetime.fromisoformat(data["e"]),
+                datetime.fromisoformat(data["i"]),
+                data["a"],
             )
         except (ValueError, KeyError, TypeError):
             raise Unauthorized("The request you have made requires authentication.") from None
         if ctx.expires_at <= now:
             raise Unauthorized("The token has expired.")
         return ctx
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -16,6 +16,7 @@ from qosplane.api.policy import PolicyEngine
 from qosplane.api.watch import HostWatch
 from qosplane.model.errors import InvalidInput, PayloadTooLarge, QosplaneError
 from qosplane.store.database import Database
+from qosplane.store.identity import IdentityRepository, TokenClaims
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,20 @@ Handler = Callable[[Request, "Services"], Awaitable[Response]]
 
 
 def context(request: Request, services: Services) -> Context:
-    return services.signer.verify(request.headers.get("x-auth-token"), utcnow())
+    """The caller, from a token that is signed, unexpired and still standing in the store
+    (see `api/auth.py`), with the roles the caller holds now."""
+    return standing(services, request.headers.get("x-auth-token"))
+
+
+def standing(services: Services, token: str | None) -> Context:
+    now = utcnow()
+    ctx = services.signer.verify(token, now)
+    with services.db.transaction() as s:
+        roles = IdentityRepository(s).standing(
+            TokenClaims(ctx.user_id, ctx.project_id, ctx.audit_id, ctx.issued_at.timestamp()),
+            now.timestamp(),
+        )
+    return ctx.with_roles(roles)
 
 
 # oslo.middleware's sizelimit default (max_request_body_size), in the paste pipelines of

@@ -33,7 +33,13 @@ def error_body(service: str, exc: QosplaneError) -> tuple[int, dict[str, Any]]:
             neutron_type = "QoSRuleParameterConflict"
         return status, {"NeutronError": {"type": neutron_type, "message": message, "detail": ""}}
     if service == "identity":
-        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}.get(status, "Bad Request")
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            409: "Conflict",
+        }.get(status, "Bad Request")
         return status, {"error": {"code": status, "title": title, "message": message}}
     return status, {nova_key: {"code": status, "message": message}}
 

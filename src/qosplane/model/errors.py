@@ -126,6 +126,10 @@ class Forbidden(QosplaneError):
     """Authenticated, but the caller's role does not allow this (HTTP 403)."""
 
 
+class MethodNotAllowed(QosplaneError):
+    """The path exists but does not take this method (HTTP 405)."""
+
+
 class PayloadTooLarge(QosplaneError):
     """A request body over the size the API takes (HTTP 413), refused before it is read."""
 

@@ -18,6 +18,7 @@ from qosplane.model.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     QosplaneError,
@@ -39,6 +40,8 @@ ERROR_TABLE: dict[type[QosplaneError], WireError] = {
     Unauthorized: WireError(401, "unauthorized", "HTTPUnauthorized"),
     Forbidden: WireError(403, "forbidden", "HTTPForbidden"),
     NotFound: WireError(404, "itemNotFound", "NotFound"),
+    # nova/api/openstack/wsgi.py Fault names 405 "badMethod".
+    MethodNotAllowed: WireError(405, "badMethod", "HTTPMethodNotAllowed"),
     Conflict: WireError(409, "conflictingRequest", "Conflict"),
     RevisionMismatch: WireError(412, "preconditionFailed", "PreconditionFailed"),
     # nova/api/openstack/wsgi.py Fault names 413 "overLimit"; Neutron's webob fault.

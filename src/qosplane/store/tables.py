@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -242,6 +243,11 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     default_project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Every token of this user issued before this instant is void (disable, password
+    # change): Keystone's revocation event on the user (keystone/identity/core.py).
+    tokens_revoked_before_unix_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class RoleAssignmentRow(Base):
@@ -252,7 +258,36 @@ class RoleAssignmentRow(Base):
     project_id: Mapped[str] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
     )
-    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)  # a RoleRow id
+
+
+class RoleRow(Base):
+    """A Keystone role: the four defaults (id = name) and any an operator creates."""
+
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("name", "domain_id", name="uq_roles_name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ImpliedRoleRow(Base):
+    __tablename__ = "implied_roles"
+    prior_role_id: Mapped[str] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True
+    )
+    implied_role_id: Mapped[str] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class RevokedTokenRow(Base):
+    """A token revoked by `DELETE /v3/auth/tokens`, kept until it would have expired."""
+
+    __tablename__ = "revoked_tokens"
+    audit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at_unix_s: Mapped[float] = mapped_column(Float)
 
 
 class HostRow(Base):

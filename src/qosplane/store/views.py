@@ -304,3 +304,23 @@ class UserView(Protocol):
 
     @property
     def enabled(self) -> bool: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def email(self) -> str | None: ...
+
+
+class RoleView(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def domain_id(self) -> str | None: ...
+
+    @property
+    def description(self) -> str: ...

@@ -1,0 +1,296 @@
+"""Keystone's life cycle: a token ends the moment its revocation, its user's or project's
+deletion or disabling, a password change or the removal of a role says it should, not at
+its expiry; roles are what is assigned now, implied roles included.
+
+Upstream: keystone/api/auth.py (validate, revoke), keystone/identity/core.py (revocation on
+disable, password change, delete), keystone/assignment/core.py (on grant removal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from tests.conftest import ADMIN
+from tests.test_api import token
+
+ID = "/identity/v3"
+QOS = "/networking/v2.0/qos/policies"
+
+
+def login(client: TestClient, user: str, password: str, project: str) -> dict[str, str]:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"id": user, "password": password}},
+            },
+            "scope": {"project": {"id": project}},
+        }
+    }
+    r = client.post(f"{ID}/auth/tokens", json=body)
+    assert r.status_code == 201, r.text
+    return {"X-Auth-Token": r.headers["X-Subject-Token"]}
+
+
+def login_status(client: TestClient, user: str, password: str, project: str) -> int:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"id": user, "password": password}},
+            },
+            "scope": {"project": {"id": project}},
+        }
+    }
+    status: int = client.post(f"{ID}/auth/tokens", json=body).status_code
+    return status
+
+
+def create(client: TestClient, admin: dict[str, str], kind: str, **fields: Any) -> str:
+    r = client.post(f"{ID}/{kind}s", headers=admin, json={kind: fields})
+    assert r.status_code == 201, r.text
+    ident: str = r.json()[kind]["id"]
+    return ident
+
+
+def member_of_new_project(
+    client: TestClient, admin: dict[str, str], *roles: str
+) -> tuple[str, str, dict[str, str]]:
+    """(user id, project id, the user's token) for a new user holding `roles` there."""
+    project = create(client, admin, "project", name=f"p-{len(roles)}-{'-'.join(roles)}")
+    user = create(client, admin, "user", name=f"u-{project[:8]}", password="pw-1")
+    for role in roles:
+        r = client.put(f"{ID}/projects/{project}/users/{user}/roles/{role}", headers=admin)
+        assert r.status_code == 204, r.text
+    return user, project, login(client, user, "pw-1", project)
+
+
+def can_read(client: TestClient, headers: dict[str, str]) -> int:
+    status: int = client.get(QOS, headers=headers).status_code
+    return status
+
+
+def test_a_revoked_token_ends_at_once_and_the_users_other_tokens_stay(
+    client: TestClient,
+) -> None:
+    admin = token(client)
+    user, project, first = member_of_new_project(client, admin, "member")
+    second = login(client, user, "pw-1", project)
+    assert can_read(client, first) == 200
+    # The user revokes its own token (token_subject in keystone's policy).
+    r = client.delete(
+        f"{ID}/auth/tokens", headers={**first, "X-Subject-Token": first["X-Auth-Token"]}
+    )
+    assert r.status_code == 204
+    assert can_read(client, first) == 401
+    assert can_read(client, second) == 200
+    # Validating the revoked one is "Could not find token" (404); the live one validates.
+    gone = client.get(
+        f"{ID}/auth/tokens", headers={**admin, "X-Subject-Token": first["X-Auth-Token"]}
+    )
+    assert gone.status_code == 404
+    live = client.get(
+        f"{ID}/auth/tokens", headers={**admin, "X-Subject-Token": second["X-Auth-Token"]}
+    )
+    assert live.status_code == 200
+    assert live.headers["X-Subject-Token"] == second["X-Auth-Token"]
+    body = live.json()["token"]
+    assert (body["user"]["id"], body["project"]["id"]) == (user, project)
+    assert [r["name"] for r in body["roles"]] == ["member", "reader"]
+    assert len(body["audit_ids"]) == 1
+    head = client.head(
+        f"{ID}/auth/tokens", headers={**admin, "X-Subject-Token": second["X-Auth-Token"]}
+    )
+    assert head.status_code == 200
+
+
+def test_only_an_admin_validates_or_revokes_anothers_token(client: TestClient) -> None:
+    admin = token(client)
+    _, _, alice = member_of_new_project(client, admin, "member")
+    _, _, bob = member_of_new_project(client, admin, "member", "reader")
+    for method in ("GET", "DELETE"):
+        r = client.request(
+            method, f"{ID}/auth/tokens", headers={**bob, "X-Subject-Token": alice["X-Auth-Token"]}
+        )
+        assert r.status_code == 403, (method, r.text)
+    assert can_read(client, alice) == 200
+    r = client.delete(
+        f"{ID}/auth/tokens", headers={**admin, "X-Subject-Token": alice["X-Auth-Token"]}
+    )
+    assert r.status_code == 204
+    assert can_read(client, alice) == 401
+
+
+def test_disabling_a_user_ends_its_tokens_and_reenabling_does_not_revive_them(
+    client: TestClient,
+) -> None:
+    admin = token(client)
+    user, project, held = member_of_new_project(client, admin, "member")
+    r = client.patch(f"{ID}/users/{user}", headers=admin, json={"user": {"enabled": False}})
+    assert r.status_code == 200
+    assert r.json()["user"]["enabled"] is False
+    assert can_read(client, held) == 401
+    assert login_status(client, user, "pw-1", project) == 401
+    client.patch(f"{ID}/users/{user}", headers=admin, json={"user": {"enabled": True}})
+    assert can_read(client, held) == 401
+    assert can_read(client, login(client, user, "pw-1", project)) == 200
+
+
+def test_a_password_change_ends_the_users_tokens(client: TestClient) -> None:
+    admin = token(client)
+    user, project, held = member_of_new_project(client, admin, "member")
+    wrong = client.post(
+        f"{ID}/users/{user}/password",
+        headers=held,
+        json={"user": {"original_password": "nope", "password": "pw-2"}},
+    )
+    assert wrong.status_code == 401
+    assert can_read(client, held) == 200
+    r = client.post(
+        f"{ID}/users/{user}/password",
+        headers=held,
+        json={"user": {"original_password": "pw-1", "password": "pw-2"}},
+    )
+    assert r.status_code == 204
+    assert can_read(client, held) == 401
+    assert login_status(client, user, "pw-1", project) == 401
+    fresh = login(client, user, "pw-2", project)
+    # The admin's reset does the same.
+    client.patch(f"{ID}/users/{user}", headers=admin, json={"user": {"password": "pw-3"}})
+    assert can_read(client, fresh) == 401
+
+
+def test_deleting_a_user_or_a_project_ends_their_tokens(client: TestClient) -> None:
+    admin = token(client)
+    user, _, held = member_of_new_project(client, admin, "member")
+    assert client.delete(f"{ID}/users/{user}", headers=admin).status_code == 204
+    assert can_read(client, held) == 401
+    assert client.get(f"{ID}/users/{user}", headers=admin).status_code == 404
+    assert client.delete(f"{ID}/users/{user}", headers=admin).status_code == 404
+
+    _, project, held = member_of_new_project(client, admin, "reader")
+    assert client.delete(f"{ID}/projects/{project}", headers=admin).status_code == 204
+    assert can_read(client, held) == 401
+    assert client.get(f"{ID}/projects/{project}", headers=admin).status_code == 404
+
+
+def test_a_disabled_project_refuses_its_tokens_and_logins(client: TestClient) -> None:
+    admin = token(client)
+    user, project, held = member_of_new_project(client, admin, "member")
+    r = client.patch(
+        f"{ID}/projects/{project}",
+        headers=admin,
+        json={"project": {"enabled": False, "description": "frozen"}},
+    )
+    assert r.status_code == 200
+    assert r.json()["project"]["description"] == "frozen"
+    assert can_read(client, held) == 401
+    assert login_status(client, user, "pw-1", project) == 401
+
+
+def test_removing_a_role_takes_it_from_live_tokens(client: TestClient) -> None:
+    admin = token(client)
+    user, project, held = member_of_new_project(client, admin, "manager", "reader")
+    made = client.post(QOS, headers=held, json={"policy": {"name": "mine"}})
+    assert made.status_code == 201, made.text
+    base = f"{ID}/projects/{project}/users/{user}/roles"
+    assert client.head(f"{base}/manager", headers=admin).status_code == 204
+    listed = client.get(base, headers=admin).json()["roles"]
+    assert sorted(r["name"] for r in listed) == ["manager", "reader"]
+    assert client.delete(f"{base}/manager", headers=admin).status_code == 204
+    assert client.head(f"{base}/manager", headers=admin).status_code == 404
+    assert client.delete(f"{base}/manager", headers=admin).status_code == 404
+    # The same token: still a reader, no longer a manager.
+    assert can_read(client, held) == 200
+    refused = client.post(QOS, headers=held, json={"policy": {"name": "again"}})
+    assert refused.status_code == 403
+    assert client.delete(f"{base}/reader", headers=admin).status_code == 204
+    assert can_read(client, held) == 401
+
+
+def test_implied_roles_are_data_and_a_new_role_can_carry_member(client: TestClient) -> None:
+    admin = token(client)
+    operator = create(client, admin, "role", name="operator", description="ops")
+    r = client.put(f"{ID}/roles/{operator}/implies/member", headers=admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["role_inference"]["implies"]["id"] == "member"
+    assert client.head(f"{ID}/roles/{operator}/implies/member", headers=admin).status_code == 204
+    listed = client.get(f"{ID}/roles/{operator}/implies", headers=admin).json()
+    assert [i["id"] for i in listed["role_inference"]["implies"]] == ["member"]
+    everything = client.get(f"{ID}/role_inferences", headers=admin).json()["role_inferences"]
+    assert {i["prior_role"]["id"] for i in everything} >= {"admin", "manager", "member", operator}
+    # A cycle is refused.
+    assert client.put(f"{ID}/roles/member/implies/{operator}", headers=admin).status_code == 400
+
+    _, _, held = member_of_new_project(client, admin, operator)
+
+    def roles_now() -> list[str]:
+        subject = {**admin, "X-Subject-Token": held["X-Auth-Token"]}
+        body = client.get(f"{ID}/auth/tokens", headers=subject).json()
+        return [r["name"] for r in body["token"]["roles"]]
+
+    assert roles_now() == ["member", "reader", "operator"]
+    assert client.delete(f"{ID}/roles/{operator}/implies/member", headers=admin).status_code == 204
+    assert roles_now() == ["operator"]
+    # The defaults stay: their names are what policies check.
+    assert client.delete(f"{ID}/roles/member", headers=admin).status_code == 409
+    assert client.delete(f"{ID}/roles/{operator}", headers=admin).status_code == 204
+    assert client.get(f"{ID}/roles/{operator}", headers=admin).status_code == 404
+    assert can_read(client, held) == 401
+
+
+def test_users_and_projects_take_keystones_fields(client: TestClient) -> None:
+    admin = token(client)
+    project = client.post(
+        f"{ID}/projects",
+        headers=admin,
+        json={"project": {"name": "quiet", "enabled": False, "description": "d"}},
+    ).json()["project"]
+    assert (project["enabled"], project["description"]) == (False, "d")
+    dup = client.post(f"{ID}/projects", headers=admin, json={"project": {"name": "quiet"}})
+    assert dup.status_code == 409
+    assert dup.json()["error"]["title"] == "Conflict"
+    nowhere = client.post(
+        f"{ID}/users", headers=admin, json={"user": {"name": "x", "domain_id": "nowhere"}}
+    )
+    assert nowhere.status_code == 404
+    # Keystone lets a user exist without a password; it cannot log in with one.
+    user = client.post(
+        f"{ID}/users",
+        headers=admin,
+        json={"user": {"name": "nopw", "description": "svc", "email": "a@b.c"}},
+    ).json()["user"]
+    assert (user["description"], user["email"]) == ("svc", "a@b.c")
+    assert login_status(client, user["id"], "", project["id"]) in (400, 401)
+    renamed = client.patch(
+        f"{ID}/users/{user['id']}", headers=admin, json={"user": {"name": "svc-1"}}
+    )
+    assert renamed.json()["user"]["name"] == "svc-1"
+    taken = client.patch(
+        f"{ID}/users/{user['id']}", headers=admin, json={"user": {"name": "admin"}}
+    )
+    assert taken.status_code == 409
+    disabled = client.get(f"{ID}/projects?enabled=false", headers=admin).json()["projects"]
+    assert [p["name"] for p in disabled] == ["quiet"]
+
+
+def test_identity_changes_are_the_admins(client: TestClient) -> None:
+    admin = token(client)
+    user, project, member = member_of_new_project(client, admin, "member")
+    for method, path, body in (
+        ("PATCH", f"{ID}/users/{user}", {"user": {"enabled": False}}),
+        ("DELETE", f"{ID}/users/{user}", None),
+        ("PATCH", f"{ID}/projects/{project}", {"project": {"name": "mine"}}),
+        ("DELETE", f"{ID}/projects/{project}", None),
+        ("POST", f"{ID}/roles", {"role": {"name": "boss"}}),
+        ("PUT", f"{ID}/roles/reader/implies/member", None),
+        ("DELETE", f"{ID}/projects/{project}/users/{user}/roles/member", None),
+    ):
+        r = client.request(method, path, headers=member, json=body)
+        assert r.status_code == 403, (method, path, r.text)
+    assert can_read(client, member) == 200
+    mine = client.get(f"{ID}/users/{user}/projects", headers=member).json()["projects"]
+    assert [p["id"] for p in mine] == [project]
+    assert client.get(f"{ID}/users/{ADMIN.user_id}/projects", headers=member).status_code == 403
