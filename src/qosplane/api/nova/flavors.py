@@ -9,7 +9,9 @@ them, so an unknown or malformed one is refused instead of silently ignored.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -178,15 +180,64 @@ def _public_filter(request: Request, is_admin: bool) -> bool | None:
     raise InvalidInput("is_public", raw, "true, false or none")
 
 
+# nova/api/openstack/compute/schemas/flavors.py VALID_SORT_KEYS, those qosplane keeps.
+_SORT_KEYS: dict[str, Callable[[Flavor], Any]] = {
+    "flavorid": lambda f: f.id,
+    "id": lambda f: f.id,
+    "name": lambda f: f.name,
+    "memory_mb": lambda f: f.ram_mb,
+    "root_gb": lambda f: f.disk_gb,
+    "vcpus": lambda f: f.vcpus,
+    "ephemeral_gb": lambda f: f.ephemeral_gb,
+    "swap": lambda f: f.swap_mb,
+}
+# nova.conf [api] max_limit
+MAX_LIMIT = 1000
+
+
+def _minimum(request: Request, key: str) -> int | None:
+    """minRam / minDisk: Nova refuses anything but a non-negative integer (400)."""
+    raw = request.query_params.get(key)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidInput(key, raw, f"a non-negative integer (Invalid {key} filter [{raw}])")
+    return int(raw)
+
+
+def _page_of(request: Request, rows: list[Any], key: Callable[[Any], str]) -> tuple[list[Any], int]:
+    """Nova's limit and marker (nova/api/openstack/common.py get_limit_and_marker): the page
+    after the marker's flavor id, at most `limit` long; the limit used, for the next link."""
+    q = request.query_params
+    raw_limit = q.get("limit", str(MAX_LIMIT))
+    if not raw_limit.isascii() or not raw_limit.isdigit():
+        raise InvalidInput("limit", raw_limit, "an integer of 0 or more")
+    limit = min(int(raw_limit), MAX_LIMIT)
+    marker = q.get("marker")
+    if marker is not None:
+        ids = [key(r) for r in rows]
+        if marker not in ids:
+            raise InvalidInput("marker", marker, "the id of a flavor in the list", "not found")
+        rows = rows[ids.index(marker) + 1 :]
+    return rows[:limit], limit
+
+
 async def list_flavors(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ver = requested_version(request)
     wanted = _public_filter(request, ctx.is_admin)
     detail = request.url.path.rstrip("/").endswith("/detail")
+    min_ram_mb, min_disk_gb = _minimum(request, "minRam"), _minimum(request, "minDisk")
+    sort_key = request.query_params.get("sort_key", "flavorid")
+    sort_dir = request.query_params.get("sort_dir", "asc")
+    if sort_key not in _SORT_KEYS:
+        raise InvalidInput("sort_key", sort_key, f"one of {', '.join(_SORT_KEYS)}")
+    if sort_dir not in ("asc", "desc"):
+        raise InvalidInput("sort_dir", sort_dir, "asc or desc")
     with services.db.transaction() as s:
         repo = FlavorRepository(s)
         rows = [(f, repo.is_public(f.id), repo.can_use(f.id, ctx.scope)) for f in repo.list()]
-    out = []
+    chosen = []
     for flavor, public, usable in rows:
         # Admins filter with is_public; a project sees the public flavors and the private
         # ones shared with it, whatever it asks (Nova's flavor query for non-admins).
@@ -195,17 +246,26 @@ async def list_flavors(request: Request, services: Services) -> Response:
                 continue
         elif not usable:
             continue
-        if detail:
-            out.append(flavor_json(request, flavor, public, ver))
-        else:
-            out.append(
-                {
-                    "id": flavor.id,
-                    "name": flavor.name,
-                    "links": flavor_json(request, flavor, public, ver)["links"],
-                }
-            )
-    return ok({"flavors": out})
+        if min_ram_mb is not None and flavor.ram_mb < min_ram_mb:
+            continue
+        if min_disk_gb is not None and flavor.disk_gb < min_disk_gb:
+            continue
+        chosen.append((flavor, public))
+    by = _SORT_KEYS[sort_key]
+    chosen.sort(key=lambda fp: (by(fp[0]), fp[0].id), reverse=sort_dir == "desc")
+    page, limit = _page_of(request, chosen, lambda fp: fp[0].id)
+    out = []
+    for flavor, public in page:
+        shown = flavor_json(request, flavor, public, ver)
+        out.append(shown if detail else {k: shown[k] for k in ("id", "name", "links")})
+    body: dict[str, Any] = {"flavors": out}
+    if page and len(page) == limit:
+        # nova/api/openstack/common.py ViewBuilder._get_collection_links
+        params = {k: v for k, v in request.query_params.items() if k != "marker"}
+        params |= {"limit": str(limit), "marker": page[-1][0].id}
+        href = f"{base_url(request)}{request.url.path}?{urlencode(params)}"
+        body["flavors_links"] = [{"rel": "next", "href": href}]
+    return ok(body)
 
 
 async def show_flavor(request: Request, services: Services) -> Response:
@@ -294,6 +354,29 @@ async def set_extra_specs(request: Request, services: Services) -> Response:
     return ok({"extra_specs": {k: flavor.extra_specs[k] for k in specs}})
 
 
+async def update_extra_spec(request: Request, services: Services) -> Response:
+    """PUT one key: the body is exactly that key (nova/api/openstack/compute/
+    flavors_extraspecs.py update: "Request body and URI mismatch", "Request body contains
+    too many items")."""
+    context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:update")
+    key = request.path_params["key"]
+    body = await json_body(request)
+    if key not in body:
+        raise InvalidInput(
+            key, sorted(body), f"a body of the one key {key}", "Request body and URI mismatch"
+        )
+    if len(body) > 1:
+        raise InvalidInput(
+            key,
+            sorted(body),
+            f"a body of the one key {key}",
+            "Request body contains too many items",
+        )
+    with services.db.transaction() as s:
+        flavor = NovaService(s).set_extra_specs(request.path_params["flavor_id"], body)
+    return ok({key: flavor.extra_specs[key]})
+
+
 async def delete_extra_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:delete")
     with services.db.transaction() as s:
@@ -324,6 +407,11 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/flavors/{flavor_id}/os-extra_specs", w(set_extra_specs), methods=["POST"]),
         Route(
             base + "/flavors/{flavor_id}/os-extra_specs/{key}", w(get_extra_spec), methods=["GET"]
+        ),
+        Route(
+            base + "/flavors/{flavor_id}/os-extra_specs/{key}",
+            w(update_extra_spec),
+            methods=["PUT"],
         ),
         Route(
             base + "/flavors/{flavor_id}/os-extra_specs/{key}",
