@@ -43,23 +43,75 @@ def spec_json(repo: VolumeRepository, row: QosSpecView) -> dict[str, Any]:
         "name": row.name,
         "consumer": row.consumer,
         "specs": repo.specs_of(row),
-        "links": [],
     }
 
 
-def type_json(row: VolumeTypeView) -> dict[str, Any]:
-    return {
+def spec_links(request: Request, spec_id: str) -> list[dict[str, str]]:
+    """cinder/api/views/qos_specs.py detail: self and bookmark, beside the spec."""
+    path = request.url.path.split("/qos-specs")[0]
+    return [
+        {"rel": "self", "href": f"{base_url(request)}{path}/qos-specs/{spec_id}"},
+        {"rel": "bookmark", "href": f"{base_url(request)}{path}/qos-specs/{spec_id}"},
+    ]
+
+
+def type_json(
+    row: VolumeTypeView, extra_specs: dict[str, str], shape: str = "show"
+) -> dict[str, Any]:
+    """Cinder's view of a type (cinder/api/views/types.py): `qos_specs_id` only where the
+    type is shown or listed, `os-volume-type-access:is_public` not after an update."""
+    out: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "description": row.description,
         "is_public": row.is_public,
         "os-volume-type-access:is_public": row.is_public,
-        "extra_specs": {},
-        "qos_specs_id": row.qos_specs_id,
+        "extra_specs": extra_specs,
     }
+    if shape == "show":
+        out["qos_specs_id"] = row.qos_specs_id
+    elif shape == "update":
+        del out["os-volume-type-access:is_public"]
+    return out
 
 
-def volume_json(repo: VolumeRepository, row: VolumeView) -> dict[str, Any]:
+def _extra_specs(value: object, path: str) -> dict[str, str]:
+    """Cinder's extra specs schema (cinder/api/validation/parameter_types.py extra_specs):
+    an object of 1..255-character string keys and values."""
+    if not isinstance(value, dict):
+        raise InvalidInput(path, value, "a JSON object of string keys and values")
+    for key, spec in value.items():
+        if not 1 <= len(key) <= 255:
+            raise InvalidInput(f"{path} key", key, "a string of 1 to 255 characters")
+        if not isinstance(spec, str) or len(spec) > 255:
+            raise InvalidInput(f"{path}.{key}", spec, "a string of at most 255 characters")
+    return value
+
+
+def microversion(request: Request) -> tuple[int, int]:
+    """The Block Storage microversion asked for (`OpenStack-API-Version: volume 3.N`), 3.0
+    when none is; "latest" is the maximum advertised."""
+    raw = request.headers.get("openstack-api-version", "")
+    service, _, number = raw.strip().partition(" ")
+    if service.lower() != "volume" or not number:
+        return (3, 0)
+    if number.strip().lower() == "latest":
+        return (3, 71)
+    major, _, minor = number.strip().partition(".")
+    if not (major.isdigit() and minor.isdigit()) or (int(major), int(minor)) > (3, 71):
+        raise InvalidInput("OpenStack-API-Version", raw, "volume 3.0 to volume 3.71")
+    return (int(major), int(minor))
+
+
+def volume_json(
+    repo: VolumeRepository,
+    row: VolumeView,
+    version: tuple[int, int] = (3, 0),
+    tenant_attribute: bool = False,
+) -> dict[str, Any]:
+    """cinder/api/v2/views/volumes.py detail; `volume_type_id` from 3.63; the owner
+    (`os-vol-tenant-attr:tenant_id`) on reads by an admin only, as the
+    volume_tenant_attribute extension adds it (cinder/policies/volumes.py: admin)."""
     vtype = repo.volume_type(row.volume_type_id).name if row.volume_type_id else None
     attachments = []
     if row.server_id:
@@ -74,13 +126,12 @@ def volume_json(repo: VolumeRepository, row: VolumeView) -> dict[str, Any]:
                 "attached_at": row.attached_at,
             }
         )
-    return {
+    out: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "size": row.size_gb,
         "status": row.status,
         "volume_type": vtype,
-        "volume_type_id": row.volume_type_id,
         "attachments": attachments,
         "availability_zone": "nova",
         "bootable": "false",
@@ -93,11 +144,15 @@ def volume_json(repo: VolumeRepository, row: VolumeView) -> dict[str, Any]:
         "snapshot_id": None,
         "source_volid": None,
         "user_id": row.user_id,
-        "os-vol-tenant-attr:tenant_id": row.project_id,
         "replication_status": None,
         "consistencygroup_id": None,
         "links": [],
     }
+    if version >= (3, 63):
+        out["volume_type_id"] = row.volume_type_id
+    if tenant_attribute:
+        out["os-vol-tenant-attr:tenant_id"] = row.project_id
+    return out
 
 
 async def create_spec(request: Request, services: Services) -> Response:
@@ -111,7 +166,7 @@ async def create_spec(request: Request, services: Services) -> Response:
         repo = VolumeRepository(s)
         row = repo.create_spec(name.strip(), consumer, body)
         out = spec_json(repo, row)
-    return ok({"qos_specs": out})
+    return ok({"qos_specs": out, "links": spec_links(request, out["id"])})
 
 
 # Reading QoS specs and their associations is admin-only upstream, like changing them
@@ -128,7 +183,8 @@ async def show_spec(request: Request, services: Services) -> Response:
     context(request, services).require_admin("volume_extension:qos_specs_manage:get")
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
-        return ok({"qos_specs": spec_json(repo, repo.spec(request.path_params["spec_id"]))})
+        out = spec_json(repo, repo.spec(request.path_params["spec_id"]))
+    return ok({"qos_specs": out, "links": spec_links(request, out["id"])})
 
 
 async def set_spec(request: Request, services: Services) -> Response:
@@ -204,30 +260,129 @@ async def create_type(request: Request, services: Services) -> Response:
         raise InvalidInput(
             "volume_type.os-volume-type-access:is_public", is_public, "true or false"
         )
+    specs = _extra_specs(body.get("extra_specs") or {}, "volume_type.extra_specs")
     with services.db.transaction() as s:
-        row = VolumeRepository(s).create_type(name.strip(), description, is_public)
-        return ok({"volume_type": type_json(row)})
+        repo = VolumeRepository(s)
+        row = repo.create_type(name.strip(), description, is_public)
+        stored = repo.set_type_extra_specs(row.id, specs)
+        return ok({"volume_type": type_json(row, stored, "create")})
 
 
 async def list_types(request: Request, services: Services) -> Response:
-    context(request, services)
-    wanted = request.query_params.get("is_public", "true").lower()
+    ctx = context(request, services)
+    # Only an admin sees private types (cinder/api/v2/types.py _get_volume_types).
+    wanted = request.query_params.get("is_public", "true").lower() if ctx.is_admin else "true"
     with services.db.transaction() as s:
-        rows = VolumeRepository(s).volume_types()
-    out = [type_json(r) for r in rows if wanted == "none" or r.is_public == (wanted != "false")]
+        repo = VolumeRepository(s)
+        out = [
+            type_json(r, repo.type_extra_specs(r.id))
+            for r in repo.volume_types()
+            if wanted == "none" or r.is_public == (wanted != "false")
+        ]
     return ok({"volume_types": out})
 
 
 async def show_type(request: Request, services: Services) -> Response:
-    context(request, services)
+    ctx = context(request, services)
     with services.db.transaction() as s:
-        return ok(
-            {
-                "volume_type": type_json(
-                    VolumeRepository(s).volume_type(request.path_params["type_id"])
-                )
-            }
+        repo = VolumeRepository(s)
+        row = repo.volume_type(request.path_params["type_id"])
+        if not row.is_public and not ctx.is_admin:
+            raise NotFound("Volume type", row.id)
+        return ok({"volume_type": type_json(row, repo.type_extra_specs(row.id))})
+
+
+async def update_type(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("volume_extension:types_manage")
+    body = await json_body(request, "volume_type")
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 255):
+        raise InvalidInput("volume_type.name", name, "a string of 1 to 255 characters")
+    description = body.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > 255):
+        raise InvalidInput(
+            "volume_type.description", description, "a string of at most 255 characters"
         )
+    is_public = body.get("is_public")
+    if is_public is not None and not isinstance(is_public, bool):
+        raise InvalidInput("volume_type.is_public", is_public, "true or false")
+    if name is None and description is None and is_public is None:
+        raise InvalidInput(
+            "volume_type", body, "name, description or is_public", "nothing to update"
+        )
+    with services.db.transaction() as s:
+        repo = VolumeRepository(s)
+        row = repo.update_type(
+            request.path_params["type_id"], name.strip() if name else None, description, is_public
+        )
+        return ok({"volume_type": type_json(row, repo.type_extra_specs(row.id), "update")})
+
+
+async def delete_type(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("volume_extension:types_manage")
+    with services.db.transaction() as s:
+        VolumeRepository(s).delete_type(request.path_params["type_id"])
+    return empty(202)
+
+
+# cinder/api/contrib/types_extra_specs.py; every call is admin-only
+# (cinder/policies/volume_type.py: volume_extension:types_extra_specs:*, RULE_ADMIN_API;
+# index and show are admin-or-owner upstream, and a type has no owner).
+async def list_type_extra_specs(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("volume_extension:types_extra_specs:index")
+    with services.db.transaction() as s:
+        specs = VolumeRepository(s).type_extra_specs(request.path_params["type_id"])
+    return ok({"extra_specs": specs})
+
+
+async def create_type_extra_specs(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("volume_extension:types_extra_specs:create")
+    body = await json_body(request)
+    specs = _extra_specs(body.get("extra_specs"), "extra_specs")
+    with services.db.transaction() as s:
+        VolumeRepository(s).set_type_extra_specs(request.path_params["type_id"], specs)
+    return ok({"extra_specs": specs})
+
+
+async def show_type_extra_spec(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("volume_extension:types_extra_specs:show")
+    key = request.path_params["key"]
+    with services.db.transaction() as s:
+        specs = VolumeRepository(s).type_extra_specs(request.path_params["type_id"])
+    if key not in specs:
+        raise NotFound("Volume Type extra spec", key)
+    return ok({key: specs[key]})
+
+
+async def update_type_extra_spec(request: Request, services: Services) -> Response:
+    """The body is exactly the key of the URL (types_extra_specs.py update: "Request body
+    and URI mismatch", "Request body contains too many items")."""
+    context(request, services).require_admin("volume_extension:types_extra_specs:update")
+    key = request.path_params["key"]
+    body = _extra_specs(await json_body(request), "body")
+    if key not in body:
+        raise InvalidInput(
+            key, sorted(body), f"a body of the one key {key}", "Request body and URI mismatch"
+        )
+    if len(body) > 1:
+        raise InvalidInput(
+            key,
+            sorted(body),
+            f"a body of the one key {key}",
+            "Request body contains too many items",
+        )
+    with services.db.transaction() as s:
+        VolumeRepository(s).set_type_extra_specs(request.path_params["type_id"], body)
+    return ok(body)
+
+
+async def delete_type_extra_spec(request: Request, services: Services) -> Response:
+    context(request, services).require_admin("volume_extension:types_extra_specs:delete")
+    with services.db.transaction() as s:
+        VolumeRepository(s).delete_type_extra_spec(
+            request.path_params["type_id"], request.path_params["key"]
+        )
+    return empty(202)
 
 
 async def create_volume(request: Request, services: Services) -> Response:
@@ -244,8 +399,13 @@ async def create_volume(request: Request, services: Services) -> Response:
         raise InvalidInput("volume.volume_type", type_ref, "a volume type name or id")
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
+        if type_ref is not None and not ctx.is_admin:
+            # A private type exists only for admins here (qosplane keeps no type access
+            # lists): Cinder's VolumeTypeNotFound, 404.
+            if not repo.type_by_name_or_id(type_ref).is_public:
+                raise NotFound("Volume type", type_ref)
         row = repo.create_volume(name, size, type_ref, ctx.project_id, ctx.user_id)
-        return ok({"volume": volume_json(repo, row)}, status=202)
+        return ok({"volume": volume_json(repo, row, microversion(request))}, status=202)
 
 
 async def list_volumes(request: Request, services: Services) -> Response:
@@ -253,7 +413,11 @@ async def list_volumes(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         rows = repo.volumes(request.query_params.get("name"))
-        out = [volume_json(repo, r) for r in rows if ctx.is_admin or r.project_id == ctx.project_id]
+        out = [
+            volume_json(repo, r, microversion(request), ctx.is_admin)
+            for r in rows
+            if ctx.is_admin or r.project_id == ctx.project_id
+        ]
     return ok({"volumes": out})
 
 
@@ -271,7 +435,7 @@ async def show_volume(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         row = _visible_volume(repo, ctx, request.path_params["volume_id"])
-        return ok({"volume": volume_json(repo, row)})
+        return ok({"volume": volume_json(repo, row, microversion(request), ctx.is_admin)})
 
 
 async def delete_volume(request: Request, services: Services) -> Response:
@@ -306,6 +470,23 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/types", w(list_types), methods=["GET"]),
         Route(base + "/types", w(create_type), methods=["POST"]),
         Route(base + "/types/{type_id}", w(show_type), methods=["GET"]),
+        Route(base + "/types/{type_id}", w(update_type), methods=["PUT"]),
+        Route(base + "/types/{type_id}", w(delete_type), methods=["DELETE"]),
+        Route(base + "/types/{type_id}/extra_specs", w(list_type_extra_specs), methods=["GET"]),
+        Route(base + "/types/{type_id}/extra_specs", w(create_type_extra_specs), methods=["POST"]),
+        Route(
+            base + "/types/{type_id}/extra_specs/{key}", w(show_type_extra_spec), methods=["GET"]
+        ),
+        Route(
+            base + "/types/{type_id}/extra_specs/{key}",
+            w(update_type_extra_spec),
+            methods=["PUT"],
+        ),
+        Route(
+            base + "/types/{type_id}/extra_specs/{key}",
+            w(delete_type_extra_spec),
+            methods=["DELETE"],
+        ),
         Route(base + "/volumes", w(list_volumes), methods=["GET"]),
         Route(base + "/volumes", w(create_volume), methods=["POST"]),
         Route(base + "/volumes/detail", w(list_volumes), methods=["GET"]),

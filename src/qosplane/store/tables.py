@@ -211,6 +211,15 @@ class VolumeTypeRow(Base):
     qos_specs_id: Mapped[str | None] = mapped_column(ForeignKey("qos_specs.id"), nullable=True)
 
 
+class VolumeTypeExtraSpecRow(Base):
+    __tablename__ = "volume_type_extra_specs"
+    volume_type_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
 class VolumeRow(Base):
     __tablename__ = "volumes"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

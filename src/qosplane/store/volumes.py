@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from qosplane.openstack.cinder import (
     volume_qos,
 )
 from qosplane.store.database import fetch
-from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeRow
+from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeExtraSpecRow, VolumeTypeRow
 from qosplane.store.views import QosSpecView
 
 
@@ -151,6 +151,72 @@ class VolumeRepository:
 
     def volume_type(self, type_id: str) -> VolumeTypeRow:
         return fetch(self.session, VolumeTypeRow, type_id, "Volume type")
+
+    def update_type(
+        self, type_id: str, name: str | None, description: str | None, is_public: bool | None
+    ) -> VolumeTypeRow:
+        row = self.volume_type(type_id)
+        if name is not None and name != row.name:
+            taken = self.session.scalar(select(VolumeTypeRow.id).where(VolumeTypeRow.name == name))
+            if taken is not None:
+                raise Conflict("name", f"Volume Type {name} already exists.")
+            row.name = name
+        if description is not None:
+            row.description = description
+        if is_public is not None:
+            row.is_public = is_public
+        self.session.flush()
+        return row
+
+    def delete_type(self, type_id: str) -> None:
+        """Refused while a volume has the type (cinder/volume/volume_types.py destroy:
+        VolumeTypeInUse, 400)."""
+        row = self.volume_type(type_id)
+        in_use = self.session.scalar(
+            select(VolumeRow.id).where(VolumeRow.volume_type_id == type_id).limit(1)
+        )
+        if in_use is not None:
+            raise InvalidInput(
+                "volume_type",
+                type_id,
+                "a type no volume has",
+                "Target volume type is still in use.",
+            )
+        self.session.execute(
+            delete(VolumeTypeExtraSpecRow).where(VolumeTypeExtraSpecRow.volume_type_id == type_id)
+        )
+        self.session.delete(row)
+        self.session.flush()
+
+    def type_extra_specs(self, type_id: str) -> dict[str, str]:
+        self.volume_type(type_id)
+        rows = self.session.scalars(
+            select(VolumeTypeExtraSpecRow)
+            .where(VolumeTypeExtraSpecRow.volume_type_id == type_id)
+            .order_by(VolumeTypeExtraSpecRow.key)
+        )
+        return {r.key: r.value for r in rows}
+
+    def set_type_extra_specs(self, type_id: str, specs: dict[str, str]) -> dict[str, str]:
+        self.volume_type(type_id)
+        for key, value in specs.items():
+            row = self.session.get(VolumeTypeExtraSpecRow, (type_id, key))
+            if row is None:
+                self.session.add(
+                    VolumeTypeExtraSpecRow(volume_type_id=type_id, key=key, value=value)
+                )
+            else:
+                row.value = value
+        self.session.flush()
+        return self.type_extra_specs(type_id)
+
+    def delete_type_extra_spec(self, type_id: str, key: str) -> None:
+        self.volume_type(type_id)
+        row = self.session.get(VolumeTypeExtraSpecRow, (type_id, key))
+        if row is None:
+            raise NotFound("Volume Type extra spec", key)
+        self.session.delete(row)
+        self.session.flush()
 
     def volume_types(self) -> list[VolumeTypeRow]:
         return list(self.session.scalars(select(VolumeTypeRow).order_by(VolumeTypeRow.name)))

@@ -1,0 +1,120 @@
+"""Cinder's volume type API as tempest checks it: update, delete (refused while in use),
+extra specs, private types hidden from projects, and the shapes of each response
+(cinder/api/contrib/types_manage.py, types_extra_specs.py, cinder/api/v2/types.py)."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from tests.conftest import ADMIN
+from tests.test_api import member_token, token
+
+V = f"/volume/v3/{ADMIN.project_id}"
+
+
+def test_a_type_is_created_updated_and_deleted_with_its_extra_specs(client: TestClient) -> None:
+    h = token(client)
+    body = {"volume_type": {"name": "gold", "extra_specs": {"volume_backend_name": "lvm"}}}
+    made = client.post(f"{V}/types", headers=h, json=body).json()["volume_type"]
+    assert "qos_specs_id" not in made  # not in Cinder's create view
+    assert made["extra_specs"] == {"volume_backend_name": "lvm"}
+    tid = made["id"]
+    shown = client.get(f"{V}/types/{tid}", headers=h).json()["volume_type"]
+    assert shown["qos_specs_id"] is None
+    assert shown["extra_specs"] == {"volume_backend_name": "lvm"}
+    r = client.put(
+        f"{V}/types/{tid}", headers=h, json={"volume_type": {"name": "gold-2", "is_public": False}}
+    )
+    assert r.status_code == 200
+    updated = r.json()["volume_type"]
+    assert (updated["name"], updated["is_public"]) == ("gold-2", False)
+    assert "os-volume-type-access:is_public" not in updated
+    assert client.put(f"{V}/types/{tid}", headers=h, json={"volume_type": {}}).status_code == 400
+
+    specs = f"{V}/types/{tid}/extra_specs"
+    added = client.post(specs, headers=h, json={"extra_specs": {"a": "1", "b": "2"}})
+    assert added.json() == {"extra_specs": {"a": "1", "b": "2"}}
+    assert client.get(specs, headers=h).json()["extra_specs"] == {
+        "a": "1",
+        "b": "2",
+        "volume_backend_name": "lvm",
+    }
+    assert client.put(f"{specs}/a", headers=h, json={"a": "9"}).json() == {"a": "9"}
+    assert client.get(f"{specs}/a", headers=h).json() == {"a": "9"}
+    assert client.put(f"{specs}/a", headers=h, json={"b": "9"}).status_code == 400
+    assert client.put(f"{specs}/a", headers=h, json={"a": "1", "b": "1"}).status_code == 400
+    assert client.post(specs, headers=h, json={"extra_specs": ["x"]}).status_code == 400
+    assert client.delete(f"{specs}/a", headers=h).status_code == 202
+    assert client.get(f"{specs}/a", headers=h).status_code == 404
+    assert client.delete(f"{specs}/a", headers=h).status_code == 404
+    assert client.get(f"{V}/types/nope/extra_specs", headers=h).status_code == 404
+
+    assert client.delete(f"{V}/types/{tid}", headers=h).status_code == 202
+    assert client.get(f"{V}/types/{tid}", headers=h).status_code == 404
+    assert client.delete(f"{V}/types/{tid}", headers=h).status_code == 404
+
+
+def test_a_type_in_use_is_not_deleted(client: TestClient) -> None:
+    h = token(client)
+    tid = client.post(f"{V}/types", headers=h, json={"volume_type": {"name": "t"}}).json()[
+        "volume_type"
+    ]["id"]
+    vol = client.post(f"{V}/volumes", headers=h, json={"volume": {"size": 1, "volume_type": tid}})
+    assert vol.status_code == 202
+    r = client.delete(f"{V}/types/{tid}", headers=h)
+    assert r.status_code == 400
+    assert "still in use" in r.json()["badRequest"]["message"]
+    client.delete(f"{V}/volumes/{vol.json()['volume']['id']}", headers=h)
+    assert client.delete(f"{V}/types/{tid}", headers=h).status_code == 202
+
+
+def test_private_types_exist_for_admins_only_and_types_are_theirs_to_change(
+    client: TestClient,
+) -> None:
+    h = token(client)
+    body = {"volume_type": {"name": "secret", "os-volume-type-access:is_public": False}}
+    tid = client.post(f"{V}/types", headers=h, json=body).json()["volume_type"]["id"]
+    m = member_token(client, ADMIN.project_id)
+    assert client.get(f"{V}/types/{tid}", headers=m).status_code == 404
+    listed = client.get(f"{V}/types?is_public=none", headers=m).json()["volume_types"]
+    assert tid not in [t["id"] for t in listed]
+    admin_listed = client.get(f"{V}/types?is_public=none", headers=h).json()["volume_types"]
+    assert tid in [t["id"] for t in admin_listed]
+    r = client.post(f"{V}/volumes", headers=m, json={"volume": {"size": 1, "volume_type": tid}})
+    assert r.status_code == 404
+    for method, path, payload in (
+        ("PUT", f"{V}/types/{tid}", {"volume_type": {"name": "x"}}),
+        ("DELETE", f"{V}/types/{tid}", None),
+        ("POST", f"{V}/types/{tid}/extra_specs", {"extra_specs": {"k": "v"}}),
+        ("GET", f"{V}/types/{tid}/extra_specs", None),
+    ):
+        assert client.request(method, path, headers=m, json=payload).status_code == 403
+
+
+def test_volume_views_follow_the_microversion_and_the_role(client: TestClient) -> None:
+    h = token(client)
+    made = client.post(f"{V}/volumes", headers=h, json={"volume": {"size": 1}}).json()["volume"]
+    assert "os-vol-tenant-attr:tenant_id" not in made
+    assert "volume_type_id" not in made
+    shown = client.get(f"{V}/volumes/{made['id']}", headers=h).json()["volume"]
+    assert shown["os-vol-tenant-attr:tenant_id"] == ADMIN.project_id
+    new = {**h, "OpenStack-API-Version": "volume 3.63"}
+    assert "volume_type_id" in client.get(f"{V}/volumes/{made['id']}", headers=new).json()["volume"]
+    bad = {**h, "OpenStack-API-Version": "volume 3.99"}
+    assert client.get(f"{V}/volumes/{made['id']}", headers=bad).status_code == 400
+    m = member_token(client, ADMIN.project_id)
+    mine = client.post(f"{V}/volumes", headers=m, json={"volume": {"size": 1}}).json()["volume"]
+    as_member = client.get(f"{V}/volumes/{mine['id']}", headers=m).json()["volume"]
+    assert "os-vol-tenant-attr:tenant_id" not in as_member
+
+
+def test_a_qos_spec_carries_its_links_beside_it(client: TestClient) -> None:
+    h = token(client)
+    body = {"qos_specs": {"name": "s", "consumer": "front-end", "read_iops_sec": "100"}}
+    r = client.post(f"{V}/qos-specs", headers=h, json=body).json()
+    assert "links" not in r["qos_specs"]
+    assert {link["rel"] for link in r["links"]} == {"self", "bookmark"}
+    shown = client.get(f"{V}/qos-specs/{r['qos_specs']['id']}", headers=h).json()
+    assert shown["links"][0]["href"].endswith(f"/qos-specs/{r['qos_specs']['id']}")
+    listed = client.get(f"{V}/qos-specs", headers=h).json()["qos_specs"]
+    assert "links" not in listed[0]
