@@ -214,6 +214,15 @@ class QosPolicyRepository:
             raise RevisionMismatch("QoS policy", policy_id, if_revision, row.revision_number)
         return row
 
+    def default_for(self, project_id: str) -> str | None:
+        """The project's default policy, which a network created there without one gets
+        (neutron/core_extensions/qos.py _create_network_policy)."""
+        return self.session.scalar(
+            select(QosPolicyRow.id).where(
+                QosPolicyRow.project_id == project_id, QosPolicyRow.is_default.is_(True)
+            )
+        )
+
     def _check_single_default(self, project_id: str, policy_id: str) -> None:
         other = self.session.scalar(
             select(QosPolicyRow.id).where(

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.listing import neutron_list
-from qosplane.api.neutron.qos import if_match, policy_target, readable_policy
+from qosplane.api.neutron.qos import if_match, owner_of_new, policy_target, readable_policy
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository, NeutronChanges
@@ -226,7 +226,8 @@ async def list_networks(request: Request, services: Services) -> Response:
 async def create_network(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     body = await json_body(request, "network")
-    services.policy.enforce("create_network", {"project_id": ctx.project_id}, ctx)
+    project_id = owner_of_new(body, "network", ctx)
+    services.policy.enforce("create_network", {"project_id": project_id}, ctx)
     network_type = _str(body, "provider:network_type", "network")
     if network_type not in NETWORK_TYPES:
         raise InvalidInput(
@@ -239,14 +240,17 @@ async def create_network(request: Request, services: Services) -> Response:
     if not isinstance(shared, bool):
         raise InvalidInput("network.shared", shared, "true or false")
     if shared:
-        services.policy.enforce("create_network:shared", {"project_id": ctx.project_id}, ctx)
+        services.policy.enforce("create_network:shared", {"project_id": project_id}, ctx)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
+        qos_policy_id = _attachable(services, s, ctx, body, "network")
+        if qos_policy_id is None:
+            qos_policy_id = QosPolicyRepository(s).default_for(project_id)
         row = repo.create_network(
             _str(body, "name", "network"),
-            ctx.project_id,
+            project_id,
             shared=shared,
-            qos_policy_id=_attachable(services, s, ctx, body, "network"),
+            qos_policy_id=qos_policy_id,
             mtu=mtu,
             network_type=network_type,
             physical_network=_str(body, "provider:physical_network", "network"),
@@ -374,7 +378,8 @@ async def create_port(request: Request, services: Services) -> Response:
     for ports it did not create)."""
     ctx = context(request, services)
     body = await json_body(request, "port")
-    services.policy.enforce("create_port", {"project_id": ctx.project_id}, ctx)
+    project_id = owner_of_new(body, "port", ctx)
+    services.policy.enforce("create_port", {"project_id": project_id}, ctx)
     network_id = body.get("network_id")
     if not isinstance(network_id, str):
         raise InvalidInput("port.network_id", network_id, "a network id", "required")
@@ -386,7 +391,7 @@ async def create_port(request: Request, services: Services) -> Response:
         visible_network(repo, ctx, network_id)
         row = repo.create_port(
             network_id,
-            ctx.project_id,
+            project_id,
             name=_str(body, "name", "port"),
             security_groups=groups,
             qos_policy_id=_attachable(services, s, ctx, body, "port"),
