@@ -77,6 +77,18 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
         "/compute/v2.1/os-aggregates", headers={**h, **NOVA}, json={"aggregate": {"name": "fz"}}
     ).json()["aggregate"]["id"]
     roles = [r["id"] for r in c.get("/identity/v3/roles", headers=h).json()["roles"]]
+    entry = c.post(
+        "/networking/v2.0/rbac-policies",
+        headers=h,
+        json={
+            "rbac_policy": {
+                "object_type": "qos_policy",
+                "object_id": policy,
+                "action": "access_as_shared",
+                "target_tenant": "fz-target",
+            }
+        },
+    ).json()["rbac_policy"]["id"]
     # Identity paths get victims of their own: a fuzzed DELETE or PATCH of the admin would
     # leave every later example with a void token (401), fuzzing nothing.
     victim_project = c.post(
@@ -110,6 +122,7 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
         "project_id": [ADMIN.project_id],
         "user_id": [ADMIN.user_id],
         "role_id": roles,
+        "entry_id": [entry],
         "prior_role_id": [victim_role, "member"],
         "implied_role_id": ["reader", victim_role],
         "victim_project_id": [victim_project],

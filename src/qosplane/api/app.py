@@ -18,6 +18,7 @@ from qosplane.api.common import Services
 from qosplane.api.errors import error_body
 from qosplane.api.neutron import core as neutron_core
 from qosplane.api.neutron import qos as neutron_qos
+from qosplane.api.neutron import rbac as neutron_rbac
 from qosplane.api.nova import flavors as nova_flavors
 from qosplane.api.nova import hosts as nova_hosts
 from qosplane.api.nova import servers as nova_servers
@@ -82,6 +83,7 @@ def build_app(services: Services) -> Starlette:
         + glance.routes(services)
         + neutron_qos.routes(services)
         + neutron_core.routes(services)
+        + neutron_rbac.routes(services)
         + cinder.routes(services)
     )
 

@@ -158,4 +158,54 @@ NEUTRON_NETWORK: tuple[PolicyDefault, ...] = (
     ),
 )
 
-DEFAULTS: tuple[PolicyDefault, ...] = BASE_RULES + NEUTRON_QOS + NEUTRON_NETWORK
+# neutron/conf/policies/rbac.py (neutron 211d2d95): sharing with one project is the owner's
+# member's, with every project (`*`) the admin's; an entry is read by its owner's readers.
+PROJECT_MEMBER = "role:member and project_id:%(project_id)s"
+NO_WILDCARD = "(not field:rbac_policy:target_tenant=* and not field:rbac_policy:target_project=*)"
+_RBAC = "/v2.0/rbac-policies"
+NEUTRON_RBAC: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "restrict_wildcard",
+        f"{NO_WILDCARD} or ({ADMIN})",
+        "Definition of a wildcard target_project",
+        scope_types=(),
+    ),
+    PolicyDefault(
+        "create_rbac_policy",
+        f"({ADMIN}) or ({PROJECT_MEMBER})",
+        "Create an RBAC policy",
+        (("POST", _RBAC),),
+    ),
+    PolicyDefault(
+        "create_rbac_policy:target_tenant",
+        f"({ADMIN}) or {NO_WILDCARD}",
+        "Specify ``target_tenant`` when creating an RBAC policy",
+        (("POST", _RBAC),),
+    ),
+    PolicyDefault(
+        "update_rbac_policy",
+        f"({ADMIN}) or ({PROJECT_MEMBER})",
+        "Update an RBAC policy",
+        (("PUT", _RBAC + "/{id}"),),
+    ),
+    PolicyDefault(
+        "update_rbac_policy:target_tenant",
+        f"({ADMIN}) or {NO_WILDCARD}",
+        "Update ``target_tenant`` attribute of an RBAC policy",
+        (("PUT", _RBAC + "/{id}"),),
+    ),
+    PolicyDefault(
+        "get_rbac_policy",
+        f"({ADMIN}) or ({PROJECT_READER})",
+        "Get an RBAC policy",
+        (("GET", _RBAC), ("GET", _RBAC + "/{id}")),
+    ),
+    PolicyDefault(
+        "delete_rbac_policy",
+        f"({ADMIN}) or ({PROJECT_MEMBER})",
+        "Delete an RBAC policy",
+        (("DELETE", _RBAC + "/{id}"),),
+    ),
+)
+
+DEFAULTS: tuple[PolicyDefault, ...] = BASE_RULES + NEUTRON_QOS + NEUTRON_NETWORK + NEUTRON_RBAC

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from qosplane.model.errors import Conflict, NotFound, RevisionMismatch
@@ -23,7 +23,8 @@ from qosplane.model.network_qos import (
 )
 from qosplane.openstack.neutron import RULE_TABLE
 from qosplane.store.database import fetch
-from qosplane.store.tables import QosPolicyRow, QosPolicyTagRow, QosRuleRow
+from qosplane.store.rbac import WILDCARD, RbacRepository
+from qosplane.store.tables import QosPolicyRow, QosPolicyTagRow, QosRuleRow, RbacPolicyRow
 
 
 def _rule_row(rule: Rule, policy_id: str, position: int) -> QosRuleRow:
@@ -98,6 +99,8 @@ class QosPolicyRepository:
         )
         self.session.add(row)
         self.session.flush()
+        if policy.shared:
+            RbacRepository(self.session).create(row.id, WILDCARD, row.project_id)
         for tag in policy.tags:
             self.session.add(QosPolicyTagRow(policy_id=row.id, tag=tag))
         accepted: list[Rule] = []
@@ -112,11 +115,14 @@ class QosPolicyRepository:
         return self._model(self._row(policy_id))
 
     def list(self, project_id: str | None = None) -> list[QosPolicy]:
-        """A project sees its own policies and shared ones; None (admin) sees all."""
+        """A project sees its own policies and those shared with it or with every project;
+        None (admin) sees all."""
         query = select(QosPolicyRow).order_by(QosPolicyRow.name, QosPolicyRow.id)
         if project_id is not None:
             query = query.where(
-                (QosPolicyRow.project_id == project_id) | QosPolicyRow.shared.is_(True)
+                (QosPolicyRow.project_id == project_id)
+                | QosPolicyRow.shared.is_(True)
+                | QosPolicyRow.id.in_(RbacRepository(self.session).shared_with(project_id))
             )
         return [self._model(r) for r in self.session.scalars(query)]
 
@@ -137,7 +143,9 @@ class QosPolicyRepository:
         self.session.delete(rule_row)
 
     def delete(self, policy_id: str) -> None:
-        self.session.delete(self._row(policy_id))
+        row = self._row(policy_id)
+        self.session.execute(delete(RbacPolicyRow).where(RbacPolicyRow.object_id == policy_id))
+        self.session.delete(row)
 
     def find_by_name(self, name: str, project_id: str | None = None) -> Sequence[QosPolicy]:
         return [p for p in self.list(project_id) if p.name == name]
@@ -161,7 +169,7 @@ class QosPolicyRepository:
         if description is not None:
             row.description = description
         if shared is not None:
-            row.shared = shared
+            RbacRepository(self.session).set_shared(row.id, row.project_id, shared)
         if is_default is not None:
             row.is_default = is_default
         self.session.flush()

@@ -69,6 +69,23 @@ class QosPolicyRow(Base):
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class RbacPolicyRow(Base):
+    """One Neutron RBAC entry: `object_id` shared with `target_project` (or `*`)."""
+
+    __tablename__ = "rbac_policies"
+    __table_args__ = (
+        UniqueConstraint("object_id", "action", "target_project", name="uq_rbac_policies_target"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(
+        ForeignKey("qos_policies.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    target_project: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(64))
+
+
 class QosPolicyTagRow(Base):
     __tablename__ = "qos_policy_tags"
     policy_id: Mapped[str] = mapped_column(

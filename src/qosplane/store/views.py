@@ -324,3 +324,23 @@ class RoleView(Protocol):
 
     @property
     def description(self) -> str: ...
+
+
+class RbacPolicyView(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def object_type(self) -> str: ...
+
+    @property
+    def object_id(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def target_project(self) -> str: ...
+
+    @property
+    def project_id(self) -> str: ...

@@ -19,7 +19,14 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.listing import neutron_list
-from qosplane.api.neutron.qos import if_match, owner_of_new, policy_target, readable_policy
+from qosplane.api.neutron.qos import (
+    as_seen,
+    if_match,
+    owner_of_new,
+    policy_target,
+    readable_policy,
+    shared_here,
+)
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository, NeutronChanges
@@ -151,7 +158,8 @@ def _detachable(services: Services, s: Session, ctx: Context, current: str | Non
     403)."""
     if current is None:
         return
-    policy = QosPolicyRepository(s).get(current)
+    repo = QosPolicyRepository(s)
+    policy = as_seen(repo.get(current), shared_here(repo, ctx))
     if not services.policy.allows("get_policy", policy_target(policy), ctx):
         raise Forbidden(
             f"Failed to remove provided policy {current} because you are not authorized."
@@ -430,6 +438,8 @@ EXTENSIONS = {
     "qos-pps": "QoS packet rate limit rule",
     "qos-pps-minimum": "QoS minimum packet rate rule",
     "qos-rule-type-details": "Details of QoS rule types",
+    # api/neutron/rbac.py: RBAC entries, for the qos_policy object type only.
+    "rbac-policies": "RBAC Policies",
     "qos-rules-alias": "Quality of Service rules alias API",
     "security-group": "security-group",
     "standard-attr-revisions": "Resource revision numbers",

@@ -7,6 +7,7 @@ direction, min/max conflicts, one default policy per project); PUTs are partial;
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.listing import neutron_list
-from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NotFound, parse_int
+from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
 from qosplane.model.network_qos import (
     NEUTRON_INT_MAX,
     RULE_TYPES,
@@ -28,6 +29,7 @@ from qosplane.openstack.neutron import RULE_FIELDS, RULE_TABLE, rule_from_json, 
 from qosplane.service.neutron_qos import NeutronQosService
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.qos_policies import QosPolicyRepository
+from qosplane.store.rbac import RbacRepository
 
 _POLICY_FIELDS = ("name", "description", "shared", "is_default", "tags", "project_id", "tenant_id")
 _RANGE = {"type": "range", "values": {"start": 0, "end": NEUTRON_INT_MAX}}
@@ -80,12 +82,25 @@ def _rule_target(policy: QosPolicy) -> dict[str, Any]:
     return {"project_id": policy.project_id, "ext_parent:project_id": policy.project_id}
 
 
+def as_seen(policy: QosPolicy, shared_here: set[str]) -> QosPolicy:
+    """The policy as one project sees it: `shared` when shared with every project or with
+    that one by an RBAC entry (neutron/objects/rbac_db.py is_shared_with_project)."""
+    if policy.shared or policy.id not in shared_here:
+        return policy
+    return replace(policy, shared=True)
+
+
+def shared_here(repo: QosPolicyRepository, ctx: Context) -> set[str]:
+    return RbacRepository(repo.session).shared_with(ctx.project_id)
+
+
 def readable_policy(
     services: Services, repo: QosPolicyRepository, policy_id: str, ctx: Context
 ) -> QosPolicy:
-    """The policy, or NotFound when the caller may not read it (as if it did not exist,
-    which is also what attaching it to a network or port answers: QosPolicyNotFound)."""
-    policy = repo.get(policy_id)
+    """The policy as the caller sees it, or NotFound when the caller may not read it (as if
+    it did not exist, which is also what attaching it to a network or port answers:
+    QosPolicyNotFound)."""
+    policy = as_seen(repo.get(policy_id), shared_here(repo, ctx))
     if not services.policy.allows("get_policy", policy_target(policy), ctx):
         raise NotFound("QoS policy", policy_id)
     return policy
@@ -152,9 +167,11 @@ async def list_policies(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = QosPolicyRepository(s)
+        here = shared_here(repo, ctx)
+        seen = [as_seen(p, here) for p in repo.list(None)]
         out = [
             policy_json(p, repo.revision(p.id))
-            for p in repo.list(None)
+            for p in seen
             if services.policy.allows("get_policy", policy_target(p), ctx)
         ]
     return ok(neutron_list(request, "policies", out))
@@ -204,14 +221,8 @@ async def update_policy(request: Request, services: Services) -> Response:
         repo = QosPolicyRepository(s)
         policy = readable_policy(services, repo, request.path_params["policy_id"], ctx)
         services.policy.enforce("update_policy", policy_target(policy), ctx)
-        if policy.shared and shared is False:
-            if NetworkRepository(s).bound_elsewhere(policy.id, policy.project_id):
-                # Neutron's RbacPolicyInUse: others' ports and networks depend on it.
-                raise Conflict(
-                    "policy.shared",
-                    f"RBAC policy on object {policy.id} cannot be removed because other "
-                    "objects depend on it.",
-                )
+        # Unsharing while others' ports and networks depend on it is RbacPolicyInUse (409),
+        # decided where the wildcard entry goes (store/rbac.py).
         updated = NeutronQosService(s).update_policy(
             policy.id,
             name=name,
@@ -220,7 +231,7 @@ async def update_policy(request: Request, services: Services) -> Response:
             is_default=is_default,
             if_revision=if_match(request),
         )
-        out = policy_json(updated, repo.revision(policy.id))
+        out = policy_json(as_seen(updated, shared_here(repo, ctx)), repo.revision(policy.id))
     return ok({"policy": out})
 
 
