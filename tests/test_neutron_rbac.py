@@ -86,8 +86,18 @@ def test_the_wildcard_entry_is_shared(client: TestClient) -> None:
     assert _share(client, admin, policy, "*").status_code == 201
     assert client.get(f"{QOS}/{policy}", headers=admin).json()["policy"]["shared"] is True
     assert _share(client, admin, policy, "*").status_code == 409  # DuplicateRbacPolicy
-    client.put(f"{QOS}/{policy}", headers=admin, json={"policy": {"shared": False}})
+    unshared = client.put(f"{QOS}/{policy}", headers=admin, json={"policy": {"shared": False}})
+    assert unshared.json()["policy"]["shared"] is False
+    assert client.get(f"{QOS}/{policy}", headers=admin).json()["policy"]["shared"] is False
     assert client.get(f"{RBAC}?object_id={policy}", headers=admin).json()["rbac_policies"] == []
+    # Unsharing counts the owner's own networks too (Neutron's wildcard rule).
+    client.put(f"{QOS}/{policy}", headers=admin, json={"policy": {"shared": True}})
+    own = client.post(f"{NET}/networks", headers=admin, json={"network": {"qos_policy_id": policy}})
+    again = client.put(f"{QOS}/{policy}", headers=admin, json={"policy": {"shared": False}})
+    assert again.status_code == 409
+    client.delete(f"{NET}/networks/{own.json()['network']['id']}", headers=admin)
+    final = client.put(f"{QOS}/{policy}", headers=admin, json={"policy": {"shared": False}})
+    assert final.status_code == 200
 
 
 def test_an_entry_others_depend_on_stays(client: TestClient) -> None:
@@ -105,6 +115,11 @@ def test_an_entry_others_depend_on_stays(client: TestClient) -> None:
     wildcard = _share(client, admin, policy, "*").json()["rbac_policy"]["id"]
     assert client.delete(f"{RBAC}/{specific}", headers=admin).status_code == 204
     assert client.delete(f"{RBAC}/{wildcard}", headers=admin).status_code == 409
+    # Moving the wildcard to the very project that uses it is still removing the wildcard.
+    to_b = client.put(
+        f"{RBAC}/{wildcard}", headers=admin, json={"rbac_policy": {"target_tenant": "proj-b"}}
+    )
+    assert to_b.status_code == 409
     unshare = client.put(f"{QOS}/{policy}", headers=admin, json={"policy": {"shared": False}})
     assert unshare.status_code == 409
     client.delete(f"{NET}/networks/{net.json()['network']['id']}", headers=b)

@@ -2,16 +2,18 @@
 neutron/objects/rbac_db.py): who besides its owner may use a policy.
 
 A wildcard entry (`*`) is what a policy's `shared` attribute means: setting `shared` adds
-or removes it, and adding or removing it sets `shared`, so both views always agree. An
-entry cannot go, or move to another project, while a network or port of a project it
-grants access to uses the policy and no other entry grants that project access
-(RbacPolicyInUse, 409).
+or removes it, and adding or removing it sets `shared`, so both views always agree.
+
+Removing or moving an entry is refused (RbacPolicyInUse, 409) by Neutron's rule
+(neutron/objects/rbac_db.py `_validate_rbac_policy_delete`): an entry for the owner's own
+project always goes; one for a project goes unless that project's networks or ports use
+the policy and no wildcard entry remains; the wildcard goes only when every project using
+the policy, the owner's included, keeps an entry of its own.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -76,10 +78,13 @@ class RbacRepository:
         return row
 
     def retarget(self, entry_id: str, target: str) -> RbacPolicyRow:
+        """Moving an entry to a project is removing it from the old one (Neutron's
+        validate_rbac_policy_update); moving it to `*` widens access and always goes."""
         row = self.entry(entry_id)
         if target == row.target_project:
             return row
-        self._check_still_reachable(row.object_id, without={row.id}, adding={target})
+        if target != WILDCARD:
+            self._check_removable(row.object_id, row.target_project)
         row.target_project = target
         self._sync_shared(row.object_id)
         self.session.flush()
@@ -87,7 +92,7 @@ class RbacRepository:
 
     def remove(self, entry_id: str) -> None:
         row = self.entry(entry_id)
-        self._check_still_reachable(row.object_id, without={row.id})
+        self._check_removable(row.object_id, row.target_project)
         self.session.delete(row)
         self.session.flush()
         self._sync_shared(row.object_id)
@@ -99,9 +104,10 @@ class RbacRepository:
         if shared and not wildcards:
             self.create(policy_id, WILDCARD, owner)
         elif not shared and wildcards:
-            self._check_still_reachable(policy_id, without=set(wildcards))
+            self._check_removable(policy_id, WILDCARD)
             self.session.execute(delete(RbacPolicyRow).where(RbacPolicyRow.id.in_(wildcards)))
             self.session.flush()
+            self._sync_shared(policy_id)
 
     def _sync_shared(self, policy_id: str) -> None:
         policy = fetch(self.session, QosPolicyRow, policy_id, "QoS policy")
@@ -116,18 +122,19 @@ class RbacRepository:
             )
         }
 
-    def _check_still_reachable(
-        self, policy_id: str, without: set[str], adding: Iterable[str] = ()
-    ) -> None:
+    def _check_removable(self, policy_id: str, target: str) -> None:
         owner = fetch(self.session, QosPolicyRow, policy_id, "QoS policy").project_id
-        targets = {r.target_project for r in self.entries(policy_id) if r.id not in without}
-        targets |= set(adding)
-        if WILDCARD in targets:
+        if target == owner:
             return
-        stranded = self.projects_using(policy_id) - targets - {owner}
-        if stranded:
-            raise Conflict(
-                "rbac_policy",
-                f"RBAC policy on object {policy_id} cannot be removed because other objects "
-                "depend on it.",
-            )
+        bound = self.projects_using(policy_id)
+        targets = {r.target_project for r in self.entries(policy_id)}
+        if target != WILDCARD:
+            if WILDCARD in targets or target not in bound:
+                return
+        elif bound <= targets - {WILDCARD}:
+            return
+        raise Conflict(
+            "rbac_policy",
+            f"RBAC policy on object {policy_id} cannot be removed because other objects "
+            "depend on it.",
+        )
