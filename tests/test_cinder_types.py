@@ -4,9 +4,11 @@ extra specs, private types hidden from projects, and the shapes of each response
 
 from __future__ import annotations
 
+import json
+
 from starlette.testclient import TestClient
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, token_for
 from tests.test_api import member_token, token
 
 V = f"/volume/v3/{ADMIN.project_id}"
@@ -118,3 +120,77 @@ def test_a_qos_spec_carries_its_links_beside_it(client: TestClient) -> None:
     assert shown["links"][0]["href"].endswith(f"/qos-specs/{r['qos_specs']['id']}")
     listed = client.get(f"{V}/qos-specs", headers=h).json()["qos_specs"]
     assert "links" not in listed[0]
+
+
+def _read_iops_in_plan(client: TestClient, h: dict[str, str], server_id: str) -> list[str]:
+    import re
+
+    plan = client.get(f"/qosplane/v1/servers/{server_id}/plan", headers=h).json()["plan"]
+    return re.findall(r"<read_iops_sec>(\d+)</read_iops_sec>", json.dumps(plan))
+
+
+def test_extending_or_retyping_an_attached_volume_retunes_its_server(client: TestClient) -> None:
+    """Cinder freezes per-GB values at attach; qosplane recompiles the server's plan, so
+    the new size and the new type's spec reach the running guest (README)."""
+    from tests.test_api import make_network, make_server
+
+    h = token(client)
+
+    def typed(name: str, spec: dict[str, str]) -> str:
+        body = {"qos_specs": {"name": name, "consumer": "front-end", **spec}}
+        sid = client.post(f"{V}/qos-specs", headers=h, json=body).json()["qos_specs"]["id"]
+        made = client.post(f"{V}/types", headers=h, json={"volume_type": {"name": name}})
+        tid: str = made.json()["volume_type"]["id"]
+        client.get(f"{V}/qos-specs/{sid}/associate?vol_type_id={tid}", headers=h)
+        return tid
+
+    per_gb = typed("per-gb", {"read_iops_sec_per_gb": "50"})
+    flat = typed("flat", {"read_iops_sec": "700"})
+    server = make_server(client, h, [make_network(client, h)])
+    vol = client.post(
+        f"{V}/volumes", headers=h, json={"volume": {"size": 2, "volume_type": per_gb}}
+    ).json()["volume"]
+    attach = {"volumeAttachment": {"volumeId": vol["id"]}}
+    client.post(
+        f"/compute/v2.1/servers/{server['id']}/os-volume_attachments", headers=h, json=attach
+    )
+    assert _read_iops_in_plan(client, h, server["id"]) == ["100"]
+    action = f"{V}/volumes/{vol['id']}/action"
+    assert client.post(action, headers=h, json={"os-extend": {"new_size": 5}}).status_code == 202
+    assert client.get(f"{V}/volumes/{vol['id']}", headers=h).json()["volume"]["size"] == 5
+    assert _read_iops_in_plan(client, h, server["id"]) == ["250"]
+    assert client.post(action, headers=h, json={"os-retype": {"new_type": flat}}).status_code == 202
+    assert (
+        client.get(f"{V}/volumes/{vol['id']}", headers=h).json()["volume"]["volume_type"] == "flat"
+    )
+    assert _read_iops_in_plan(client, h, server["id"]) == ["700"]
+    for body, status in (
+        ({"os-extend": {"new_size": 5}}, 400),  # not larger
+        ({"os-extend": {"new_size": "6"}}, 400),
+        ({"os-retype": {"new_type": flat}}, 400),  # the same type
+        ({"os-retype": {"new_type": "nope"}}, 404),
+        ({"os-retype": {"new_type": per_gb, "migration_policy": "sometimes"}}, 400),
+        ({"os-detach": {}}, 400),
+    ):
+        r = client.post(action, headers=h, json=body)
+        assert r.status_code == status, (body, r.text)
+    assert _read_iops_in_plan(client, h, server["id"]) == ["700"]
+
+
+def test_only_the_owners_members_act_on_a_volume(client: TestClient) -> None:
+    h = token(client)
+    m = member_token(client, "tenant-project")
+    vol = client.post(f"{V}/volumes", headers=m, json={"volume": {"size": 1}}).json()["volume"]
+    reader = token_for(client, "r-id", "r", "tenant-project", "tenant", ("reader",))
+    other = token_for(client, "o-id", "o", "other-project", "other", ("member",))
+    extend = {"os-extend": {"new_size": 2}}
+    assert (
+        client.post(f"{V}/volumes/{vol['id']}/action", headers=reader, json=extend).status_code
+        == 403
+    )
+    assert (
+        client.post(f"{V}/volumes/{vol['id']}/action", headers=other, json=extend).status_code
+        == 404
+    )
+    assert client.post(f"{V}/volumes/{vol['id']}/action", headers=m, json=extend).status_code == 202
+    assert client.get(f"{V}/volumes/{vol['id']}", headers=h).json()["volume"]["size"] == 2

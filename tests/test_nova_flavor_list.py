@@ -80,3 +80,28 @@ def test_one_extra_spec_is_put_by_its_key(client: TestClient) -> None:
     m = {**member_token(client), **NOVA}
     assert client.put(url, headers=m, json={"quota:cpu_shares": "2"}).status_code == 403
     assert client.get(url, headers=h).json() == {"quota:cpu_shares": "512"}
+
+
+def test_an_image_larger_than_the_flavor_is_refused_at_boot(client: TestClient) -> None:
+    """nova/compute/api.py: FlavorMemoryTooSmall, FlavorDiskSmallerThanMinDisk (400)."""
+    h = {**token(client), **NOVA}
+    _flavors(client, h)  # flavor 3: 512 MB, 1 GB
+    net = client.post("/networking/v2.0/networks", headers=h, json={"network": {}}).json()
+    net_id = net["network"]["id"]
+    for image_body, message in (
+        ({"name": "big-ram", "min_ram": 513}, "memory is too small"),
+        ({"name": "big-disk", "min_disk": 2}, "disk is smaller"),
+    ):
+        image = client.post("/image/v2/images", headers=h, json=image_body).json()
+        assert image["min_ram"] == image_body.get("min_ram", 0)
+        server = {"name": "s", "flavorRef": "3", "imageRef": image["id"], "networks": "none"}
+        r = client.post("/compute/v2.1/servers", headers=h, json={"server": server})
+        assert r.status_code == 400, r.text
+        assert message in r.json()["badRequest"]["message"]
+    fits = client.post("/image/v2/images", headers=h, json={"name": "ok", "min_ram": 512}).json()
+    server = {"name": "s", "flavorRef": "3", "imageRef": fits["id"], "networks": [{"uuid": net_id}]}
+    assert (
+        client.post("/compute/v2.1/servers", headers=h, json={"server": server}).status_code == 202
+    )
+    bad = client.post("/image/v2/images", headers=h, json={"name": "x", "min_ram": -1})
+    assert bad.status_code == 400

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
-from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.errors import Forbidden, InvalidInput, NotFound
 from qosplane.service.cinder import CinderService
 from qosplane.store.views import QosSpecView, VolumeTypeView, VolumeView
 from qosplane.store.volumes import VolumeRepository
@@ -446,6 +446,47 @@ async def delete_volume(request: Request, services: Services) -> Response:
     return empty(202)
 
 
+async def volume_action(request: Request, services: Services) -> Response:
+    """POST /volumes/{id}/action with os-extend or os-retype (cinder/api/contrib/
+    volume_actions.py, volume_type... retype); the owner's members and admins may
+    (cinder/policies/volume_actions.py: ADMIN_OR_PROJECT_MEMBER)."""
+    ctx = context(request, services)
+    body = await json_body(request)
+    if len(body) != 1 or next(iter(body)) not in ("os-extend", "os-retype"):
+        raise InvalidInput("action", sorted(body), "one of os-extend, os-retype")
+    action, args = next(iter(body.items()))
+    if not isinstance(args, dict):
+        raise InvalidInput(action, args, "a JSON object")
+    if not (ctx.is_admin or "member" in ctx.roles):
+        raise Forbidden(
+            f"Policy doesn't allow volume:{action.removeprefix('os-')} to be performed."
+        )
+    with services.db.transaction() as s:
+        repo = VolumeRepository(s)
+        volume = _visible_volume(repo, ctx, request.path_params["volume_id"])
+        if action == "os-extend":
+            size = args.get("new_size")
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 2**31 - 1:
+                raise InvalidInput(
+                    "os-extend.new_size", size, "an integer from 1 to 2147483647 (GB)"
+                )
+            CinderService(s).extend(volume.id, size)
+        else:
+            new_type = args.get("new_type")
+            if not isinstance(new_type, str):
+                raise InvalidInput(
+                    "os-retype.new_type", new_type, "a volume type name or id", "required"
+                )
+            policy = args.get("migration_policy", "never")
+            if policy not in ("never", "on-demand"):
+                raise InvalidInput("os-retype.migration_policy", policy, "never or on-demand")
+            # An unknown type is VolumeTypeNotFound (404), as is a private one to a project.
+            if not repo.type_by_name_or_id(new_type).is_public and not ctx.is_admin:
+                raise NotFound("Volume type", new_type)
+            CinderService(s).retype(volume.id, new_type)
+    return empty(202)
+
+
 def routes(services: Services) -> list[Route]:
     def w(handler: Any) -> Any:
         return wrap("volume", services, handler)
@@ -492,4 +533,5 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/volumes/detail", w(list_volumes), methods=["GET"]),
         Route(base + "/volumes/{volume_id}", w(show_volume), methods=["GET"]),
         Route(base + "/volumes/{volume_id}", w(delete_volume), methods=["DELETE"]),
+        Route(base + "/volumes/{volume_id}/action", w(volume_action), methods=["POST"]),
     ]

@@ -46,6 +46,13 @@ async def create_image(request: Request, services: Services) -> Response:
         raise InvalidInput("visibility", visibility, "one of " + ", ".join(VISIBILITIES))
     if visibility == "public":
         ctx.require_admin('"publicize_image"')
+    minimum: dict[str, int] = {}
+    for key in ("min_ram", "min_disk"):
+        value = body.get(key, 0)
+        # glance/api/v2/images.py schema: integers of 0 or more (MiB, GiB).
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**31 - 1:
+            raise InvalidInput(key, value, "an integer from 0 to 2147483647")
+        minimum[key] = value
     image_id = str(body.get("id") or uuid.uuid4())
     image: dict[str, Any] = {
         "id": image_id,
@@ -55,8 +62,8 @@ async def create_image(request: Request, services: Services) -> Response:
         "disk_format": disk_format,
         "container_format": body.get("container_format", "bare"),
         "owner": ctx.project_id,
-        "min_disk": 0,
-        "min_ram": 0,
+        "min_disk": minimum["min_disk"],
+        "min_ram": minimum["min_ram"],
         "protected": False,
         "tags": [],
         "size": None,

@@ -265,6 +265,49 @@ class VolumeRepository:
             query = query.where(VolumeRow.name == name)
         return list(self.session.scalars(query))
 
+    def extend(self, volume_id: str, new_size_gb: int) -> VolumeRow:
+        """cinder/volume/api.py extend: only larger (InvalidInput, 400); available or, since
+        3.42, in-use volumes."""
+        row = self.volume(volume_id)
+        if row.status not in ("available", "in-use"):
+            raise InvalidInput(
+                "os-extend", volume_id, "an available or in-use volume", f"volume is {row.status}"
+            )
+        if new_size_gb <= row.size_gb:
+            raise InvalidInput(
+                "os-extend.new_size",
+                new_size_gb,
+                f"more than the current size ({row.size_gb} GB)",
+                "New size for extend must be greater than current size.",
+            )
+        row.size_gb = new_size_gb
+        self.session.flush()
+        return row
+
+    def retype(self, volume_id: str, type_ref: str) -> VolumeRow:
+        """cinder/volume/api.py retype: to an existing, different type (400 otherwise)."""
+        row = self.volume(volume_id)
+        if row.status not in ("available", "in-use"):
+            raise InvalidInput(
+                "os-retype", volume_id, "an available or in-use volume", f"volume is {row.status}"
+            )
+        try:
+            new = self.type_by_name_or_id(type_ref)
+        except NotFound:
+            raise InvalidInput(
+                "os-retype.new_type", type_ref, "the name or id of an existing volume type"
+            ) from None
+        if new.id == row.volume_type_id:
+            raise InvalidInput(
+                "os-retype.new_type",
+                type_ref,
+                "a type other than the volume's",
+                "New volume type must be different",
+            )
+        row.volume_type_id = new.id
+        self.session.flush()
+        return row
+
     def attach(self, volume_id: str, server_id: str) -> VolumeRow:
         row = self.volume(volume_id)
         if row.status != "available":

@@ -22,6 +22,7 @@ from qosplane.api.common import Services, base_url, context, empty, json_body, o
 from qosplane.api.neutron.core import owned_port, visible_network
 from qosplane.api.nova.flavors import requested_version
 from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.flavor import Flavor
 from qosplane.service.nova import NovaService
 from qosplane.store.flavors import FlavorRepository
 from qosplane.store.hosts import HostRepository
@@ -134,6 +135,28 @@ def _lookup(repo: RecordRepository, ref: str, what: str) -> dict[str, Any]:
         return found[0]
 
 
+def _check_image_fits(image: dict[str, Any], flavor: Flavor) -> None:
+    """nova/compute/api.py _validate_flavor_image_nostatus: an image's min_ram (MiB) and
+    min_disk (GiB) above the flavor's are FlavorMemoryTooSmall and
+    FlavorDiskSmallerThanMinDisk, both 400; a flavor of disk 0 takes any image."""
+    min_ram_mb = int(image.get("min_ram") or 0)
+    if min_ram_mb > flavor.ram_mb:
+        raise InvalidInput(
+            "server.flavorRef",
+            flavor.id,
+            f"a flavor of at least {min_ram_mb} MB RAM (the image's min_ram)",
+            "Flavor's memory is too small for requested image.",
+        )
+    min_disk_gb = int(image.get("min_disk") or 0)
+    if flavor.disk_gb and min_disk_gb > flavor.disk_gb:
+        raise InvalidInput(
+            "server.flavorRef",
+            flavor.id,
+            f"a flavor of at least {min_disk_gb} GB disk (the image's min_disk)",
+            "Flavor's disk is smaller than the minimum size specified in image metadata.",
+        )
+
+
 async def create_server(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ver = requested_version(request)
@@ -183,11 +206,12 @@ async def create_server(request: Request, services: Services) -> Response:
             raise InvalidInput("server.flavorRef", flavor_ref, "the id of a flavor you may use")
         if image_ref:
             try:
-                RecordRepository(s, "image", ctx.scope).get(image_ref)
+                image = RecordRepository(s, "image", ctx.scope).get(image_ref)
             except NotFound:
                 raise InvalidInput(
                     "server.imageRef", image_ref, "the id of an existing image"
                 ) from None
+            _check_image_fits(image, FlavorRepository(s).get(flavor_ref))
         if key_name is not None:
             try:
                 RecordRepository(s, "keypair", ctx.user_id).named(key_name)
