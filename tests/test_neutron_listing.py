@@ -70,6 +70,18 @@ def test_fields_sorting_and_pages(client: TestClient) -> None:
     ).json()
     assert [p["name"] for p in rest["policies"]] == ["c3"]
     assert [x["rel"] for x in rest["policies_links"]] == ["previous"]
+    # Neutron (api_common.py get_pagination_links): a full page has a next link even when
+    # nothing follows; the page after it is empty and has none.
+    full = client.get(f"{QOS}?limit=3&sort_key=name", headers=admin).json()
+    (after,) = [x["href"] for x in full["policies_links"] if x["rel"] == "next"]
+    empty = client.get(after.removeprefix("http://testserver"), headers=admin)
+    assert empty.json()["policies"] == []
+    assert [x["rel"] for x in empty.json()["policies_links"]] == ["previous"]
+    backwards = client.get(
+        f"{QOS}?limit=2&sort_key=name&marker={rest['policies'][0]['id']}&page_reverse=True",
+        headers=admin,
+    ).json()
+    assert [p["name"] for p in backwards["policies"]] == ["a1", "b2"]
     bad = client.get(f"{QOS}?limit=-1", headers=admin)
     assert bad.status_code == 400
 

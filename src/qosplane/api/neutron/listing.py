@@ -82,9 +82,11 @@ def _sorted(items: list[dict[str, Any]], sorts: list[tuple[str, bool]]) -> list[
     return items
 
 
-def _link(request: Request, rel: str, marker: str, reverse: bool) -> dict[str, str]:
+def _link(request: Request, rel: str, marker: str | None, reverse: bool) -> dict[str, str]:
     query = [(k, v) for k, v in request.query_params.multi_items() if k not in PAGING[1:]]
-    query += [("marker", marker)] + ([("page_reverse", "True")] if reverse else [])
+    query += ([("marker", marker)] if marker is not None else []) + (
+        [("page_reverse", "True")] if reverse else []
+    )
     return {"rel": rel, "href": f"{str(request.url).split('?')[0]}?{urlencode(query)}"}
 
 
@@ -103,14 +105,18 @@ def _page(
             raise InvalidInput("marker", marker, "the id of an item in the collection")
         start = ids.index(marker) + 1
     page = ordered[start : start + limit] if limit else ordered[start:]
+    shown = list(reversed(page)) if reverse else page
+    # neutron/api/api_common.py get_pagination_links: a full page always has a `next` (the
+    # page after it may be empty, and has none); `previous` is there unless a short page
+    # was asked for backwards. Markers are the first and last items shown.
     links = []
-    if limit and page and start + limit < len(ordered):
-        links.append(_link(request, "previous" if reverse else "next", page[-1]["id"], reverse))
-    if limit and page and start > 0:
-        links.append(_link(request, "next" if reverse else "previous", page[0]["id"], not reverse))
+    if limit and not (len(shown) < limit and not reverse):
+        links.append(_link(request, "next", shown[-1]["id"] if shown else None, False))
+    if limit and not (len(shown) < limit and reverse):
+        links.append(_link(request, "previous", shown[0]["id"] if shown else None, True))
     if links:
         body[f"{collection}_links"] = links
-    return list(reversed(page)) if reverse else page
+    return shown
 
 
 def neutron_list(request: Request, collection: str, items: list[dict[str, Any]]) -> dict[str, Any]:
