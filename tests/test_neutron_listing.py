@@ -82,6 +82,15 @@ def test_fields_sorting_and_pages(client: TestClient) -> None:
         headers=admin,
     ).json()
     assert [p["name"] for p in backwards["policies"]] == ["a1", "b2"]
+    # Another's marker (here the admin's policy, as a reader of project A) is ignored.
+    reader = _headers(client, "reader")
+    (hidden,) = [p["id"] for p in client.get(f"{QOS}?name=c3", headers=admin).json()["policies"]]
+    foreign = client.get(f"{QOS}?limit=1&marker={hidden}", headers=reader)
+    assert foreign.status_code == 200
+    assert (
+        foreign.json()["policies"]
+        == client.get(f"{QOS}?limit=1", headers=reader).json()["policies"]
+    )
     bad = client.get(f"{QOS}?limit=-1", headers=admin)
     assert bad.status_code == 400
 

@@ -12,7 +12,8 @@ handler), so a filter can narrow a listing and never widen it. Upstream's semant
 - `fields` (repeatable) keeps only those attributes;
 - `sort_key`/`sort_dir` pairs sort, `asc` unless said; an unknown key is a 400;
 - `limit` and `marker` page through the collection sorted by the sort keys, then `id`,
-  with a `<collection>_links` `next` (and `previous`) link as Neutron writes them.
+  with a `<collection>_links` `next` (and `previous`) link as Neutron writes them; a
+  marker the caller cannot see is ignored.
 """
 
 from __future__ import annotations
@@ -99,11 +100,12 @@ def _page(
     reverse = q.get("page_reverse", "false").lower() == "true"
     ordered = list(reversed(items)) if reverse else items
     start = 0
-    if marker is not None:
-        ids = [i.get("id") for i in ordered]
-        if marker not in ids:
-            raise InvalidInput("marker", marker, "the id of an item in the collection")
+    ids = [i.get("id") for i in ordered]
+    if marker is not None and marker in ids:
         start = ids.index(marker) + 1
+    # A marker the caller cannot see (or that is gone) is ignored, as in Neutron, whose
+    # pager looks the marker up with the caller's context and gets none
+    # (neutron/objects/base.py Pager.to_kwargs): paging starts from the beginning.
     page = ordered[start : start + limit] if limit else ordered[start:]
     shown = list(reversed(page)) if reverse else page
     # neutron/api/api_common.py get_pagination_links: a full page always has a `next` (the
