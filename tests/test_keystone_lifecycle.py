@@ -294,3 +294,64 @@ def test_identity_changes_are_the_admins(client: TestClient) -> None:
     mine = client.get(f"{ID}/users/{user}/projects", headers=member).json()["projects"]
     assert [p["id"] for p in mine] == [project]
     assert client.get(f"{ID}/users/{ADMIN.user_id}/projects", headers=member).status_code == 403
+
+
+def system_login(client: TestClient, user: str, password: str) -> Any:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"id": user, "password": password}},
+            },
+            "scope": {"system": {"all": True}},
+        }
+    }
+    return client.post(f"{ID}/auth/tokens", json=body)
+
+
+def test_a_system_reader_reads_identity_and_nothing_else(client: TestClient) -> None:
+    """keystone/api/system.py grants; ADMIN_OR_SYSTEM_READER reads; other services take
+    project-scoped tokens only (their policies' scope_types are ['project'])."""
+    admin = token(client)
+    user, project, _ = member_of_new_project(client, admin, "member")
+    assert system_login(client, user, "pw-1").status_code == 401  # no role on the system
+    grant = f"{ID}/system/users/{user}/roles/reader"
+    assert client.put(grant, headers=admin).status_code == 204
+    assert client.head(grant, headers=admin).status_code == 204
+    listed = client.get(f"{ID}/system/users/{user}/roles", headers=admin).json()["roles"]
+    assert [r["id"] for r in listed] == ["reader"]
+    r = system_login(client, user, "pw-1")
+    assert r.status_code == 201, r.text
+    body = r.json()["token"]
+    assert body["system"] == {"all": True}
+    assert "project" not in body
+    assert [x["name"] for x in body["roles"]] == ["reader"]
+    system = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+    assert client.get(f"{ID}/projects", headers=system).status_code == 200
+    assert client.get(f"{ID}/users/{ADMIN.user_id}", headers=system).status_code == 200
+    assert (
+        client.get(f"{ID}/projects/{project}/users/{user}/roles", headers=system).status_code == 200
+    )
+    assigned = client.get(f"{ID}/role_assignments?user.id={user}", headers=admin).json()
+    assert {"system": {"all": True}} in [a["scope"] for a in assigned["role_assignments"]]
+    refused = client.post(f"{ID}/projects", headers=system, json={"project": {"name": "nope"}})
+    assert refused.status_code == 403
+    for path in (QOS, "/compute/v2.1/flavors", f"/volume/v3/{project}/volumes"):
+        assert client.get(path, headers=system).status_code == 403, path
+    assert client.delete(grant, headers=admin).status_code == 204
+    assert client.get(f"{ID}/projects", headers=system).status_code == 401
+    bad = client.post(
+        f"{ID}/auth/tokens",
+        json={
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {"id": user, "password": "pw-1"}},
+                },
+                "scope": {"system": {"all": "yes"}},
+            }
+        },
+    )
+    assert bad.status_code == 400
+    member = login(client, user, "pw-1", project)
+    assert client.put(f"{ID}/system/users/{user}/roles/admin", headers=member).status_code == 403

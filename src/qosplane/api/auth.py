@@ -38,6 +38,8 @@ class Context:
     issued_at: datetime = field(default_factory=utcnow)
     # Keystone's audit id: names one token without being it (revocation, logs).
     audit_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    # A system-scoped token (project_id ""): read by Keystone's API only here.
+    system: bool = False
 
     def with_roles(self, roles: tuple[str, ...]) -> Context:
         return replace(self, roles=roles)
@@ -45,6 +47,11 @@ class Context:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+    @property
+    def is_system_reader(self) -> bool:
+        """Keystone's SYSTEM_READER (keystone/common/policies/base.py): reader on the system."""
+        return self.system and "reader" in self.roles
 
     @property
     def scope(self) -> str | None:
@@ -80,6 +87,7 @@ class TokenSigner:
                     "e": ctx.expires_at.isoformat(),
                     "i": ctx.issued_at.isoformat(),
                     "a": ctx.audit_id,
+                    "s": ctx.system,
                 },
                 separators=(",", ":"),
             ).encode()
@@ -105,6 +113,7 @@ class TokenSigner:
                 datetime.fromisoformat(data["e"]),
                 datetime.fromisoformat(data["i"]),
                 data["a"],
+                bool(data.get("s", False)),
             )
         except (ValueError, KeyError, TypeError):
             raise Unauthorized("The request you have made requires authentication.") from None

@@ -14,7 +14,7 @@ from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.errors import error_response
 from qosplane.api.policy import PolicyEngine
 from qosplane.api.watch import HostWatch
-from qosplane.model.errors import InvalidInput, PayloadTooLarge, QosplaneError
+from qosplane.model.errors import Forbidden, InvalidInput, PayloadTooLarge, QosplaneError
 from qosplane.store.database import Database
 from qosplane.store.identity import IdentityRepository, TokenClaims
 
@@ -45,8 +45,17 @@ Handler = Callable[[Request, "Services"], Awaitable[Response]]
 
 def context(request: Request, services: Services) -> Context:
     """The caller, from a token that is signed, unexpired and still standing in the store
-    (see `api/auth.py`), with the roles the caller holds now."""
-    return standing(services, request.headers.get("x-auth-token"))
+    (see `api/auth.py`), with the roles the caller holds now.
+
+    A system-scoped token works on Keystone's API only: Nova, Neutron and Cinder enforce
+    project scope on every QoS call (scope_types ['project'] in their policies), and a
+    system admin here would otherwise be an admin of every project."""
+    ctx = standing(services, request.headers.get("x-auth-token"))
+    if ctx.system and not request.url.path.startswith("/identity/"):
+        raise Forbidden(
+            "A system-scoped token cannot be used with this service; use a project-scoped one."
+        )
+    return ctx
 
 
 def standing(services: Services, token: str | None) -> Context:
@@ -54,7 +63,9 @@ def standing(services: Services, token: str | None) -> Context:
     ctx = services.signer.verify(token, now)
     with services.db.transaction() as s:
         roles = IdentityRepository(s).standing(
-            TokenClaims(ctx.user_id, ctx.project_id, ctx.audit_id, ctx.issued_at.timestamp()),
+            TokenClaims(
+                ctx.user_id, ctx.project_id, ctx.audit_id, ctx.issued_at.timestamp(), ctx.system
+            ),
             now.timestamp(),
         )
     return ctx.with_roles(roles)

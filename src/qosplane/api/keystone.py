@@ -110,10 +110,19 @@ def _authenticate(body: dict[str, Any], services: Services) -> Context:
     user_id, name, password = user.get("id"), user.get("name"), user.get("password")
     if not isinstance(password, str) or not (isinstance(user_id, str) or isinstance(name, str)):
         raise Unauthorized("The request you have made requires authentication.")
-    project = _object(_object(body, "scope", "auth.scope"), "project", "auth.scope.project")
+    scope = _object(body, "scope", "auth.scope")
+    project = _object(scope, "project", "auth.scope.project")
     for key in ("name", "id"):
         if project.get(key) is not None and not isinstance(project[key], str):
             raise InvalidInput(f"auth.scope.project.{key}", project[key], "a string")
+    # keystone/auth/schema.py: a scope names one of project, domain, system.
+    system = _object(scope, "system", "auth.scope.system")
+    if system and system != {"all": True}:
+        raise InvalidInput("auth.scope.system", system, '{"all": true}')
+    if "domain" in scope:
+        raise Unauthorized(
+            "qosplane has no domain-scoped tokens; scope to a project or the system."
+        )
     with services.db.transaction() as s:
         user_row, project_row, roles = IdentityRepository(s).authenticate(
             user_id if isinstance(user_id, str) else None,
@@ -121,29 +130,42 @@ def _authenticate(body: dict[str, Any], services: Services) -> Context:
             password,
             project.get("name"),
             project.get("id"),
+            system=bool(system),
         )
         return Context(
             user_row.id,
             user_row.name,
-            project_row.id,
-            project_row.name,
+            project_row.id if project_row is not None else "",
+            project_row.name if project_row is not None else "",
             roles,
             utcnow() + TOKEN_LIFETIME,
+            system=project_row is None,
         )
 
 
+def require_reader(ctx: Context, action: str) -> None:
+    """Keystone's ADMIN_OR_SYSTEM_READER (keystone/common/policies/base.py): the reads an
+    admin or a system reader may make."""
+    if not ctx.is_system_reader:
+        ctx.require_admin(action)
+
+
 def _token_body(request: Request, ctx: Context) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "methods": ["password"],
         "user": {"id": ctx.user_id, "name": ctx.user_name, "domain": DOMAIN},
-        "project": {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN},
         "roles": [{"id": r, "name": r} for r in ctx.roles],
         "issued_at": ctx.issued_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "expires_at": ctx.expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "audit_ids": [ctx.audit_id],
-        "is_domain": False,
         "catalog": catalog(request, ctx.project_id),
     }
+    if ctx.system:
+        body["system"] = {"all": True}
+    else:
+        body["project"] = {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN}
+        body["is_domain"] = False
+    return body
 
 
 async def issue_token(request: Request, services: Services) -> Response:
@@ -267,7 +289,7 @@ def _only_tags_known(body: dict[str, Any], path: str) -> None:
 
 
 async def list_projects(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:list_projects")
+    require_reader(context(request, services), "identity:list_projects")
     q = request.query_params
     enabled = None if "enabled" not in q else q["enabled"].lower() not in ("0", "false", "no")
     with services.db.transaction() as s:
@@ -296,7 +318,7 @@ async def show_project(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["project_id"]
     if ref != ctx.project_id:
-        ctx.require_admin("identity:get_project")
+        require_reader(ctx, "identity:get_project")
     with services.db.transaction() as s:
         return ok({"project": project_json(IdentityRepository(s).project(ref))})
 
@@ -323,7 +345,7 @@ async def delete_project(request: Request, services: Services) -> Response:
 
 
 async def list_users(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:list_users")
+    require_reader(context(request, services), "identity:list_users")
     q = request.query_params
     enabled = None if "enabled" not in q else q["enabled"].lower() not in ("0", "false", "no")
     with services.db.transaction() as s:
@@ -370,7 +392,7 @@ async def show_user(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["user_id"]
     if ref != ctx.user_id:
-        ctx.require_admin("identity:get_user")
+        require_reader(ctx, "identity:get_user")
     with services.db.transaction() as s:
         return ok({"user": user_json(IdentityRepository(s).user(ref))})
 
@@ -425,7 +447,7 @@ async def list_user_projects(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["user_id"]
     if ref != ctx.user_id:
-        ctx.require_admin("identity:list_user_projects")
+        require_reader(ctx, "identity:list_user_projects")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         repo.user(ref)
@@ -583,7 +605,7 @@ async def list_grants(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     p = request.path_params
     if p["user_id"] != ctx.user_id:
-        ctx.require_admin("identity:list_grants")
+        require_reader(ctx, "identity:list_grants")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         repo.user(p["user_id"])
@@ -599,8 +621,45 @@ async def list_grants(request: Request, services: Services) -> Response:
         )
 
 
+async def system_grant(request: Request, services: Services) -> Response:
+    """PUT (grant), GET/HEAD (check), DELETE (revoke) of a role on the system
+    (keystone/api/system.py); grants and revocations are the admin's."""
+    ctx = context(request, services)
+    p = request.path_params
+    if request.method in ("PUT", "DELETE"):
+        ctx.require_admin("identity:create_system_grant_for_user")
+    else:
+        require_reader(ctx, "identity:check_system_grant_for_user")
+    with services.db.transaction() as s:
+        repo = IdentityRepository(s)
+        if request.method == "PUT":
+            repo.grant_system(p["user_id"], p["role_id"])
+        elif request.method == "DELETE":
+            repo.revoke_system(p["user_id"], p["role_id"])
+        else:
+            repo.system_assignment(p["user_id"], p["role_id"])
+    return empty(204)
+
+
+async def list_system_grants(request: Request, services: Services) -> Response:
+    ctx = context(request, services)
+    ref = request.path_params["user_id"]
+    if ref != ctx.user_id:
+        require_reader(ctx, "identity:list_system_grants_for_user")
+    with services.db.transaction() as s:
+        repo = IdentityRepository(s)
+        repo.user(ref)
+        rows = repo.direct_system_roles(ref)
+        return ok(
+            {
+                "roles": [role_json(r) for r in rows],
+                "links": {"self": f"/identity/v3/system/users/{ref}/roles"},
+            }
+        )
+
+
 async def list_assignments(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:list_role_assignments")
+    require_reader(context(request, services), "identity:list_role_assignments")
     q = request.query_params
     # include_names (`role assignment list --names`) adds the names the client prints.
     names = "include_names" in q and q["include_names"].lower() in ("", "1", "true")
@@ -625,6 +684,20 @@ async def list_assignments(request: Request, services: Services) -> Response:
                     "links": {"assignment": link},
                 }
             )
+        if "scope.project.id" not in q:
+            for sa in repo.system_assignments(q.get("user.id")):
+                if q.get("role.id") not in (None, sa.role):
+                    continue
+                role = {"id": sa.role} | ({"name": repo.role(sa.role).name} if names else {})
+                link = f"/identity/v3/system/users/{sa.user_id}/roles/{sa.role}"
+                out.append(
+                    {
+                        "role": role,
+                        "user": {"id": sa.user_id},
+                        "scope": {"system": {"all": True}},
+                        "links": {"assignment": link},
+                    }
+                )
     return ok({"role_assignments": out, "links": {}})
 
 
@@ -685,6 +758,12 @@ def routes(services: Services) -> list[Route]:
             "/identity/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
             w(check_or_revoke_role),
             methods=["GET", "HEAD", "DELETE"],
+        ),
+        Route("/identity/v3/system/users/{user_id}/roles", w(list_system_grants), methods=["GET"]),
+        Route(
+            "/identity/v3/system/users/{user_id}/roles/{role_id}",
+            w(system_grant),
+            methods=["PUT", "GET", "HEAD", "DELETE"],
         ),
         Route("/identity/v3/users", w(list_users), methods=["GET"]),
         Route("/identity/v3/users", w(create_user), methods=["POST"]),

@@ -21,6 +21,7 @@ from qosplane.store.tables import (
     RevokedTokenRow,
     RoleAssignmentRow,
     RoleRow,
+    SystemRoleAssignmentRow,
     UserRow,
 )
 
@@ -32,12 +33,14 @@ DENIED = "The request you have made requires authentication."
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What a signed token says, to be held against the store on every request."""
+    """What a signed token says, to be held against the store on every request. A
+    system-scoped token has no project."""
 
     user_id: str
     project_id: str
     audit_id: str
     issued_at_unix_s: float
+    system: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,9 @@ class IdentityRepository:
     def delete_user(self, ref: str) -> None:
         row = self.user(ref)
         self.session.execute(delete(RoleAssignmentRow).where(RoleAssignmentRow.user_id == ref))
+        self.session.execute(
+            delete(SystemRoleAssignmentRow).where(SystemRoleAssignmentRow.user_id == ref)
+        )
         self.session.delete(row)
         self.session.flush()
 
@@ -282,6 +288,9 @@ class IdentityRepository:
         if row.id in DEFAULT_ROLES:
             raise Conflict("role", f"Role {row.name} is a default role and cannot be deleted.")
         self.session.execute(delete(RoleAssignmentRow).where(RoleAssignmentRow.role == ref))
+        self.session.execute(
+            delete(SystemRoleAssignmentRow).where(SystemRoleAssignmentRow.role == ref)
+        )
         self.session.execute(
             delete(ImpliedRoleRow).where(
                 or_(ImpliedRoleRow.prior_role_id == ref, ImpliedRoleRow.implied_role_id == ref)
@@ -374,6 +383,43 @@ class IdentityRepository:
             query = query.where(RoleAssignmentRow.role == role)
         return list(self.session.scalars(query))
 
+    def grant_system(self, user_id: str, role: str) -> None:
+        self.role(role)
+        self.user(user_id)
+        if self.session.get(SystemRoleAssignmentRow, (user_id, role)) is None:
+            self.session.add(SystemRoleAssignmentRow(user_id=user_id, role=role))
+            self.session.flush()
+
+    def system_assignment(self, user_id: str, role: str) -> SystemRoleAssignmentRow:
+        self.role(role)
+        self.user(user_id)
+        row = self.session.get(SystemRoleAssignmentRow, (user_id, role))
+        if row is None:
+            raise NotFound("Role assignment", f"{role} of {user_id} on the system")
+        return row
+
+    def revoke_system(self, user_id: str, role: str) -> None:
+        self.session.delete(self.system_assignment(user_id, role))
+        self.session.flush()
+
+    def system_assignments(self, user_id: str | None = None) -> list[SystemRoleAssignmentRow]:
+        query = select(SystemRoleAssignmentRow).order_by(
+            SystemRoleAssignmentRow.user_id, SystemRoleAssignmentRow.role
+        )
+        if user_id is not None:
+            query = query.where(SystemRoleAssignmentRow.user_id == user_id)
+        return list(self.session.scalars(query))
+
+    def direct_system_roles(self, user_id: str) -> list[RoleRow]:
+        return list(
+            self.session.scalars(
+                select(RoleRow)
+                .join(SystemRoleAssignmentRow, SystemRoleAssignmentRow.role == RoleRow.id)
+                .where(SystemRoleAssignmentRow.user_id == user_id)
+                .order_by(RoleRow.name)
+            )
+        )
+
     def direct_roles(self, user_id: str, project_id: str) -> list[RoleRow]:
         return list(
             self.session.scalars(
@@ -387,16 +433,27 @@ class IdentityRepository:
             )
         )
 
-    def roles_of(self, user_id: str, project_id: str) -> tuple[str, ...]:
-        """The names of the user's effective roles on the project: direct ones and all they
-        imply. Domain-specific roles never appear in a token (Keystone expands them away)."""
-        direct = set(
-            self.session.scalars(
-                select(RoleAssignmentRow.role).where(
-                    RoleAssignmentRow.user_id == user_id, RoleAssignmentRow.project_id == project_id
+    def roles_of(self, user_id: str, project_id: str | None) -> tuple[str, ...]:
+        """The names of the user's effective roles on the project (None: on the system):
+        direct ones and all they imply. Domain-specific roles never appear in a token
+        (Keystone expands them away)."""
+        if project_id is None:
+            direct = set(
+                self.session.scalars(
+                    select(SystemRoleAssignmentRow.role).where(
+                        SystemRoleAssignmentRow.user_id == user_id
+                    )
                 )
             )
-        )
+        else:
+            direct = set(
+                self.session.scalars(
+                    select(RoleAssignmentRow.role).where(
+                        RoleAssignmentRow.user_id == user_id,
+                        RoleAssignmentRow.project_id == project_id,
+                    )
+                )
+            )
         if not direct:
             return ()
         ids = self._closure(direct)
@@ -414,9 +471,11 @@ class IdentityRepository:
         password: str,
         project_name: str | None,
         project_id: str | None,
-    ) -> tuple[UserRow, ProjectRow, tuple[str, ...]]:
-        """The user (by id, else by name), its project and roles; one answer (401) for
-        every failure, so a caller learns nothing about which part was wrong."""
+        system: bool = False,
+    ) -> tuple[UserRow, ProjectRow | None, tuple[str, ...]]:
+        """The user (by id, else by name), its project (None for a system-scoped token) and
+        roles; one answer (401) for every failure, so a caller learns nothing about which
+        part was wrong."""
         denied = Unauthorized(DENIED)
         if user_id is not None:
             user = self.session.get(UserRow, user_id)
@@ -424,6 +483,11 @@ class IdentityRepository:
             user = next(iter(self.users(user_name)), None) if user_name else None
         if user is None or not user.enabled or not check_password(password, user.password_hash):
             raise denied
+        if system:
+            system_roles = self.roles_of(user.id, None)
+            if not system_roles:
+                raise Unauthorized(f"User {user.id} has no access to the system.")
+            return user, None, system_roles
         if project_id:
             project = self.session.get(ProjectRow, project_id)
         elif project_name:
@@ -451,12 +515,13 @@ class IdentityRepository:
             and claims.issued_at_unix_s <= user.tokens_revoked_before_unix_s
         ):
             raise denied
-        project = self.session.get(ProjectRow, claims.project_id)
-        if project is None or not project.enabled:
-            raise denied
+        if not claims.system:
+            project = self.session.get(ProjectRow, claims.project_id)
+            if project is None or not project.enabled:
+                raise denied
         if self.session.get(RevokedTokenRow, claims.audit_id) is not None:
             raise Unauthorized("The token has been revoked.")
-        roles = self.roles_of(user.id, project.id)
+        roles = self.roles_of(user.id, None if claims.system else claims.project_id)
         if not roles:
             raise denied
         return roles

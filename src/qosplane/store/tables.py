@@ -287,6 +287,16 @@ class RoleAssignmentRow(Base):
     role: Mapped[str] = mapped_column(String(32), primary_key=True)  # a RoleRow id
 
 
+class SystemRoleAssignmentRow(Base):
+    """A role on the system (Keystone's system scope), not on a project."""
+
+    __tablename__ = "system_role_assignments"
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
 class RoleRow(Base):
     """A Keystone role: the four defaults (id = name) and any an operator creates."""
 
