@@ -355,3 +355,66 @@ def test_a_system_reader_reads_identity_and_nothing_else(client: TestClient) -> 
     assert bad.status_code == 400
     member = login(client, user, "pw-1", project)
     assert client.put(f"{ID}/system/users/{user}/roles/admin", headers=member).status_code == 403
+
+
+def test_an_unscoped_token_names_the_user_and_opens_nothing_else(client: TestClient) -> None:
+    """keystone/auth/core.py: no scope and no default project give an unscoped token."""
+    admin = token(client)
+    user = create(client, admin, "user", name="loner", password="pw-1")
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"id": user, "password": "pw-1"}},
+            }
+        }
+    }
+    r = client.post(f"{ID}/auth/tokens", json=body)
+    assert r.status_code == 201, r.text
+    shown = r.json()["token"]
+    assert "project" not in shown
+    assert "roles" not in shown
+    assert "catalog" not in shown
+    unscoped = {"X-Auth-Token": r.headers["X-Subject-Token"]}
+    assert client.get(f"{ID}/users/{user}", headers=unscoped).status_code == 200
+    assert client.get(f"{ID}/users/{user}/projects", headers=unscoped).json()["projects"] == []
+    assert client.get(f"{ID}/projects", headers=unscoped).status_code == 403
+    assert client.get(f"{ID}/roles", headers=unscoped).status_code == 403
+    assert client.get(QOS, headers=unscoped).status_code == 403
+    validated = client.get(
+        f"{ID}/auth/tokens", headers={**admin, "X-Subject-Token": unscoped["X-Auth-Token"]}
+    )
+    assert validated.json()["token"]["user"]["id"] == user
+
+
+def test_unknown_attributes_and_tags_are_kept(client: TestClient) -> None:
+    """Keystone stores what it does not know in `extra` and shows it back."""
+    admin = token(client)
+    project = client.post(
+        f"{ID}/projects",
+        headers=admin,
+        json={"project": {"name": "tagged", "tags": ["a", "b"], "cost_centre": "42"}},
+    ).json()["project"]
+    assert (project["tags"], project["cost_centre"]) == (["a", "b"], "42")
+    shown = client.get(f"{ID}/projects/{project['id']}", headers=admin).json()["project"]
+    listed = client.get(f"{ID}/projects", headers=admin).json()["projects"]
+    assert shown == next(p for p in listed if p["id"] == project["id"])
+    retagged = client.patch(
+        f"{ID}/projects/{project['id']}", headers=admin, json={"project": {"tags": ["c"]}}
+    )
+    assert retagged.json()["project"]["tags"] == ["c"]
+    for bad in (["x", "x"], ["a/b"], [""], "a"):
+        r = client.patch(
+            f"{ID}/projects/{project['id']}", headers=admin, json={"project": {"tags": bad}}
+        )
+        assert r.status_code == 400, bad
+    user = client.post(
+        f"{ID}/users",
+        headers=admin,
+        json={"user": {"name": "extra", "password": "pw", "project_id": project["id"]}},
+    ).json()["user"]
+    assert user["project_id"] == project["id"]
+    updated = client.patch(
+        f"{ID}/users/{user['id']}", headers=admin, json={"user": {"team": "net"}}
+    ).json()["user"]
+    assert (updated["project_id"], updated["team"]) == (project["id"], "net")

@@ -105,3 +105,48 @@ def test_an_image_larger_than_the_flavor_is_refused_at_boot(client: TestClient) 
     )
     bad = client.post("/image/v2/images", headers=h, json={"name": "x", "min_ram": -1})
     assert bad.status_code == 400
+
+
+def test_every_nova_response_names_its_microversion(client: TestClient) -> None:
+    """nova/api/openstack/wsgi.py: OpenStack-API-Version and X-OpenStack-Nova-API-Version
+    on every response, errors included, and Vary on both."""
+    h = token(client)
+    r = client.get(F, headers={**h, "OpenStack-API-Version": "compute 2.61"})
+    assert r.headers["OpenStack-API-Version"] == "compute 2.61"
+    assert r.headers["X-OpenStack-Nova-API-Version"] == "2.61"
+    assert "OpenStack-API-Version" in r.headers["Vary"]
+    legacy = client.get(F, headers={**h, "X-OpenStack-Nova-API-Version": "2.55"})
+    assert legacy.headers["OpenStack-API-Version"] == "compute 2.55"
+    plain = client.get(F, headers=h)
+    assert plain.headers["OpenStack-API-Version"] == "compute 2.1"
+    missing = client.get(f"{F}/nope", headers={**h, **NOVA})
+    assert missing.status_code == 404
+    assert missing.headers["OpenStack-API-Version"] == NOVA["OpenStack-API-Version"]
+    latest = client.get(F, headers={**h, "OpenStack-API-Version": "compute latest"})
+    assert latest.headers["X-OpenStack-Nova-API-Version"] == "2.96"
+
+
+def test_a_flavor_description_is_set_and_updated_from_2_55(client: TestClient) -> None:
+    h = token(client)
+    v255 = {**h, "OpenStack-API-Version": "compute 2.55"}
+    body = {"flavor": {"name": "d", "ram": 64, "vcpus": 1, "disk": 0, "description": "small"}}
+    assert (
+        client.post(
+            F, headers={**h, "OpenStack-API-Version": "compute 2.54"}, json=body
+        ).status_code
+        == 400
+    )
+    made = client.post(F, headers=v255, json=body).json()["flavor"]
+    assert made["description"] == "small"
+    url = f"{F}/{made['id']}"
+    r = client.put(url, headers=v255, json={"flavor": {"description": "tiny"}})
+    assert r.status_code == 200
+    assert r.json()["flavor"]["description"] == "tiny"
+    assert client.get(url, headers=v255).json()["flavor"]["description"] == "tiny"
+    listed = client.get(f"{F}/detail", headers=v255).json()["flavors"]
+    assert [f["description"] for f in listed if f["id"] == made["id"]] == ["tiny"]
+    assert "description" not in client.get(url, headers=h).json()["flavor"]  # 2.1
+    assert client.put(url, headers=h, json={"flavor": {"description": "x"}}).status_code == 404
+    assert client.put(url, headers=v255, json={"flavor": {"name": "x"}}).status_code == 400
+    m = {**member_token(client), "OpenStack-API-Version": "compute 2.55"}
+    assert client.put(url, headers=m, json={"flavor": {"description": "x"}}).status_code == 403

@@ -47,13 +47,14 @@ def context(request: Request, services: Services) -> Context:
     """The caller, from a token that is signed, unexpired and still standing in the store
     (see `api/auth.py`), with the roles the caller holds now.
 
-    A system-scoped token works on Keystone's API only: Nova, Neutron and Cinder enforce
-    project scope on every QoS call (scope_types ['project'] in their policies), and a
-    system admin here would otherwise be an admin of every project."""
+    A system-scoped or unscoped token works on Keystone's API only: Nova, Neutron and
+    Cinder enforce project scope on every QoS call (scope_types ['project'] in their
+    policies), and a system admin here would otherwise be an admin of every project."""
     ctx = standing(services, request.headers.get("x-auth-token"))
-    if ctx.system and not request.url.path.startswith("/identity/"):
+    if not ctx.project_id and not request.url.path.startswith("/identity/"):
+        kind = "system-scoped" if ctx.system else "unscoped"
         raise Forbidden(
-            "A system-scoped token cannot be used with this service; use a project-scoped one."
+            f"A {kind} token cannot be used with this service; use a project-scoped one."
         )
     return ctx
 
@@ -161,15 +162,22 @@ def name_field(value: object, key: str) -> str:
 
 
 def wrap(
-    service: str, services: Services, handler: Handler
+    service: str,
+    services: Services,
+    handler: Handler,
+    finish: Callable[[Request, Response], None] | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Bind a handler to the services and render qosplane errors in `service`'s shape."""
+    """Bind a handler to the services and render qosplane errors in `service`'s shape;
+    `finish` sees every response, errors included (a service's own headers)."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            return await handler(request, services)
+            response = await handler(request, services)
         except QosplaneError as exc:
-            return error_response(service, exc)
+            response = error_response(service, exc)
+        if finish is not None:
+            finish(request, response)
+        return response
 
     return endpoint
 

@@ -9,6 +9,7 @@ owner exceptions the defaults make (a user reads itself, a project member its pr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -139,7 +140,7 @@ def _authenticate(body: dict[str, Any], services: Services) -> Context:
             project_row.name if project_row is not None else "",
             roles,
             utcnow() + TOKEN_LIFETIME,
-            system=project_row is None,
+            system=project_row is None and bool(system),
         )
 
 
@@ -162,6 +163,9 @@ def _token_body(request: Request, ctx: Context) -> dict[str, Any]:
     }
     if ctx.system:
         body["system"] = {"all": True}
+    elif not ctx.project_id:
+        # Unscoped (keystone/models/token_model.py): no roles, no catalog.
+        del body["roles"], body["catalog"]
     else:
         body["project"] = {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN}
         body["is_domain"] = False
@@ -211,8 +215,64 @@ async def revoke_token(request: Request, services: Services) -> Response:
     return empty(204)
 
 
+# The attributes Keystone knows (keystone/resource/schema.py, keystone/identity/schema.py);
+# any other in a body is kept in `extra` and shown back, as Keystone does.
+PROJECT_ATTRIBUTES = (
+    "id",
+    "name",
+    "description",
+    "enabled",
+    "domain_id",
+    "parent_id",
+    "is_domain",
+    "tags",
+    "options",
+    "links",
+)
+USER_ATTRIBUTES = (
+    "id",
+    "name",
+    "password",
+    "enabled",
+    "domain_id",
+    "default_project_id",
+    "description",
+    "email",
+    "options",
+    "federated",
+    "links",
+    "password_expires_at",
+)
+
+
+def _extra(body: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in known}
+
+
+def _tags(body: dict[str, Any]) -> tuple[str, ...] | None:
+    """keystone/common/validation/parameter_types.py tags: at most 80 unique strings of 1
+    to 255 characters, without '/' or ','."""
+    if "tags" not in body:
+        return None
+    tags = body["tags"]
+    if (
+        not isinstance(tags, list)
+        or len(tags) > 80
+        or len(set(map(str, tags))) != len(tags)
+        or not all(
+            isinstance(t, str) and 1 <= len(t) <= 255 and "/" not in t and "," not in t
+            for t in tags
+        )
+    ):
+        raise InvalidInput(
+            "project.tags", tags, "at most 80 unique strings of 1 to 255 characters, no / or ,"
+        )
+    return tuple(tags)
+
+
 def project_json(row: ProjectView) -> dict[str, Any]:
-    return {
+    extra: dict[str, Any] = json.loads(row.extra_json)
+    return extra | {
         "id": row.id,
         "name": row.name,
         "description": row.description,
@@ -220,14 +280,14 @@ def project_json(row: ProjectView) -> dict[str, Any]:
         "domain_id": "default",
         "parent_id": "default",
         "is_domain": False,
-        "tags": [],
+        "tags": json.loads(row.tags_json),
         "options": {},
         "links": {"self": f"/identity/v3/projects/{row.id}"},
     }
 
 
 def user_json(row: UserView) -> dict[str, Any]:
-    out: dict[str, Any] = {
+    out: dict[str, Any] = json.loads(row.extra_json) | {
         "id": row.id,
         "name": row.name,
         "enabled": row.enabled,
@@ -309,7 +369,11 @@ async def create_project(request: Request, services: Services) -> Response:
     _only_tags_known(body, "project")
     with services.db.transaction() as s:
         row = IdentityRepository(s).create_project(
-            name, description, enabled=True if enabled is None else enabled
+            name,
+            description,
+            enabled=True if enabled is None else enabled,
+            tags=_tags(body) or (),
+            extra=_extra(body, PROJECT_ATTRIBUTES),
         )
         return ok({"project": project_json(row)}, status=201)
 
@@ -332,7 +396,12 @@ async def update_project(request: Request, services: Services) -> Response:
     _domain(body, "project")
     with services.db.transaction() as s:
         row = IdentityRepository(s).update_project(
-            request.path_params["project_id"], name, description, enabled
+            request.path_params["project_id"],
+            name,
+            description,
+            enabled,
+            tags=_tags(body),
+            extra=_extra(body, PROJECT_ATTRIBUTES),
         )
         return ok({"project": project_json(row)})
 
@@ -384,6 +453,7 @@ async def create_user(request: Request, services: Services) -> Response:
             enabled=True if enabled is None else enabled,
             description=description or "",
             email=email,
+            extra=_extra(body, USER_ATTRIBUTES),
         )
         return ok({"user": user_json(row)}, status=201)
 
@@ -414,6 +484,7 @@ async def update_user(request: Request, services: Services) -> Response:
             description=_text(body, "description", "user.description", 255),
             email=email if "email" in body else UNSET,
             default_project_id=_optional_ref(body, "default_project_id", "user.default_project_id"),
+            extra=_extra(body, USER_ATTRIBUTES),
         )
         return ok({"user": user_json(row)})
 
@@ -457,7 +528,8 @@ async def list_user_projects(request: Request, services: Services) -> Response:
 
 
 async def list_roles(request: Request, services: Services) -> Response:
-    context(request, services)
+    # identity:list_roles is ADMIN_OR_SYSTEM_READER (keystone/common/policies/role.py).
+    require_reader(context(request, services), "identity:list_roles")
     q = request.query_params
     with services.db.transaction() as s:
         rows = IdentityRepository(s).roles(q.get("name"), q.get("domain_id"))
@@ -465,7 +537,7 @@ async def list_roles(request: Request, services: Services) -> Response:
 
 
 async def show_role(request: Request, services: Services) -> Response:
-    context(request, services)
+    require_reader(context(request, services), "identity:get_role")
     with services.db.transaction() as s:
         return ok({"role": role_json(IdentityRepository(s).role(request.path_params["role_id"]))})
 

@@ -35,8 +35,11 @@ class FlavorRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def create(self, flavor: Flavor, is_public: bool = True) -> Flavor:
+    def create(
+        self, flavor: Flavor, is_public: bool = True, description: str | None = None
+    ) -> Flavor:
         row = FlavorRow(
+            description=description,
             id=flavor.id or str(uuid.uuid4()),
             name=flavor.name,
             vcpus=flavor.vcpus,
@@ -65,6 +68,13 @@ class FlavorRepository:
 
     def get(self, flavor_id: str) -> Flavor:
         return _to_model(self._row(flavor_id), self._specs(flavor_id))
+
+    def description(self, flavor_id: str) -> str | None:
+        return self._row(flavor_id).description
+
+    def describe(self, flavor_id: str, description: str | None) -> None:
+        self._row(flavor_id).description = description
+        self.session.flush()
 
     def is_public(self, flavor_id: str) -> bool:
         return self._row(flavor_id).is_public

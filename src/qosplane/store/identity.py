@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -81,10 +82,17 @@ class IdentityRepository:
         description: str = "",
         project_id: str | None = None,
         enabled: bool = True,
+        tags: tuple[str, ...] = (),
+        extra: dict[str, object] | None = None,
     ) -> ProjectRow:
         self._unique_project_name(name)
         row = ProjectRow(
-            id=project_id or uuid.uuid4().hex, name=name, description=description, enabled=enabled
+            id=project_id or uuid.uuid4().hex,
+            name=name,
+            description=description,
+            enabled=enabled,
+            tags_json=json.dumps(list(tags)),
+            extra_json=json.dumps(extra or {}),
         )
         self.session.add(row)
         self.session.flush()
@@ -118,9 +126,15 @@ class IdentityRepository:
         name: str | None = None,
         description: str | None = None,
         enabled: bool | None = None,
+        tags: tuple[str, ...] | None = None,
+        extra: dict[str, object] | None = None,
     ) -> ProjectRow:
         """A disabled project's tokens stop working at once: every request checks it."""
         row = self.project(ref)
+        if tags is not None:
+            row.tags_json = json.dumps(list(tags))
+        if extra:
+            row.extra_json = json.dumps(json.loads(row.extra_json) | extra)
         if name is not None:
             self._unique_project_name(name, other_than=row.id)
             row.name = name
@@ -148,6 +162,7 @@ class IdentityRepository:
         enabled: bool = True,
         description: str = "",
         email: str | None = None,
+        extra: dict[str, object] | None = None,
     ) -> UserRow:
         """A user without a password (Keystone allows it) cannot log in with one."""
         if password is not None and not password:
@@ -163,6 +178,7 @@ class IdentityRepository:
             enabled=enabled,
             description=description,
             email=email,
+            extra_json=json.dumps(extra or {}),
         )
         self.session.add(row)
         self.session.flush()
@@ -196,6 +212,7 @@ class IdentityRepository:
         description: str | None = None,
         email: str | Unset | None = UNSET,
         default_project_id: str | Unset | None = UNSET,
+        extra: dict[str, object] | None = None,
     ) -> UserRow:
         """Disabling a user or changing its password voids every token it holds, as
         Keystone's revocation events do (keystone/identity/core.py, update_user)."""
@@ -214,6 +231,8 @@ class IdentityRepository:
             row.enabled = enabled
         if description is not None:
             row.description = description
+        if extra:
+            row.extra_json = json.dumps(json.loads(row.extra_json) | extra)
         if not isinstance(email, Unset):
             row.email = email
         if not isinstance(default_project_id, Unset):
@@ -473,9 +492,9 @@ class IdentityRepository:
         project_id: str | None,
         system: bool = False,
     ) -> tuple[UserRow, ProjectRow | None, tuple[str, ...]]:
-        """The user (by id, else by name), its project (None for a system-scoped token) and
-        roles; one answer (401) for every failure, so a caller learns nothing about which
-        part was wrong."""
+        """The user (by id, else by name), its project (None for a system-scoped or an
+        unscoped token, which has no roles) and roles; one answer (401) for every failure,
+        so a caller learns nothing about which part was wrong."""
         denied = Unauthorized(DENIED)
         if user_id is not None:
             user = self.session.get(UserRow, user_id)
@@ -492,8 +511,12 @@ class IdentityRepository:
             project = self.session.get(ProjectRow, project_id)
         elif project_name:
             project = next(iter(self.projects(project_name)), None)
+        elif user.default_project_id is None:
+            # No scope asked and no default project: an unscoped token, which names the
+            # user only (keystone/auth/core.py); it carries no role.
+            return user, None, ()
         else:
-            project = self.session.get(ProjectRow, user.default_project_id or "")
+            project = self.session.get(ProjectRow, user.default_project_id)
         if project is None or not project.enabled:
             raise denied
         roles = self.roles_of(user.id, project.id)
@@ -515,12 +538,14 @@ class IdentityRepository:
             and claims.issued_at_unix_s <= user.tokens_revoked_before_unix_s
         ):
             raise denied
-        if not claims.system:
+        if not claims.system and claims.project_id:
             project = self.session.get(ProjectRow, claims.project_id)
             if project is None or not project.enabled:
                 raise denied
         if self.session.get(RevokedTokenRow, claims.audit_id) is not None:
             raise Unauthorized("The token has been revoked.")
+        if not claims.system and not claims.project_id:
+            return ()  # unscoped: the user's own identity, no role
         roles = self.roles_of(user.id, None if claims.system else claims.project_id)
         if not roles:
             raise denied

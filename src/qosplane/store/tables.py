@@ -37,6 +37,8 @@ class FlavorRow(Base):
     ephemeral_gb: Mapped[int] = mapped_column(Integer, default=0)
     swap_mb: Mapped[int] = mapped_column(Integer, default=0)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Nova 2.55; kept beside the model Flavor, which holds what plans compile from.
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class FlavorAccessRow(Base):
@@ -260,6 +262,9 @@ class ProjectRow(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str] = mapped_column(String(255), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Attributes Keystone does not know, kept and returned (JSON object); tags (JSON list).
+    extra_json: Mapped[str] = mapped_column(Text, default="{}")
+    tags_json: Mapped[str] = mapped_column(Text, default="[]")
 
 
 class UserRow(Base):
@@ -274,6 +279,7 @@ class UserRow(Base):
     # Every token of this user issued before this instant is void (disable, password
     # change): Keystone's revocation event on the user (keystone/identity/core.py).
     tokens_revoked_before_unix_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    extra_json: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class RoleAssignmentRow(Base):

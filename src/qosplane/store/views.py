@@ -291,6 +291,12 @@ class ProjectView(Protocol):
     @property
     def enabled(self) -> bool: ...
 
+    @property
+    def extra_json(self) -> str: ...
+
+    @property
+    def tags_json(self) -> str: ...
+
 
 class UserView(Protocol):
     @property
@@ -310,6 +316,9 @@ class UserView(Protocol):
 
     @property
     def email(self) -> str | None: ...
+
+    @property
+    def extra_json(self) -> str: ...
 
 
 class RoleView(Protocol):

@@ -52,6 +52,19 @@ def requested_version(request: Request) -> tuple[int, int]:
     return major, minor
 
 
+def version_headers(request: Request, response: Response) -> None:
+    """Every Nova response says the microversion it was served at, in both headers, and
+    varies on them (nova/api/openstack/wsgi.py Resource.__call__); an unparseable
+    request version leaves them out, as its 400 was served at none."""
+    try:
+        major, minor = requested_version(request)
+    except InvalidInput:
+        return
+    response.headers["OpenStack-API-Version"] = f"compute {major}.{minor}"
+    response.headers["X-OpenStack-Nova-API-Version"] = f"{major}.{minor}"
+    response.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+
+
 def _version_doc(request: Request) -> dict[str, Any]:
     return {
         "id": "v2.1",
@@ -72,7 +85,11 @@ async def versions(request: Request, services: Services) -> Response:
 
 
 def flavor_json(
-    request: Request, flavor: Flavor, is_public: bool, ver: tuple[int, int]
+    request: Request,
+    flavor: Flavor,
+    is_public: bool,
+    ver: tuple[int, int],
+    description: str | None = None,
 ) -> dict[str, Any]:
     link = f"{base_url(request)}/compute/v2.1/flavors/{flavor.id}"
     body: dict[str, Any] = {
@@ -89,7 +106,7 @@ def flavor_json(
         "links": [{"rel": "self", "href": link}],
     }
     if ver >= (2, 55):
-        body["description"] = None
+        body["description"] = description
     if ver >= (2, 61):
         body["extra_specs"] = dict(flavor.extra_specs)
     return body
@@ -151,6 +168,7 @@ async def create_flavor(request: Request, services: Services) -> Response:
         raise InvalidInput("flavor.name", name, "a string of 1 to 255 characters")
     flavor_id = _flavor_id(body.get("id"))
     is_public = _nova_boolean(body.get("os-flavor-access:is_public", True))
+    description = _description(body, ver)
     flavor = make_flavor(
         name=name.strip(),
         vcpus=_int_field(body, "vcpus", None, 1),
@@ -162,8 +180,45 @@ async def create_flavor(request: Request, services: Services) -> Response:
         flavor_id=flavor_id,
     )
     with services.db.transaction() as s:
-        created = FlavorRepository(s).create(flavor, is_public=is_public)
-    return ok({"flavor": flavor_json(request, created, is_public, ver)})
+        created = FlavorRepository(s).create(flavor, is_public=is_public, description=description)
+    return ok({"flavor": flavor_json(request, created, is_public, ver, description)})
+
+
+def _description(body: dict[str, Any], ver: tuple[int, int]) -> str | None:
+    """nova/api/openstack/compute/schemas/flavor_manage.py: from 2.55, a string of at most
+    65535 printable characters, or null; before, an unknown attribute (400)."""
+    if "description" not in body:
+        return None
+    value = body["description"]
+    if ver < (2, 55):
+        raise InvalidInput("flavor.description", value, "nothing before microversion 2.55")
+    if value is not None and (
+        not isinstance(value, str) or len(value) > 65535 or not value.isprintable()
+    ):
+        raise InvalidInput(
+            "flavor.description", value, "printable text of at most 65535 characters, or null"
+        )
+    return value
+
+
+async def update_flavor(request: Request, services: Services) -> Response:
+    """PUT /flavors/{id} (2.55): the description is all that changes; before 2.55 the
+    method does not exist (nova's VersionNotFoundForAPIMethod, 404)."""
+    ctx = context(request, services)
+    ver = requested_version(request)
+    if ver < (2, 55):
+        raise NotFound("resource", request.url.path)
+    ctx.require_admin("os_compute_api:os-flavor-manage:update")
+    body = await json_body(request, "flavor")
+    if set(body) != {"description"}:
+        raise InvalidInput("flavor", sorted(body), "exactly the key description")
+    description = _description(body, ver)
+    with services.db.transaction() as s:
+        repo = FlavorRepository(s)
+        flavor = repo.get(request.path_params["flavor_id"])
+        repo.describe(flavor.id, description)
+        public = repo.is_public(flavor.id)
+    return ok({"flavor": flavor_json(request, flavor, public, ver, description)})
 
 
 def _public_filter(request: Request, is_admin: bool) -> bool | None:
@@ -237,6 +292,7 @@ async def list_flavors(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = FlavorRepository(s)
         rows = [(f, repo.is_public(f.id), repo.can_use(f.id, ctx.scope)) for f in repo.list()]
+        described = {f.id: repo.description(f.id) for f, _, _ in rows} if ver >= (2, 55) else {}
     chosen = []
     for flavor, public, usable in rows:
         # Admins filter with is_public; a project sees the public flavors and the private
@@ -256,7 +312,7 @@ async def list_flavors(request: Request, services: Services) -> Response:
     page, limit = _page_of(request, chosen, lambda fp: fp[0].id)
     out = []
     for flavor, public in page:
-        shown = flavor_json(request, flavor, public, ver)
+        shown = flavor_json(request, flavor, public, ver, described.get(flavor.id))
         out.append(shown if detail else {k: shown[k] for k in ("id", "name", "links")})
     body: dict[str, Any] = {"flavors": out}
     if page and len(page) == limit:
@@ -277,7 +333,8 @@ async def show_flavor(request: Request, services: Services) -> Response:
         if not repo.can_use(flavor.id, ctx.scope):
             raise NotFound("flavor", flavor.id)
         public = repo.is_public(flavor.id)
-    return ok({"flavor": flavor_json(request, flavor, public, ver)})
+        description = repo.description(flavor.id)
+    return ok({"flavor": flavor_json(request, flavor, public, ver, description)})
 
 
 async def delete_flavor(request: Request, services: Services) -> Response:
@@ -388,7 +445,7 @@ async def delete_extra_spec(request: Request, services: Services) -> Response:
 
 def routes(services: Services) -> list[Route]:
     def w(handler: Any) -> Any:
-        return wrap("compute", services, handler)
+        return wrap("compute", services, handler, version_headers)
 
     base = "/compute/v2.1"
     return [
@@ -401,6 +458,7 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/flavors/detail", w(list_flavors), methods=["GET"]),
         Route(base + "/flavors/{flavor_id}", w(show_flavor), methods=["GET"]),
         Route(base + "/flavors/{flavor_id}", w(delete_flavor), methods=["DELETE"]),
+        Route(base + "/flavors/{flavor_id}", w(update_flavor), methods=["PUT"]),
         Route(base + "/flavors/{flavor_id}/os-flavor-access", w(flavor_access), methods=["GET"]),
         Route(base + "/flavors/{flavor_id}/action", w(flavor_action), methods=["POST"]),
         Route(base + "/flavors/{flavor_id}/os-extra_specs", w(get_extra_specs), methods=["GET"]),

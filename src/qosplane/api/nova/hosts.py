@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qosplane.api.common import Services, context, empty, json_body, name_field, ok, wrap
-from qosplane.api.nova.flavors import requested_version
+from qosplane.api.nova.flavors import requested_version, version_headers
 from qosplane.model.errors import InvalidInput
 from qosplane.store.hosts import HostRepository
 from qosplane.store.views import AggregateView, HostView
@@ -211,7 +211,7 @@ async def list_zones(request: Request, services: Services) -> Response:
 
 def routes(services: Services) -> list[Route]:
     def nova(handler: Any) -> Any:
-        return wrap("compute", services, handler)
+        return wrap("compute", services, handler, version_headers)
 
     base = "/compute/v2.1"
     return [

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.core import owned_port, visible_network
-from qosplane.api.nova.flavors import requested_version
+from qosplane.api.nova.flavors import requested_version, version_headers
 from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.model.flavor import Flavor
 from qosplane.service.nova import NovaService
@@ -409,7 +409,7 @@ async def list_attachments(request: Request, services: Services) -> Response:
 
 def routes(services: Services) -> list[Route]:
     def w(handler: Any) -> Any:
-        return wrap("compute", services, handler)
+        return wrap("compute", services, handler, version_headers)
 
     base = "/compute/v2.1"
     return [
