@@ -30,3 +30,17 @@ if [ ! -x "$OSC_VENV/bin/openstack" ] || [ ! -f "$OSC_VENV/.osc-$OSC_VERSION" ];
   "$OSC_VENV/bin/openstack" --version >/dev/null && touch "$OSC_VENV/.osc-$OSC_VERSION"
 fi
 export OSC_VENV
+
+# Upstream's API test suite, pinned, in a venv of its own: tests/test_tempest.py runs
+# tempest's QoS, Cinder QoS, flavor and identity sets against a `qosplane serve`.
+TEMPEST_VENV="${QOSPLANE_TEMPEST_VENV:-$PWD/.venv-tempest}"
+TEMPEST_VERSION="47.0.0"
+NTP_VERSION="3.3.0"
+if [ ! -x "$TEMPEST_VENV/bin/tempest" ] || [ ! -f "$TEMPEST_VENV/.tempest-$TEMPEST_VERSION-$NTP_VERSION" ]; then
+  "$PYTHON" -m venv "$TEMPEST_VENV"
+  "$TEMPEST_VENV/bin/pip" install --quiet "tempest==$TEMPEST_VERSION" \
+    "neutron-tempest-plugin==$NTP_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
+  "$TEMPEST_VENV/bin/tempest" --version >/dev/null \
+    && touch "$TEMPEST_VENV/.tempest-$TEMPEST_VERSION-$NTP_VERSION"
+fi
+export TEMPEST_VENV

@@ -33,7 +33,7 @@ def test_filters_sorting_and_pages(client: TestClient) -> None:
     assert _ids(client, h, "sort_key=name&sort_dir=desc") == ["3", "2", "1"]
     first = client.get(f"{F}?limit=2", headers={**h, **NOVA}).json()
     assert [f["id"] for f in first["flavors"]] == ["1", "2"]
-    assert set(first["flavors"][0]) == {"id", "name", "links"}
+    assert set(first["flavors"][0]) == {"id", "name", "links", "description"}  # 2.55+
     (link,) = first["flavors_links"]
     assert link["rel"] == "next"
     assert "marker=2" in link["href"]
@@ -145,6 +145,8 @@ def test_a_flavor_description_is_set_and_updated_from_2_55(client: TestClient) -
     assert client.get(url, headers=v255).json()["flavor"]["description"] == "tiny"
     listed = client.get(f"{F}/detail", headers=v255).json()["flavors"]
     assert [f["description"] for f in listed if f["id"] == made["id"]] == ["tiny"]
+    summary = client.get(F, headers=v255).json()["flavors"]
+    assert [set(f) for f in summary] == [{"id", "name", "links", "description"}]
     assert "description" not in client.get(url, headers=h).json()["flavor"]  # 2.1
     assert client.put(url, headers=h, json={"flavor": {"description": "x"}}).status_code == 404
     assert client.put(url, headers=v255, json={"flavor": {"name": "x"}}).status_code == 400

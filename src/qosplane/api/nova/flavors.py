@@ -313,7 +313,12 @@ async def list_flavors(request: Request, services: Services) -> Response:
     out = []
     for flavor, public in page:
         shown = flavor_json(request, flavor, public, ver, described.get(flavor.id))
-        out.append(shown if detail else {k: shown[k] for k in ("id", "name", "links")})
+        # nova/api/openstack/compute/views/flavors.py basic: id, name, links, and the
+        # description from 2.55.
+        summary = (
+            ("id", "name", "links", "description") if ver >= (2, 55) else ("id", "name", "links")
+        )
+        out.append(shown if detail else {k: shown[k] for k in summary})
     body: dict[str, Any] = {"flavors": out}
     if page and len(page) == limit:
         # nova/api/openstack/common.py ViewBuilder._get_collection_links
