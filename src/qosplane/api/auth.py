@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from qosplane.model.errors import Forbidden, Unauthorized
+from qosplane.model.errors import Unauthorized
 
 TOKEN_LIFETIME = timedelta(hours=1)
 
@@ -57,10 +57,6 @@ class Context:
     def scope(self) -> str | None:
         """The project whose resources this caller sees; None for an admin (all)."""
         return None if self.is_admin else self.project_id
-
-    def require_admin(self, action: str) -> None:
-        if not self.is_admin:
-            raise Forbidden(f"Policy doesn't allow {action} to be performed.")
 
 
 def _b64(data: bytes) -> str:

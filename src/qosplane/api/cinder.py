@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qosplane.api.auth import Context
-from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import Forbidden, InvalidInput, NotFound
 from qosplane.service.cinder import CinderService
 from qosplane.store.views import QosSpecView, VolumeTypeView, VolumeView
@@ -156,7 +156,7 @@ def volume_json(
 
 
 async def create_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:create")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:create")
     body = dict(await json_body(request, "qos_specs"))
     name = body.pop("name", None)
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
@@ -173,14 +173,14 @@ async def create_spec(request: Request, services: Services) -> Response:
 # (cinder/policies/qos_specs.py: every volume_extension:qos_specs_manage:* is RULE_ADMIN_API):
 # they describe the storage back ends, which projects see only through volume types.
 async def list_specs(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:get_all")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:get_all")
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         return ok({"qos_specs": [spec_json(repo, r) for r in repo.specs()]})
 
 
 async def show_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:get")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:get")
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         out = spec_json(repo, repo.spec(request.path_params["spec_id"]))
@@ -188,7 +188,7 @@ async def show_spec(request: Request, services: Services) -> Response:
 
 
 async def set_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:update")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:update")
     body = await json_body(request, "qos_specs")
     with services.db.transaction() as s:
         changed = CinderService(s).set_keys(request.path_params["spec_id"], body)
@@ -196,7 +196,7 @@ async def set_spec(request: Request, services: Services) -> Response:
 
 
 async def delete_keys(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:update")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:update")
     keys = (await json_body(request)).get("keys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise InvalidInput("keys", keys, "a list of spec keys")
@@ -206,7 +206,7 @@ async def delete_keys(request: Request, services: Services) -> Response:
 
 
 async def delete_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:delete")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:delete")
     force = request.query_params.get("force", "False").lower() in ("true", "1", "yes")
     with services.db.transaction() as s:
         CinderService(s).delete_spec(request.path_params["spec_id"], force)
@@ -214,7 +214,7 @@ async def delete_spec(request: Request, services: Services) -> Response:
 
 
 async def associate(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:update")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:update")
     type_id = request.query_params.get("vol_type_id")
     if not type_id:
         raise InvalidInput("vol_type_id", None, "a volume type id", "required")
@@ -224,7 +224,7 @@ async def associate(request: Request, services: Services) -> Response:
 
 
 async def disassociate(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:update")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:update")
     everything = request.url.path.endswith("disassociate_all")
     type_id = request.query_params.get("vol_type_id")
     if not everything and not type_id:
@@ -237,7 +237,7 @@ async def disassociate(request: Request, services: Services) -> Response:
 
 
 async def associations(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:qos_specs_manage:get")
+    authorize(services, context(request, services), "volume_extension:qos_specs_manage:get")
     with services.db.transaction() as s:
         types = VolumeRepository(s).associations(
             VolumeRepository(s).spec(request.path_params["spec_id"]).id
@@ -247,7 +247,7 @@ async def associations(request: Request, services: Services) -> Response:
 
 
 async def create_type(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_manage")
+    authorize(services, context(request, services), "volume_extension:types_manage")
     body = await json_body(request, "volume_type")
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
@@ -293,7 +293,7 @@ async def show_type(request: Request, services: Services) -> Response:
 
 
 async def update_type(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_manage")
+    authorize(services, context(request, services), "volume_extension:types_manage")
     body = await json_body(request, "volume_type")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 255):
@@ -319,7 +319,7 @@ async def update_type(request: Request, services: Services) -> Response:
 
 
 async def delete_type(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_manage")
+    authorize(services, context(request, services), "volume_extension:types_manage")
     with services.db.transaction() as s:
         VolumeRepository(s).delete_type(request.path_params["type_id"])
     return empty(202)
@@ -329,14 +329,14 @@ async def delete_type(request: Request, services: Services) -> Response:
 # (cinder/policies/volume_type.py: volume_extension:types_extra_specs:*, RULE_ADMIN_API;
 # index and show are admin-or-owner upstream, and a type has no owner).
 async def list_type_extra_specs(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_extra_specs:index")
+    authorize(services, context(request, services), "volume_extension:types_extra_specs:index")
     with services.db.transaction() as s:
         specs = VolumeRepository(s).type_extra_specs(request.path_params["type_id"])
     return ok({"extra_specs": specs})
 
 
 async def create_type_extra_specs(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_extra_specs:create")
+    authorize(services, context(request, services), "volume_extension:types_extra_specs:create")
     body = await json_body(request)
     specs = _extra_specs(body.get("extra_specs"), "extra_specs")
     with services.db.transaction() as s:
@@ -345,7 +345,7 @@ async def create_type_extra_specs(request: Request, services: Services) -> Respo
 
 
 async def show_type_extra_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_extra_specs:show")
+    authorize(services, context(request, services), "volume_extension:types_extra_specs:show")
     key = request.path_params["key"]
     with services.db.transaction() as s:
         specs = VolumeRepository(s).type_extra_specs(request.path_params["type_id"])
@@ -357,7 +357,7 @@ async def show_type_extra_spec(request: Request, services: Services) -> Response
 async def update_type_extra_spec(request: Request, services: Services) -> Response:
     """The body is exactly the key of the URL (types_extra_specs.py update: "Request body
     and URI mismatch", "Request body contains too many items")."""
-    context(request, services).require_admin("volume_extension:types_extra_specs:update")
+    authorize(services, context(request, services), "volume_extension:types_extra_specs:update")
     key = request.path_params["key"]
     body = _extra_specs(await json_body(request), "body")
     if key not in body:
@@ -377,7 +377,7 @@ async def update_type_extra_spec(request: Request, services: Services) -> Respon
 
 
 async def delete_type_extra_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("volume_extension:types_extra_specs:delete")
+    authorize(services, context(request, services), "volume_extension:types_extra_specs:delete")
     with services.db.transaction() as s:
         VolumeRepository(s).delete_type_extra_spec(
             request.path_params["type_id"], request.path_params["key"]

@@ -59,6 +59,14 @@ def context(request: Request, services: Services) -> Context:
     return ctx
 
 
+def authorize(
+    services: Services, ctx: Context, rule: str, target: dict[str, Any] | None = None
+) -> None:
+    """Every API decision by name through the policy engine (upstream's defaults, an
+    operator's policy.yaml over them); the target is the caller's project unless given."""
+    services.policy.enforce(rule, target or {"project_id": ctx.project_id}, ctx)
+
+
 def standing(services: Services, token: str | None) -> Context:
     now = utcnow()
     ctx = services.signer.verify(token, now)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import InvalidInput
 from qosplane.store.records import RecordRepository
 
@@ -45,7 +45,7 @@ async def create_image(request: Request, services: Services) -> Response:
     if visibility not in VISIBILITIES:
         raise InvalidInput("visibility", visibility, "one of " + ", ".join(VISIBILITIES))
     if visibility == "public":
-        ctx.require_admin('"publicize_image"')
+        authorize(services, ctx, "publicize_image")
     minimum: dict[str, int] = {}
     for key in ("min_ram", "min_disk"):
         value = body.get(key, 0)

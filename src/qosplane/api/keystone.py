@@ -19,6 +19,7 @@ from starlette.routing import Route
 from qosplane.api.auth import TOKEN_LIFETIME, Context, utcnow
 from qosplane.api.common import (
     Services,
+    authorize,
     base_url,
     context,
     empty,
@@ -144,13 +145,6 @@ def _authenticate(body: dict[str, Any], services: Services) -> Context:
         )
 
 
-def require_reader(ctx: Context, action: str) -> None:
-    """Keystone's ADMIN_OR_SYSTEM_READER (keystone/common/policies/base.py): the reads an
-    admin or a system reader may make."""
-    if not ctx.is_system_reader:
-        ctx.require_admin(action)
-
-
 def _token_body(request: Request, ctx: Context) -> dict[str, Any]:
     body: dict[str, Any] = {
         "methods": ["password"],
@@ -193,7 +187,7 @@ def _subject(request: Request, services: Services) -> tuple[Context, Context]:
     # identity:validate_token / revoke_token: admin_required or token_subject
     # (keystone/common/policies/token.py).
     if subject.user_id != caller.user_id:
-        caller.require_admin("identity:validate_token")
+        authorize(services, caller, "identity:validate_token")
     return caller, subject
 
 
@@ -349,7 +343,7 @@ def _only_tags_known(body: dict[str, Any], path: str) -> None:
 
 
 async def list_projects(request: Request, services: Services) -> Response:
-    require_reader(context(request, services), "identity:list_projects")
+    authorize(services, context(request, services), "identity:list_projects")
     q = request.query_params
     enabled = None if "enabled" not in q else q["enabled"].lower() not in ("0", "false", "no")
     with services.db.transaction() as s:
@@ -358,7 +352,7 @@ async def list_projects(request: Request, services: Services) -> Response:
 
 
 async def create_project(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:create_project")
+    authorize(services, context(request, services), "identity:create_project")
     body = await json_body(request, "project")
     name = _text(body, "name", "project.name", 64, 1)
     if name is None:
@@ -382,13 +376,13 @@ async def show_project(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["project_id"]
     if ref != ctx.project_id:
-        require_reader(ctx, "identity:get_project")
+        authorize(services, ctx, "identity:get_project")
     with services.db.transaction() as s:
         return ok({"project": project_json(IdentityRepository(s).project(ref))})
 
 
 async def update_project(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:update_project")
+    authorize(services, context(request, services), "identity:update_project")
     body = await json_body(request, "project")
     name = _text(body, "name", "project.name", 64, 1)
     description = _text(body, "description", "project.description", 255)
@@ -407,14 +401,14 @@ async def update_project(request: Request, services: Services) -> Response:
 
 
 async def delete_project(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:delete_project")
+    authorize(services, context(request, services), "identity:delete_project")
     with services.db.transaction() as s:
         IdentityRepository(s).delete_project(request.path_params["project_id"])
     return empty(204)
 
 
 async def list_users(request: Request, services: Services) -> Response:
-    require_reader(context(request, services), "identity:list_users")
+    authorize(services, context(request, services), "identity:list_users")
     q = request.query_params
     enabled = None if "enabled" not in q else q["enabled"].lower() not in ("0", "false", "no")
     with services.db.transaction() as s:
@@ -432,7 +426,7 @@ def _optional_ref(body: dict[str, Any], key: str, path: str) -> str | Unset | No
 
 
 async def create_user(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:create_user")
+    authorize(services, context(request, services), "identity:create_user")
     body = await json_body(request, "user")
     name = _text(body, "name", "user.name", 255, 1)
     if name is None:
@@ -462,13 +456,13 @@ async def show_user(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["user_id"]
     if ref != ctx.user_id:
-        require_reader(ctx, "identity:get_user")
+        authorize(services, ctx, "identity:get_user")
     with services.db.transaction() as s:
         return ok({"user": user_json(IdentityRepository(s).user(ref))})
 
 
 async def update_user(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:update_user")
+    authorize(services, context(request, services), "identity:update_user")
     body = await json_body(request, "user")
     password = body.get("password")
     if password is not None and not isinstance(password, str):
@@ -490,7 +484,7 @@ async def update_user(request: Request, services: Services) -> Response:
 
 
 async def delete_user(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:delete_user")
+    authorize(services, context(request, services), "identity:delete_user")
     with services.db.transaction() as s:
         IdentityRepository(s).delete_user(request.path_params["user_id"])
     return empty(204)
@@ -502,7 +496,7 @@ async def change_password(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["user_id"]
     if ref != ctx.user_id:
-        ctx.require_admin("identity:change_password")
+        authorize(services, ctx, "identity:change_password")
     body = await json_body(request, "user")
     original, new = body.get("original_password"), body.get("password")
     if not isinstance(original, str):
@@ -518,7 +512,7 @@ async def list_user_projects(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["user_id"]
     if ref != ctx.user_id:
-        require_reader(ctx, "identity:list_user_projects")
+        authorize(services, ctx, "identity:list_user_projects")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         repo.user(ref)
@@ -529,7 +523,7 @@ async def list_user_projects(request: Request, services: Services) -> Response:
 
 async def list_roles(request: Request, services: Services) -> Response:
     # identity:list_roles is ADMIN_OR_SYSTEM_READER (keystone/common/policies/role.py).
-    require_reader(context(request, services), "identity:list_roles")
+    authorize(services, context(request, services), "identity:list_roles")
     q = request.query_params
     with services.db.transaction() as s:
         rows = IdentityRepository(s).roles(q.get("name"), q.get("domain_id"))
@@ -537,13 +531,13 @@ async def list_roles(request: Request, services: Services) -> Response:
 
 
 async def show_role(request: Request, services: Services) -> Response:
-    require_reader(context(request, services), "identity:get_role")
+    authorize(services, context(request, services), "identity:get_role")
     with services.db.transaction() as s:
         return ok({"role": role_json(IdentityRepository(s).role(request.path_params["role_id"]))})
 
 
 async def create_role(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:create_role")
+    authorize(services, context(request, services), "identity:create_role")
     body = await json_body(request, "role")
     name = _text(body, "name", "role.name", 255, 1)
     if name is None:
@@ -560,7 +554,7 @@ async def create_role(request: Request, services: Services) -> Response:
 
 
 async def update_role(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:update_role")
+    authorize(services, context(request, services), "identity:update_role")
     body = await json_body(request, "role")
     with services.db.transaction() as s:
         row = IdentityRepository(s).update_role(
@@ -572,7 +566,7 @@ async def update_role(request: Request, services: Services) -> Response:
 
 
 async def delete_role(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:delete_role")
+    authorize(services, context(request, services), "identity:delete_role")
     with services.db.transaction() as s:
         IdentityRepository(s).delete_role(request.path_params["role_id"])
     return empty(204)
@@ -588,7 +582,7 @@ async def implied_role(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     prior, implied = request.path_params["prior_role_id"], request.path_params["implied_role_id"]
     if request.method not in {"GET", "HEAD"}:
-        ctx.require_admin("identity:create_implied_role")
+        authorize(services, ctx, "identity:create_implied_role")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         if request.method == "DELETE":
@@ -649,7 +643,7 @@ async def list_role_inferences(request: Request, services: Services) -> Response
 
 
 async def grant_role(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("identity:create_grant")
+    authorize(services, context(request, services), "identity:create_grant")
     p = request.path_params
     with services.db.transaction() as s:
         IdentityRepository(s).grant(p["user_id"], p["project_id"], p["role_id"])
@@ -661,8 +655,10 @@ async def check_or_revoke_role(request: Request, services: Services) -> Response
     project lose the role at the next request."""
     ctx = context(request, services)
     p = request.path_params
-    ctx.require_admin(
-        "identity:revoke_grant" if request.method == "DELETE" else "identity:check_grant"
+    authorize(
+        services,
+        ctx,
+        "identity:revoke_grant" if request.method == "DELETE" else "identity:check_grant",
     )
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
@@ -677,7 +673,7 @@ async def list_grants(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     p = request.path_params
     if p["user_id"] != ctx.user_id:
-        require_reader(ctx, "identity:list_grants")
+        authorize(services, ctx, "identity:list_grants")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         repo.user(p["user_id"])
@@ -699,9 +695,9 @@ async def system_grant(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     p = request.path_params
     if request.method in ("PUT", "DELETE"):
-        ctx.require_admin("identity:create_system_grant_for_user")
+        authorize(services, ctx, "identity:create_system_grant_for_user")
     else:
-        require_reader(ctx, "identity:check_system_grant_for_user")
+        authorize(services, ctx, "identity:check_system_grant_for_user")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         if request.method == "PUT":
@@ -717,7 +713,7 @@ async def list_system_grants(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ref = request.path_params["user_id"]
     if ref != ctx.user_id:
-        require_reader(ctx, "identity:list_system_grants_for_user")
+        authorize(services, ctx, "identity:list_system_grants_for_user")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         repo.user(ref)
@@ -731,7 +727,7 @@ async def list_system_grants(request: Request, services: Services) -> Response:
 
 
 async def list_assignments(request: Request, services: Services) -> Response:
-    require_reader(context(request, services), "identity:list_role_assignments")
+    authorize(services, context(request, services), "identity:list_role_assignments")
     q = request.query_params
     # include_names (`role assignment list --names`) adds the names the client prints.
     names = "include_names" in q and q["include_names"].lower() in ("", "1", "true")

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from qosplane.api.common import (
     AGENT_MAX_BODY_BYTES,
     Services,
+    authorize,
     context,
     empty,
     json_body,
@@ -57,7 +58,7 @@ def _host_json(repo: HostRepository, row: HostView) -> dict[str, Any]:
 
 
 async def register_host(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("qosplane:hosts:register")
+    authorize(services, context(request, services), "qosplane:hosts:register")
     body = await json_body(request, "host", AGENT_MAX_BODY_BYTES)
     name = name_field(body.get("name"), "host.name")
     facts = body.get("facts", {})
@@ -70,21 +71,21 @@ async def register_host(request: Request, services: Services) -> Response:
 
 
 async def list_hosts(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("qosplane:hosts:list")
+    authorize(services, context(request, services), "qosplane:hosts:list")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         return ok({"hosts": [_host_json(repo, r) for r in repo.all()]})
 
 
 async def show_host(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("qosplane:hosts:show")
+    authorize(services, context(request, services), "qosplane:hosts:show")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         return ok({"host": _host_json(repo, repo.get(request.path_params["name"]))})
 
 
 async def heartbeat(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("qosplane:hosts:heartbeat")
+    authorize(services, context(request, services), "qosplane:hosts:heartbeat")
     body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     applied = body.get("applied_revision")
     with services.db.transaction() as s:
@@ -123,7 +124,7 @@ def desired_state(services: Services, name: str, since: int) -> dict[str, Any] |
 
 
 async def watch(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("qosplane:hosts:watch")
+    authorize(services, context(request, services), "qosplane:hosts:watch")
     name = request.path_params["name"]
     since = parse_int("since", request.query_params.get("since", "-1"), -1, INT32_MAX)
     timeout_s = parse_int(
@@ -145,7 +146,7 @@ async def watch(request: Request, services: Services) -> Response:
 
 async def report(request: Request, services: Services) -> Response:
     """The agent's outcome for a revision: per server a status and per rule what happened."""
-    context(request, services).require_admin("qosplane:hosts:report")
+    authorize(services, context(request, services), "qosplane:hosts:report")
     body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     revision = parse_int("revision", body.get("revision"), 0, INT32_MAX)
     items = body.get("servers", [])
@@ -184,7 +185,7 @@ async def server_status(request: Request, services: Services) -> Response:
 
 
 async def record_measurements(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("qosplane:servers:measure")
+    authorize(services, context(request, services), "qosplane:servers:measure")
     body = await json_body(request, max_bytes=AGENT_MAX_BODY_BYTES)
     items = body.get("verdicts")
     if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):

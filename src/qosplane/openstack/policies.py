@@ -208,4 +208,145 @@ NEUTRON_RBAC: tuple[PolicyDefault, ...] = (
     ),
 )
 
-DEFAULTS: tuple[PolicyDefault, ...] = BASE_RULES + NEUTRON_QOS + NEUTRON_NETWORK + NEUTRON_RBAC
+
+def _admin_rules(names: tuple[str, ...], check: str, what: str) -> tuple[PolicyDefault, ...]:
+    return tuple(PolicyDefault(n, check, what, scope_types=()) for n in names)
+
+
+# nova/policies/*.py: every one of these is ADMIN (rule:context_is_admin) upstream.
+NOVA: tuple[PolicyDefault, ...] = _admin_rules(
+    tuple(
+        f"os_compute_api:{n}"
+        for n in (
+            "os-flavor-manage:create",
+            "os-flavor-manage:update",
+            "os-flavor-manage:delete",
+            "os-flavor-extra-specs:create",
+            "os-flavor-extra-specs:update",
+            "os-flavor-extra-specs:delete",
+            "os-flavor-access",
+            "os-flavor-access:addTenantAccess",
+            "os-flavor-access:removeTenantAccess",
+            "os-hypervisors:list",
+            "os-hypervisors:show",
+            "os-availability-zone:detail",
+            "os-aggregates:index",
+            "os-aggregates:create",
+            "os-aggregates:show",
+            "os-aggregates:update",
+            "os-aggregates:delete",
+            "os-aggregates:action",
+            "servers:create:forced_host",
+        )
+    ),
+    "rule:context_is_admin",
+    "Nova (nova/policies): admin only",
+)
+# cinder/policies/*.py: RULE_ADMIN_API for each (admin_api is "is_admin:True or (role:admin
+# and is_admin_project:True)"; qosplane has no admin project apart, so role:admin).
+CINDER: tuple[PolicyDefault, ...] = (
+    PolicyDefault("admin_api", "role:admin", "Cinder's admin_api", scope_types=()),
+    *_admin_rules(
+        tuple(
+            f"volume_extension:{n}"
+            for n in (
+                "types_manage",
+                "types_extra_specs:index",
+                "types_extra_specs:show",
+                "types_extra_specs:create",
+                "types_extra_specs:update",
+                "types_extra_specs:delete",
+                "qos_specs_manage:get_all",
+                "qos_specs_manage:get",
+                "qos_specs_manage:create",
+                "qos_specs_manage:update",
+                "qos_specs_manage:delete",
+            )
+        ),
+        "rule:admin_api",
+        "Cinder (cinder/policies): admin only",
+    ),
+)
+# keystone/common/policies/base.py: admin_required, and ADMIN_OR_SYSTEM_READER for reads.
+_SYSTEM_READER = "rule:admin_required or (role:reader and system_scope:all)"
+KEYSTONE: tuple[PolicyDefault, ...] = (
+    PolicyDefault("admin_required", "role:admin", "Keystone's admin", scope_types=()),
+    *_admin_rules(
+        tuple(
+            f"identity:{n}"
+            for n in (
+                "list_projects",
+                "get_project",
+                "list_users",
+                "get_user",
+                "list_user_projects",
+                "list_grants",
+                "check_grant",
+                "list_role_assignments",
+                "list_roles",
+                "get_role",
+                "check_system_grant_for_user",
+                "list_system_grants_for_user",
+            )
+        ),
+        _SYSTEM_READER,
+        "Keystone read: admin or system reader",
+    ),
+    *_admin_rules(
+        tuple(
+            f"identity:{n}"
+            for n in (
+                "validate_token",
+                "create_project",
+                "update_project",
+                "delete_project",
+                "create_user",
+                "update_user",
+                "delete_user",
+                "change_password",
+                "create_role",
+                "update_role",
+                "delete_role",
+                "create_implied_role",
+                "create_grant",
+                "revoke_grant",
+                "create_system_grant_for_user",
+            )
+        ),
+        "rule:admin_required",
+        "Keystone change: admin only",
+    ),
+)
+# glance/policies/image.py: making an image public is the admin's.
+GLANCE: tuple[PolicyDefault, ...] = _admin_rules(
+    ("publicize_image",), "rule:context_is_admin", "Glance: publicize an image"
+)
+# qosplane's own API (the agents' calls and measurements).
+QOSPLANE: tuple[PolicyDefault, ...] = _admin_rules(
+    tuple(
+        f"qosplane:{n}"
+        for n in (
+            "hosts:list",
+            "hosts:show",
+            "hosts:register",
+            "hosts:heartbeat",
+            "hosts:report",
+            "hosts:watch",
+            "servers:measure",
+        )
+    ),
+    "rule:context_is_admin",
+    "qosplane's agent API: admin only",
+)
+
+DEFAULTS: tuple[PolicyDefault, ...] = (
+    BASE_RULES
+    + NEUTRON_QOS
+    + NEUTRON_NETWORK
+    + NEUTRON_RBAC
+    + NOVA
+    + CINDER
+    + KEYSTONE
+    + GLANCE
+    + QOSPLANE
+)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import INT32_MAX, InvalidInput, NotFound, parse_int
 from qosplane.model.flavor import Flavor
 from qosplane.openstack.nova import make_flavor
@@ -161,7 +161,7 @@ def _flavor_id(value: object) -> str:
 async def create_flavor(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ver = requested_version(request)
-    ctx.require_admin("os_compute_api:os-flavor-manage:create")
+    authorize(services, ctx, "os_compute_api:os-flavor-manage:create")
     body = await json_body(request, "flavor")
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 255:
@@ -208,7 +208,7 @@ async def update_flavor(request: Request, services: Services) -> Response:
     ver = requested_version(request)
     if ver < (2, 55):
         raise NotFound("resource", request.url.path)
-    ctx.require_admin("os_compute_api:os-flavor-manage:update")
+    authorize(services, ctx, "os_compute_api:os-flavor-manage:update")
     body = await json_body(request, "flavor")
     if set(body) != {"description"}:
         raise InvalidInput("flavor", sorted(body), "exactly the key description")
@@ -343,14 +343,14 @@ async def show_flavor(request: Request, services: Services) -> Response:
 
 
 async def delete_flavor(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-flavor-manage:delete")
+    authorize(services, context(request, services), "os_compute_api:os-flavor-manage:delete")
     with services.db.transaction() as s:
         FlavorRepository(s).delete(request.path_params["flavor_id"])
     return empty(202)
 
 
 async def flavor_access(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-flavor-access")
+    authorize(services, context(request, services), "os_compute_api:os-flavor-access")
     with services.db.transaction() as s:
         repo = FlavorRepository(s)
         flavor = repo.get(request.path_params["flavor_id"])
@@ -367,7 +367,7 @@ async def flavor_action(request: Request, services: Services) -> Response:
     if len(body) != 1 or next(iter(body)) not in ("addTenantAccess", "removeTenantAccess"):
         raise InvalidInput("action", sorted(body), "addTenantAccess or removeTenantAccess")
     action, args = next(iter(body.items()))
-    ctx.require_admin(f"os_compute_api:os-flavor-access:{action}")
+    authorize(services, ctx, f"os_compute_api:os-flavor-access:{action}")
     tenant = args.get("tenant") if isinstance(args, dict) else None
     if not isinstance(tenant, str) or not 1 <= len(tenant) <= 255:
         raise InvalidInput(f"{action}.tenant", tenant, "a project id")
@@ -409,7 +409,7 @@ async def get_extra_spec(request: Request, services: Services) -> Response:
 
 
 async def set_extra_specs(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:create")
+    authorize(services, context(request, services), "os_compute_api:os-flavor-extra-specs:create")
     specs = await json_body(request, "extra_specs")
     with services.db.transaction() as s:
         flavor = NovaService(s).set_extra_specs(request.path_params["flavor_id"], specs)
@@ -420,7 +420,7 @@ async def update_extra_spec(request: Request, services: Services) -> Response:
     """PUT one key: the body is exactly that key (nova/api/openstack/compute/
     flavors_extraspecs.py update: "Request body and URI mismatch", "Request body contains
     too many items")."""
-    context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:update")
+    authorize(services, context(request, services), "os_compute_api:os-flavor-extra-specs:update")
     key = request.path_params["key"]
     body = await json_body(request)
     if key not in body:
@@ -440,7 +440,7 @@ async def update_extra_spec(request: Request, services: Services) -> Response:
 
 
 async def delete_extra_spec(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-flavor-extra-specs:delete")
+    authorize(services, context(request, services), "os_compute_api:os-flavor-extra-specs:delete")
     with services.db.transaction() as s:
         NovaService(s).unset_extra_specs(
             request.path_params["flavor_id"], [request.path_params["key"]]

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from qosplane.api.common import Services, context, empty, json_body, name_field, ok, wrap
+from qosplane.api.common import Services, authorize, context, empty, json_body, name_field, ok, wrap
 from qosplane.api.nova.flavors import requested_version, version_headers
 from qosplane.model.errors import InvalidInput
 from qosplane.store.hosts import HostRepository
@@ -45,7 +45,7 @@ def _hypervisor_json(row: HostView, ver: tuple[int, int], up: bool, detail: bool
 
 async def list_hypervisors(request: Request, services: Services) -> Response:
     ctx = context(request, services)
-    ctx.require_admin("os_compute_api:os-hypervisors:list")
+    authorize(services, ctx, "os_compute_api:os-hypervisors:list")
     ver = requested_version(request)
     detail = request.url.path.rstrip("/").endswith("/detail")
     with services.db.transaction() as s:
@@ -59,7 +59,7 @@ async def list_hypervisors(request: Request, services: Services) -> Response:
 
 async def show_hypervisor(request: Request, services: Services) -> Response:
     ctx = context(request, services)
-    ctx.require_admin("os_compute_api:os-hypervisors:show")
+    authorize(services, ctx, "os_compute_api:os-hypervisors:show")
     ver = requested_version(request)
     with services.db.transaction() as s:
         repo = HostRepository(s)
@@ -84,14 +84,14 @@ def _aggregate_json(repo: HostRepository, row: AggregateView) -> dict[str, Any]:
 
 
 async def list_aggregates(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-aggregates:index")
+    authorize(services, context(request, services), "os_compute_api:os-aggregates:index")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         return ok({"aggregates": [_aggregate_json(repo, r) for r in repo.aggregates()]})
 
 
 async def create_aggregate(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-aggregates:create")
+    authorize(services, context(request, services), "os_compute_api:os-aggregates:create")
     body = await json_body(request, "aggregate")
     name = name_field(body.get("name"), "aggregate.name")
     zone = body.get("availability_zone")
@@ -103,14 +103,14 @@ async def create_aggregate(request: Request, services: Services) -> Response:
 
 
 async def show_aggregate(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-aggregates:show")
+    authorize(services, context(request, services), "os_compute_api:os-aggregates:show")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         return ok({"aggregate": _aggregate_json(repo, repo.aggregate(request.path_params["ref"]))})
 
 
 async def update_aggregate(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-aggregates:update")
+    authorize(services, context(request, services), "os_compute_api:os-aggregates:update")
     body = await json_body(request, "aggregate")
     name = name_field(body["name"], "aggregate.name") if "name" in body else None
     zone = (
@@ -128,7 +128,7 @@ async def update_aggregate(request: Request, services: Services) -> Response:
 
 
 async def delete_aggregate(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-aggregates:delete")
+    authorize(services, context(request, services), "os_compute_api:os-aggregates:delete")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         repo.delete_aggregate(repo.aggregate(request.path_params["ref"]).id)
@@ -142,7 +142,7 @@ def _bump_hosts(repo: HostRepository, hosts: list[str]) -> None:
 
 
 async def aggregate_action(request: Request, services: Services) -> Response:
-    context(request, services).require_admin("os_compute_api:os-aggregates:action")
+    authorize(services, context(request, services), "os_compute_api:os-aggregates:action")
     body = await json_body(request)
     if len(body) != 1:
         raise InvalidInput(
@@ -182,7 +182,7 @@ async def list_zones(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     detail = request.url.path.rstrip("/").endswith("/detail")
     if detail:  # host names: nova/policies/availability_zone.py, ...:detail is ADMIN
-        ctx.require_admin("os_compute_api:os-availability-zone:detail")
+        authorize(services, ctx, "os_compute_api:os-availability-zone:detail")
     with services.db.transaction() as s:
         repo = HostRepository(s)
         zones = repo.zones()

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from qosplane.api.auth import Context
-from qosplane.api.common import Services, base_url, context, empty, json_body, ok, wrap
+from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.core import owned_port, visible_network
 from qosplane.api.nova.flavors import requested_version, version_headers
 from qosplane.model.errors import InvalidInput, NotFound
@@ -190,7 +190,7 @@ async def create_server(request: Request, services: Services) -> Response:
         raise InvalidInput("server.availability_zone", zone_ref, "a zone name, or zone:host")
     zone, _, forced_host = (zone_ref or "").partition(":")
     if forced_host:
-        ctx.require_admin("os_compute_api:servers:create:forced_host")
+        authorize(services, ctx, "os_compute_api:servers:create:forced_host")
     key_name = body.get("key_name")
     groups = body.get("security_groups") or []
     if not isinstance(groups, list) or not all(
