@@ -195,6 +195,9 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     state = tmp_path_factory.mktemp("tempest-state")
     workspace = tmp_path_factory.mktemp("tempest-workspace")
     tempest = str(TEMPEST_VENV / "bin" / "tempest")
+    # tempest makes ~/.tempest/etc on every start: a HOME of this run's own keeps the
+    # machine as it was.
+    env = {**os.environ, "HOME": str(tmp_path_factory.mktemp("tempest-home"))}
     with running_serve(state) as endpoint:
         token = _admin_token(endpoint, state)
         _flavor(endpoint, token, "1", 128)
@@ -206,6 +209,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
             [tempest, "init", "--workspace-path", str(registry), str(workspace)],
             check=True,
             capture_output=True,
+            env=env,
         )
         (workspace / "etc" / "tempest.conf").write_text(_config(endpoint, state, workspace))
         listed = subprocess.run(
@@ -215,6 +219,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
             capture_output=True,
             text=True,
             timeout=300,
+            env=env,
         ).stdout
         stream = workspace / "results.subunit"
         with stream.open("wb") as out:
@@ -224,6 +229,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
                 stdout=out,
                 stderr=subprocess.DEVNULL,
                 timeout=900,
+                env=env,
                 check=False,  # non-zero when any test fails; the tests below say which
             )
         parsed = subprocess.run(
