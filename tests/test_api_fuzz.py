@@ -100,6 +100,13 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
     victim_role = c.post(
         "/identity/v3/roles", headers=h, json={"role": {"name": "fz-role"}}
     ).json()["role"]["id"]
+    # A domain of its own too: a fuzzed PATCH disabling `default` would void every token.
+    victim_domain = c.post(
+        "/identity/v3/domains", headers=h, json={"domain": {"name": "fz-domain"}}
+    ).json()["domain"]["id"]
+    victim_group = c.post(
+        "/identity/v3/groups", headers=h, json={"group": {"name": "fz-group"}}
+    ).json()["group"]["id"]
     subnet = c.get(f"/networking/v2.0/subnets?network_id={net}", headers=h).json()["subnets"][0]
     return {
         "flavor_id": [flavor],
@@ -127,7 +134,8 @@ def _real_ids(c: TestClient, h: dict[str, str]) -> dict[str, list[str]]:
         "implied_role_id": ["reader", victim_role],
         "victim_project_id": [victim_project],
         "victim_user_id": [victim_user],
-        "domain_id": ["default"],
+        "domain_id": [victim_domain],
+        "group_id": [victim_group],
         "keypair_name": ["fz-key"],
         "host_name": ["localhost"],
     }

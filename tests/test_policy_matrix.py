@@ -406,14 +406,17 @@ def test_every_rule_the_api_names_has_an_upstream_default() -> None:
     from qosplane.openstack.policies import DEFAULTS
 
     api = Path(__file__).resolve().parent.parent / "src" / "qosplane" / "api"
+    sources = [re.sub(r"\s+", " ", f.read_text()) for f in api.rglob("*.py")]
+    # A literal inside the authorize(...) call (not past its closing parenthesis), and
+    # every Keystone rule literal, which a handler may pick from a table by method.
     named = {
         m
-        for f in api.rglob("*.py")
+        for text in sources
         for m in re.findall(
-            r'(?:authorize\([^"]*|policy\.(?:enforce|allows)\()(?:f?)"([^"]+)"',
-            re.sub(r"\s+", " ", f.read_text()),
+            r'(?:authorize\((?:[^"()]|\([^()]*\))*?|policy\.(?:enforce|allows)\()f?"([^"]+)"',
+            text,
         )
-    }
+    } | {m for text in sources for m in re.findall(r'"(identity:[a-z_]+)"', text)}
     named.discard("Policy doesn't allow {rule} to be performed.")  # policy.py's message
     # Names built from a value: each value they take.
     from qosplane.model.network_qos import RULE_TYPES
@@ -421,6 +424,13 @@ def test_every_rule_the_api_names_has_an_upstream_default() -> None:
     for verb in ("get", "create", "update", "delete"):
         named.discard(f"{verb}_policy_{{rule_type}}_rule")
         named |= {f"{verb}_policy_{t}_rule" for t in RULE_TYPES}
+    named.discard("identity:{verb}_system_grant_for_{actor}")
+    named.discard("identity:list_system_grants_for_{actor}")
+    named |= {
+        f"identity:{verb}_system_grant_for_{actor}"
+        for verb in ("create", "check", "revoke")
+        for actor in ("user", "group")
+    } | {f"identity:list_system_grants_for_{actor}" for actor in ("user", "group")}
     named.discard("os_compute_api:os-flavor-access:{action}")
     named |= {
         f"os_compute_api:os-flavor-access:{a}" for a in ("addTenantAccess", "removeTenantAccess")

@@ -171,3 +171,33 @@ def test_deleting_a_policy_removes_its_rules(db: Database) -> None:
         assert conn.execute(text("select count(*) from qos_rules")).scalar() == 0
     with pytest.raises(NotFound), db.transaction() as s:
         QosPolicyRepository(s).get(policy.id)
+
+
+def test_projects_and_users_of_one_domain_move_into_the_default_domain(db: Database) -> None:
+    """Migration 0015 on a store that has data: the projects and users kept so far land in
+    the default domain, under it, and the admin still logs in."""
+    from qosplane.store.identity import IdentityRepository
+
+    downgrade(db.engine, "0014")
+    with db.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO projects (id, name, description, enabled, extra_json, tags_json) "
+                "VALUES ('p1', 'ops', '', true, '{}', '[]')"
+            )
+        )
+    upgrade(db.engine)
+    with db.transaction() as s:
+        repo = IdentityRepository(s)
+        project = repo.project("p1")
+        assert (project.domain_id, project.parent_id, project.is_domain) == (
+            "default",
+            "default",
+            False,
+        )
+        assert repo.domain("default").name == "Default"
+        # Names are now unique per domain: "ops" again in another domain is fine.
+        other = repo.create_domain("other")
+        assert repo.create_project("ops", domain_id=other.id).parent_id == other.id
+        with pytest.raises(Conflict):
+            repo.create_project("ops")

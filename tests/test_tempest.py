@@ -44,19 +44,6 @@ SETS = (
 # Test ids (or a class, for every test in it) that fail today, each with its cause.
 _IDENTITY = "tempest.api.identity.admin.v3."
 KNOWN_FAILURES: dict[str, str] = {
-    f"{_IDENTITY}test_roles.RolesV3TestJSON": (
-        "setUpClass creates a domain and a group: qosplane has the one domain `default` "
-        "and no groups"
-    ),
-    f"{_IDENTITY}test_projects.ProjectsTestJSON.test_create_is_domain_project": (
-        "projects acting as domains (is_domain): one domain only"
-    ),
-    f"{_IDENTITY}test_projects.ProjectsTestJSON.test_project_create_with_domain": (
-        "creates a domain: one domain only"
-    ),
-    f"{_IDENTITY}test_projects.ProjectsTestJSON.test_project_create_with_parent": (
-        "creates a domain, then a project tree: one domain and no project hierarchy"
-    ),
     "tempest.api.volume.admin.test_volume_types.VolumeTypesTest"
     ".test_volume_type_encryption_create_get_update_delete": (
         "volume type encryption (/types/{id}/encryption): qosplane keeps no encryption specs"
@@ -74,9 +61,9 @@ AUTHORIZATION = re.compile(
     r"|admin_network|non_shared|shared_policy|_as_user|_as_admin|private|another"
     r"|associate_user|rule_types"
 )
-# What passes now (216 of 236, 91.5%, 2026-12-02); it may only go up. Issue 10 asks for
-# 225 of 236 (95%): the known failures above are what stands between.
-PASS_FLOOR = 216
+# What passes now (234 of 236, 99.2%, 2026-12-02); it may only go up. Issue 10 asks for
+# 225 of 236 (95%).
+PASS_FLOOR = 234
 
 
 @dataclass(frozen=True)

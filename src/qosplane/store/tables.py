@@ -257,9 +257,16 @@ class VolumeRow(Base):
 
 
 class ProjectRow(Base):
+    """A project, or with `is_domain` a domain (Keystone stores both in one table; a
+    domain's own `domain_id` is the root sentinel)."""
+
     __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_projects_domain_name"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    parent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    is_domain: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(String(255), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # Attributes Keystone does not know, kept and returned (JSON object); tags (JSON list).
@@ -269,8 +276,10 @@ class ProjectRow(Base):
 
 class UserRow(Base):
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_users_domain_name"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
     password_hash: Mapped[str] = mapped_column(String(255))
     default_project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -283,6 +292,9 @@ class UserRow(Base):
 
 
 class RoleAssignmentRow(Base):
+    """A role granted to a user on a project, or on a domain (a project row with
+    `is_domain`); which one the target row says."""
+
     __tablename__ = "role_assignments"
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
@@ -291,6 +303,50 @@ class RoleAssignmentRow(Base):
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[str] = mapped_column(String(32), primary_key=True)  # a RoleRow id
+
+
+class GroupRow(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_groups_domain_name"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    extra_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class GroupMemberRow(Base):
+    __tablename__ = "group_members"
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class GroupRoleAssignmentRow(Base):
+    """A role granted to a group on a project or a domain (`target_id`): every member
+    holds it there."""
+
+    __tablename__ = "group_role_assignments"
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class SystemGroupRoleAssignmentRow(Base):
+    """A role on the system granted to a group: every member holds it there."""
+
+    __tablename__ = "system_group_role_assignments"
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
 
 
 class SystemRoleAssignmentRow(Base):

@@ -297,6 +297,15 @@ class ProjectView(Protocol):
     @property
     def tags_json(self) -> str: ...
 
+    @property
+    def domain_id(self) -> str: ...
+
+    @property
+    def parent_id(self) -> str | None: ...
+
+    @property
+    def is_domain(self) -> bool: ...
+
 
 class UserView(Protocol):
     @property
@@ -304,6 +313,9 @@ class UserView(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def domain_id(self) -> str: ...
 
     @property
     def default_project_id(self) -> str | None: ...
@@ -316,6 +328,23 @@ class UserView(Protocol):
 
     @property
     def email(self) -> str | None: ...
+
+    @property
+    def extra_json(self) -> str: ...
+
+
+class GroupView(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def domain_id(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
     @property
     def extra_json(self) -> str: ...
