@@ -44,6 +44,15 @@ class NovaSharesDefault(enum.Enum):
     NONE = "none"
 
 
+class NeutronBackend(enum.Enum):
+    """The ML2 mechanism driver that enforces the host's Neutron QoS: the Open vSwitch
+    agent (the seed) or OVN, where Neutron writes NB rows and ovn-controller turns them
+    into OpenFlow meters and marks."""
+
+    OPENVSWITCH = "openvswitch"
+    OVN = "ovn"
+
+
 @dataclass(frozen=True, slots=True)
 class HostFacts:
     hostname: str = "comp-1.ngpf.local"
@@ -54,6 +63,7 @@ class HostFacts:
     dscp_flows: DscpFlowStyle = DscpFlowStyle.MOD_NW_TOS
     nova_shares_default: NovaSharesDefault = NovaSharesDefault.PER_VCPU_1024
     neutron_meter_bandwidth: bool = False  # [ovs] qos_meter_bandwidth
+    neutron_backend: NeutronBackend = NeutronBackend.OPENVSWITCH
     virt_type: str = "kvm"
     emulator: str = "/usr/libexec/qemu-kvm"
     machine_type: str = "pc-i440fx-rhel7.4.0"

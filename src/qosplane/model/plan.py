@@ -14,7 +14,7 @@ is exactly its JSON form and what a reader of `explain --json` sees.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import FrozenInstanceError, dataclass, fields
+from dataclasses import FrozenInstanceError, dataclass, field, fields
 from typing import Any, ClassVar
 
 Argv = list[str]
@@ -505,6 +505,90 @@ _finding_code, _finding_message, _finding_device, _finding_key = _slot_setters(F
 
 
 @dataclass(frozen=True, slots=True)
+class OvnQosRow:
+    """One row of the OVN Northbound `QoS` table as ML2/OVN writes it for a port and a
+    direction (neutron/plugins/ml2/drivers/ovn/mech_driver/ovsdb/extensions/qos.py;
+    ovn-nb(5)): a bandwidth limit and a DSCP mark share the row of their direction."""
+
+    switch: str  # the Logical_Switch: neutron-<network id>
+    direction: str  # from-lport (the port's egress) or to-lport (its ingress)
+    priority: int
+    match: str
+    port_id: str  # external_ids neutron:port_id
+    rate_kbit_per_s: int | None = None  # bandwidth:rate, kbit/s as the NB column holds it
+    burst_kbit: int | None = None  # bandwidth:burst, kbit
+    dscp: int | None = None  # action:dscp
+
+    def to_json(self) -> dict[str, Any]:
+        """The row by its NB column names and their units (kbit/s, kbit, DSCP value)."""
+        bandwidth = {
+            k: v for k, v in (("rate", self.rate_kbit_per_s), ("burst", self.burst_kbit)) if v
+        }
+        return {
+            "switch": self.switch,
+            "direction": self.direction,
+            "priority": self.priority,
+            "match": self.match,
+            "bandwidth": bandwidth,
+            "action": {} if self.dscp is None else {"dscp": self.dscp},
+            "external_ids": {"neutron:port_id": self.port_id},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OvnQosRow:
+        bandwidth, action = data.get("bandwidth") or {}, data.get("action") or {}
+        return cls(
+            switch=str(data["switch"]),
+            direction=str(data["direction"]),
+            priority=int(data["priority"]),
+            match=str(data["match"]),
+            port_id=str(data["external_ids"]["neutron:port_id"]),
+            rate_kbit_per_s=int(bandwidth["rate"]) if "rate" in bandwidth else None,
+            burst_kbit=int(bandwidth["burst"]) if "burst" in bandwidth else None,
+            dscp=int(action["dscp"]) if "dscp" in action else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OvnLspQosOptions:
+    """The Logical_Switch_Port options ML2/OVN sets for egress on a flat or VLAN network,
+    instead of a QoS row (ovn-nb(5): qos_max_rate and qos_min_rate in bit/s, qos_burst in
+    bits, stored as strings); None removes the key."""
+
+    port_id: str  # the LSP's name
+    max_rate_bits_per_s: int | None = None
+    burst_bits: int | None = None
+    min_rate_bits_per_s: int | None = None
+
+    def options(self) -> dict[str, str | None]:
+        def text(value: int | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "qos_max_rate": text(self.max_rate_bits_per_s),
+            "qos_burst": text(self.burst_bits),
+            "qos_min_rate": text(self.min_rate_bits_per_s),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"port": self.port_id, "options": self.options()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OvnLspQosOptions:
+        options = data["options"]
+
+        def number(key: str) -> int | None:
+            return None if options.get(key) is None else int(options[key])
+
+        return cls(
+            port_id=str(data["port"]),
+            max_rate_bits_per_s=number("qos_max_rate"),
+            burst_bits=number("qos_burst"),
+            min_rate_bits_per_s=number("qos_min_rate"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class HostPlan:
     """Every artifact OpenStack would write for one instance on one host, and what holds."""
 
@@ -519,6 +603,9 @@ class HostPlan:
     effective: list[EffectiveLimit]
     errors: list[Finding]
     warnings: list[Finding]
+    # What ML2/OVN writes to the Northbound database, on a host whose backend is OVN.
+    ovn_qos: list[OvnQosRow] = field(default_factory=list)
+    ovn_lsp_options: list[OvnLspQosOptions] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The `qosplane plan --json` object (design.md section 1)."""
@@ -530,6 +617,10 @@ class HostPlan:
             "cgroup": {version: dict(files) for version, files in self.cgroup.items()},
             "tc": {dev: [list(a) for a in cmds] for dev, cmds in self.tc.items()},
             "ovs": [list(a) for a in self.ovs],
+            "ovn": {
+                "qos": [r.to_json() for r in self.ovn_qos],
+                "lsp_options": [o.to_json() for o in self.ovn_lsp_options],
+            },
             "effective": [e.to_json() for e in self.effective],
             "errors": [f.to_json() for f in self.errors],
             "warnings": [f.to_json() for f in self.warnings],
@@ -556,6 +647,10 @@ class HostPlan:
             effective=[EffectiveLimit.from_json(e) for e in data["effective"]],
             errors=[Finding.from_json(f) for f in data["errors"]],
             warnings=[Finding.from_json(f) for f in data["warnings"]],
+            ovn_qos=[OvnQosRow.from_json(r) for r in data.get("ovn", {}).get("qos", [])],
+            ovn_lsp_options=[
+                OvnLspQosOptions.from_json(o) for o in data.get("ovn", {}).get("lsp_options", [])
+            ],
         )
 
 

@@ -17,6 +17,7 @@ from qosplane.model.host_facts import (
     DscpFlowStyle,
     HostFacts,
     LibvirtBandwidthBackend,
+    NeutronBackend,
     NovaSharesDefault,
 )
 from qosplane.model.instance import Instance, Port, VifType, Volume
@@ -72,6 +73,7 @@ _HOST_KEYS = (
     "dscp_flows",
     "nova_shares_default",
     "neutron_meter_bandwidth",
+    "neutron_backend",
     "virt_type",
     "emulator",
     "machine_type",
@@ -158,6 +160,11 @@ def host_facts_from_case(body: object) -> HostFacts:
         neutron_meter_bandwidth=_bool(
             host.get("neutron_meter_bandwidth", False), "host.neutron_meter_bandwidth"
         ),
+        neutron_backend=_enum(
+            NeutronBackend,
+            host.get("neutron_backend", defaults.neutron_backend.value),
+            "host.neutron_backend",
+        ),
         virt_type=_enum_text(
             host.get("virt_type", defaults.virt_type), "host.virt_type", ("kvm", "qemu")
         ),
@@ -194,6 +201,7 @@ def host_facts_to_case(facts: HostFacts) -> dict[str, Any]:
         "dscp_flows": facts.dscp_flows.value,
         "nova_shares_default": facts.nova_shares_default.value,
         "neutron_meter_bandwidth": facts.neutron_meter_bandwidth,
+        "neutron_backend": facts.neutron_backend.value,
         "virt_type": facts.virt_type,
         "emulator": facts.emulator,
         "machine_type": facts.machine_type,

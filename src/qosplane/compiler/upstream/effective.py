@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from qosplane.compiler.upstream.cgroups import cgroup_problems
 from qosplane.compiler.upstream.libvirt_xml import IOTUNE_ELEMENTS, effective_cputune
 from qosplane.compiler.upstream.neutron_paths import BandwidthPath, bandwidth_path, is_sriov
+from qosplane.compiler.upstream.ovn import ovn_handles, ovn_plan
 from qosplane.compiler.upstream.ovs import meter_id, neutron_egress_burst_kbit, physical_bridge
 from qosplane.compiler.upstream.qemu_args import THROTTLING_OPTIONS
 from qosplane.compiler.upstream.tc import device_sides, libvirt_kbps, libvirt_kib, police_burst
@@ -31,6 +32,7 @@ from qosplane.model.host_facts import (
     DscpFlowStyle,
     HostFacts,
     LibvirtBandwidthBackend,
+    NeutronBackend,
     NovaSharesDefault,
 )
 from qosplane.model.instance import Instance
@@ -54,6 +56,8 @@ from qosplane.model.plan import (
     Finding,
     Limit,
     MinRate,
+    OvnLspQosOptions,
+    OvnQosRow,
     PacketRate,
     Rate,
 )
@@ -365,6 +369,9 @@ def _neutron_rules(
         return
     dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
     site = _RuleSite(wiring, facts, eff, _policy_source(wiring), dev, is_sriov(wiring))
+    if facts.neutron_backend is NeutronBackend.OVN and ovn_handles(wiring):
+        _ovn_rules(site, entries, extra)
+        return
     for rule in wiring.policy.rules:
         match rule:
             case BandwidthLimitRule():
@@ -379,18 +386,22 @@ def _neutron_rules(
                 _min_packet_rate_rule(site, rule, extra)
 
 
-def _bandwidth_rule(site: _RuleSite, rule: BandwidthLimitRule, entry: EffectiveLimit) -> None:
-    """What holds for a bandwidth_limit rule on the path Neutron's agent takes for it."""
-    direction = rule.direction.value
-    kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
-    burst_kbit = bits_to_kilobits(rule.max_burst_bits)
+def _declare_bandwidth(site: _RuleSite, rule: BandwidthLimitRule, entry: EffectiveLimit) -> None:
     entry.declared.append(
         Declared(
             site.src,
-            f"bandwidth_limit {direction}",
-            f"max_kbps={kbps} max_burst_kbps={burst_kbit} (kbit/s, kbit)",
+            f"bandwidth_limit {rule.direction.value}",
+            f"max_kbps={bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)} "
+            f"max_burst_kbps={bits_to_kilobits(rule.max_burst_bits)} (kbit/s, kbit)",
         )
     )
+
+
+def _bandwidth_rule(site: _RuleSite, rule: BandwidthLimitRule, entry: EffectiveLimit) -> None:
+    """What holds for a bandwidth_limit rule on the path Neutron's agent takes for it."""
+    kbps = bits_per_s_to_kilobits_per_s(rule.max_rate_bits_per_s)
+    burst_kbit = bits_to_kilobits(rule.max_burst_bits)
+    _declare_bandwidth(site, rule, entry)
     path = bandwidth_path(site.wiring, rule, site.facts)
     if path is BandwidthPath.SRIOV_NO_INGRESS:
         msg = "SR-IOV ports enforce no ingress bandwidth_limit (SR-IOV agent: egress only)"
@@ -572,6 +583,140 @@ def _min_packet_rate_rule(
     msg = "minimum_packet_rate is placement-only: no host enforces it"
     entry.losses.append(msg)
     eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_packet_rate.{direction}"))
+
+
+# ML2/OVN's physical-network path: ovn-controller makes an HTB queue on the physical
+# interface and steers with set_queue, which only the kernel datapath honours.
+_OVN_LSP_NOTE = "kernel datapath only: the userspace datapath ignores set_queue"
+
+
+def _ovn_rules(
+    site: _RuleSite, entries: dict[str, EffectiveLimit], extra: list[EffectiveLimit]
+) -> None:
+    """What holds for each rule on an OVN host: the NB rows and LSP options ML2/OVN writes
+    (ovn.py), as ovn-controller enforces them."""
+    wiring = site.wiring
+    rows, lsp = ovn_plan((wiring,))
+    row_of = {r.direction: r for r in rows}
+    options = lsp[0] if lsp else None
+    assert wiring.policy is not None
+    for rule in wiring.policy.rules:
+        match rule:
+            case BandwidthLimitRule():
+                _ovn_bandwidth(site, rule, entries[rule.direction.value], row_of, options)
+            case DscpMarkingRule():
+                entry = _extra(extra, site.dev, FROM_GUEST, "dscp", wiring.port.id)
+                entry.declared.append(
+                    Declared(site.src, "dscp_marking", f"dscp_mark={rule.dscp_mark}")
+                )
+                row = row_of["from-lport"]
+                entry.candidates.append(
+                    Enforcement(
+                        "neutron-ovn",
+                        f"NB QoS from-lport {row.priority} on {row.switch} -> ls_in_qos_mark",
+                        "mark",
+                        f"action:dscp={rule.dscp_mark}",
+                        DscpMark(rule.dscp_mark, dscp_to_tos(rule.dscp_mark)),
+                    )
+                )
+            case PacketRateLimitRule():
+                entry = _extra(extra, site.dev, rule.direction.value, "packet_rate", wiring.port.id)
+                kpps = packets_per_s_to_kilopackets_per_s(rule.max_rate_packets_per_s)
+                entry.declared.append(
+                    Declared(
+                        site.src, f"packet_rate_limit {rule.direction.value}", f"max_kpps={kpps}"
+                    )
+                )
+                msg = (
+                    "packet_rate_limit is not supported by ML2/OVN: its QoS extension logs "
+                    "'not supported in OVN' and writes nothing"
+                )
+                entry.losses.append(msg)
+                site.eff.errors.append(
+                    Finding("not_enforceable", msg, site.dev, "packet_rate_limit")
+                )
+            case MinimumBandwidthRule():
+                _ovn_min_bandwidth(site, rule, extra, options)
+            case MinimumPacketRateRule():
+                _min_packet_rate_rule(site, rule, extra)
+
+
+def _ovn_bandwidth(
+    site: _RuleSite,
+    rule: BandwidthLimitRule,
+    entry: EffectiveLimit,
+    row_of: dict[str, OvnQosRow],
+    options: OvnLspQosOptions | None,
+) -> None:
+    _declare_bandwidth(site, rule, entry)
+    burst_bytes = bits_to_bytes(rule.max_burst_bits) if rule.max_burst_bits else None
+    egress = rule.direction is Direction.EGRESS
+    if egress and options is not None and options.max_rate_bits_per_s is not None:
+        entry.candidates.append(
+            Enforcement(
+                "neutron-ovn",
+                f"LSP {site.wiring.port.id} options -> HTB queue on the physical interface",
+                "shape",
+                f"qos_max_rate={options.max_rate_bits_per_s}"
+                + (f" qos_burst={options.burst_bits}" if options.burst_bits else "")
+                + " (bit/s, bits)",
+                Rate(rule.max_rate_bits_per_s, burst_bytes=burst_bytes),
+                note=_OVN_LSP_NOTE,
+            )
+        )
+        return
+    row = row_of["from-lport" if egress else "to-lport"]
+    table = "ls_in_qos_meter" if egress else "ls_out_qos_meter"
+    entry.candidates.append(
+        Enforcement(
+            "neutron-ovn",
+            f"NB QoS {row.direction} {row.priority} on {row.switch} -> meter in {table}",
+            "police",
+            f"bandwidth:rate={row.rate_kbit_per_s}"
+            + (f" burst={row.burst_kbit}" if row.burst_kbit else "")
+            + " (kbit/s, kbit)",
+            Rate(rule.max_rate_bits_per_s, burst_bytes=burst_bytes),
+        )
+    )
+
+
+def _ovn_min_bandwidth(
+    site: _RuleSite,
+    rule: MinimumBandwidthRule,
+    extra: list[EffectiveLimit],
+    options: OvnLspQosOptions | None,
+) -> None:
+    direction = rule.direction.value
+    entry = _extra(extra, site.dev, direction, "min_bandwidth", site.wiring.port.id)
+    kbps = bits_per_s_to_kilobits_per_s(rule.min_rate_bits_per_s)
+    entry.declared.append(Declared(site.src, f"minimum_bandwidth {direction}", f"min_kbps={kbps}"))
+    if rule.direction is Direction.INGRESS:
+        msg = "ML2/OVN does not support minimum bandwidth rules enforcement with ingress direction"
+        entry.losses.append(msg)
+        site.eff.errors.append(
+            Finding("not_enforceable", msg, site.dev, f"minimum_bandwidth.{direction}")
+        )
+        return
+    if options is not None and options.min_rate_bits_per_s is not None:
+        entry.candidates.append(
+            Enforcement(
+                "neutron-ovn",
+                f"LSP {site.wiring.port.id} options -> HTB queue on the physical interface",
+                "guarantee",
+                f"qos_min_rate={options.min_rate_bits_per_s} (bit/s)",
+                MinRate(rule.min_rate_bits_per_s),
+                note=_OVN_LSP_NOTE,
+            )
+        )
+        return
+    msg = (
+        "minimum_bandwidth is placement-only here: OVN QoS rows have no minimum rate, and "
+        "ML2/OVN guarantees egress only on flat and VLAN networks"
+    )
+    entry.losses.append(msg)
+    site.eff.warnings.append(
+        Finding("placement_only", msg, site.dev, f"minimum_bandwidth.{direction}")
+    )
 
 
 def _extra(

@@ -20,7 +20,12 @@ from qosplane.compiler.upstream.neutron_paths import BandwidthPath, bandwidth_pa
 from qosplane.compiler.upstream.tc import device_sides, libvirt_kbps, libvirt_kib
 from qosplane.compiler.upstream.topology import PortWiring
 from qosplane.model.flavor import FlavorQos
-from qosplane.model.host_facts import DscpFlowStyle, HostFacts, LibvirtBandwidthBackend
+from qosplane.model.host_facts import (
+    DscpFlowStyle,
+    HostFacts,
+    LibvirtBandwidthBackend,
+    NeutronBackend,
+)
 from qosplane.model.network_qos import (
     BandwidthLimitRule,
     Direction,
@@ -304,8 +309,9 @@ def _minimum_bandwidth(
 
 
 def neutron_ovs_commands(wiring: PortWiring, facts: HostFacts) -> list[Argv]:
-    """What the OVS agent configures for this port's effective policy."""
-    if wiring.policy is None or not wiring.ovs_port:
+    """What the OVS agent configures for this port's effective policy (nothing on an OVN
+    host: there ML2/OVN writes NB rows instead, ovn.py)."""
+    if wiring.policy is None or not wiring.ovs_port or facts.neutron_backend is NeutronBackend.OVN:
         return []
     cmds: list[Argv] = []
     for rule in wiring.policy.rules:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from qosplane.compiler.upstream.cgroups import cgroup_settings
 from qosplane.compiler.upstream.effective import compute_effective
 from qosplane.compiler.upstream.libvirt_xml import domain_xml, effective_cputune
+from qosplane.compiler.upstream.ovn import ovn_plan
 from qosplane.compiler.upstream.ovs import ovs_plan
 from qosplane.compiler.upstream.qemu_args import qemu_drives
 from qosplane.compiler.upstream.tc import tc_plan
 from qosplane.compiler.upstream.topology import wire_disks, wire_ports
-from qosplane.model.host_facts import HostFacts
+from qosplane.model.host_facts import HostFacts, NeutronBackend
 from qosplane.model.instance import Instance
 from qosplane.model.plan import Finding, HostPlan
 from qosplane.openstack.nova import dropped_vif_keys
@@ -20,6 +21,7 @@ def compile_plan(instance: Instance, facts: HostFacts) -> HostPlan:
     disks = wire_disks(instance, facts)
     flavor = instance.flavor
     eff = compute_effective(instance, facts, ports, disks)
+    ovn_qos, ovn_lsp = ovn_plan(ports) if facts.neutron_backend is NeutronBackend.OVN else ([], [])
     for key in dropped_vif_keys(flavor.extra_specs):
         eff.warnings.append(
             Finding(
@@ -43,6 +45,8 @@ def compile_plan(instance: Instance, facts: HostFacts) -> HostPlan:
         effective=eff.limits,
         errors=eff.errors,
         warnings=eff.warnings,
+        ovn_qos=ovn_qos,
+        ovn_lsp_options=ovn_lsp,
     )
 
 
