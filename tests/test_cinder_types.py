@@ -194,3 +194,71 @@ def test_only_the_owners_members_act_on_a_volume(client: TestClient) -> None:
     )
     assert client.post(f"{V}/volumes/{vol['id']}/action", headers=m, json=extend).status_code == 202
     assert client.get(f"{V}/volumes/{vol['id']}", headers=h).json()["volume"]["size"] == 2
+
+
+def test_encryption_specs_follow_the_types_life_and_stay_put_under_volumes(
+    client: TestClient,
+) -> None:
+    """cinder/api/contrib/volume_type_encryption.py: one set per type, {} when none, each
+    item readable, and no change while a volume has the type."""
+    h = token(client)
+    tid = client.post(f"{V}/types", headers=h, json={"volume_type": {"name": "enc"}}).json()[
+        "volume_type"
+    ]["id"]
+    enc = f"{V}/types/{tid}/encryption"
+    assert client.get(enc, headers=h).json() == {}
+    spec = {
+        "provider": "luks",
+        "cipher": "aes-xts-plain64",
+        "key_size": 256,
+        "control_location": "front-end",
+    }
+    made = client.post(enc, headers=h, json={"encryption": spec})
+    assert made.status_code == 200, made.text
+    body = made.json()["encryption"]
+    assert {k: body[k] for k in spec} == spec
+    assert body["volume_type_id"] == tid
+    assert set(body) == {*spec, "volume_type_id", "encryption_id"}  # Cinder's create view
+    eid = body["encryption_id"]
+    shown = client.get(enc, headers=h).json()
+    assert {"created_at", "updated_at", "deleted", "deleted_at"} <= set(shown)
+    again = client.post(enc, headers=h, json={"encryption": spec})
+    assert again.status_code == 400
+    assert "already exists" in again.text
+    for bad, field in (
+        ({"provider": "luks", "control_location": "middle"}, "control_location"),
+        ({"provider": "luks", "control_location": "front-end", "key_size": -1}, "key_size"),
+        ({"control_location": "front-end"}, "provider"),
+        ({"provider": "luks", "control_location": "front-end", "colour": 1}, "colour"),
+    ):
+        other = client.post(f"{V}/types", headers=h, json={"volume_type": {"name": f"e-{field}"}})
+        r = client.post(
+            f"{V}/types/{other.json()['volume_type']['id']}/encryption",
+            headers=h,
+            json={"encryption": bad},
+        )
+        assert r.status_code == 400, (bad, r.text)
+        assert f"encryption.{field}" in r.json()["badRequest"]["message"]
+    r = client.put(f"{enc}/{eid}", headers=h, json={"encryption": {"key_size": 128}})
+    assert r.status_code == 200
+    assert r.json() == {"encryption": {"key_size": 128}}
+    assert client.get(f"{enc}/key_size", headers=h).json() == {"key_size": 128}
+    assert client.get(f"{enc}/nothing", headers=h).status_code == 404
+    assert (
+        client.put(f"{enc}/not-it", headers=h, json={"encryption": {"key_size": 1}}).status_code
+        == 404
+    )
+    # A member neither reads nor changes them.
+    member = member_token(client, "enc-project")
+    assert client.get(enc, headers=member).status_code == 403
+    assert client.delete(f"{enc}/{eid}", headers=member).status_code == 403
+    # Under a volume of the type they cannot change.
+    vol = client.post(f"{V}/volumes", headers=h, json={"volume": {"size": 1, "volume_type": tid}})
+    assert vol.status_code == 202
+    refused = client.delete(f"{enc}/{eid}", headers=h)
+    assert refused.status_code == 400
+    assert "in use" in refused.text
+    assert client.get(enc, headers=h).json()["key_size"] == 128
+    client.delete(f"{V}/volumes/{vol.json()['volume']['id']}", headers=h)
+    assert client.delete(f"{enc}/{eid}", headers=h).status_code == 202
+    assert client.get(enc, headers=h).json() == {}

@@ -325,3 +325,17 @@ def test_domains_and_groups_are_the_admins(client: TestClient) -> None:
     )
     assert r.status_code == 201, r.text
     assert [x["name"] for x in r.json()["token"]["roles"]] == ["reader"]
+
+
+def test_a_user_stays_in_its_domain(client: TestClient) -> None:
+    admin = token(client)
+    other = create(client, admin, "domain", name="stay")
+    user = create(client, admin, "user", name="stayer", password="pw")
+    moved = client.patch(f"{ID}/users/{user}", headers=admin, json={"user": {"domain_id": other}})
+    assert moved.status_code == 400
+    assert "user.domain_id" in moved.text
+    same = client.patch(
+        f"{ID}/users/{user}", headers=admin, json={"user": {"domain_id": "default"}}
+    )
+    assert same.status_code == 200
+    assert same.json()["user"]["domain_id"] == "default"

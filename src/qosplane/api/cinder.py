@@ -17,7 +17,7 @@ from qosplane.api.auth import Context
 from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
 from qosplane.model.errors import Forbidden, InvalidInput, NotFound
 from qosplane.service.cinder import CinderService
-from qosplane.store.views import QosSpecView, VolumeTypeView, VolumeView
+from qosplane.store.views import EncryptionView, QosSpecView, VolumeTypeView, VolumeView
 from qosplane.store.volumes import VolumeRepository
 
 
@@ -385,6 +385,139 @@ async def delete_type_extra_spec(request: Request, services: Services) -> Respon
     return empty(202)
 
 
+# cinder/api/contrib/volume_type_encryption.py with the body schema of
+# cinder/api/schemas/volume_type_encryption.py; every call is admin-only
+# (cinder/policies/volume_type.py: volume_extension:volume_type_encryption:*, RULE_ADMIN_API).
+CONTROL_LOCATIONS = ("front-end", "back-end")
+_ENCRYPTION_FIELDS = {  # wire name -> column
+    "provider": "provider",
+    "cipher": "cipher",
+    "key_size": "key_size_bits",
+    "control_location": "control_location",
+}
+
+
+_CREATE_VIEW = ("volume_type_id", "encryption_id", *_ENCRYPTION_FIELDS)
+
+
+def encryption_json(row: EncryptionView) -> dict[str, Any]:
+    return {
+        "volume_type_id": row.volume_type_id,
+        "encryption_id": row.encryption_id,
+        "provider": row.provider,
+        "cipher": row.cipher,
+        "key_size": row.key_size_bits,
+        "control_location": row.control_location,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "deleted": False,
+        "deleted_at": None,
+    }
+
+
+def _encryption_changes(body: dict[str, Any], create: bool) -> dict[str, object]:
+    """The fields of an encryption body, by column; 400 naming the field otherwise."""
+    unknown = sorted(set(body) - set(_ENCRYPTION_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"encryption.{unknown[0]}",
+            body[unknown[0]],
+            "one of " + ", ".join(_ENCRYPTION_FIELDS),
+            "Additional properties are not allowed",
+        )
+    if create:
+        for required in ("provider", "control_location"):
+            if required not in body:
+                raise InvalidInput(f"encryption.{required}", None, "a value", "required")
+    elif not body:
+        raise InvalidInput("encryption", body, "at least one of " + ", ".join(_ENCRYPTION_FIELDS))
+    changes: dict[str, object] = {}
+    for key, value in body.items():
+        if key == "key_size":
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
+                raise InvalidInput("encryption.key_size", value, "a non-negative integer or null")
+        elif key == "control_location":
+            if value not in CONTROL_LOCATIONS:
+                raise InvalidInput(
+                    "encryption.control_location", value, "one of " + ", ".join(CONTROL_LOCATIONS)
+                )
+        elif key == "provider":
+            if not isinstance(value, str) or len(value) > 255:
+                raise InvalidInput("encryption.provider", value, "a string of 0 to 255 characters")
+        elif value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise InvalidInput(
+                f"encryption.{key}", value, "a string of 0 to 255 characters or null"
+            )
+        changes[_ENCRYPTION_FIELDS[key]] = value
+    return changes
+
+
+async def show_type_encryption(request: Request, services: Services) -> Response:
+    """The type's encryption specs, or {} when it has none (Cinder's index)."""
+    authorize(services, context(request, services), "volume_extension:volume_type_encryption:get")
+    with services.db.transaction() as s:
+        row = VolumeRepository(s).encryption(request.path_params["type_id"])
+        return ok(encryption_json(row) if row is not None else {})
+
+
+async def show_type_encryption_item(request: Request, services: Services) -> Response:
+    authorize(services, context(request, services), "volume_extension:volume_type_encryption:get")
+    key = request.path_params["key"]
+    with services.db.transaction() as s:
+        row = VolumeRepository(s).encryption(request.path_params["type_id"])
+        specs = encryption_json(row) if row is not None else {}
+    if key not in specs:
+        raise NotFound("Volume type encryption spec", key)
+    return ok({key: specs[key]})
+
+
+async def create_type_encryption(request: Request, services: Services) -> Response:
+    authorize(
+        services, context(request, services), "volume_extension:volume_type_encryption:create"
+    )
+    body = await json_body(request, "encryption")
+    changes = _encryption_changes(body, create=True)
+    cipher, key_size = changes.get("cipher"), changes.get("key_size_bits")
+    with services.db.transaction() as s:
+        row = VolumeRepository(s).create_encryption(
+            request.path_params["type_id"],
+            str(changes["provider"]),
+            str(changes["control_location"]),
+            cipher if isinstance(cipher, str) else None,
+            key_size if isinstance(key_size, int) else None,
+        )
+        # Cinder's create view: the specs and their ids, no timestamps.
+        created = {k: v for k, v in encryption_json(row).items() if k in _CREATE_VIEW}
+        return ok({"encryption": created})
+
+
+async def update_type_encryption(request: Request, services: Services) -> Response:
+    """The response is the fields the body set, as Cinder's update returns them."""
+    authorize(
+        services, context(request, services), "volume_extension:volume_type_encryption:update"
+    )
+    body = await json_body(request, "encryption")
+    changes = _encryption_changes(body, create=False)
+    with services.db.transaction() as s:
+        VolumeRepository(s).update_encryption(
+            request.path_params["type_id"], request.path_params["key"], changes
+        )
+    return ok({"encryption": body})
+
+
+async def delete_type_encryption(request: Request, services: Services) -> Response:
+    authorize(
+        services, context(request, services), "volume_extension:volume_type_encryption:delete"
+    )
+    with services.db.transaction() as s:
+        VolumeRepository(s).delete_encryption(
+            request.path_params["type_id"], request.path_params["key"]
+        )
+    return empty(202)
+
+
 async def create_volume(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     body = await json_body(request, "volume")
@@ -514,6 +647,23 @@ def routes(services: Services) -> list[Route]:
         Route(base + "/types/{type_id}", w(update_type), methods=["PUT"]),
         Route(base + "/types/{type_id}", w(delete_type), methods=["DELETE"]),
         Route(base + "/types/{type_id}/extra_specs", w(list_type_extra_specs), methods=["GET"]),
+        Route(base + "/types/{type_id}/encryption", w(show_type_encryption), methods=["GET"]),
+        Route(base + "/types/{type_id}/encryption", w(create_type_encryption), methods=["POST"]),
+        Route(
+            base + "/types/{type_id}/encryption/{key}",
+            w(show_type_encryption_item),
+            methods=["GET"],
+        ),
+        Route(
+            base + "/types/{type_id}/encryption/{key}",
+            w(update_type_encryption),
+            methods=["PUT"],
+        ),
+        Route(
+            base + "/types/{type_id}/encryption/{key}",
+            w(delete_type_encryption),
+            methods=["DELETE"],
+        ),
         Route(base + "/types/{type_id}/extra_specs", w(create_type_extra_specs), methods=["POST"]),
         Route(
             base + "/types/{type_id}/extra_specs/{key}", w(show_type_extra_spec), methods=["GET"]

@@ -239,6 +239,22 @@ class VolumeTypeExtraSpecRow(Base):
     value: Mapped[str] = mapped_column(String(255))
 
 
+class VolumeTypeEncryptionRow(Base):
+    """A volume type's encryption specs; the key size is in bits (Cinder's `key_size`)."""
+
+    __tablename__ = "volume_type_encryption"
+    volume_type_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    encryption_id: Mapped[str] = mapped_column(String(36), unique=True)
+    provider: Mapped[str] = mapped_column(String(255))
+    cipher: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key_size_bits: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    control_location: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
 class VolumeRow(Base):
     __tablename__ = "volumes"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

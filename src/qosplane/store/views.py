@@ -382,3 +382,29 @@ class RbacPolicyView(Protocol):
 
     @property
     def project_id(self) -> str: ...
+
+
+class EncryptionView(Protocol):
+    @property
+    def volume_type_id(self) -> str: ...
+
+    @property
+    def encryption_id(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def cipher(self) -> str | None: ...
+
+    @property
+    def key_size_bits(self) -> int | None: ...
+
+    @property
+    def control_location(self) -> str: ...
+
+    @property
+    def created_at(self) -> str: ...
+
+    @property
+    def updated_at(self) -> str | None: ...

@@ -24,7 +24,13 @@ from qosplane.openstack.cinder import (
     volume_qos,
 )
 from qosplane.store.database import fetch
-from qosplane.store.tables import QosSpecRow, VolumeRow, VolumeTypeExtraSpecRow, VolumeTypeRow
+from qosplane.store.tables import (
+    QosSpecRow,
+    VolumeRow,
+    VolumeTypeEncryptionRow,
+    VolumeTypeExtraSpecRow,
+    VolumeTypeRow,
+)
 from qosplane.store.views import QosSpecView
 
 
@@ -217,6 +223,78 @@ class VolumeRepository:
             raise NotFound("Volume Type extra spec", key)
         self.session.delete(row)
         self.session.flush()
+
+    # --- encryption (cinder/api/contrib/volume_type_encryption.py) ---------------------
+
+    def _type_unused(self, type_id: str, verb: str) -> None:
+        """Encryption specs do not change under volumes that have the type (400)."""
+        in_use = self.session.scalar(
+            select(VolumeRow.id).where(VolumeRow.volume_type_id == type_id).limit(1)
+        )
+        if in_use is not None:
+            raise InvalidInput(
+                "volume_type",
+                type_id,
+                "a type no volume has",
+                f"Cannot {verb} encryption specs. Volume type in use.",
+            )
+
+    def encryption(self, type_id: str) -> VolumeTypeEncryptionRow | None:
+        self.volume_type(type_id)
+        return self.session.get(VolumeTypeEncryptionRow, type_id)
+
+    def create_encryption(
+        self,
+        type_id: str,
+        provider: str,
+        control_location: str,
+        cipher: str | None,
+        key_size_bits: int | None,
+    ) -> VolumeTypeEncryptionRow:
+        if self.encryption(type_id) is not None:
+            raise InvalidInput(
+                "encryption",
+                type_id,
+                "a type without encryption specs",
+                f"Volume type encryption for type {type_id} already exists.",
+            )
+        self._type_unused(type_id, "create")
+        row = VolumeTypeEncryptionRow(
+            volume_type_id=type_id,
+            encryption_id=str(uuid.uuid4()),
+            provider=provider,
+            cipher=cipher,
+            key_size_bits=key_size_bits,
+            control_location=control_location,
+            created_at=_now(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def update_encryption(
+        self, type_id: str, encryption_id: str, changes: dict[str, object]
+    ) -> VolumeTypeEncryptionRow:
+        """`changes` by column name (provider, cipher, key_size_bits, control_location)."""
+        row = self._encryption_by_id(type_id, encryption_id)
+        self._type_unused(type_id, "update")
+        for column, value in changes.items():
+            setattr(row, column, value)
+        row.updated_at = _now()
+        self.session.flush()
+        return row
+
+    def delete_encryption(self, type_id: str, encryption_id: str) -> None:
+        row = self._encryption_by_id(type_id, encryption_id)
+        self._type_unused(type_id, "delete")
+        self.session.delete(row)
+        self.session.flush()
+
+    def _encryption_by_id(self, type_id: str, encryption_id: str) -> VolumeTypeEncryptionRow:
+        row = self.encryption(type_id)
+        if row is None or row.encryption_id != encryption_id:
+            raise NotFound("Volume type encryption", f"{encryption_id} of type {type_id}")
+        return row
 
     def volume_types(self) -> list[VolumeTypeRow]:
         return list(self.session.scalars(select(VolumeTypeRow).order_by(VolumeTypeRow.name)))

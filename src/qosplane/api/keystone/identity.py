@@ -81,7 +81,14 @@ async def update_user(request: Request, services: Services) -> Response:
         raise InvalidInput("user.password", password, "a string")
     email = text(body, "email", "user.email", 255) if body.get("email") is not None else None
     with services.db.transaction() as s:
-        row = IdentityRepository(s).update_user(
+        repo = IdentityRepository(s)
+        current = repo.user(request.path_params["user_id"])
+        # keystone/identity/core.py update_user: "Cannot change Domain ID" (400).
+        if "domain_id" in body and body["domain_id"] != current.domain_id:
+            raise InvalidInput(
+                "user.domain_id", body["domain_id"], f"unchanged ({current.domain_id})"
+            )
+        row = repo.update_user(
             request.path_params["user_id"],
             utcnow().timestamp(),
             name=text(body, "name", "user.name", 255, 1),
