@@ -357,6 +357,13 @@ def test_a_server_on_an_agent_host_builds_until_the_agent_applies_it(client: Tes
     server_id = r.json()["server"]["id"]
     shown = client.get(f"/compute/v2.1/servers/{server_id}", headers=h).json()["server"]
     assert shown["status"] == "BUILD"
+    # Nova's building server: no error state, no fault, not yet powered on.
+    assert (shown["OS-EXT-STS:vm_state"], shown["OS-EXT-STS:task_state"]) == (
+        "building",
+        "spawning",
+    )
+    assert "fault" not in shown
+    assert shown["OS-EXT-STS:power_state"] == 0
     status = client.get(f"/qosplane/v1/servers/{server_id}/status", headers=h).json()
     client.put(
         f"{HOSTS}/compute-9/report",
@@ -400,8 +407,14 @@ def test_servers_are_not_placed_on_a_host_whose_agent_went_silent(client: TestCl
             }
         },
     )
-    assert forced.status_code == 409
-    assert "no live host in the zone" in forced.json()["conflictingRequest"]["message"]
+    # Nova accepts it, and the scheduler's NoValidHost leaves it in ERROR with that fault.
+    assert forced.status_code == 202, forced.text
+    shown = client.get(
+        f"/compute/v2.1/servers/{forced.json()['server']['id']}", headers={**h, **NOVA}
+    ).json()["server"]
+    assert (shown["status"], shown["OS-EXT-STS:vm_state"]) == ("ERROR", "error")
+    assert shown["OS-EXT-SRV-ATTR:host"] is None
+    assert shown["fault"]["message"].startswith("No valid host was found.")
     assert make_server(client, h, [net], name="elsewhere")["OS-EXT-SRV-ATTR:host"] == "localhost"
 
 

@@ -47,6 +47,15 @@ class Conflict(QosplaneError):
         super().__init__(f"{key}: {message}")
 
 
+class NoValidHost(Conflict):
+    """No live host can take a new server (Nova's scheduler NoValidHost). Nova accepts the
+    server and puts it in ERROR with this as its fault, rather than refusing the request."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__("server.availability_zone", f"No valid host was found. {reason}")
+
+
 # The largest integer the upstream databases store (Nova's db.MAX_INT, SQL INTEGER):
 # API integers that reach a column are bounded by it, so a bigger one is a 400, not an
 # overflow inside the database driver.

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NotFound
+from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NoValidHost, NotFound
 from qosplane.model.host_facts import HostFacts
 from qosplane.openstack.case import host_facts_from_case, host_facts_to_case
 from qosplane.store.database import NOTIFY_CHANNEL, fetch
@@ -215,10 +215,9 @@ class HostRepository:
             candidates = [forced_host]
         candidates = [h for h in candidates if h in live]
         if not candidates:
-            raise Conflict(
-                "server.availability_zone",
-                "No valid host was found: no live host in the zone (agents send a heartbeat "
-                f"at least every {HOST_DOWN_AFTER_S} s)",
+            raise NoValidHost(
+                f"There are not enough hosts available: no live host in zone {wanted} "
+                f"(agents send a heartbeat at least every {HOST_DOWN_AFTER_S} s)."
             )
         counts: dict[str, int] = dict(
             self.session.execute(

@@ -21,11 +21,11 @@ from qosplane.api.auth import Context
 from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
 from qosplane.api.neutron.core import owned_port, visible_network
 from qosplane.api.nova.flavors import requested_version, version_headers
-from qosplane.model.errors import InvalidInput, NotFound
+from qosplane.model.errors import InvalidInput, NotFound, NoValidHost
 from qosplane.model.flavor import Flavor
 from qosplane.service.nova import NovaService
 from qosplane.store.flavors import FlavorRepository
-from qosplane.store.hosts import HostRepository
+from qosplane.store.hosts import DEFAULT_ZONE, HostRepository, Placement
 from qosplane.store.networks import NetworkRepository
 from qosplane.store.records import RecordRepository
 from qosplane.store.servers import ServerRepository
@@ -72,6 +72,7 @@ def server_json(request: Request, s: Any, row: ServerView, ver: tuple[int, int])
             ],
         }
     active = row.status == "ACTIVE"
+    building = row.status == "BUILD"
     body: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
@@ -86,10 +87,14 @@ def server_json(request: Request, s: Any, row: ServerView, ver: tuple[int, int])
         "metadata": {},
         "created": row.created_at,
         "updated": row.created_at,
-        "hostId": hashlib.sha224((row.project_id + row.host).encode()).hexdigest(),
+        "hostId": (
+            hashlib.sha224((row.project_id + row.host).encode()).hexdigest() if row.host else ""
+        ),
         "OS-EXT-AZ:availability_zone": row.availability_zone,
-        "OS-EXT-STS:vm_state": "active" if active else "error",
-        "OS-EXT-STS:task_state": None,
+        # nova/compute/vm_states.py and task_states.py: a server the agent has not applied
+        # yet is building and spawning, not in error.
+        "OS-EXT-STS:vm_state": "active" if active else "building" if building else "error",
+        "OS-EXT-STS:task_state": "spawning" if building else None,
         "OS-EXT-STS:power_state": 1 if active else 0,
         "OS-SRV-USG:launched_at": row.created_at.replace("Z", ".000000") if active else None,
         "OS-SRV-USG:terminated_at": None,
@@ -102,16 +107,23 @@ def server_json(request: Request, s: Any, row: ServerView, ver: tuple[int, int])
         "config_drive": "",
         "accessIPv4": "",
         "accessIPv6": "",
-        "OS-EXT-SRV-ATTR:host": row.host,
-        "OS-EXT-SRV-ATTR:hypervisor_hostname": row.host,
+        "OS-EXT-SRV-ATTR:host": row.host or None,
+        "OS-EXT-SRV-ATTR:hypervisor_hostname": row.host or None,
         "OS-EXT-SRV-ATTR:instance_name": f"instance-{row.number:08x}",
         "links": [{"rel": "self", "href": f"{base_url(request)}/compute/v2.1/servers/{row.id}"}],
     }
-    if not active:
+    if not row.host:
+        body["fault"] = {
+            "code": 500,
+            "message": "No valid host was found. There are not enough hosts available.",
+            "created": row.created_at,
+        }
+    elif row.status == "ERROR":
         body["fault"] = {
             "code": 500,
             "message": "the compiled plan cannot be honoured on "
             f"{row.host}; see GET /qosplane/v1/servers/{row.id}/plan",
+            "created": row.created_at,
         }
     return body
 
@@ -234,7 +246,13 @@ async def create_server(request: Request, services: Services) -> Response:
             else:
                 visible_network(NetworkRepository(s), ctx, n["uuid"])
                 nics.append(("network", n["uuid"]))
-        placement = HostRepository(s).place(zone or None, forced_host or None)
+        try:
+            placement = HostRepository(s).place(zone or None, forced_host or None)
+        except NoValidHost:
+            # Nova accepts the request (202) and the scheduler's NoValidHost puts the
+            # server in ERROR with that fault (nova/conductor/manager.py
+            # build_instances); a server with no host is that server here.
+            placement = Placement(host="", zone=zone or DEFAULT_ZONE)
         row = NovaService(s).create_server(
             name=name,
             project_id=ctx.project_id,
@@ -247,6 +265,8 @@ async def create_server(request: Request, services: Services) -> Response:
             security_groups=sg_ids,
             nics=nics,
         )
+        if not row.host:
+            row.status = "ERROR"
         out = {
             "id": row.id,
             "links": server_json(request, s, row, ver)["links"],
