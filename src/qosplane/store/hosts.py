@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NoValidHost, NotFound
+from qosplane.model.errors import INT32_MAX, Conflict, InvalidInput, NotFound, NoValidHost
 from qosplane.model.host_facts import HostFacts
 from qosplane.openstack.case import host_facts_from_case, host_facts_to_case
 from qosplane.store.database import NOTIFY_CHANNEL, fetch
