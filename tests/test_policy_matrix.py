@@ -406,17 +406,28 @@ def test_every_rule_the_api_names_has_an_upstream_default() -> None:
     from qosplane.openstack.policies import DEFAULTS
 
     api = Path(__file__).resolve().parent.parent / "src" / "qosplane" / "api"
-    sources = [re.sub(r"\s+", " ", f.read_text()) for f in api.rglob("*.py")]
-    # A literal inside the authorize(...) call (not past its closing parenthesis), and
-    # every Keystone rule literal, which a handler may pick from a table by method.
+    files = {f: re.sub(r"\s+", " ", f.read_text()) for f in api.rglob("*.py")}
+    sources = list(files.values())
+    # A literal as the rule argument of authorize(services, ctx, ...), and every Keystone
+    # rule literal, which a handler may pick from a table by method.
     named = {
         m
         for text in sources
         for m in re.findall(
-            r'(?:authorize\((?:[^"()]|\([^()]*\))*?|policy\.(?:enforce|allows)\()f?"([^"]+)"',
+            r"(?:authorize\(services, (?:\w+|context\(request, services\)), |"
+            r'policy\.(?:enforce|allows)\()f?"([^"]+)"',
             text,
         )
     } | {m for text in sources for m in re.findall(r'"(identity:[a-z_]+)"', text)}
+    # The services' _may(services, ctx, rule, project): Nova's helper adds its prefix.
+    for f, text in files.items():
+        prefix = "os_compute_api:" if f.parent.name == "nova" else ""
+        named |= {prefix + m for m in re.findall(r'_may\(services, \w+, f?"([^"]+)"', text)}
+    named.discard("os_compute_api:{rule}")  # _may itself
+    named.discard("os_compute_api:{action}:get_all_tenants")
+    named |= {f"os_compute_api:servers:{a}:get_all_tenants" for a in ("index", "detail")}
+    named.discard("volume:{action.removeprefix('os-')}")
+    named |= {"volume:extend", "volume:retype"}
     named.discard("Policy doesn't allow {rule} to be performed.")  # policy.py's message
     # Names built from a value: each value they take.
     from qosplane.model.network_qos import RULE_TYPES
@@ -474,3 +485,77 @@ def test_a_policy_file_overrides_nova_cinder_and_keystone_rules(tmp_path: Any) -
         # Overridden to nobody: even the admin is refused.
         assert c.get("/compute/v2.1/os-hypervisors", headers=admin).status_code == 403
     engine.dispose()
+
+
+def test_servers_and_volumes_are_read_by_readers_and_changed_by_members(world: World) -> None:
+    """nova/policies/servers.py, volumes_attachments.py and cinder/policies/volumes.py,
+    volume_actions.py: PROJECT_READER_OR_ADMIN reads, PROJECT_MEMBER_OR_ADMIN changes,
+    another project's server or volume is 404, and every project's list is the admin's
+    with all_tenants."""
+    from tests.test_api import NOVA, make_flavor, make_server
+
+    c = world.client
+    member = world.as_("member")
+    net = make_network(c, member, name="net-s", cidr="10.9.2.0/29")
+    flavor = make_flavor(c, world.admin, name="f-matrix")
+    server = make_server(c, member, [net], flavor=flavor, name="vm-a")["id"]
+    body = {"server": {"name": "no", "flavorRef": flavor, "networks": [{"uuid": net}]}}
+    refused = c.post("/compute/v2.1/servers", headers={**world.as_("reader"), **NOVA}, json=body)
+    assert refused.status_code == 403, refused.text
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 404},
+        lambda h: c.get(f"/compute/v2.1/servers/{server}", headers=h),
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 404},
+        lambda h: c.get(f"/compute/v2.1/servers/{server}/os-volume_attachments", headers=h),
+    )
+
+    def listed(h: dict[str, str], query: str = "") -> list[str]:
+        r = c.get(f"/compute/v2.1/servers{query}", headers=h)
+        assert r.status_code == 200, r.text
+        return [s["id"] for s in r.json()["servers"]]
+
+    assert server in listed(world.as_("reader"))
+    assert server not in listed(world.admin)  # the admin's own project, as Nova lists
+    assert server in listed(world.admin, "?all_tenants=1")
+    assert c.get("/compute/v2.1/servers?all_tenants=1", headers=member).status_code == 403
+
+    volumes = f"/volume/v3/{PROJECT_A}/volumes"
+    made = c.post(volumes, headers=member, json={"volume": {"size": 1}})
+    assert made.status_code == 202, made.text
+    volume = made.json()["volume"]["id"]
+    assert (
+        c.post(volumes, headers=world.as_("reader"), json={"volume": {"size": 1}}).status_code
+        == 403
+    )
+    _expect(
+        world,
+        {"admin": 200, "manager": 200, "member": 200, "reader": 200, "other": 404},
+        lambda h: c.get(f"{volumes}/{volume}", headers=h),
+    )
+    extend = {"os-extend": {"new_size": 2}}
+    assert (
+        c.post(f"{volumes}/{volume}/action", headers=world.as_("reader"), json=extend).status_code
+        == 403
+    )
+    assert (
+        c.post(f"{volumes}/{volume}/action", headers=world.as_("other"), json=extend).status_code
+        == 404
+    )
+    assert c.post(f"{volumes}/{volume}/action", headers=member, json=extend).status_code == 202
+    attach = {"volumeAttachment": {"volumeId": volume}}
+    path = f"/compute/v2.1/servers/{server}/os-volume_attachments"
+    assert c.post(path, headers=world.as_("reader"), json=attach).status_code == 403
+    assert c.delete(f"{volumes}/{volume}", headers=world.as_("reader")).status_code == 403
+    assert c.delete(f"{volumes}/{volume}", headers=world.as_("other")).status_code == 404
+    assert c.delete(f"{volumes}/{volume}", headers=member).status_code == 202
+    assert (
+        c.delete(f"/compute/v2.1/servers/{server}", headers=world.as_("reader")).status_code == 403
+    )
+    assert (
+        c.delete(f"/compute/v2.1/servers/{server}", headers=world.as_("other")).status_code == 404
+    )
+    assert c.delete(f"/compute/v2.1/servers/{server}", headers=member).status_code == 204

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from qosplane.api.auth import Context
 from qosplane.api.common import Services, authorize, base_url, context, empty, json_body, ok, wrap
-from qosplane.model.errors import Forbidden, InvalidInput, NotFound
+from qosplane.model.errors import InvalidInput, NotFound
 from qosplane.service.cinder import CinderService
 from qosplane.store.views import EncryptionView, QosSpecView, VolumeTypeView, VolumeView
 from qosplane.store.volumes import VolumeRepository
@@ -530,6 +530,7 @@ async def create_volume(request: Request, services: Services) -> Response:
     type_ref = body.get("volume_type")
     if type_ref is not None and not isinstance(type_ref, str):
         raise InvalidInput("volume.volume_type", type_ref, "a volume type name or id")
+    _may(services, ctx, "volume:create", ctx.project_id)
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         if type_ref is not None and not ctx.is_admin:
@@ -542,16 +543,29 @@ async def create_volume(request: Request, services: Services) -> Response:
 
 
 async def list_volumes(request: Request, services: Services) -> Response:
+    """The project's volumes; every project's with all_tenants, for an admin alone
+    (cinder/api/v3/volumes.py: all_tenants is honoured for an admin context only)."""
     ctx = context(request, services)
+    _may(services, ctx, "volume:get_all", ctx.project_id)
+    every = ctx.is_admin and request.query_params.get("all_tenants", "0").lower() not in (
+        "0",
+        "false",
+        "no",
+    )
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         rows = repo.volumes(request.query_params.get("name"))
         out = [
             volume_json(repo, r, microversion(request), ctx.is_admin)
             for r in rows
-            if ctx.is_admin or r.project_id == ctx.project_id
+            if every or r.project_id == ctx.project_id
         ]
     return ok({"volumes": out})
+
+
+def _may(services: Services, ctx: Context, rule: str, project_id: str) -> None:
+    """Cinder's context.authorize(rule, target={'project_id': ...})."""
+    authorize(services, ctx, rule, {"project_id": project_id})
 
 
 def _visible_volume(repo: VolumeRepository, ctx: Context, volume_id: str) -> VolumeView:
@@ -568,6 +582,7 @@ async def show_volume(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         row = _visible_volume(repo, ctx, request.path_params["volume_id"])
+        _may(services, ctx, "volume:get", row.project_id)
         return ok({"volume": volume_json(repo, row, microversion(request), ctx.is_admin)})
 
 
@@ -575,14 +590,17 @@ async def delete_volume(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
-        repo.delete_volume(_visible_volume(repo, ctx, request.path_params["volume_id"]).id)
+        row = _visible_volume(repo, ctx, request.path_params["volume_id"])
+        _may(services, ctx, "volume:delete", row.project_id)
+        repo.delete_volume(row.id)
     return empty(202)
 
 
 async def volume_action(request: Request, services: Services) -> Response:
     """POST /volumes/{id}/action with os-extend or os-retype (cinder/api/contrib/
     volume_actions.py, volume_type... retype); the owner's members and admins may
-    (cinder/policies/volume_actions.py: ADMIN_OR_PROJECT_MEMBER)."""
+    (cinder/policies/volume_actions.py: volume:extend, volume:retype,
+    PROJECT_MEMBER_OR_ADMIN)."""
     ctx = context(request, services)
     body = await json_body(request)
     if len(body) != 1 or next(iter(body)) not in ("os-extend", "os-retype"):
@@ -590,13 +608,10 @@ async def volume_action(request: Request, services: Services) -> Response:
     action, args = next(iter(body.items()))
     if not isinstance(args, dict):
         raise InvalidInput(action, args, "a JSON object")
-    if not (ctx.is_admin or "member" in ctx.roles):
-        raise Forbidden(
-            f"Policy doesn't allow volume:{action.removeprefix('os-')} to be performed."
-        )
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
         volume = _visible_volume(repo, ctx, request.path_params["volume_id"])
+        _may(services, ctx, f"volume:{action.removeprefix('os-')}", volume.project_id)
         if action == "os-extend":
             size = args.get("new_size")
             if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 2**31 - 1:

@@ -242,6 +242,75 @@ NOVA: tuple[PolicyDefault, ...] = _admin_rules(
     "rule:context_is_admin",
     "Nova (nova/policies): admin only",
 )
+# The project rules Nova and Cinder share by name and meaning (nova/policies/base.py,
+# cinder/policies/base.py): a reader reads, a member changes, in its own project; an admin
+# anywhere. One engine holds both services' rules, and their check strings are the same.
+PROJECT_RULES: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "project_member_api",
+        "role:member and project_id:%(project_id)s",
+        "A member of the target's project",
+    ),
+    PolicyDefault(
+        "project_reader_api",
+        "role:reader and project_id:%(project_id)s",
+        "A reader of the target's project",
+    ),
+    PolicyDefault(
+        "project_member_or_admin",
+        "rule:project_member_api or rule:context_is_admin",
+        "A member of the target's project, or an admin",
+    ),
+    PolicyDefault(
+        "project_reader_or_admin",
+        "rule:project_reader_api or rule:context_is_admin",
+        "A reader of the target's project, or an admin",
+    ),
+)
+# nova/policies/servers.py and volumes_attachments.py: servers and their volume
+# attachments are read by the project's readers and changed by its members.
+NOVA_PROJECT: tuple[PolicyDefault, ...] = (
+    *(
+        PolicyDefault(f"os_compute_api:{n}", "rule:project_reader_or_admin", "Nova: read")
+        for n in (
+            "servers:index",
+            "servers:detail",
+            "servers:show",
+            "os-volumes-attachments:index",
+        )
+    ),
+    *(
+        PolicyDefault(f"os_compute_api:{n}", "rule:project_member_or_admin", "Nova: change")
+        for n in (
+            "servers:create",
+            "servers:delete",
+            "os-volumes-attachments:create",
+            "os-volumes-attachments:delete",
+        )
+    ),
+    *_admin_rules(
+        (
+            "os_compute_api:servers:index:get_all_tenants",
+            "os_compute_api:servers:detail:get_all_tenants",
+        ),
+        "rule:context_is_admin",
+        "Nova: every project's servers",
+    ),
+)
+# cinder/policies/volumes.py and volume_actions.py: volume:create is PROJECT_MEMBER (the
+# admin as a member of its own project), reads PROJECT_READER_OR_ADMIN, changes
+# PROJECT_MEMBER_OR_ADMIN.
+CINDER_PROJECT: tuple[PolicyDefault, ...] = (
+    PolicyDefault("volume:create", "rule:project_member_api", "Cinder: create a volume"),
+    *(
+        PolicyDefault(n, "rule:project_reader_or_admin", "Cinder: read")
+        for n in ("volume:get", "volume:get_all")
+    ),
+    *(
+        PolicyDefault(n, "rule:project_member_or_admin", "Cinder: change")
+        for n in ("volume:delete", "volume:extend", "volume:retype")
+    ),
+)
 # cinder/policies/*.py: RULE_ADMIN_API for each (admin_api is "is_admin:True or (role:admin
 # and is_admin_project:True)"; qosplane has no admin project apart, so role:admin).
 CINDER: tuple[PolicyDefault, ...] = (
@@ -365,6 +434,9 @@ QOSPLANE: tuple[PolicyDefault, ...] = _admin_rules(
 
 DEFAULTS: tuple[PolicyDefault, ...] = (
     BASE_RULES
+    + PROJECT_RULES
+    + NOVA_PROJECT
+    + CINDER_PROJECT
     + NEUTRON_QOS
     + NEUTRON_NETWORK
     + NEUTRON_RBAC

@@ -128,6 +128,11 @@ def server_json(request: Request, s: Any, row: ServerView, ver: tuple[int, int])
     return body
 
 
+def _may(services: Services, ctx: Context, rule: str, project_id: str) -> None:
+    """Nova's context.can(rule, target={'project_id': ...}) on the server's project."""
+    authorize(services, ctx, f"os_compute_api:{rule}", {"project_id": project_id})
+
+
 def visible_server(repo: ServerRepository, ctx: Context, server_id: str) -> ServerView:
     """The server, if the caller's project owns it (or the caller is admin); another
     project's server answers 404 like a missing one, as in Nova."""
@@ -209,6 +214,8 @@ async def create_server(request: Request, services: Services) -> Response:
         isinstance(g, dict) and isinstance(g.get("name"), str) for g in groups
     ):
         raise InvalidInput("server.security_groups", groups, 'a list of {"name": id or name}')
+    # After the body's schema, as Nova checks it (nova/api/openstack/compute/servers.py).
+    _may(services, ctx, "servers:create", ctx.project_id)
     with services.db.transaction() as s:
         try:
             usable = FlavorRepository(s).can_use(flavor_ref, ctx.scope)
@@ -282,6 +289,7 @@ async def show_server(request: Request, services: Services) -> Response:
     ver = requested_version(request)
     with services.db.transaction() as s:
         row = visible_server(ServerRepository(s), ctx, request.path_params["server_id"])
+        _may(services, ctx, "servers:show", row.project_id)
         return ok({"server": server_json(request, s, row, ver)})
 
 
@@ -289,9 +297,16 @@ async def list_servers(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     ver = requested_version(request)
     detail = request.url.path.rstrip("/").endswith("/detail")
+    action = "servers:detail" if detail else "servers:index"
+    _may(services, ctx, action, ctx.project_id)
+    # nova/api/openstack/compute/servers.py _get_servers: every project's servers only
+    # with all_tenants, which is the admin's (servers:index:get_all_tenants).
+    every = request.query_params.get("all_tenants", "0").lower() not in ("0", "false", "no")
+    if every:
+        _may(services, ctx, f"{action}:get_all_tenants", ctx.project_id)
     with services.db.transaction() as s:
         rows = ServerRepository(s).find(
-            request.query_params.get("name"), None if ctx.is_admin else ctx.project_id
+            request.query_params.get("name"), None if every else ctx.project_id
         )
         out = [
             server_json(request, s, r, ver) if detail else {"id": r.id, "name": r.name, "links": []}
@@ -305,6 +320,7 @@ async def delete_server(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         repo = ServerRepository(s)
         row = visible_server(repo, ctx, request.path_params["server_id"])
+        _may(services, ctx, "servers:delete", row.project_id)
         repo.delete(row.id)
     return empty(204)
 
@@ -367,6 +383,7 @@ async def attach_volume(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         servers = ServerRepository(s)
         row = visible_server(servers, ctx, request.path_params["server_id"])
+        _may(services, ctx, "os-volumes-attachments:create", row.project_id)
         volumes = VolumeRepository(s)
         try:
             volume = volumes.volume(volume_id)
@@ -401,6 +418,7 @@ async def detach_volume(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         servers = ServerRepository(s)
         row = visible_server(servers, ctx, request.path_params["server_id"])
+        _may(services, ctx, "os-volumes-attachments:delete", row.project_id)
         NovaService(s).detach_volume(request.path_params["volume_id"], row.id)
     return empty(202)
 
@@ -410,6 +428,7 @@ async def list_attachments(request: Request, services: Services) -> Response:
     with services.db.transaction() as s:
         servers = ServerRepository(s)
         row = visible_server(servers, ctx, request.path_params["server_id"])
+        _may(services, ctx, "os-volumes-attachments:index", row.project_id)
         volumes = VolumeRepository(s).attached_to(row.id)
         targets = list(servers.plan(row.id).qemu_drives)[-len(volumes) :] if volumes else []
         out = [
