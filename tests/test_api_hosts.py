@@ -377,9 +377,12 @@ def test_a_server_on_an_agent_host_builds_until_the_agent_applies_it(client: Tes
     )
     shown = client.get(f"/compute/v2.1/servers/{server_id}", headers=h).json()["server"]
     assert shown["status"] == "ACTIVE"
-    # The all-in-one's own host has no agent here: its servers are ACTIVE once planned.
+    assert shown["OS-EXT-STS:power_state"] == 1  # its agent runs it
+    # The all-in-one's own host has no agent here: its servers are ACTIVE once planned,
+    # and nothing runs them (NOSTATE, not RUNNING).
     plain = make_server(client, h, [net], name="plain")
     assert plain["status"] == "ACTIVE"
+    assert plain["OS-EXT-STS:power_state"] == 0
 
 
 def test_servers_are_not_placed_on_a_host_whose_agent_went_silent(client: TestClient) -> None:

@@ -86,6 +86,12 @@ class HostRepository:
         """Its agent registered, reported or sent a heartbeat just now."""
         self.get(name).agent_seen_at = _stamp(_now())
 
+    def is_managed(self, name: str) -> bool:
+        """Whether an agent ever spoke for this host: only then does anything run its
+        servers (the all-in-one with --no-agent stores their plans and runs nothing)."""
+        row = self.session.get(HostRow, name)
+        return row is not None and row.agent_seen_at is not None
+
     def has_live_agent(self, name: str) -> bool:
         """Whether an agent manages this host: servers placed here wait in BUILD for it.
         Hosts without one (the all-in-one with --no-agent) only store plans."""

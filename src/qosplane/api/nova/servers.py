@@ -95,7 +95,9 @@ def server_json(request: Request, s: Any, row: ServerView, ver: tuple[int, int])
         # yet is building and spawning, not in error.
         "OS-EXT-STS:vm_state": "active" if active else "building" if building else "error",
         "OS-EXT-STS:task_state": "spawning" if building else None,
-        "OS-EXT-STS:power_state": 1 if active else 0,
+        # nova/compute/power_state.py: RUNNING (1) only where an agent runs the server;
+        # on a plan-only host (no agent ever) nothing runs it: NOSTATE (0).
+        "OS-EXT-STS:power_state": 1 if active and HostRepository(s).is_managed(row.host) else 0,
         "OS-SRV-USG:launched_at": row.created_at.replace("Z", ".000000") if active else None,
         "OS-SRV-USG:terminated_at": None,
         "OS-DCF:diskConfig": "MANUAL",
