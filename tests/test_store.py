@@ -174,9 +174,10 @@ def test_deleting_a_policy_removes_its_rules(db: Database) -> None:
 
 
 def test_projects_and_users_of_one_domain_move_into_the_default_domain(db: Database) -> None:
-    """Migration 0015 on a store that has data: the projects and users kept so far land in
-    the default domain, under it, and the admin still logs in."""
-    from qosplane.store.identity import IdentityRepository
+    """Migration 0015 on a store that has data: the projects, users and role grants kept so
+    far land in the default domain, under it, and the user still logs in with its role.
+    (On SQLite a batch rebuild of users or projects once dropped every grant by cascade.)"""
+    from qosplane.store.identity import IdentityRepository, hash_password
 
     downgrade(db.engine, "0014")
     with db.engine.begin() as c:
@@ -184,6 +185,18 @@ def test_projects_and_users_of_one_domain_move_into_the_default_domain(db: Datab
             text(
                 "INSERT INTO projects (id, name, description, enabled, extra_json, tags_json) "
                 "VALUES ('p1', 'ops', '', true, '{}', '[]')"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO users (id, name, password_hash, enabled, description, extra_json) "
+                "VALUES ('u1', 'alice', :pw, true, '', '{}')"
+            ),
+            {"pw": hash_password("pw")},
+        )
+        c.execute(
+            text(
+                "INSERT INTO role_assignments (user_id, project_id, role) VALUES ('u1', 'p1', 'member')"
             )
         )
     upgrade(db.engine)
@@ -196,8 +209,16 @@ def test_projects_and_users_of_one_domain_move_into_the_default_domain(db: Datab
             False,
         )
         assert repo.domain("default").name == "Default"
+        assert [a.role for a in repo.assignments(user_id="u1")] == ["member"]
+        user, scoped, roles = repo.authenticate(None, "alice", "pw", "ops", None)
+        assert (user.id, scoped is not None and scoped.id, "member" in roles) == ("u1", "p1", True)
         # Names are now unique per domain: "ops" again in another domain is fine.
         other = repo.create_domain("other")
         assert repo.create_project("ops", domain_id=other.id).parent_id == other.id
         with pytest.raises(Conflict):
             repo.create_project("ops")
+    # And back: the grants of the default domain survive the downgrade too.
+    downgrade(db.engine, "0014")
+    with db.engine.begin() as c:
+        kept = c.execute(text("SELECT user_id, project_id, role FROM role_assignments")).all()
+    assert ("u1", "p1", "member") in [tuple(r) for r in kept]
