@@ -244,10 +244,10 @@ def test_encryption_specs_follow_the_types_life_and_stay_put_under_volumes(
     assert r.json() == {"encryption": {"key_size": 128}}
     assert client.get(f"{enc}/key_size", headers=h).json() == {"key_size": 128}
     assert client.get(f"{enc}/nothing", headers=h).status_code == 404
-    assert (
-        client.put(f"{enc}/not-it", headers=h, json={"encryption": {"key_size": 1}}).status_code
-        == 404
-    )
+    # Cinder ignores the id in the path: python-cinderclient sends a spec name there.
+    by_name = client.put(f"{enc}/provider", headers=h, json={"encryption": {"cipher": None}})
+    assert by_name.status_code == 200, by_name.text
+    assert client.get(enc, headers=h).json()["cipher"] is None
     # A member neither reads nor changes them.
     member = member_token(client, "enc-project")
     assert client.get(enc, headers=member).status_code == 403
@@ -258,7 +258,20 @@ def test_encryption_specs_follow_the_types_life_and_stay_put_under_volumes(
     refused = client.delete(f"{enc}/{eid}", headers=h)
     assert refused.status_code == 400
     assert "in use" in refused.text
+    changed = client.put(f"{enc}/{eid}", headers=h, json={"encryption": {"key_size": 512}})
+    assert changed.status_code == 400
+    assert "Cannot update" in changed.text
     assert client.get(enc, headers=h).json()["key_size"] == 128
+    busy = client.post(f"{V}/types", headers=h, json={"volume_type": {"name": "enc-busy"}})
+    busy_id = busy.json()["volume_type"]["id"]
+    on_busy = client.post(
+        f"{V}/volumes", headers=h, json={"volume": {"size": 1, "volume_type": busy_id}}
+    )
+    assert on_busy.status_code == 202
+    late = client.post(f"{V}/types/{busy_id}/encryption", headers=h, json={"encryption": spec})
+    assert late.status_code == 400
+    assert "Cannot create" in late.text
+    client.delete(f"{V}/volumes/{on_busy.json()['volume']['id']}", headers=h)
     client.delete(f"{V}/volumes/{vol.json()['volume']['id']}", headers=h)
     assert client.delete(f"{enc}/{eid}", headers=h).status_code == 202
     assert client.get(enc, headers=h).json() == {}

@@ -123,6 +123,15 @@ def test_projects_form_a_tree_within_their_domain(client: TestClient) -> None:
     ).json()["project"]
     assert child["parent_id"] == root["id"]
     assert child["domain_id"] == domain
+    # A domain named as the parent puts the project at the top of that domain.
+    top = client.post(
+        f"{ID}/projects", headers=admin, json={"project": {"name": "top", "parent_id": domain}}
+    )
+    assert top.status_code == 201, top.text
+    assert (top.json()["project"]["domain_id"], top.json()["project"]["parent_id"]) == (
+        domain,
+        domain,
+    )
     across = client.post(
         f"{ID}/projects",
         headers=admin,
@@ -276,6 +285,8 @@ def test_effective_assignments_expand_groups_implied_and_domain_roles(
             (f"user:{user}", f"project:{project}", implied),
         ]
     )
+    grouped = client.get(f"{ID}/role_assignments?group.id={group}&effective", headers=admin)
+    assert grouped.status_code == 400
     on_domain = listed(f"scope.domain.id={domain}")
     assert on_domain == [(f"user:{user}", f"domain:{domain}", implied)]
     # A global role may not imply a domain's own role, nor may anything imply admin.
@@ -304,6 +315,13 @@ def test_domains_and_groups_are_the_admins(client: TestClient) -> None:
             client.put(f"{ID}/groups/{group}/users/{user}", headers=caller),
             client.put(f"{ID}/domains/default/users/{user}/roles/admin", headers=caller),
             client.put(f"{ID}/system/groups/{group}/roles/admin", headers=caller),
+            client.get(f"{ID}/groups/{group}", headers=caller),
+            client.get(f"{ID}/groups/{group}/users", headers=caller),
+            client.head(f"{ID}/groups/{group}/users/{user}", headers=caller),
+            client.get(f"{ID}/role_inferences", headers=caller),
+            client.get(f"{ID}/roles/member/implies", headers=caller),
+            client.get(f"{ID}/roles/member/implies/reader", headers=caller),
+            client.delete(f"{ID}/roles/member/implies/reader", headers=caller),
         ]
         assert [c.status_code for c in calls] == [403] * len(calls), roles
         assert client.get(f"{ID}/domains/default", headers=caller).status_code == 200

@@ -112,8 +112,25 @@ def test_a_mark_alone_makes_an_egress_row_and_a_physical_egress_limit_does_not()
 
 def test_network_device_and_sriov_ports_are_not_ovns() -> None:
     rules = [{"type": "bandwidth_limit", "max_kbps": 1000, "max_burst_kbps": 0}]
-    for port in ({"device_owner": "network:router_interface"}, {"vif_type": "direct"}):
-        assert plan_of(_with(rules, **port)).ovn_qos == [], port
+    for owner in ("network:router_interface", "neutron:LOADBALANCERV2"):
+        plan = plan_of(_with(rules, device_owner=owner))
+        assert (plan.ovn_qos, plan.ovn_lsp_options, plan.ovs) == ([], [], []), owner
+        # Nothing enforces it, and nothing claims to.
+        assert ("qos_policy", "not_enforceable") in {(f.key, f.code) for f in plan.errors}
+        layers = {c.layer for e in plan.effective for c in e.candidates}
+        assert not layers & {"neutron-ovs", "neutron-ovn"}, layers
+    # An SR-IOV port is the SR-IOV agent's, on OVN as on OVS.
+    sriov = plan_of(_with(rules, vif_type="direct"))
+    assert sriov.ovn_qos == []
+    assert "sriov-agent" in {c.layer for e in sriov.effective for c in e.candidates}
+
+
+def test_a_zero_rate_survives_the_json_round_trip() -> None:
+    """Neutron allows max_kbps 0; the row keeps it rather than dropping it."""
+    plan = plan_of(_with([{"type": "bandwidth_limit", "max_kbps": 0, "direction": "ingress"}]))
+    (row,) = plan.ovn_qos
+    assert row.to_json()["bandwidth"] == {"rate": 0}
+    assert HostPlan.from_json(plan.to_json()).ovn_qos == plan.ovn_qos
 
 
 def test_the_plan_json_round_trips_with_its_ovn_rows() -> None:

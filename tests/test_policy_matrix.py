@@ -549,6 +549,10 @@ def test_servers_and_volumes_are_read_by_readers_and_changed_by_members(world: W
     attach = {"volumeAttachment": {"volumeId": volume}}
     path = f"/compute/v2.1/servers/{server}/os-volume_attachments"
     assert c.post(path, headers=world.as_("reader"), json=attach).status_code == 403
+    attached = c.post(path, headers=member, json=attach)
+    assert attached.status_code == 200, attached.text
+    assert c.delete(f"{path}/{volume}", headers=world.as_("reader")).status_code == 403
+    assert c.delete(f"{path}/{volume}", headers=member).status_code == 202
     assert c.delete(f"{volumes}/{volume}", headers=world.as_("reader")).status_code == 403
     assert c.delete(f"{volumes}/{volume}", headers=world.as_("other")).status_code == 404
     assert c.delete(f"{volumes}/{volume}", headers=member).status_code == 202

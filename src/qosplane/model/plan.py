@@ -522,7 +522,9 @@ class OvnQosRow:
     def to_json(self) -> dict[str, Any]:
         """The row by its NB column names and their units (kbit/s, kbit, DSCP value)."""
         bandwidth = {
-            k: v for k, v in (("rate", self.rate_kbit_per_s), ("burst", self.burst_kbit)) if v
+            k: v
+            for k, v in (("rate", self.rate_kbit_per_s), ("burst", self.burst_kbit))
+            if v is not None
         }
         return {
             "switch": self.switch,

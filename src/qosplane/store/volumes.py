@@ -291,8 +291,10 @@ class VolumeRepository:
         self.session.flush()
 
     def _encryption_by_id(self, type_id: str, encryption_id: str) -> VolumeTypeEncryptionRow:
+        """The type's specs. Cinder's update and delete ignore the id in the path
+        (clients send a spec name there, python-cinderclient `/encryption/provider`)."""
         row = self.encryption(type_id)
-        if row is None or row.encryption_id != encryption_id:
+        if row is None:
             raise NotFound("Volume type encryption", f"{encryption_id} of type {type_id}")
         return row
 

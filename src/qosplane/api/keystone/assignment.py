@@ -68,11 +68,16 @@ async def delete_role(request: Request, services: Services) -> Response:
 
 async def implied_role(request: Request, services: Services) -> Response:
     """PUT (create, 201), GET (show), HEAD (check, 204), DELETE (204) of one inference rule
-    (keystone/api/roles.py RoleImplicationResource)."""
+    (keystone/api/roles.py RoleImplicationResource), each under its own rule
+    (keystone/common/policies/implied_role.py)."""
     ctx = context(request, services)
     prior, implied = request.path_params["prior_role_id"], request.path_params["implied_role_id"]
-    if request.method not in {"GET", "HEAD"}:
-        authorize(services, ctx, "identity:create_implied_role")
+    rule = {
+        "PUT": "identity:create_implied_role",
+        "DELETE": "identity:delete_implied_role",
+        "HEAD": "identity:check_implied_role",
+    }.get(request.method, "identity:get_implied_role")
+    authorize(services, ctx, rule)
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         if request.method == "DELETE":
@@ -108,7 +113,7 @@ def _inferences(repo: IdentityRepository, prior: str | None) -> list[dict[str, A
 
 
 async def list_implied_roles(request: Request, services: Services) -> Response:
-    context(request, services)
+    authorize(services, context(request, services), "identity:list_implied_roles")
     prior = request.path_params["prior_role_id"]
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
@@ -120,7 +125,7 @@ async def list_implied_roles(request: Request, services: Services) -> Response:
 
 
 async def list_role_inferences(request: Request, services: Services) -> Response:
-    context(request, services)
+    authorize(services, context(request, services), "identity:list_role_inference_rules")
     with services.db.transaction() as s:
         return ok(
             {
@@ -273,6 +278,10 @@ async def list_assignments(request: Request, services: Services) -> Response:
     scope_project, scope_domain = q.get("scope.project.id"), q.get("scope.domain.id")
     want_user, want_group, want_role = q.get("user.id"), q.get("group.id"), q.get("role.id")
     target = scope_project or scope_domain
+    if effective and want_group is not None:
+        # keystone/assignment/core.py list_role_assignments: "effective" expands groups
+        # into users, so it cannot be filtered by one (400).
+        raise InvalidInput("group.id", want_group, "absent when effective is asked")
     with services.db.transaction() as s:
         repo = IdentityRepository(s)
         # (actor kind, actor id, target kind, target id, role id, implied from)

@@ -80,7 +80,8 @@ async def create_project(request: Request, services: Services) -> Response:
             if isinstance(domain_id, str):
                 domain = domain_id
             elif isinstance(parent_id, str):
-                domain = repo.project(parent_id).domain_id
+                parent = repo.project(parent_id)
+                domain = parent.id if parent.is_domain else parent.domain_id
             else:
                 domain = caller_domain(repo, ctx)
             row = repo.create_project(

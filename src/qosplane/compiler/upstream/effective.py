@@ -369,8 +369,12 @@ def _neutron_rules(
         return
     dev = wiring.ovs_port or wiring.guest_device or wiring.port.id
     site = _RuleSite(wiring, facts, eff, _policy_source(wiring), dev, is_sriov(wiring))
-    if facts.neutron_backend is NeutronBackend.OVN and ovn_handles(wiring):
-        _ovn_rules(site, entries, extra)
+    if facts.neutron_backend is NeutronBackend.OVN and not site.sriov:
+        if ovn_handles(wiring):
+            _ovn_rules(site, entries, extra)
+        else:  # a network device port: ML2/OVN writes nothing for it
+            msg = "ML2/OVN applies no QoS policy to network device ports"
+            eff.errors.append(Finding("not_enforceable", msg, dev, "qos_policy"))
         return
     for rule in wiring.policy.rules:
         match rule:

@@ -48,7 +48,12 @@ def ovn_handles(wiring: PortWiring) -> bool:
     """Whether ML2/OVN's QoS extension writes anything for this port."""
     if wiring.policy is None or is_sriov(wiring):
         return False
-    return not wiring.port.device_owner.startswith("network:")
+    return not is_network_device_port(wiring)
+
+
+def is_network_device_port(wiring: PortWiring) -> bool:
+    """neutron/common/ovn/utils.py is_network_device_port: owners network:* and neutron:*."""
+    return wiring.port.device_owner.startswith(("network:", "neutron:"))
 
 
 def on_physical_network(wiring: PortWiring) -> bool:
