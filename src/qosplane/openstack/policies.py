@@ -126,6 +126,13 @@ NEUTRON_QOS: tuple[PolicyDefault, ...] = (
 # admin's.
 ADMIN_OR_PROJECT_MEMBER = f"({ADMIN}) or (role:member and project_id:%(project_id)s)"
 NEUTRON_NETWORK: tuple[PolicyDefault, ...] = (
+    # neutron/conf/policies/port.py: a port's Placement resource request is the admin's.
+    PolicyDefault(
+        "get_port:resource_request",
+        ADMIN,
+        "Read a port's resource_request",
+        (("GET", "/v2.0/ports/{id}"),),
+    ),
     PolicyDefault(
         "create_network",
         ADMIN_OR_PROJECT_MEMBER,

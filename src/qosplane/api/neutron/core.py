@@ -28,6 +28,7 @@ from qosplane.api.neutron.qos import (
     shared_here,
 )
 from qosplane.model.errors import Conflict, Forbidden, InvalidInput, NotFound
+from qosplane.openstack.placement import resource_request
 from qosplane.service.neutron import NeutronService
 from qosplane.store.networks import NetworkRepository, NeutronChanges
 from qosplane.store.qos_policies import QosPolicyRepository
@@ -86,9 +87,14 @@ def subnet_json(row: SubnetView) -> dict[str, Any]:
     }
 
 
-def port_json(repo: NetworkRepository, row: PortView) -> dict[str, Any]:
+def port_json(
+    repo: NetworkRepository, row: PortView, with_resource_request: bool = False
+) -> dict[str, Any]:
+    """A port as Neutron shows it. `resource_request` (the Placement request of its
+    policy's minimum rules, openstack/placement.py) only for those whose policy allows
+    get_port:resource_request, as Neutron drops the attribute for everyone else."""
     net = repo.network(row.network_id)
-    return {
+    body = {
         "id": row.id,
         "name": row.name,
         "network_id": row.network_id,
@@ -121,8 +127,20 @@ def port_json(repo: NetworkRepository, row: PortView) -> dict[str, Any]:
         "tags": [],
         "description": "",
         "revision_number": row.revision_number,
-        "resource_request": None,
     }
+    if with_resource_request:
+        policy_id = row.qos_policy_id or net.qos_policy_id
+        policies = QosPolicyRepository(repo.session)
+        body["resource_request"] = resource_request(
+            row.id,
+            policies.get(policy_id) if policy_id else None,
+            net.physical_network,
+        )
+    return body
+
+
+def _sees_resource_request(services: Services, ctx: Context) -> bool:
+    return services.policy.allows("get_port:resource_request", {"project_id": ctx.project_id}, ctx)
 
 
 def _str(body: dict[str, Any], key: str, prefix: str, default: str = "") -> str:
@@ -356,7 +374,8 @@ async def list_ports(request: Request, services: Services) -> Response:
             name=_single(request, "name"),
             network_id=_single(request, "network_id"),
         )
-        out = [port_json(repo, r) for r in rows if _owns(ctx, r.project_id)]
+        wide = _sees_resource_request(services, ctx)
+        out = [port_json(repo, r, wide) for r in rows if _owns(ctx, r.project_id)]
     return ok(neutron_list(request, "ports", out))
 
 
@@ -364,7 +383,8 @@ async def show_port(request: Request, services: Services) -> Response:
     ctx = context(request, services)
     with services.db.transaction() as s:
         repo = NetworkRepository(s)
-        return ok({"port": port_json(repo, owned_port(repo, ctx, request.path_params["port_id"]))})
+        row = owned_port(repo, ctx, request.path_params["port_id"])
+        return ok({"port": port_json(repo, row, _sees_resource_request(services, ctx))})
 
 
 async def update_port(request: Request, services: Services) -> Response:
@@ -376,7 +396,7 @@ async def update_port(request: Request, services: Services) -> Response:
         services.policy.enforce("update_port", {"project_id": row.project_id}, ctx)
         changes = _changes(services, s, ctx, body, "port", row.qos_policy_id)
         row = NeutronService(s).update_port(row.id, changes, if_match(request))
-        out = port_json(repo, row)
+        out = port_json(repo, row, _sees_resource_request(services, ctx))
     return ok({"port": out})
 
 
@@ -405,7 +425,7 @@ async def create_port(request: Request, services: Services) -> Response:
             qos_policy_id=_attachable(services, s, ctx, body, "port"),
             preserve_on_delete=True,
         )
-        out = port_json(repo, row)
+        out = port_json(repo, row, _sees_resource_request(services, ctx))
     return ok({"port": out}, status=201)
 
 
@@ -431,6 +451,9 @@ EXTENSIONS = {
     "sorting": "Sorting support",
     "port-security": "Port Security",
     "project-id": "project_id field enabled",
+    # openstack/placement.py: the ports' resource_request, in the request-groups format.
+    "port-resource-request": "Port Resource Request",
+    "port-resource-request-groups": "Port Resource Request Groups",
     "qos": "Quality of Service",
     "qos-bw-limit-direction": "Direction for QoS bandwidth limit rule",
     "qos-bw-minimum-ingress": "Ingress direction for QoS minimum bandwidth rule",
