@@ -15,7 +15,13 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from tests.test_api import token
-from tests.test_keystone_lifecycle import create, login, member_of_new_project
+from tests.test_keystone_lifecycle import (
+    create,
+    login,
+    login_status,
+    member_of_new_project,
+    system_login,
+)
 
 ID = "/identity/v3"
 QOS = "/networking/v2.0/qos/policies"
@@ -182,19 +188,7 @@ def test_a_project_acting_as_a_domain_is_a_domain(client: TestClient) -> None:
         ).status_code
         == 204
     )
-    r = client.post(
-        f"{ID}/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"id": user, "password": "pw"}},
-                },
-                "scope": {"project": {"id": acting["id"]}},
-            }
-        },
-    )
-    assert r.status_code == 401
+    assert login_status(client, user, "pw", acting["id"]) == 401
 
 
 def test_a_group_grant_is_held_by_members_and_lost_on_leaving(client: TestClient) -> None:
@@ -210,19 +204,7 @@ def test_a_group_grant_is_held_by_members_and_lost_on_leaving(client: TestClient
     listed = client.get(f"{ID}/projects/{project}/groups/{group}/roles", headers=admin).json()
     assert sorted(x["id"] for x in listed["roles"]) == sorted(["member", role])
     # Not a member yet: no role on the project, so no token.
-    not_yet = client.post(
-        f"{ID}/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"id": user, "password": "pw"}},
-                },
-                "scope": {"project": {"id": project}},
-            }
-        },
-    )
-    assert not_yet.status_code == 401
+    assert login_status(client, user, "pw", project) == 401
     assert client.put(f"{ID}/groups/{group}/users/{user}", headers=admin).status_code == 204
     assert client.head(f"{ID}/groups/{group}/users/{user}", headers=admin).status_code == 204
     member = login(client, user, "pw", project)
@@ -329,18 +311,7 @@ def test_domains_and_groups_are_the_admins(client: TestClient) -> None:
     # A group's system grant makes its members system users.
     assert client.put(f"{ID}/system/groups/{group}/roles/reader", headers=admin).status_code == 204
     assert client.put(f"{ID}/groups/{group}/users/{user}", headers=admin).status_code == 204
-    r = client.post(
-        f"{ID}/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"id": user, "password": "pw-1"}},
-                },
-                "scope": {"system": {"all": True}},
-            }
-        },
-    )
+    r = system_login(client, user, "pw-1")
     assert r.status_code == 201, r.text
     assert [x["name"] for x in r.json()["token"]["roles"]] == ["reader"]
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from qosplane.api.common import Services, authorize, context, empty, json_body, ok
-from qosplane.api.keystone.bodies import required_name, role_json, role_ref, text
+from qosplane.api.keystone.bodies import query_flag, required_name, role_json, role_ref, text
 from qosplane.model.errors import InvalidInput
 from qosplane.store.identity import IdentityRepository
 
@@ -274,7 +274,7 @@ async def list_assignments(request: Request, services: Services) -> Response:
     q = request.query_params
     # include_names (`role assignment list --names`) adds the names the client prints.
     names = "include_names" in q and q["include_names"].lower() in ("", "1", "true")
-    effective = "effective" in q and q["effective"].lower() not in ("0", "false", "no")
+    effective = bool(query_flag(q, "effective"))
     scope_project, scope_domain = q.get("scope.project.id"), q.get("scope.domain.id")
     want_user, want_group, want_role = q.get("user.id"), q.get("group.id"), q.get("role.id")
     target = scope_project or scope_domain
