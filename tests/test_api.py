@@ -3,12 +3,17 @@ error paths, in each service's own error shape."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from qosplane.api.app import build_app
@@ -16,6 +21,7 @@ from qosplane.api.auth import Context, TokenSigner, utcnow
 from qosplane.api.common import Services
 from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
 from tests.conftest import ADMIN, SECRET, token_for
+from tests.serving import free_port
 
 NOVA = {"OpenStack-API-Version": "compute 2.96"}
 
@@ -882,6 +888,45 @@ def test_a_bug_is_a_logged_500_in_the_services_shape(tmp_path: Path) -> None:
         assert make.status_code == 500
         assert "internal error (OperationalError)" in make.json()["computeFault"]["message"]
     engine.dispose()
+
+
+def test_a_500_leaves_the_keep_alive_connection_usable(tmp_path: Path) -> None:
+    """Through real uvicorn: Starlette's own 500 handler re-raises, and uvicorn then closes
+    the connection, so the client's next request on it failed as well."""
+    engine = make_engine(sqlite_url(tmp_path / "broken.db"))
+    upgrade(engine)
+    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        with TestClient(app) as c:
+            h = token(c)
+        with engine.begin() as conn:  # break the schema behind the API's back
+            conn.exec_driver_sql("DROP TABLE flavor_extra_specs")
+        conn_http = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = json.dumps({"flavor": {"name": "x", "ram": 1, "vcpus": 1}})
+        conn_http.request("POST", "/compute/v2.1/flavors", body=body, headers=h)
+        broken = conn_http.getresponse()
+        assert broken.status == 500
+        assert "internal error" in json.loads(broken.read())["computeFault"]["message"]
+        assert broken.getheader("connection") != "close"
+        socket_before = conn_http.sock
+        conn_http.request("GET", "/compute/v2.1/flavors", headers=h)
+        after = conn_http.getresponse()
+        assert after.status == 200, after.read()
+        after.read()
+        assert conn_http.sock is socket_before  # the same connection, not a reconnect
+        conn_http.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
 
 
 def test_projects_do_not_see_each_others_networks_ports_and_volumes(client: TestClient) -> None:

@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qosplane.api import cinder, glance, keystone, native
 from qosplane.api.common import Services
@@ -56,15 +58,42 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+class AnswerBugsInPlace:
     """A bug, not bad input: logged with its traceback and answered as a 500 in the service's
-    shape, so the client shows a message instead of a parse error."""
-    LOG.exception("unhandled error on %s %s", request.method, request.url.path)
-    _, body = error_body(
-        _service_of(request.url.path),
-        QosplaneError(f"internal error ({type(exc).__name__}); see the server log"),
-    )
-    return JSONResponse(body, status_code=500)
+    shape, so the client shows a message instead of a parse error.
+
+    This is middleware rather than Starlette's `Exception` handler because that handler
+    re-raises after answering, and uvicorn then closes the connection: the client's next
+    request on its keep-alive connection would fail too. Here the exception ends with the
+    answer, and the connection stays usable. Only an error after the answer started (half a
+    response already sent) is raised on, since then the connection cannot be saved."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            request = Request(scope)
+            LOG.exception("unhandled error on %s %s", request.method, request.url.path)
+            if started:
+                raise
+            _, body = error_body(
+                _service_of(request.url.path),
+                QosplaneError(f"internal error ({type(exc).__name__}); see the server log"),
+            )
+            await JSONResponse(body, status_code=500)(scope, receive, send)
 
 
 def build_app(services: Services) -> Starlette:
@@ -106,7 +135,8 @@ def build_app(services: Services) -> Starlette:
     routes.append(Route("/qosplane/v1/openapi.json", openapi, methods=["GET"]))
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(AnswerBugsInPlace)],
         lifespan=lifespan,
     )
     app.state.services = services
