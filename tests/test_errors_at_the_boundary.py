@@ -12,7 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from qosplane.agent.reconcile import PERMANENT_RETRY_AFTER_S, Reconciler, server_reports
+from qosplane.agent.reconcile import (
+    PERMANENT_RETRY_AFTER_S,
+    RETRY_PAUSE_MAX_S,
+    Reconciler,
+    retry_pause_s,
+    server_reports,
+)
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import FakeCgroups
 from qosplane.host.errors import HostError, PermanentHostError
@@ -157,12 +163,14 @@ def test_a_refused_value_is_permanent_and_a_missing_device_temporary() -> None:
 class _RefusingCgroups(FakeCgroups):
     """cgroups that refuse every write, permanently or for the moment."""
 
-    error: HostError = field(default_factory=lambda: HostError("write", "busy"))
+    error: HostError | None = field(default_factory=lambda: HostError("write", "busy"))
     applies: int = 0
 
     def apply(self, qos: CpuQos) -> None:
         self.applies += 1
-        raise self.error
+        if self.error is not None:
+            raise self.error
+        super().apply(qos)
 
 
 def _server(revision: int = 1) -> DesiredServer:
@@ -201,12 +209,30 @@ def test_a_permanent_refusal_is_not_retried_until_the_plan_changes() -> None:
     assert cgroups.applies == 3
 
 
-def test_a_temporary_failure_is_retried_every_pass() -> None:
-    reconciler, cgroups, _ = _reconciler(HostError("write 512 to cpu.shares", "busy"))
-    for passes in (1, 2, 3):
+def test_a_temporary_failure_is_retried_next_pass_then_with_a_doubling_pause() -> None:
+    """A server the host keeps failing on costs a bounded share of the passes."""
+    reconciler, cgroups, now = _reconciler(HostError("write 512 to cpu.shares", "busy"))
+    for passes in (1, 2):  # a hiccup is retried at once
         _, result = reconciler.converge([_server()])
         assert cgroups.applies == passes
         assert "busy" in result.errors["instance-00000041"]
+    tried_at = []
+    for _ in range(40):  # 20 s of passes, half a second apart
+        now[0] += 0.5
+        before = cgroups.applies
+        targets, result = reconciler.converge([_server()])
+        assert "busy" in result.errors["instance-00000041"]  # failed, also while waiting
+        assert server_reports(targets, result)[0].status is ReportStatus.FAILED
+        if cgroups.applies > before:
+            tried_at.append(now[0] - 1000.0)
+    assert tried_at == [1.0, 3.0, 7.0, 15.0]  # pauses of 1, 2, 4 and 8 s
+    assert retry_pause_s(50) == RETRY_PAUSE_MAX_S
+    cgroups.error = None  # the host recovers; a new plan is tried at once, and succeeds
+    _, result = reconciler.converge([_server(revision=2)])
+    assert cgroups.applies == 7
+    assert not result.errors
+    assert not reconciler.failures
+    assert not reconciler.held
 
 
 def test_a_held_back_server_keeps_its_dscp_mark() -> None:

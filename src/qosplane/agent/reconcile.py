@@ -6,7 +6,10 @@ agent killed mid-pass and restarted simply converges on its next pass. A failure
 retried here and nowhere else: a failing tc batch is re-run device by device so one bad
 device cannot block the others, and what still fails is reported, not swallowed. A failure
 the host calls permanent (PermanentHostError) holds its server back: it is reported failed
-and left as it is until its plan changes, instead of being tried again every pass.
+and left as it is until its plan changes, instead of being tried again every pass. A
+temporary failure is tried again on the next pass, then with a doubling pause while it
+keeps failing: a server whose plan the host cannot apply costs the pass a bounded share of
+its work, and the others are not slowed by it.
 """
 
 from __future__ import annotations
@@ -46,15 +49,29 @@ INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 # A server that failed permanently is left alone until its plan changes, and tried again
 # after this long in case the host changed under it (a tool installed, a name freed).
 PERMANENT_RETRY_AFTER_S = 300.0
+# A temporary failure is retried on the next pass; from its second in a row the server waits
+# RETRY_PAUSE_S, doubled for each further failure up to RETRY_PAUSE_MAX_S, before it is
+# tried again (sooner if its plan changes).
+RETRY_PAUSE_S = 1.0
+RETRY_PAUSE_MAX_S = 60.0
+
+
+def retry_pause_s(failures_in_a_row: int) -> float:
+    """How long a server that failed temporarily this many passes in a row waits."""
+    if failures_in_a_row < 2:
+        return 0.0
+    return min(RETRY_PAUSE_S * 2.0 ** (failures_in_a_row - 2), RETRY_PAUSE_MAX_S)
 
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A server not acted on: its last pass failed in a way a retry cannot fix."""
+    """A server not acted on until `until_s` (time.monotonic()) or until its plan changes:
+    its last pass failed, permanently or for the `failures`-th time in a row."""
 
     plan_revision: int
     error: str
-    since_s: float  # time.monotonic()
+    until_s: float
+    failures: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +106,8 @@ class PassResult:
     commands: int = 0
     # Instances whose failure the host says no retry can fix (PermanentHostError).
     permanent: set[str] = field(default_factory=set)
+    # Instances held back this pass (not acted on): their error is an earlier pass's.
+    waiting: set[str] = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
@@ -147,7 +166,9 @@ class Reconciler:
         ]
         # Servers whose state could not be read in the last drift(): charged to them.
         self.observe_errors: dict[str, str] = {}
-        self.held: dict[str, Held] = {}  # instance name -> why it is not retried
+        self.held: dict[str, Held] = {}  # instance name -> why it is not acted on now
+        # Instance name -> temporary failures in a row, kept across a hold's release.
+        self.failures: dict[str, int] = {}
         self.clock: Callable[[], float] = time.monotonic
 
     # -- retry: the one place that decides it ----------------------------------------
@@ -168,19 +189,38 @@ class Reconciler:
         now = self.clock()
         revisions = {t.qos.name: t.plan_revision for t in targets}
         for name, held in list(self.held.items()):
-            if (
-                revisions.get(name) != held.plan_revision
-                or now - held.since_s > PERMANENT_RETRY_AFTER_S
-            ):
+            if revisions.get(name) != held.plan_revision:
+                del self.held[name]
+                self.failures.pop(name, None)  # a new plan starts with a clean slate
+            elif now >= held.until_s:
                 del self.held[name]
             else:
                 result.errors[name] = held.error
+                result.waiting.add(name)
 
-    def _remember_permanent(self, targets: Sequence[Target], result: PassResult) -> None:
+    def _remember_failures(self, targets: Sequence[Target], result: PassResult) -> None:
+        """Hold back what failed this pass: a permanent failure for PERMANENT_RETRY_AFTER_S,
+        a temporary one for retry_pause_s() of its failures in a row."""
+        now = self.clock()
         for t in targets:
             name = t.qos.name
-            if name in result.permanent and name not in self.held:
-                self.held[name] = Held(t.plan_revision, result.errors[name], self.clock())
+            if name in result.waiting:
+                continue
+            if name not in result.errors:
+                self.failures.pop(name, None)
+                continue
+            if name in result.permanent:
+                pause_s, failures = PERMANENT_RETRY_AFTER_S, self.failures.get(name, 0)
+            else:
+                failures = self.failures.get(name, 0) + 1
+                self.failures[name] = failures
+                pause_s = retry_pause_s(failures)
+            if pause_s > 0:
+                self.held[name] = Held(
+                    t.plan_revision, result.errors[name], now + pause_s, failures
+                )
+        for name in set(self.failures) - {t.qos.name for t in targets}:
+            del self.failures[name]  # a deleted server
 
     # -- observe ---------------------------------------------------------------------
     def drift(self, targets: Sequence[Target]) -> list[Drift]:
@@ -228,7 +268,7 @@ class Reconciler:
     def converge_targets(self, targets: Sequence[Target]) -> PassResult:
         result = PassResult()
         self._converge(targets, result)
-        self._remember_permanent(targets, result)
+        self._remember_failures(targets, result)
         return result
 
     def _converge(self, targets: Sequence[Target], result: PassResult) -> None:
