@@ -51,6 +51,8 @@ def running_serve(
                 str(state),
                 "--listen",
                 f"127.0.0.1:{port}",
+                "--password-hash-rounds",  # as tests/conftest.py's APIs, for speed
+                "1000",
                 *extra_args,
             ],
             stdout=log,

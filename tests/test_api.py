@@ -18,9 +18,8 @@ from starlette.testclient import TestClient
 
 from qosplane.api.app import build_app
 from qosplane.api.auth import Context, TokenSigner, utcnow
-from qosplane.api.common import Services
-from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
-from tests.conftest import ADMIN, SECRET, token_for
+from qosplane.store.database import make_engine, sqlite_url, upgrade
+from tests.conftest import SECRET, services_of, token_for
 from tests.serving import free_port
 
 NOVA = {"OpenStack-API-Version": "compute 2.96"}
@@ -877,7 +876,7 @@ def test_bad_identity_input_is_400(
 def test_a_bug_is_a_logged_500_in_the_services_shape(tmp_path: Path) -> None:
     engine = make_engine(sqlite_url(tmp_path / "broken.db"))
     upgrade(engine)
-    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
+    app = build_app(services_of(engine))
     with TestClient(app, raise_server_exceptions=False) as c:
         h = token(c)
         with engine.begin() as conn:  # break the schema behind the API's back
@@ -895,7 +894,7 @@ def test_a_500_leaves_the_keep_alive_connection_usable(tmp_path: Path) -> None:
     the connection, so the client's next request on it failed as well."""
     engine = make_engine(sqlite_url(tmp_path / "broken.db"))
     upgrade(engine)
-    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
+    app = build_app(services_of(engine))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

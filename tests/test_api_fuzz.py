@@ -22,9 +22,8 @@ from starlette.testclient import TestClient
 
 from qosplane.api.app import build_app
 from qosplane.api.auth import Context, TokenSigner, utcnow
-from qosplane.api.common import Services
-from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
-from tests.conftest import ADMIN, SECRET
+from qosplane.store.database import make_engine
+from tests.conftest import ADMIN, SECRET, services_of, store_at_head
 from tests.test_api import NOVA, make_flavor, make_network, make_server, token
 
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -159,22 +158,18 @@ def _pin(doc: dict[str, Any], ids: dict[str, list[str]]) -> dict[str, Any]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def api_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        engine = make_engine(sqlite_url(tmp_path / "fuzz.db"))
-    else:
-        engine = make_engine(request.getfixturevalue("pg_url"))
-        downgrade(engine)
-    upgrade(engine)
-    app = build_app(Services(Database(engine), TokenSigner(SECRET), ADMIN))
-    with TestClient(app) as c:
-        ids = _real_ids(c, token(c))
-        doc = _pin(c.get("/qosplane/v1/openapi.json").json(), ids)
-    schema = schemathesis.openapi.from_dict(doc)
-    schema.app = app
-    yield schema
-    if request.param == "postgresql":
-        downgrade(engine)
-    engine.dispose()
+    with store_at_head(request, tmp_path, request.param) as url:
+        engine = make_engine(url)
+        app = build_app(services_of(engine))
+        try:
+            with TestClient(app) as c:
+                ids = _real_ids(c, token(c))
+                doc = _pin(c.get("/qosplane/v1/openapi.json").json(), ids)
+            schema = schemathesis.openapi.from_dict(doc)
+            schema.app = app
+            yield schema
+        finally:
+            engine.dispose()
 
 
 ADMIN_TOKEN = TokenSigner(SECRET).issue(

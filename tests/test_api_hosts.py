@@ -297,16 +297,14 @@ def test_a_change_through_another_worker_wakes_the_watch_on_postgresql(
     """Two API workers on one PostgreSQL database: a watch on one is woken by a change
     committed through the other (LISTEN/NOTIFY), not by its periodic re-read."""
     from qosplane.api.app import build_app
-    from qosplane.api.auth import TokenSigner
-    from qosplane.api.common import Services
-    from qosplane.store.database import Database, downgrade, make_engine, upgrade
-    from tests.conftest import ADMIN, SECRET
+    from qosplane.store.database import downgrade, make_engine, upgrade
+    from tests.conftest import services_of
 
     engine = make_engine(request.getfixturevalue("pg_url"))
     downgrade(engine)
     upgrade(engine)
-    first = Services(Database(engine), TokenSigner(SECRET), ADMIN)
-    second = Services(Database(engine), TokenSigner(SECRET), ADMIN)
+    first = services_of(engine)
+    second = services_of(engine)
     first.watch.recheck_s = 600.0
     try:
         with TestClient(build_app(first)) as a, TestClient(build_app(second)) as b:

@@ -17,10 +17,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from qosplane.api.app import build_app
-from qosplane.api.auth import TokenSigner
-from qosplane.api.common import Services
-from qosplane.store.database import Database, downgrade, make_engine, sqlite_url, upgrade
-from tests.conftest import ADMIN, SECRET
+from qosplane.store.database import make_engine
+from tests.conftest import services_of, store_at_head
 from tests.test_api import NET, make_flavor, make_network, token
 
 WORKERS = 4
@@ -29,27 +27,14 @@ REQUESTS = 25  # per worker
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[TestClient]]:
-    url = (
-        sqlite_url(tmp_path / "api.db")
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    first = make_engine(url)
-    if request.param == "postgresql":
-        downgrade(first)
-    upgrade(first)
-    engines = [first] + [make_engine(url) for _ in range(WORKERS - 1)]
-    with ExitStack() as stack:
-        yield [
-            stack.enter_context(
-                TestClient(build_app(Services(Database(e), TokenSigner(SECRET), ADMIN)))
-            )
-            for e in engines
-        ]
-    if request.param == "postgresql":
-        downgrade(first)
-    for engine in engines:
-        engine.dispose()
+    with store_at_head(request, tmp_path, request.param) as url:
+        engines = [make_engine(url) for _ in range(WORKERS)]
+        try:
+            with ExitStack() as stack:
+                yield [stack.enter_context(TestClient(build_app(services_of(e)))) for e in engines]
+        finally:
+            for engine in engines:
+                engine.dispose()
 
 
 def _race(clients: list[TestClient], request: Callable[[TestClient, int], int]) -> Counter[int]:

@@ -418,3 +418,38 @@ def test_unknown_attributes_and_tags_are_kept(client: TestClient) -> None:
         f"{ID}/users/{user['id']}", headers=admin, json={"user": {"team": "net"}}
     ).json()["user"]
     assert (updated["project_id"], updated["team"]) == (project["id"], "net")
+
+
+def test_password_hash_rounds_apply_to_new_passwords_and_stored_ones_keep_theirs(
+    client: TestClient,
+) -> None:
+    """Keystone's [identity] password_hash_rounds: a change affects new passwords only."""
+    from dataclasses import replace
+
+    from qosplane.api.app import build_app
+    from qosplane.api.common import Services
+    from qosplane.store.tables import UserRow
+
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    admin = token(client)
+    user, project, _ = member_of_new_project(client, admin, "member")
+
+    def rounds_of(user_id: str) -> int:
+        with services.db.transaction() as s:
+            row = s.get(UserRow, user_id)
+            assert row is not None
+            return int(row.password_hash.split("$")[1])
+
+    assert rounds_of(user) == services.password_hash_rounds
+    # The same store behind an API restarted with --password-hash-rounds 1234.
+    with TestClient(build_app(replace(services, password_hash_rounds=1_234))) as restarted:
+        assert login_status(restarted, user, "pw-1", project) == 201  # the hash keeps its own
+        assert login_status(restarted, user, "wrong", project) == 401
+        r = restarted.patch(
+            f"{ID}/users/{user}", headers=admin, json={"user": {"password": "pw-2"}}
+        )
+        assert r.status_code == 200, r.text
+        assert rounds_of(user) == 1_234
+        assert login_status(restarted, user, "pw-2", project) == 201
+        other = create(restarted, admin, "user", name="new-with-1234", password="pw-3")
+        assert rounds_of(other) == 1_234

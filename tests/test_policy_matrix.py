@@ -455,11 +455,9 @@ def test_a_policy_file_overrides_nova_cinder_and_keystone_rules(tmp_path: Any) -
     from starlette.testclient import TestClient as Client
 
     from qosplane.api.app import build_app
-    from qosplane.api.auth import TokenSigner
-    from qosplane.api.common import Services
     from qosplane.api.policy import PolicyEngine
-    from qosplane.store.database import Database, make_engine, sqlite_url, upgrade
-    from tests.conftest import ADMIN, SECRET
+    from qosplane.store.database import make_engine, sqlite_url, upgrade
+    from tests.conftest import services_of
 
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(
@@ -470,9 +468,7 @@ def test_a_policy_file_overrides_nova_cinder_and_keystone_rules(tmp_path: Any) -
     )
     engine = make_engine(sqlite_url(tmp_path / "p.db"))
     upgrade(engine)
-    services = Services(
-        Database(engine), TokenSigner(SECRET), ADMIN, policy=PolicyEngine(policy_file)
-    )
+    services = services_of(engine, PolicyEngine(policy_file))
     with Client(build_app(services)) as c:
         member = token_for(c, "m-id", "m", PROJECT_A, PROJECT_A, ("member",))
         admin = token(c)

@@ -28,7 +28,6 @@ from qosplane.api.openapi import openapi_document
 from qosplane.model.errors import MethodNotAllowed, NotFound, QosplaneError
 from qosplane.store.database import listen_host_changes
 from qosplane.store.hosts import HostRepository
-from qosplane.store.identity import IdentityRepository
 
 LOG = logging.getLogger("qosplane.api")
 
@@ -98,7 +97,7 @@ class AnswerBugsInPlace:
 
 def build_app(services: Services) -> Starlette:
     with services.db.transaction() as s:
-        IdentityRepository(s).bootstrap_admin(
+        services.identity(s).bootstrap_admin(
             services.admin.user_id, services.admin.project_id, services.admin.password
         )
         HostRepository(s).ensure(services.local_host)

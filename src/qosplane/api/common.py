@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -16,7 +17,11 @@ from qosplane.api.policy import PolicyEngine
 from qosplane.api.watch import HostWatch
 from qosplane.model.errors import Forbidden, InvalidInput, PayloadTooLarge, QosplaneError
 from qosplane.store.database import Database
-from qosplane.store.identity import IdentityRepository, TokenClaims
+from qosplane.store.identity import (
+    DEFAULT_PASSWORD_HASH_ROUNDS,
+    IdentityRepository,
+    TokenClaims,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,11 @@ class Services:
     local_host: str = "localhost"
     watch: HostWatch = field(default_factory=HostWatch)
     policy: PolicyEngine = field(default_factory=PolicyEngine)
+    password_hash_rounds: int = DEFAULT_PASSWORD_HASH_ROUNDS  # store/identity.py
+
+    def identity(self, session: Session) -> IdentityRepository:
+        """The identity store, setting new passwords with this API's hash rounds."""
+        return IdentityRepository(session, self.password_hash_rounds)
 
 
 Handler = Callable[[Request, "Services"], Awaitable[Response]]

@@ -146,12 +146,23 @@ def _positive_workers(text: str) -> int:
     return int(text)
 
 
+def _hash_rounds(text: str) -> int:
+    from qosplane.store.identity import PASSWORD_HASH_ROUNDS_MAX
+
+    if not text.isdecimal() or not 1 <= int(text) <= PASSWORD_HASH_ROUNDS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"--password-hash-rounds takes 1 to {PASSWORD_HASH_ROUNDS_MAX}, got {text!r}"
+        )
+    return int(text)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from qosplane.api.app import build_app
     from qosplane.cli.serving import WORKER_SETTINGS_ENV, ServeSettings, services_for
     from qosplane.store.database import make_engine, sqlite_url, upgrade
+    from qosplane.store.identity import DEFAULT_PASSWORD_HASH_ROUNDS
 
     state = load_or_create(Path(args.state_dir))
     url = args.db or os.environ.get("QOSPLANE_DB") or sqlite_url(state.sqlite_path)
@@ -168,7 +179,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     state.endpoint_file.write_text(f"http://{host}:{port}\n")
     policy_file = Path(args.policy_file) if args.policy_file else state.directory / "policy.yaml"
-    settings = ServeSettings(str(state.directory), url, str(policy_file), socket.gethostname())
+    settings = ServeSettings(
+        str(state.directory),
+        url,
+        str(policy_file),
+        socket.gethostname(),
+        args.password_hash_rounds or DEFAULT_PASSWORD_HASH_ROUNDS,
+    )
     services = services_for(settings)
     app = build_app(services)  # also bootstraps the admin and the local host, once, here
     print(
@@ -279,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_workers,
         default=1,
         help="API processes on the one port (default 1; above 1 needs PostgreSQL)",
+    )
+    serve.add_argument(
+        "--password-hash-rounds",
+        type=_hash_rounds,
+        help="PBKDF2-SHA256 iterations for passwords set from now on, as Keystone's "
+        "[identity] password_hash_rounds (default 200000); stored passwords keep their own",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

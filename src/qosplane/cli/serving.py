@@ -23,6 +23,7 @@ from qosplane.api.common import Services
 from qosplane.api.policy import PolicyEngine
 from qosplane.cli.state import load_or_create
 from qosplane.store.database import Database, make_engine
+from qosplane.store.identity import DEFAULT_PASSWORD_HASH_ROUNDS
 
 WORKER_SETTINGS_ENV = "QOSPLANE_SERVE_WORKER"
 
@@ -33,6 +34,7 @@ class ServeSettings:
     db_url: str
     policy_file: str
     local_host: str
+    password_hash_rounds: int = DEFAULT_PASSWORD_HASH_ROUNDS
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -46,6 +48,7 @@ def services_for(settings: ServeSettings) -> Services:
         state.admin,
         settings.local_host,
         policy=PolicyEngine(Path(settings.policy_file)),
+        password_hash_rounds=settings.password_hash_rounds,
     )
 
 

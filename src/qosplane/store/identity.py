@@ -61,13 +61,18 @@ class Unset:
 
 
 UNSET = Unset()
-PBKDF2_ROUNDS = 200_000
+# PBKDF2-SHA256 iterations for a new password. Like Keystone's `[identity]
+# password_hash_rounds` (keystone/conf/identity.py) it is a setting, `serve
+# --password-hash-rounds`, that affects new passwords only: each hash names its own
+# rounds, so stored passwords keep working when it changes.
+DEFAULT_PASSWORD_HASH_ROUNDS = 200_000
+PASSWORD_HASH_ROUNDS_MAX = (1 << 32) - 1  # Keystone's range for pbkdf2_sha512
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, rounds: int = DEFAULT_PASSWORD_HASH_ROUNDS) -> str:
     salt = secrets.token_hex(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), PBKDF2_ROUNDS)
-    return f"pbkdf2_sha256${PBKDF2_ROUNDS}${salt}${digest.hex()}"
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), rounds)
+    return f"pbkdf2_sha256${rounds}${salt}${digest.hex()}"
 
 
 def check_password(password: str, stored: str) -> bool:
@@ -82,8 +87,11 @@ def check_password(password: str, stored: str) -> bool:
 
 
 class IdentityRepository:
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self, session: Session, password_hash_rounds: int = DEFAULT_PASSWORD_HASH_ROUNDS
+    ) -> None:
         self.session = session
+        self.password_hash_rounds = password_hash_rounds  # for the passwords it sets
 
     # --- domains and projects ----------------------------------------------------------
 
@@ -315,7 +323,9 @@ class IdentityRepository:
             id=user_id or uuid.uuid4().hex,
             name=name,
             domain_id=domain_id,
-            password_hash=hash_password(password) if password is not None else "",
+            password_hash=(
+                hash_password(password, self.password_hash_rounds) if password is not None else ""
+            ),
             default_project_id=default_project_id,
             enabled=enabled,
             description=description,
@@ -368,7 +378,7 @@ class IdentityRepository:
         if password is not None:
             if not password:
                 raise InvalidInput("user.password", "", "a non-empty password")
-            row.password_hash = hash_password(password)
+            row.password_hash = hash_password(password, self.password_hash_rounds)
             row.tokens_revoked_before_unix_s = now_unix_s
         if enabled is not None:
             if row.enabled and not enabled:

@@ -50,7 +50,7 @@ async def create_user(request: Request, services: Services) -> Response:
     email = text(body, "email", "user.email", 255)
     domain_id = optional_ref(body, "domain_id", "user.domain_id")
     with services.db.transaction() as s:
-        repo = IdentityRepository(s)
+        repo = services.identity(s)
         row = repo.create_user(
             name,
             password,
@@ -81,7 +81,7 @@ async def update_user(request: Request, services: Services) -> Response:
         raise InvalidInput("user.password", password, "a string")
     email = text(body, "email", "user.email", 255) if body.get("email") is not None else None
     with services.db.transaction() as s:
-        repo = IdentityRepository(s)
+        repo = services.identity(s)
         current = repo.user(request.path_params["user_id"])
         # keystone/identity/core.py update_user: "Cannot change Domain ID" (400).
         if "domain_id" in body and body["domain_id"] != current.domain_id:
@@ -123,7 +123,7 @@ async def change_password(request: Request, services: Services) -> Response:
     if not isinstance(new, str) or not new:
         raise InvalidInput("user.password", new, "a non-empty string", "required")
     with services.db.transaction() as s:
-        IdentityRepository(s).change_password(ref, original, new, utcnow().timestamp())
+        services.identity(s).change_password(ref, original, new, utcnow().timestamp())
     return empty(204)
 
 
