@@ -135,16 +135,15 @@ def _network_verdicts(
         ):
             if limit is None:
                 continue
-            bits_per_s, omit = limit
-            flow = measure.throughput(sender, receiver, address, seconds, omit)
             verdicts.append(
-                judge_throughput(
+                _throughput_verdict(
                     link.device,
                     direction,
-                    bits_per_s,
-                    flow.received_bits_per_s,
+                    limit,
                     wire.mtu_bytes,
-                    f"iperf3 TCP {flow.seconds:.0f} s {where} the instance, receiver side",
+                    (sender, receiver, address),
+                    seconds,
+                    where,
                 )
             )
         if link.dscp is not None:
@@ -161,6 +160,37 @@ def _network_verdicts(
                 )
             )
     return verdicts
+
+
+def _throughput_verdict(
+    device: str,
+    direction: str,
+    limit: tuple[BitsPerSecond, int],
+    mtu_bytes: int,
+    path: tuple[str, str, str],
+    seconds: int,
+    where: str,
+) -> Verdict:
+    """One direction of one link: TCP through it, judged against its rate. A busy host's
+    CPU can only lower a reading, never lift it past the limit, so a low reading is
+    measured again and the better run kept: a limit enforced too strictly is low both
+    times, and one not enforced is high and judged on its first run."""
+    bits_per_s, omit_s = limit
+    sender, receiver, address = path
+
+    def judged(flow: measure.Throughput, runs: str) -> Verdict:
+        method = f"iperf3 TCP {flow.seconds:.0f} s {where} the instance, receiver side{runs}"
+        return judge_throughput(
+            device, direction, bits_per_s, flow.received_bits_per_s, mtu_bytes, method
+        )
+
+    first = measure.throughput(sender, receiver, address, seconds, omit_s)
+    verdict = judged(first, "")
+    if verdict.passed or verdict.measured >= verdict.expected:
+        return verdict
+    again = measure.throughput(sender, receiver, address, seconds, omit_s)
+    better = max(first, again, key=lambda flow: flow.received_bits_per_s)
+    return judged(better, ", the better of 2 runs")
 
 
 def _volume_verdicts(
