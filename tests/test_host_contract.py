@@ -4,19 +4,22 @@ no longer wanted, and finish what a killed pass left half-made."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler, repaired_drift, server_reports
+from qosplane.compiler.enforcement.backends.nft_bridge import NFT_DEFAULT_BURST_PACKETS
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.volumes import RealVolumes
-from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos
+from qosplane.model.host_state import Capabilities, CpuQos, DeviceQos, PacketLimit
 from qosplane.model.plan import AttachedVolume, DesiredServer
 from qosplane.model.report import ReportStatus
-from tests.conftest import require_root_and
+from qosplane.model.units import Packets, PacketsPerSecond
+from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import drivers, server_of
 from tests.test_host_program import hybrid_plan
 
@@ -349,3 +352,49 @@ def test_a_tap_taken_out_of_its_bridge_or_set_down_is_plugged_in_again(
         assert (tap, "device") in {(d.device, d.aspect) for d in result.drift_before}
         assert result.drift_after == []
         assert host.instances.miswired(targets[1].ports) == set()
+
+
+def packet_rate_server() -> DesiredServer:
+    """The Neutron server with packet_rate_limit rules both ways on its bw-limiter port."""
+    body = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid"}
+    body["ports"][0]["qos_policy"]["rules"] += [
+        {"type": "packet_rate_limit", "max_kpps": 2, "max_burst_kpps": 1, "direction": "egress"},
+        {"type": "packet_rate_limit", "max_kpps": 3, "direction": "ingress"},
+    ]
+    return server_of(plan_of(body).to_json(), "server-02", net_prefix="10.78")
+
+
+def test_packet_rate_limits_are_applied_repaired_and_removed(host: HostDrivers) -> None:
+    """Neutron's packet_rate_limit in the tap's nftables chain: kpps x 1000 packets/s, the
+    burst in packets (nft's default of 5 when the rule has none), both directions."""
+    tap = "tap679563b6-d1"
+    from_instance = PacketLimit(PacketsPerSecond(2000), Packets(1000))
+    to_instance = PacketLimit(PacketsPerSecond(3000), NFT_DEFAULT_BURST_PACKETS)
+    reconciler = Reconciler(host, CAPS)
+    targets, first = reconciler.converge([packet_rate_server()])
+    assert first.errors == {}
+    assert first.drift_after == []
+    marks, limits = host.dscp.observe_all()
+    assert limits == {(tap, False): from_instance, (tap, True): to_instance}
+    assert marks == {"tap68fe8005-c4": 26}  # the other port's mark is kept beside them
+    applied = [o for o in server_reports(targets, first)[0].rules if o.kind == "packet_rate"]
+    assert {(o.direction, o.outcome.value) for o in applied} == {
+        ("egress", "applied"),
+        ("ingress", "applied"),
+    }
+    # Behind the agent's back: the table holds only the mark, no packet limit.
+    host.dscp.apply({"tap68fe8005-c4": 26})
+    _, repaired = reconciler.converge([packet_rate_server()])
+    aspects = {(d.device, d.aspect) for d in repaired.drift_before}
+    assert (tap, "from-instance packet limit (nftables)") in aspects
+    assert (tap, "to-instance packet limit (nftables)") in aspects
+    assert host.dscp.observe_all()[1] == {(tap, False): from_instance, (tap, True): to_instance}
+    assert repaired.drift_after == []
+    _, quiet = reconciler.converge([packet_rate_server()])
+    assert quiet.drift_before == []
+    _, gone = reconciler.converge([])  # the server was deleted
+    assert host.dscp.observe_all() == ({}, {})
+    assert ("", "from-instance packet limit (nftables)") in {
+        (d.instance, d.aspect) for d in gone.drift_before
+    }

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qosplane.compiler.enforcement.program import (
+    bridge_ruleset,
     default_burst_bytes,
     device_commands,
-    dscp_ruleset,
     host_program,
 )
 from qosplane.host.tc import FakeTrafficControl, parse_htb_class
@@ -244,8 +244,8 @@ def test_a_low_throughput_reading_is_measured_once_more(
     assert ("the better of 2 runs" in verdict.method) is (runs == 2)
 
 
-def test_dscp_ruleset_replaces_the_table_atomically() -> None:
-    text = dscp_ruleset("qosplane", [("tapb", 10), ("tapa", 26)])
+def test_bridge_ruleset_replaces_the_table_atomically() -> None:
+    text = bridge_ruleset("qosplane", [("tapb", 10), ("tapa", 26)])
     assert text.splitlines()[:3] == [
         "table bridge qosplane",
         "delete table bridge qosplane",
@@ -253,7 +253,42 @@ def test_dscp_ruleset_replaces_the_table_atomically() -> None:
     ]
     assert text.index("chain tapa") < text.index("chain tapb")
     assert 'iifname "tapa" ip dscp set 26' in text
-    assert dscp_ruleset("qosplane", []) == "table bridge qosplane\ndelete table bridge qosplane\n"
+    assert bridge_ruleset("qosplane", []) == "table bridge qosplane\ndelete table bridge qosplane\n"
+
+
+def test_packet_limits_drop_before_the_mark_in_the_devices_chain() -> None:
+    from qosplane.model.host_state import PacketLimit
+    from qosplane.model.units import Packets, PacketsPerSecond
+
+    limits = {
+        ("tapa", False): PacketLimit(PacketsPerSecond(2000), Packets(1000)),
+        ("tapc", True): PacketLimit(PacketsPerSecond(300), Packets(5)),
+    }
+    lines = bridge_ruleset("t", [("tapa", 26)], limits).splitlines()
+    chain_a = lines[lines.index("  chain tapa {") : lines.index("  chain tapc {")]
+    assert chain_a[2:] == [
+        '    iifname "tapa" limit rate over 2000/second burst 1000 packets drop',
+        '    iifname "tapa" ip dscp set 26',  # what is dropped is not marked first
+        "  }",
+    ]
+    # A device with a limit and no mark has a chain of its own; to it is oifname.
+    assert '    oifname "tapc" limit rate over 300/second burst 5 packets drop' in lines
+    assert not any("dscp" in line for line in lines[lines.index("  chain tapc {") :])
+
+
+def test_of_two_packet_limits_on_one_direction_the_lower_holds() -> None:
+    from qosplane.compiler.enforcement.base import Desired
+    from qosplane.model.host_state import PacketLimit
+    from qosplane.model.units import Packets, PacketsPerSecond
+
+    desired = Desired(volumes={})
+    low, high = (PacketLimit(PacketsPerSecond(r), Packets(5)) for r in (100, 900))
+    desired.limit_packets("tapa", True, high)
+    desired.limit_packets("tapa", True, low)
+    desired.limit_packets("tapa", True, high)
+    desired.limit_packets("tapa", False, high)
+    parts = desired.devices["tapa"]
+    assert (parts.packets_to_instance, parts.packets_from_instance) == (low, high)
 
 
 def test_a_small_rate_change_is_still_a_change() -> None:

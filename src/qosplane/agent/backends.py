@@ -24,12 +24,14 @@ from qosplane.host.nft import DscpMarking
 from qosplane.host.ovs import Switch
 from qosplane.host.tc import DeviceTc, TrafficControl
 from qosplane.host.volumes import Volumes
-from qosplane.model.host_state import DeviceQos, ObservedDevice, ObservedPort, PortQos
+from qosplane.model.host_state import DeviceQos, ObservedDevice, ObservedPort, PacketLimit, PortQos
 from qosplane.model.report import Drift
 from qosplane.verify.drift import (
     cpu_drift,
     device_drift,
     domain_drift,
+    packet_limit_aspect,
+    packet_limit_text,
     port_drift,
     volume_drift,
 )
@@ -71,6 +73,7 @@ class LinuxDevices:
     instances: Instances
     name: str = "linux-devices"
     marks: dict[str, int] = field(default_factory=dict)
+    packet_limits: dict[tuple[str, bool], PacketLimit] = field(default_factory=dict)
     # Devices of the servers this pass leaves as they are (failed or held back): their
     # marks are neither stale nor rewritten.
     untouched: set[str] = field(default_factory=set)
@@ -96,6 +99,8 @@ class LinuxDevices:
                 tap.root,
                 ifb.root if ifb is not None and ifb.exists else None,
                 self.marks.get(desired.device),
+                self.packet_limits.get((desired.device, True)),
+                self.packet_limits.get((desired.device, False)),
             ),
             exists=tap.exists,
             redirect_to=tap.redirect_to,
@@ -106,7 +111,7 @@ class LinuxDevices:
         )
 
     def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
-        self.marks = self.dscp.observe()
+        self.marks, self.packet_limits = self.dscp.observe_all()
         self._observe_all(targets)
         shaped = [d for t in targets for d in t.qos.devices if d.from_instance is not None]
         present, up = (self.instances.ifbs(), self.instances.ifbs_up()) if shaped else ((), ())
@@ -131,6 +136,10 @@ class LinuxDevices:
         for name, mark in sorted(self.marks.items()):
             if name not in wanted:
                 out.append(Drift("", name, "dscp mark", "none", str(mark)))
+        for (name, to_instance), limit in sorted(self.packet_limits.items()):
+            if name not in wanted:
+                aspect = packet_limit_aspect(to_instance)
+                out.append(Drift("", name, aspect, "none", packet_limit_text(limit)))
         return out
 
     def _device_lines(
@@ -176,15 +185,38 @@ class LinuxDevices:
                         self.tc.apply(lines)
                     except HostError as exc:
                         charge(result, name, exc)
-        marks = {d.device: d.dscp for t in ready for d in t.qos.devices if d.dscp is not None}
+        devices = [d for t in ready for d in t.qos.devices]
+        marks = {d.device: d.dscp for d in devices if d.dscp is not None}
         marks |= {d: m for d, m in self.marks.items() if d in self.untouched and d not in marks}
-        if marks != self.marks:
+        limits = {
+            (d.device, to_instance): limit
+            for d in devices
+            for to_instance, limit in (
+                (True, d.packets_to_instance),
+                (False, d.packets_from_instance),
+            )
+            if limit is not None
+        }
+        limits |= {
+            key: limit
+            for key, limit in self.packet_limits.items()
+            if key[0] in self.untouched and key not in limits
+        }
+        if marks != self.marks or limits != self.packet_limits:
             try:
-                self.dscp.apply(marks)
+                self.dscp.apply(marks, limits)
             except HostError as exc:
-                for t in ready:  # charged to the servers that have a mark
-                    if any(d.dscp is not None for d in t.qos.devices):
+                for t in ready:  # charged to the servers that have a rule in the table
+                    if any(_in_nft_table(d) for d in t.qos.devices):
                         charge(result, t.qos.name, exc, first=True)
+
+
+def _in_nft_table(device: DeviceQos) -> bool:
+    return (
+        device.dscp is not None
+        or device.packets_to_instance is not None
+        or device.packets_from_instance is not None
+    )
 
 
 @dataclass

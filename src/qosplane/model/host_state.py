@@ -11,7 +11,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from qosplane.model.units import Bits, BitsPerSecond, Bytes, Kilobits, KilobitsPerSecond
+from qosplane.model.units import (
+    Bits,
+    BitsPerSecond,
+    Bytes,
+    Kilobits,
+    KilobitsPerSecond,
+    Packets,
+    PacketsPerSecond,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ class Mechanism(enum.Enum):
     SHAPE_IFB = "ifb redirect + htb shaper"  # from-instance, shapes (queues) instead of policing
     POLICE_TC = "tc police"  # from-instance, drops
     MARK_NFT = "nftables bridge forward, ip dscp set"
+    LIMIT_NFT_PACKETS = "nftables bridge forward, limit rate over N/second drop"
     CGROUP_CPU = "cgroup cpu controller"
     CGROUP_V2_CPU = "cgroup v2 cpu controller (cpu.weight, cpu.max)"
     QEMU_THROTTLE = "qemu-storage-daemon throttle-group, NBD export"
@@ -61,11 +70,22 @@ class Shaper:
 
 
 @dataclass(frozen=True, slots=True)
+class PacketLimit:
+    """A packet rate cap: what the bridge forwards beyond it is dropped."""
+
+    rate_packets_per_s: PacketsPerSecond
+    burst_packets: Packets
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceQos:
     device: str  # host-side interface, tap + first 11 characters of the port id
     to_instance: Shaper | None = None
     from_instance: Shaper | None = None  # applied on `ifb`, fed by a mirred redirect
     dscp: int | None = None  # marks what the instance sends
+    # Neutron's packet_rate_limit, in the bridge's nftables chain of the device.
+    packets_to_instance: PacketLimit | None = None
+    packets_from_instance: PacketLimit | None = None
 
     @property
     def ifb(self) -> str:

@@ -13,6 +13,7 @@ from qosplane.model.host_state import (
     ObservedDevice,
     ObservedPort,
     OvsQueue,
+    PacketLimit,
     PortQos,
     Shaper,
     VolumeQos,
@@ -27,6 +28,16 @@ def _text(shaper: Shaper | None) -> str:
         f"rate {shaper.rate_bits_per_s} bit/s ceil {shaper.ceil_bits_per_s} bit/s "
         f"burst {shaper.burst_bytes} bytes"
     )
+
+
+def packet_limit_aspect(to_instance: bool) -> str:
+    return f"{'to' if to_instance else 'from'}-instance packet limit (nftables)"
+
+
+def packet_limit_text(limit: PacketLimit | None) -> str:
+    if limit is None:
+        return "none"
+    return f"{limit.rate_packets_per_s} packet/s, burst {limit.burst_packets} packets"
 
 
 def device_drift(instance: str, desired: DeviceQos, observed: ObservedDevice) -> list[Drift]:
@@ -66,6 +77,20 @@ def device_drift(instance: str, desired: DeviceQos, observed: ObservedDevice) ->
                 _text(observed.qos.from_instance),
             )
         )
+    for to_instance, wanted, seen in (
+        (True, desired.packets_to_instance, observed.qos.packets_to_instance),
+        (False, desired.packets_from_instance, observed.qos.packets_from_instance),
+    ):
+        if wanted != seen:
+            out.append(
+                Drift(
+                    instance,
+                    desired.device,
+                    packet_limit_aspect(to_instance),
+                    packet_limit_text(wanted),
+                    packet_limit_text(seen),
+                )
+            )
     if desired.dscp != observed.qos.dscp:
         out.append(
             Drift(

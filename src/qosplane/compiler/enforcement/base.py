@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from qosplane.model.host_state import Capabilities, Outcome, Shaper
+from qosplane.model.host_state import Capabilities, Outcome, PacketLimit, Shaper
 from qosplane.model.plan import AttachedVolume, EffectiveLimit, Limit, Rate
 from qosplane.model.units import BitsPerSecond, Bytes
 
@@ -83,6 +83,8 @@ class DeviceParts:
     to_instance: Shaper | None = None
     from_instance: Shaper | None = None
     dscp: int | None = None
+    packets_to_instance: PacketLimit | None = None
+    packets_from_instance: PacketLimit | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +110,16 @@ class Desired:
 
     def mark(self, device: str, dscp: int) -> None:
         self.devices.setdefault(device, DeviceParts()).dscp = dscp
+
+    def limit_packets(self, device: str, to_instance: bool, limit: PacketLimit) -> None:
+        """As for `shape`: of two packet limits on one direction, the lower is applied."""
+        parts = self.devices.setdefault(device, DeviceParts())
+        current = parts.packets_to_instance if to_instance else parts.packets_from_instance
+        if current is None or limit.rate_packets_per_s < current.rate_packets_per_s:
+            if to_instance:
+                parts.packets_to_instance = limit
+            else:
+                parts.packets_from_instance = limit
 
 
 class Backend(Protocol):

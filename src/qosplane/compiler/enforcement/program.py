@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qosplane.compiler.enforcement.backends import cgroups, libvirt_domain, ovs, qemu_storage, tc
-from qosplane.compiler.enforcement.backends.nft_dscp import dscp_ruleset
+from qosplane.compiler.enforcement.backends.nft_bridge import bridge_ruleset
 from qosplane.compiler.enforcement.backends.ovs import (
     OVS_COOKIE_MATCH,
     OVS_COOKIE_TAG,
@@ -98,9 +98,9 @@ def _decide(
 __all__ = [
     "OVS_COOKIE_MATCH",
     "OVS_COOKIE_TAG",
+    "bridge_ruleset",
     "default_burst_bytes",
     "device_commands",
-    "dscp_ruleset",
     "host_program",
     "ovs_meter",
     "ovs_meter_spec",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from qosplane.compiler.enforcement.backends.cgroups import CgroupCpu
 from qosplane.compiler.enforcement.backends.libvirt_domain import LibvirtDomain
-from qosplane.compiler.enforcement.backends.nft_dscp import NftDscp
+from qosplane.compiler.enforcement.backends.nft_bridge import NftDscp, NftPacketRate
 from qosplane.compiler.enforcement.backends.ovs import OvsBackend
 from qosplane.compiler.enforcement.backends.qemu_storage import QemuThrottle
 from qosplane.compiler.enforcement.backends.tc import IfbShaper, TcShaper
@@ -22,6 +22,7 @@ BACKENDS: tuple[Backend, ...] = (
     TcShaper(),
     IfbShaper(),
     NftDscp(),
+    NftPacketRate(),
     CgroupCpu(),
     QemuThrottle(),
 )

@@ -54,7 +54,14 @@ class IfbShaper:
 
 def devices(desired: Desired) -> tuple[DeviceQos, ...]:
     return tuple(
-        DeviceQos(d, parts.to_instance, parts.from_instance, parts.dscp)
+        DeviceQos(
+            d,
+            parts.to_instance,
+            parts.from_instance,
+            parts.dscp,
+            parts.packets_to_instance,
+            parts.packets_from_instance,
+        )
         for d, parts in sorted(desired.devices.items())
     )
 
