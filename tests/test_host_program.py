@@ -244,6 +244,14 @@ def test_a_low_throughput_reading_is_measured_once_more(
     assert ("the better of 2 runs" in verdict.method) is (runs == 2)
 
 
+def test_a_packet_rate_is_judged_within_five_percent() -> None:
+    from qosplane.verify.judge import judge_packet_rate
+
+    assert judge_packet_rate("tapx", "egress", 2000, 1902.0, "").passed
+    assert not judge_packet_rate("tapx", "egress", 2000, 1898.0, "").passed  # held too hard
+    assert not judge_packet_rate("tapx", "egress", 2000, 4000.0, "").passed  # not held
+
+
 def test_bridge_ruleset_replaces_the_table_atomically() -> None:
     text = bridge_ruleset("qosplane", [("tapb", 10), ("tapa", 26)])
     assert text.splitlines()[:3] == [

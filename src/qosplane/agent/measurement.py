@@ -17,7 +17,7 @@ from qosplane.host.cgroups import Cgroups
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances, PortWire
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
-from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, Shaper
+from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, PacketLimit, Shaper
 from qosplane.model.plan import DesiredServer
 from qosplane.model.report import Verdict
 from qosplane.model.units import (
@@ -28,7 +28,13 @@ from qosplane.model.units import (
     kilobits_per_s_to_bits_per_s,
     kilobits_to_bits,
 )
-from qosplane.verify.judge import judge_disk, judge_exact, judge_ratio, judge_throughput
+from qosplane.verify.judge import (
+    judge_disk,
+    judge_exact,
+    judge_packet_rate,
+    judge_ratio,
+    judge_throughput,
+)
 
 REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
 MAX_OMIT_S = 10
@@ -51,6 +57,8 @@ class _Link:
     to_instance: tuple[BitsPerSecond, int] | None
     from_instance: tuple[BitsPerSecond, int] | None
     dscp: int | None
+    packets_to_instance: PacketLimit | None = None
+    packets_from_instance: PacketLimit | None = None
 
 
 def _measured(shaper: Shaper | None) -> tuple[BitsPerSecond, int] | None:
@@ -64,7 +72,14 @@ def _as_shaper(rate_bits_per_s: BitsPerSecond, burst_bytes: Bytes) -> Shaper:
 
 def _links(qos: InstanceQos) -> list[_Link]:
     out = [
-        _Link(d.device, _measured(d.to_instance), _measured(d.from_instance), d.dscp)
+        _Link(
+            d.device,
+            _measured(d.to_instance),
+            _measured(d.from_instance),
+            d.dscp,
+            d.packets_to_instance,
+            d.packets_from_instance,
+        )
         for d in qos.devices
     ]
     for p in qos.ports:
@@ -129,23 +144,21 @@ def _network_verdicts(
         probe = instances.probe_namespace(wire.network_id)
         mine, far = _ip(wire.addresses[0]), _ip(wire.gateway)
         # Each direction from the sending end to the receiving one, timed at the receiver.
-        for direction, limit, sender, receiver, address, where in (
-            ("ingress", link.to_instance, probe, ns, mine, "into"),
-            ("egress", link.from_instance, ns, probe, far, "out of"),
+        for direction, limit, packets, sender, receiver, address, where in (
+            ("ingress", link.to_instance, link.packets_to_instance, probe, ns, mine, "into"),
+            ("egress", link.from_instance, link.packets_from_instance, ns, probe, far, "out of"),
         ):
-            if limit is None:
-                continue
-            verdicts.append(
-                _throughput_verdict(
-                    link.device,
-                    direction,
-                    limit,
-                    wire.mtu_bytes,
-                    (sender, receiver, address),
-                    seconds,
-                    where,
+            path = (sender, receiver, address)
+            if limit is not None:
+                verdicts.append(
+                    _throughput_verdict(
+                        link.device, direction, limit, wire.mtu_bytes, path, seconds, where
+                    )
                 )
-            )
+            if packets is not None:
+                verdicts.append(
+                    _packet_rate_verdict(link.device, direction, packets, path, seconds, where)
+                )
         if link.dscp is not None:
             tos = measure.tos_seen(ns, probe, far)
             verdicts.append(
@@ -191,6 +204,26 @@ def _throughput_verdict(
     again = measure.throughput(sender, receiver, address, seconds, omit_s)
     better = max(first, again, key=lambda flow: flow.received_bits_per_s)
     return judged(better, ", the better of 2 runs")
+
+
+def _packet_rate_verdict(
+    device: str,
+    direction: str,
+    limit: PacketLimit,
+    path: tuple[str, str, str],
+    seconds: int,
+    where: str,
+) -> Verdict:
+    """Small UDP packets offered at twice the limit: what arrives is the limit. The burst
+    drains at (offered - limit) = the limit, so burst / limit seconds are skipped first."""
+    rate = limit.rate_packets_per_s
+    omit_s = min(MAX_OMIT_S, math.ceil(limit.burst_packets / rate) + 1)
+    reading = measure.packet_rate(*path, seconds, omit_s, 2 * rate)
+    method = (
+        f"iperf3 UDP {measure.UDP_PAYLOAD_BYTES}-byte datagrams at {2 * rate} packet/s, "
+        f"{reading.seconds:.0f} s {where} the instance, received less lost"
+    )
+    return judge_packet_rate(device, direction, rate, reading.received_packets_per_s, method)
 
 
 def _volume_verdicts(

@@ -56,6 +56,27 @@ def judge_ratio(
     )
 
 
+PACKET_RATE_TOLERANCE = 0.05  # issue 13: packets per second received, within 5%
+
+
+def judge_packet_rate(
+    device: str, direction: str, rate_packets_per_s: int, measured: float, method: str
+) -> Verdict:
+    """A packet limit lets its rate through, whatever is offered above it."""
+    return Verdict(
+        "packet_rate",
+        device,
+        direction,
+        f"{rate_packets_per_s} packet/s",
+        float(rate_packets_per_s),
+        measured,
+        "packet/s",
+        PACKET_RATE_TOLERANCE,
+        abs(measured - rate_packets_per_s) <= PACKET_RATE_TOLERANCE * rate_packets_per_s,
+        method,
+    )
+
+
 DISK_TOLERANCE = 0.03
 
 
