@@ -873,6 +873,7 @@ def test_bad_identity_input_is_400(
     assert r.json()["error"]["message"].startswith(field)
 
 
+@pytest.mark.answers_a_bug
 def test_a_bug_is_a_logged_500_in_the_services_shape(tmp_path: Path) -> None:
     engine = make_engine(sqlite_url(tmp_path / "broken.db"))
     upgrade(engine)
@@ -889,6 +890,7 @@ def test_a_bug_is_a_logged_500_in_the_services_shape(tmp_path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.answers_a_bug
 def test_a_500_leaves_the_keep_alive_connection_usable(tmp_path: Path) -> None:
     """Through real uvicorn: Starlette's own 500 handler re-raises, and uvicorn then closes
     the connection, so the client's next request on it failed as well."""

@@ -4,6 +4,7 @@ hiccups temporary, and the reconciler retries only what a retry can fix."""
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from qosplane.model.host_state import Capabilities, CpuQos
 from qosplane.model.plan import DesiredServer
 from qosplane.model.report import ReportStatus
 from qosplane.openstack.errors import ERROR_TABLE, error_for_status, wire_error
+from tests.conftest import load_case, plan_of
 from tests.hostkit import fake_drivers, server_of
 from tests.serving import free_port
 from tests.test_host_program import hybrid_plan
@@ -235,13 +237,19 @@ def test_a_temporary_failure_is_retried_next_pass_then_with_a_doubling_pause() -
     assert not reconciler.held
 
 
-def test_a_held_back_server_keeps_its_dscp_mark() -> None:
-    """The reconciler leaves a held server as it is: its nftables mark is not 'stale'."""
+def test_a_held_back_server_keeps_its_dscp_mark_and_packet_limits() -> None:
+    """The reconciler leaves a held server as it is: its nftables mark and packet limits
+    are not 'stale'."""
     cgroups = _RefusingCgroups(error=PermanentHostError("write", "Invalid argument"))
     base = fake_drivers()
     drivers = type(base)(base.instances, base.tc, base.dscp, cgroups, base.volumes)
     reconciler = Reconciler(drivers, CAPS)
-    plan_json = hybrid_plan("vm-neutron-qos.yaml")
+    body = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid"}
+    body["ports"][0]["qos_policy"]["rules"].append(
+        {"type": "packet_rate_limit", "max_kpps": 2, "max_burst_kpps": 1, "direction": "egress"}
+    )
+    plan_json = plan_of(body).to_json()
     plan_json["effective"].append(
         {
             "device": "cpu",
@@ -267,7 +275,9 @@ def test_a_held_back_server_keeps_its_dscp_mark() -> None:
     server = server_of(plan_json, "server-02", net_prefix="10.78")
     reconciler.converge([server])
     assert base.dscp.observe() == {"tap68fe8005-c4": 26}
+    limits = base.dscp.observe_all()[1]
+    assert set(limits) == {("tap679563b6-d1", False)}
     assert reconciler.held  # the cgroup refusal holds the server back
     for _ in range(2):
         reconciler.converge([server])
-        assert base.dscp.observe() == {"tap68fe8005-c4": 26}
+        assert base.dscp.observe_all() == ({"tap68fe8005-c4": 26}, limits)

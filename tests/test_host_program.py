@@ -245,11 +245,24 @@ def test_a_low_throughput_reading_is_measured_once_more(
 
 
 def test_a_packet_rate_is_judged_within_five_percent() -> None:
+    from qosplane.model.units import (
+        BitsPerSecond,
+        Bytes,
+        PacketsPerSecond,
+        frames_per_s,
+        udp_frame_bytes,
+    )
     from qosplane.verify.judge import judge_packet_rate
 
-    assert judge_packet_rate("tapx", "egress", 2000, 1902.0, "").passed
-    assert not judge_packet_rate("tapx", "egress", 2000, 1898.0, "").passed  # held too hard
-    assert not judge_packet_rate("tapx", "egress", 2000, 4000.0, "").passed  # not held
+    rate = PacketsPerSecond(2000)
+    assert judge_packet_rate("tapx", "egress", rate, 1902.0, "").passed
+    assert not judge_packet_rate("tapx", "egress", rate, 1898.0, "").passed  # held too hard
+    assert not judge_packet_rate("tapx", "egress", rate, 4000.0, "").passed  # not held
+    # 1 Mbit/s on the same direction carries 1179 frames of 106 bytes a second: it binds.
+    carried = frames_per_s(BitsPerSecond(1_000_000), udp_frame_bytes(Bytes(64)))
+    assert carried == 1179
+    bound = judge_packet_rate("tapx", "egress", rate, 1180.0, "", carried)
+    assert (bound.passed, bound.expected, bound.configured) == (True, 1179.0, "2000 packet/s")
 
 
 def test_bridge_ruleset_replaces_the_table_atomically() -> None:
@@ -342,3 +355,66 @@ def test_volume_limits_become_a_throttle_group() -> None:
     assert [o.reason for o in without if o.device == "vdb"] == [
         "no qemu-storage-daemon on this host"
     ]
+
+
+def _packet_rate_claim_plan(max_kpps: int, max_burst_kpps: int | None) -> HostPlan:
+    body = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid"}
+    rule: dict[str, Any] = {"type": "packet_rate_limit", "max_kpps": max_kpps}
+    if max_burst_kpps is not None:
+        rule["max_burst_kpps"] = max_burst_kpps
+    body["ports"][0]["qos_policy"]["rules"].append({**rule, "direction": "egress"})
+    return plan_of(body)
+
+
+@pytest.mark.parametrize(
+    ("max_kpps", "max_burst_kpps", "reason"),
+    [
+        (0, None, "a packet rate of 0 would drop every packet"),
+        (10, 4_294_968, "a burst of 4294968000 packets is above nftables' 4294967295"),
+    ],
+)
+def test_a_packet_limit_nftables_cannot_hold_is_refused_alone(
+    max_kpps: int, max_burst_kpps: int | None, reason: str
+) -> None:
+    """nft refuses rate 0 and cuts a burst above 32 bits; either in the one table would
+    fail (or flap) every server's rules, so the rule is refused and the rest applies."""
+    qos, outcomes = host_program(_packet_rate_claim_plan(max_kpps, max_burst_kpps), HERE)
+    (refused,) = [o for o in outcomes if o.kind == "packet_rate"]
+    assert (refused.outcome, refused.reason) == (Outcome.NOT_ENFORCEABLE, reason)
+    assert all(not d.packet_limits() for d in qos.devices)
+    assert {d.dscp for d in qos.devices} == {None, 26}  # the other port's mark still holds
+
+
+def test_an_ovs_host_reports_packet_rate_not_enforceable_yet() -> None:
+    from dataclasses import replace
+
+    _, outcomes = host_program(_packet_rate_claim_plan(2, 1), replace(HERE, ovs_switch=True))
+    (outcome,) = [o for o in outcomes if o.kind == "packet_rate"]
+    assert (outcome.outcome, outcome.reason) == (
+        Outcome.NOT_ENFORCEABLE,
+        "no mechanism for packet_rate egress",
+    )
+
+
+def test_packet_limits_are_read_from_nfts_json() -> None:
+    from qosplane.host.nft import _packet_limit_of
+    from qosplane.model.host_state import PacketLimit
+    from qosplane.model.units import Packets, PacketsPerSecond
+
+    def rule(key: str, limit: dict[str, Any]) -> dict[str, Any]:
+        name = {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": "tapx"}}
+        return {"chain": "tapx", "expr": [name, {"limit": limit}, {"drop": None}]}
+
+    over = {"rate": 2000, "burst": 1000, "per": "second", "inv": True}
+    assert _packet_limit_of(rule("iifname", over)) == (
+        False,
+        PacketLimit(PacketsPerSecond(2000), Packets(1000)),
+    )
+    no_burst = {"rate": 3000, "per": "second", "inv": True}  # nft omits its default of 5
+    assert _packet_limit_of(rule("oifname", no_burst)) == (
+        True,
+        PacketLimit(PacketsPerSecond(3000), Packets(5)),
+    )
+    assert _packet_limit_of(rule("iifname", {**over, "inv": False})) is None  # not `over`
+    assert _packet_limit_of(rule("iifname", {**over, "rate_unit": "bytes"})) is None

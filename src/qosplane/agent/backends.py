@@ -188,15 +188,8 @@ class LinuxDevices:
         devices = [d for t in ready for d in t.qos.devices]
         marks = {d.device: d.dscp for d in devices if d.dscp is not None}
         marks |= {d: m for d, m in self.marks.items() if d in self.untouched and d not in marks}
-        limits = {
-            (d.device, to_instance): limit
-            for d in devices
-            for to_instance, limit in (
-                (True, d.packets_to_instance),
-                (False, d.packets_from_instance),
-            )
-            if limit is not None
-        }
+        limits = {key: limit for d in devices for key, limit in d.packet_limits().items()}
+
         limits |= {
             key: limit
             for key, limit in self.packet_limits.items()
@@ -212,11 +205,7 @@ class LinuxDevices:
 
 
 def _in_nft_table(device: DeviceQos) -> bool:
-    return (
-        device.dscp is not None
-        or device.packets_to_instance is not None
-        or device.packets_from_instance is not None
-    )
+    return device.dscp is not None or bool(device.packet_limits())
 
 
 @dataclass

@@ -23,10 +23,13 @@ from qosplane.model.report import Verdict
 from qosplane.model.units import (
     BitsPerSecond,
     Bytes,
+    PacketsPerSecond,
     bits_to_bytes,
     dscp_to_tos,
+    frames_per_s,
     kilobits_per_s_to_bits_per_s,
     kilobits_to_bits,
+    udp_frame_bytes,
 )
 from qosplane.verify.judge import (
     judge_disk,
@@ -157,7 +160,9 @@ def _network_verdicts(
                 )
             if packets is not None:
                 verdicts.append(
-                    _packet_rate_verdict(link.device, direction, packets, path, seconds, where)
+                    _packet_rate_verdict(
+                        link.device, direction, packets, limit, path, seconds, where
+                    )
                 )
         if link.dscp is not None:
             tos = measure.tos_seen(ns, probe, far)
@@ -210,20 +215,33 @@ def _packet_rate_verdict(
     device: str,
     direction: str,
     limit: PacketLimit,
+    bandwidth: tuple[BitsPerSecond, int] | None,
     path: tuple[str, str, str],
     seconds: int,
     where: str,
 ) -> Verdict:
-    """Small UDP packets offered at twice the limit: what arrives is the limit. The burst
-    drains at (offered - limit) = the limit, so burst / limit seconds are skipped first."""
+    """Small UDP packets offered at twice the limit: what arrives is the limit, or what a
+    bandwidth limit on the same direction lets through in such frames if that is less.
+    The burst drains at (offered - limit) = the limit, so burst / limit seconds (or the
+    bandwidth limit's own) are skipped first."""
     rate = limit.rate_packets_per_s
     omit_s = min(MAX_OMIT_S, math.ceil(limit.burst_packets / rate) + 1)
-    reading = measure.packet_rate(*path, seconds, omit_s, 2 * rate)
+    expected, binds = rate, ""
+    if bandwidth is not None:
+        frame_bytes = udp_frame_bytes(measure.UDP_PAYLOAD_BYTES)
+        carried = frames_per_s(bandwidth[0], frame_bytes)
+        omit_s = max(omit_s, bandwidth[1])
+        if carried < rate:
+            expected = carried
+            binds = f"; the {bandwidth[0]} bit/s limit binds first ({frame_bytes}-byte frames)"
+    reading = measure.packet_rate(*path, seconds, omit_s, PacketsPerSecond(2 * rate))
     method = (
         f"iperf3 UDP {measure.UDP_PAYLOAD_BYTES}-byte datagrams at {2 * rate} packet/s, "
-        f"{reading.seconds:.0f} s {where} the instance, received less lost"
+        f"{reading.seconds:.0f} s {where} the instance, received less lost{binds}"
     )
-    return judge_packet_rate(device, direction, rate, reading.received_packets_per_s, method)
+    return judge_packet_rate(
+        device, direction, rate, reading.received_packets_per_s, method, expected
+    )
 
 
 def _volume_verdicts(

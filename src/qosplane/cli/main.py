@@ -147,11 +147,12 @@ def _positive_workers(text: str) -> int:
 
 
 def _hash_rounds(text: str) -> int:
-    from qosplane.store.identity import PASSWORD_HASH_ROUNDS_MAX
+    from qosplane.store.identity import PASSWORD_HASH_ROUNDS_MAX, PASSWORD_HASH_ROUNDS_MIN
 
-    if not text.isdecimal() or not 1 <= int(text) <= PASSWORD_HASH_ROUNDS_MAX:
+    low, high = PASSWORD_HASH_ROUNDS_MIN, PASSWORD_HASH_ROUNDS_MAX
+    if not text.isdecimal() or not low <= int(text) <= high:
         raise argparse.ArgumentTypeError(
-            f"--password-hash-rounds takes 1 to {PASSWORD_HASH_ROUNDS_MAX}, got {text!r}"
+            f"--password-hash-rounds takes {low} to {high}, got {text!r}"
         )
     return int(text)
 

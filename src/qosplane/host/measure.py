@@ -21,6 +21,7 @@ from typing import Any
 
 from qosplane.host.errors import HostError
 from qosplane.host.process import in_netns, run
+from qosplane.model.units import Bytes, PacketsPerSecond, bytes_to_bits
 
 IPERF_PORT = 5201
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -87,7 +88,7 @@ class PacketRateReading:
     lost_packets: int  # dropped on the way: what a packet limit drops shows up here
 
 
-UDP_PAYLOAD_BYTES = 64  # small packets, so the count is what limits them, not the bytes
+UDP_PAYLOAD_BYTES = Bytes(64)  # small packets: the count is what limits them, not the bytes
 
 
 def packet_rate(
@@ -96,14 +97,14 @@ def packet_rate(
     receiver_ip: str,
     seconds: int,
     omit_s: int,
-    offered_packets_per_s: int,
+    offered_packets_per_s: PacketsPerSecond,
 ) -> PacketRateReading:
     """UDP datagrams of UDP_PAYLOAD_BYTES offered at `offered_packets_per_s`; the rate the
     receiver got them at: its per-second counts of packets less the ones it saw lost,
     after the first `omit_s` seconds. The receiver's own intervals, because iperf3's UDP
     summary counts the lost packets of the omitted seconds too (measured: 1571 packet/s
     reported for 2000 received)."""
-    offered_bits_per_s = offered_packets_per_s * UDP_PAYLOAD_BYTES * 8  # iperf3 -b: payload
+    offered_bits_per_s = offered_packets_per_s * bytes_to_bits(UDP_PAYLOAD_BYTES)  # of payload
     args = ["-u", "-l", str(UDP_PAYLOAD_BYTES), "-b", str(offered_bits_per_s)]
     args += ["-t", str(seconds + omit_s), "-O", str(omit_s), "--get-server-output"]
     report = _iperf3(sender_ns, receiver_ns, receiver_ip, args)

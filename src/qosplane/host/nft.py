@@ -11,7 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qosplane.compiler.enforcement.program import bridge_ruleset
+from qosplane.compiler.enforcement.program import (
+    NFT_DEVICE_MATCH,
+    NFT_MIN_BURST_PACKETS,
+    bridge_ruleset,
+)
 from qosplane.host.errors import HostError
 from qosplane.host.process import in_netns, run
 from qosplane.model.host_state import PacketLimit
@@ -49,7 +53,7 @@ def _dscp_of(rule: Mapping[str, Any]) -> int | None:
     return None
 
 
-_NAME_KEYS = {"iifname": False, "oifname": True}  # match key -> to the instance?
+_TO_INSTANCE = {key: to_instance for to_instance, key in NFT_DEVICE_MATCH.items()}
 
 
 def _packet_limit_of(rule: Mapping[str, Any]) -> tuple[bool, PacketLimit] | None:
@@ -60,11 +64,12 @@ def _packet_limit_of(rule: Mapping[str, Any]) -> tuple[bool, PacketLimit] | None
         match = expr.get("match")
         if match:
             key = match.get("left", {}).get("meta", {}).get("key")
-            to_instance = _NAME_KEYS.get(key, to_instance)
+            to_instance = _TO_INSTANCE.get(key, to_instance)
         limit = expr.get("limit")
         if limit and to_instance is not None and limit.get("per") == "second":
             if limit.get("inv") and "rate_unit" not in limit:  # `over`, in packets
-                rate, burst = limit.get("rate"), limit.get("burst", 0)
+                # nft leaves its default burst out of the JSON.
+                rate, burst = limit.get("rate"), limit.get("burst", NFT_MIN_BURST_PACKETS)
                 if isinstance(rate, int) and isinstance(burst, int):
                     return to_instance, PacketLimit(PacketsPerSecond(rate), Packets(burst))
     return None

@@ -87,6 +87,11 @@ class DeviceQos:
     packets_to_instance: PacketLimit | None = None
     packets_from_instance: PacketLimit | None = None
 
+    def packet_limits(self) -> dict[tuple[str, bool], PacketLimit]:
+        """Its packet limits keyed as the bridge table holds them: (device, to it?)."""
+        both = ((True, self.packets_to_instance), (False, self.packets_from_instance))
+        return {(self.device, to): limit for to, limit in both if limit is not None}
+
     @property
     def ifb(self) -> str:
         """The ifb device for from-instance shaping: `ifb` + the tap's port-id part (14

@@ -310,6 +310,17 @@ def tcp_goodput_bits_per_s(rate_bits_per_s: BitsPerSecond, mtu_bytes: int = 1500
     return rate_bits_per_s * payload // frame
 
 
+def udp_frame_bytes(payload_bytes: Bytes) -> Bytes:
+    """The Ethernet frame a shaper counts for one UDP datagram: payload + 8 UDP + 20 IP +
+    14 Ethernet header."""
+    return Bytes(payload_bytes + 8 + 20 + 14)
+
+
+def frames_per_s(rate_bits_per_s: BitsPerSecond, frame_bytes: Bytes) -> PacketsPerSecond:
+    """How many frames of `frame_bytes` a byte-rate limit lets through each second."""
+    return PacketsPerSecond(rate_bits_per_s // bytes_to_bits(frame_bytes))
+
+
 # --- Cinder -------------------------------------------------------------------------------
 
 

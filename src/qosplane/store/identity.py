@@ -66,7 +66,10 @@ UNSET = Unset()
 # --password-hash-rounds`, that affects new passwords only: each hash names its own
 # rounds, so stored passwords keep working when it changes.
 DEFAULT_PASSWORD_HASH_ROUNDS = 200_000
-PASSWORD_HASH_ROUNDS_MAX = (1 << 32) - 1  # Keystone's range for pbkdf2_sha512
+# Keystone takes 1 to 2^32-1 rounds for its PBKDF2; qosplane keeps its top but refuses
+# fewer than 1,000, which would make a stolen database nearly a list of passwords.
+PASSWORD_HASH_ROUNDS_MIN = 1_000
+PASSWORD_HASH_ROUNDS_MAX = (1 << 32) - 1
 
 
 def hash_password(password: str, rounds: int = DEFAULT_PASSWORD_HASH_ROUNDS) -> str:

@@ -5,7 +5,7 @@ measurement must fall in (issue 4's bands: throughput within 5% of the TCP goodp
 from __future__ import annotations
 
 from qosplane.model.report import Verdict
-from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
+from qosplane.model.units import BitsPerSecond, PacketsPerSecond, tcp_goodput_bits_per_s
 
 TEN_MBIT = 10_000_000
 
@@ -60,19 +60,26 @@ PACKET_RATE_TOLERANCE = 0.05  # issue 13: packets per second received, within 5%
 
 
 def judge_packet_rate(
-    device: str, direction: str, rate_packets_per_s: int, measured: float, method: str
+    device: str,
+    direction: str,
+    rate_packets_per_s: PacketsPerSecond,
+    measured: float,
+    method: str,
+    expected_packets_per_s: PacketsPerSecond | None = None,
 ) -> Verdict:
-    """A packet limit lets its rate through, whatever is offered above it."""
+    """A packet limit lets its rate through, whatever is offered above it; or less, when a
+    bandwidth limit on the same direction binds first (`expected_packets_per_s`)."""
+    expected = rate_packets_per_s if expected_packets_per_s is None else expected_packets_per_s
     return Verdict(
         "packet_rate",
         device,
         direction,
         f"{rate_packets_per_s} packet/s",
-        float(rate_packets_per_s),
+        float(expected),
         measured,
         "packet/s",
         PACKET_RATE_TOLERANCE,
-        abs(measured - rate_packets_per_s) <= PACKET_RATE_TOLERANCE * rate_packets_per_s,
+        abs(measured - expected) <= PACKET_RATE_TOLERANCE * expected,
         method,
     )
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qosplane.compiler.enforcement.backends import cgroups, libvirt_domain, ovs, qemu_storage, tc
-from qosplane.compiler.enforcement.backends.nft_bridge import bridge_ruleset
+from qosplane.compiler.enforcement.backends.nft_bridge import (
+    NFT_DEVICE_MATCH,
+    NFT_MIN_BURST_PACKETS,
+    bridge_ruleset,
+)
 from qosplane.compiler.enforcement.backends.ovs import (
     OVS_COOKIE_MATCH,
     OVS_COOKIE_TAG,
@@ -96,6 +100,8 @@ def _decide(
 
 
 __all__ = [
+    "NFT_DEVICE_MATCH",
+    "NFT_MIN_BURST_PACKETS",
     "OVS_COOKIE_MATCH",
     "OVS_COOKIE_TAG",
     "bridge_ruleset",

@@ -18,6 +18,14 @@ NFT_MIN_BURST_PACKETS = Packets(5)
 DEFAULT_BURST_S_NUM, DEFAULT_BURST_S_DEN = 1, 10  # 0.1 s of the rate
 
 
+# The kernel keeps a limit's burst in 32 bits: nft takes a larger one and stores it cut
+# (measured: 2^32 came back as no burst at all), so it is refused here instead.
+NFT_BURST_PACKETS_MAX = Packets((1 << 32) - 1)
+# The match that picks a device's traffic in its chain, by direction: what the bridge
+# forwards from the tap comes from the instance; what it forwards to the tap goes to it.
+NFT_DEVICE_MATCH = {False: "iifname", True: "oifname"}  # to the instance? -> meta key
+
+
 def default_burst_packets(rate_packets_per_s: PacketsPerSecond) -> Packets:
     burst = rate_packets_per_s * DEFAULT_BURST_S_NUM // DEFAULT_BURST_S_DEN
     return Packets(max(NFT_MIN_BURST_PACKETS, burst))
@@ -50,7 +58,14 @@ class NftPacketRate:
             return Decision.refused("nftables bridge filtering is not available")
         assert isinstance(claim.limit, PacketRate)
         rate = PacketsPerSecond(claim.limit.rate_packets_per_s)
+        if rate < 1:
+            # nftables refuses a rate of 0, and one bad rule would fail the host's table.
+            return Decision.refused("a packet rate of 0 would drop every packet")
         burst = Packets(claim.limit.burst_packets or default_burst_packets(rate))
+        if burst > NFT_BURST_PACKETS_MAX:
+            return Decision.refused(
+                f"a burst of {burst} packets is above nftables' {NFT_BURST_PACKETS_MAX}"
+            )
         limit = PacketLimit(rate, burst)
         desired.limit_packets(claim.device, claim.direction == TO_GUEST, limit)
         return Decision.applied(Mechanism.LIMIT_NFT_PACKETS.value, polices=True)
@@ -77,7 +92,7 @@ def bridge_ruleset(
     lines.append(f"table bridge {table} {{")
     for device in devices:
         lines += [f"  chain {device} {{", "    type filter hook forward priority 0; policy accept;"]
-        for to_instance, key in ((False, "iifname"), (True, "oifname")):
+        for to_instance, key in sorted(NFT_DEVICE_MATCH.items()):
             limit = limits.get((device, to_instance))
             if limit is not None:
                 lines.append(
