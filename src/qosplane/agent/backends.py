@@ -75,7 +75,7 @@ class LinuxDevices:
     marks: dict[str, int] = field(default_factory=dict)
     packet_limits: dict[tuple[str, bool], PacketLimit] = field(default_factory=dict)
     # Devices of the servers this pass leaves as they are (failed or held back): their
-    # marks are neither stale nor rewritten.
+    # marks and packet limits are neither stale nor rewritten.
     untouched: set[str] = field(default_factory=set)
     _seen: dict[str, DeviceTc] = field(default_factory=dict)
 
@@ -189,7 +189,6 @@ class LinuxDevices:
         marks = {d.device: d.dscp for d in devices if d.dscp is not None}
         marks |= {d: m for d, m in self.marks.items() if d in self.untouched and d not in marks}
         limits = {key: limit for d in devices for key, limit in d.packet_limits().items()}
-
         limits |= {
             key: limit
             for key, limit in self.packet_limits.items()
