@@ -100,26 +100,28 @@ class Desired:
     def shape(self, device: str, to_instance: bool, shaper: Shaper) -> None:
         """One owner per device: of two limits on one direction of a device, the lower cap
         is the one applied."""
-        parts = self.devices.setdefault(device, DeviceParts())
-        current = parts.to_instance if to_instance else parts.from_instance
-        if current is None or shaper.ceil_bits_per_s < current.ceil_bits_per_s:
-            if to_instance:
-                parts.to_instance = shaper
-            else:
-                parts.from_instance = shaper
+        side = "to_instance" if to_instance else "from_instance"
+        self._keep_lower(device, side, shaper)
 
     def mark(self, device: str, dscp: int) -> None:
         self.devices.setdefault(device, DeviceParts()).dscp = dscp
 
     def limit_packets(self, device: str, to_instance: bool, limit: PacketLimit) -> None:
         """As for `shape`: of two packet limits on one direction, the lower is applied."""
+        side = "packets_to_instance" if to_instance else "packets_from_instance"
+        self._keep_lower(device, side, limit)
+
+    def _keep_lower(self, device: str, side: str, new: Shaper | PacketLimit) -> None:
+        """Put `new` on `side` of `device` unless what is there caps lower."""
         parts = self.devices.setdefault(device, DeviceParts())
-        current = parts.packets_to_instance if to_instance else parts.packets_from_instance
-        if current is None or limit.rate_packets_per_s < current.rate_packets_per_s:
-            if to_instance:
-                parts.packets_to_instance = limit
-            else:
-                parts.packets_from_instance = limit
+        current = getattr(parts, side)
+        if current is None or _cap_of(new) < _cap_of(current):
+            setattr(parts, side, new)
+
+
+def _cap_of(limit: Shaper | PacketLimit) -> int:
+    """bit/s for a shaper's ceil, packet/s for a packet limit: compared within one side."""
+    return limit.ceil_bits_per_s if isinstance(limit, Shaper) else limit.rate_packets_per_s
 
 
 class Backend(Protocol):
