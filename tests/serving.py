@@ -36,9 +36,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_serve(
-    state: Path, timeout_s: float = 30, extra_args: tuple[str, ...] = ()
+    state: Path,
+    timeout_s: float = 30,
+    extra_args: tuple[str, ...] = (),
+    local_agent: tuple[str, ...] | None = None,
 ) -> Iterator[str]:
-    """The endpoint (http://127.0.0.1:PORT) of a serve with its state in `state`."""
+    """The endpoint (http://127.0.0.1:PORT) of a serve with its state in `state`: without
+    its local agent, or with it and these host options (`--prefix ...`)."""
     port = free_port()
     log_path = state / "serve.log"
     with log_path.open("w") as log:
@@ -46,7 +50,7 @@ def running_serve(
             [
                 str(QOSPLANE),
                 "serve",
-                "--no-agent",
+                *(("--no-agent",) if local_agent is None else local_agent),
                 "--state-dir",
                 str(state),
                 "--listen",

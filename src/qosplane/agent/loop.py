@@ -169,6 +169,8 @@ class Agent:
                 registered = False
                 stop.wait(self.drift_check_s)
             except Unreachable as exc:  # the API is starting, restarting or gone for now
+                if stop.is_set():  # it went away because we are both stopping
+                    break
                 LOG.warning("API unreachable, trying again in %.1f s: %s", self.drift_check_s, exc)
                 self._offline_pass()
                 stop.wait(self.drift_check_s)

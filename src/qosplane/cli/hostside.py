@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from qosplane.agent.loop import Agent
 from qosplane.agent.measurement import verdicts_json, verify_server
@@ -138,7 +139,7 @@ def why_no_agent() -> str:
         return "the agent needs root (network namespaces, tc, cgroups)"
     missing = [t for t in HOST_TOOLS if shutil.which(t) is None]
     if missing:
-        return f"missing {', '.join(missing)} (scripts/host-packages installs them)"
+        return f"missing {', '.join(missing)} (scripts/host-packages installs them, as root)"
     return ""
 
 
@@ -174,25 +175,43 @@ def build_agent(
     )
 
 
-def start_local_agent(
-    creds: Credentials, host: str, options: HostOptions, stop: threading.Event
-) -> threading.Thread | None:
-    """The all-in-one's agent, in a thread of `serve`; None (with a printed reason) when
-    this machine cannot run it."""
+def local_agent(creds: Credentials, host: str, options: HostOptions) -> Agent:
+    """The all-in-one's agent, set up (its switch and hypervisor daemons started) but not
+    yet running; a QosplaneError names what this machine lacks."""
     reason = why_no_agent()
     if reason:
-        print(f"qosplane serve: no local agent: {reason}", file=sys.stderr, flush=True)
-        return None
-    try:
-        setup = host_setup(options)
-    except QosplaneError as exc:
-        print(f"qosplane serve: no local agent: {exc}", file=sys.stderr, flush=True)
-        return None
+        raise QosplaneError(reason)
+    setup = host_setup(options)
     cache = desired_state_cache(options.state_dir, options.prefix, host)
-    agent = build_agent(QosplaneClient(creds), host, setup, 1.0, cache)
-    thread = threading.Thread(target=agent.run, args=(stop,), name="qosplane-agent", daemon=True)
+    return build_agent(QosplaneClient(creds), host, setup, 1.0, cache)
+
+
+def start_when_listening(agent: Agent, endpoint: str, stop: threading.Event) -> threading.Thread:
+    """Runs `agent` in a thread of `serve` once the API accepts connections, so its first
+    pass does not meet a port uvicorn has not bound yet."""
+
+    def run() -> None:
+        if wait_for_listener(endpoint, stop):
+            agent.run(stop)
+
+    thread = threading.Thread(target=run, name="qosplane-agent", daemon=True)
     thread.start()
     return thread
+
+
+def wait_for_listener(endpoint: str, stop: threading.Event, pause_s: float = 0.05) -> bool:
+    """True once something accepts TCP connections at `endpoint` (http://HOST:PORT), False
+    if `stop` is set first."""
+    url = urlsplit(endpoint)
+    address = (url.hostname or "127.0.0.1", url.port or 80)
+    while not stop.is_set():
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except OSError:
+            stop.wait(pause_s)
+        else:
+            return True
+    return False
 
 
 # --- commands ---------------------------------------------------------------------------

@@ -10,19 +10,20 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
 import yaml
 
 from qosplane.cli.hostside import (
-    HYPERVISORS,
-    SWITCHES,
+    EXIT_FAILED,
     HostOptions,
     add_host_options,
     cmd_agent,
     cmd_exec,
     cmd_explain,
     cmd_verify,
-    start_local_agent,
+    local_agent,
+    start_when_listening,
 )
 from qosplane.cli.state import default_state_dir, load_or_create, openrc_lines
 from qosplane.client.http import Credentials, QosplaneClient
@@ -189,8 +190,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     services = services_for(settings)
     app = build_app(services)  # also bootstraps the admin and the local host, once, here
+    stop = threading.Event()
+    agent = None
+    endpoint = f"http://{host}:{port}"
+    if not args.no_agent:
+        try:
+            agent = local_agent(
+                Credentials(endpoint, "admin", state.admin.password, "admin"),
+                services.local_host,
+                HostOptions.from_args(args),
+            )
+        except QosplaneError as exc:
+            # Serving on would accept servers that nothing enforces; stop and say what to do.
+            print(
+                f"qosplane serve: cannot run the local agent: {exc}; "
+                "or pass --no-agent to serve a plan-only host",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
     print(
-        f"qosplane serve: http://{host}:{port} (state {state.directory}, database "
+        f"qosplane serve: {endpoint} (state {state.directory}, database "
         f"{engine.url.render_as_string(hide_password=True)}, {args.workers} worker(s))",
         file=sys.stderr,
         flush=True,
@@ -211,33 +230,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     else:
         config = uvicorn.Config(app, timeout_graceful_shutdown=2, **options)
-    stop = threading.Event()
-    if not args.no_agent:
-        creds = Credentials(f"http://{host}:{port}", "admin", state.admin.password, "admin")
-        start_local_agent(
-            creds,
-            services.local_host,
-            HostOptions(state.directory, switch=args.switch, hypervisor=args.hypervisor),
-            stop,
-        )
+    if agent is not None:
+        start_when_listening(agent, endpoint, stop)
     try:
-        _run_uvicorn(config)
+        _run_uvicorn(config, stop.set)
     finally:
         stop.set()
     return EXIT_OK
 
 
-def _run_uvicorn(config: object) -> None:
+def _run_uvicorn(config: object, on_exit: Callable[[], None]) -> None:
     """One server in this process, or uvicorn's supervisor of `config.workers` processes
-    sharing the listening socket (restarting any that dies)."""
+    sharing the listening socket (restarting any that dies). `on_exit` runs when SIGINT or
+    SIGTERM arrives, before uvicorn stops listening: the local agent stops first, rather
+    than meeting a refused connection on its way out."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_exit()
+            super().handle_exit(sig, frame)
+
+    class Supervisor(Multiprocess):
+        def handle_int(self) -> None:
+            on_exit()
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            on_exit()
+            super().handle_term()
+
     assert isinstance(config, uvicorn.Config)
     if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Supervisor(config, sockets=[config.bind_socket()]).run()
     else:
-        uvicorn.Server(config).run()
+        Server(config).run()
 
 
 def _cmd_openrc(args: argparse.Namespace) -> int:
@@ -312,20 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-agent",
         action="store_true",
-        help="do not run the local host's agent (it runs by default when this machine can)",
+        help="do not run the local host's agent (a plan-only host); by default serve runs it "
+        "and stops, saying what is missing, when this machine cannot",
     )
-    serve.add_argument(
-        "--switch",
-        choices=SWITCHES,
-        default="linuxbridge",
-        help="how the local agent wires ports (see `qosplane agent --help`)",
-    )
-    serve.add_argument(
-        "--hypervisor",
-        choices=HYPERVISORS,
-        default="netns",
-        help="how the local agent runs instances (see `qosplane agent --help`)",
-    )
+    add_host_options(serve)  # the local agent's, as `qosplane agent` takes them
 
     agent = sub.add_parser(
         "agent", help="run the host agent: watch this host's desired state, apply, repair"
