@@ -24,6 +24,7 @@ import pytest
 
 from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers
+from qosplane.cli.hostside import EXIT_INCONCLUSIVE, verify_exit
 from qosplane.client.http import QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.instances import RealInstances
@@ -211,6 +212,11 @@ def test_limits_hold_when_measured(rig: Rig) -> None:
     }
     failed = [v.to_json() for v in verdicts if not v.passed]
     assert failed == []
+    for kind in (("bandwidth", "ingress"), ("bandwidth", "egress")):
+        # The path without the limit, measured first: far above 1.2 x 10 Mbit/s here.
+        capacity = by_kind[kind].capacity
+        assert capacity is not None
+        assert capacity > 12_000_000, by_kind[kind]
     assert by_kind[("bandwidth", "ingress")].configured == "10000000 bit/s"  # the flavor's
     assert by_kind[("bandwidth", "egress")].configured == "3000000 bit/s"  # bw-limiter's
     assert by_kind[("dscp", "egress")].measured == 0x68  # DSCP 26 = AF31 = TOS 0x68
@@ -369,6 +375,73 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
         lambda: rig.drivers.instances.names() == {rig.server["plan"]["instance"]["name"]},
         10,
         "vm_resquota's namespace is removed",
+    )
+
+
+def test_a_limit_above_what_the_path_carries_is_inconclusive(rig: Rig) -> None:
+    """100 Gbit/s out of the instance: no veth on this machine carries 120 Gbit/s, so the
+    reading says nothing about the limit. verify says so, with both numbers, and removes
+    the two scratch ends it measured the path with."""
+    nova, neutron = "/compute/v2.1", "/networking/v2.0"
+    client = rig.client
+    flavor = client.call(
+        "POST", f"{nova}/flavors", {"flavor": {"name": "m1.plain", "ram": 256, "vcpus": 1}}
+    )["flavor"]["id"]
+    net_id = _network(client, "fastnet", "10.209.0.0/24")
+    policy_id = client.call("POST", f"{neutron}/qos/policies", {"policy": {"name": "fast"}})[
+        "policy"
+    ]["id"]
+    rule = {"max_kbps": 100_000_000, "max_burst_kbps": 8000, "direction": "egress"}
+    client.call(
+        "POST",
+        f"{neutron}/qos/policies/{policy_id}/bandwidth_limit_rules",
+        {"bandwidth_limit_rule": rule},
+    )
+    created = client.call(
+        "POST",
+        f"{nova}/servers",
+        {
+            "server": {
+                "name": "vm_fast",
+                "flavorRef": flavor,
+                "networks": [{"uuid": net_id}],
+                "availability_zone": f"nova:{rig.host}",
+            }
+        },
+    )["server"]
+    (port,) = client.get(f"{neutron}/ports?device_id={created['id']}")["ports"]
+    client.call("PUT", f"{neutron}/ports/{port['id']}", {"port": {"qos_policy_id": policy_id}})
+    wait_applied(client, created["id"], "the agent applies vm_fast")
+    verdicts = verify_server(
+        client.server_plan(created["id"]).desired,
+        probe(),
+        rig.drivers.instances,
+        rig.drivers.cgroups,
+        rig.drivers.volumes,
+        2,
+    )
+    by_kind = {(v.kind, v.direction): v for v in verdicts}
+    assert ("bandwidth", "ingress") not in by_kind  # nothing limits that direction
+    verdict = by_kind[("bandwidth", "egress")]
+    assert verdict.outcome == "inconclusive", verdict
+    assert not verdict.passed
+    assert verdict.capacity is not None
+    assert 0 < verdict.capacity < 1.2 * 100_000_000_000, verdict
+    assert verify_exit(verdicts) == EXIT_INCONCLUSIVE, [v.to_json() for v in verdicts]
+    namespaces = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"{rig.prefix}scratch-" not in namespaces
+    links = subprocess.run(
+        ["ip", "-n", rig.host_ns, "-o", "link"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "tapsa" not in links
+    assert "tapsb" not in links
+    client.call("DELETE", f"{nova}/servers/{created['id']}")
+    wait_for(
+        lambda: rig.drivers.instances.names() == {rig.server["plan"]["instance"]["name"]},
+        10,
+        "vm_fast's namespace is removed",
     )
 
 

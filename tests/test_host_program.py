@@ -4,6 +4,7 @@ tc lines that converge and then stay silent, drift named per aspect, measurement
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -418,3 +419,90 @@ def test_packet_limits_are_read_from_nfts_json() -> None:
     )
     assert _packet_limit_of(rule("iifname", {**over, "inv": False})) is None  # not `over`
     assert _packet_limit_of(rule("iifname", {**over, "rate_unit": "bytes"})) is None
+
+
+def test_a_high_rate_burst_read_back_in_whole_microseconds_is_no_drift() -> None:
+    """Measured on this kernel: 1024000 bytes at 100 Gbit/s came back as 1000000, at
+    10 Gbit/s as 1022500; the agent saw drift it could never repair until the microsecond
+    resolution counted."""
+    from qosplane.compiler.enforcement.backends.tc import same_shaper
+    from qosplane.model.units import tc_burst_resolution_bytes
+
+    fast = BitsPerSecond(100_000_000_000)
+    assert tc_burst_resolution_bytes(fast) == 25_000
+    wanted = Shaper(fast, fast, Bytes(1_024_000))
+    assert same_shaper(wanted, Shaper(fast, fast, Bytes(1_000_000)))
+    assert not same_shaper(wanted, Shaper(fast, fast, Bytes(990_000)))  # 34 kB: changed
+    ten = BitsPerSecond(10_000_000)  # at 10 Mbit/s 2 us is 3 bytes: the 2 KiB floor holds
+    assert not same_shaper(Shaper(ten, ten, Bytes(100_000)), Shaper(ten, ten, Bytes(97_000)))
+
+
+@pytest.mark.parametrize(
+    ("capacity", "measured", "outcome"),
+    [
+        (1_000_000_000.0, 9_600_000.0, "pass"),  # the path carries 100x: judged
+        (1_000_000_000.0, 7_000_000.0, "fail"),
+        (12_000_000.0, 9_600_000.0, "pass"),  # exactly 1.2x the limit: still judged
+        (11_000_000.0, 9_600_000.0, "inconclusive"),  # the path, not the limit, may bind
+        (11_000_000.0, 7_000_000.0, "inconclusive"),
+    ],
+)
+def test_a_path_that_cannot_carry_1_2_times_the_limit_is_inconclusive(
+    capacity: float, measured: float, outcome: str
+) -> None:
+    from qosplane.model.report import Verdict
+    from qosplane.verify.judge import judge_capacity
+
+    rate = BitsPerSecond(10_000_000)
+    verdict = judge_capacity(judge_throughput("tapx", "egress", rate, measured), capacity, rate)
+    assert verdict.outcome == outcome
+    assert verdict.passed is (outcome == "pass")
+    assert verdict.capacity == capacity
+    again = Verdict.from_json(verdict.to_json())
+    assert again == verdict
+
+
+def test_verdict_json_refuses_an_unknown_outcome_or_a_negative_capacity() -> None:
+    from qosplane.model.errors import InvalidInput
+    from qosplane.model.report import Verdict
+
+    good = judge_throughput("tapx", "egress", BitsPerSecond(10_000_000), 9_600_000).to_json()
+    old = {k: v for k, v in good.items() if k not in ("outcome", "capacity")}
+    assert Verdict.from_json(old).outcome == "pass"  # stored before verdicts had outcomes
+    with pytest.raises(InvalidInput, match="outcome"):
+        Verdict.from_json({**good, "outcome": "maybe"})
+    with pytest.raises(InvalidInput, match="capacity"):
+        Verdict.from_json({**good, "capacity": -1})
+
+
+def test_verify_exits_3_when_nothing_failed_but_something_was_inconclusive() -> None:
+    from qosplane.cli.hostside import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, verify_exit
+    from qosplane.verify.judge import judge_capacity
+
+    rate = BitsPerSecond(10_000_000)
+    ok = judge_throughput("tapx", "egress", rate, 9_600_000)
+    bad = judge_throughput("tapx", "ingress", rate, 5_000_000)
+    unsure = judge_capacity(ok, 11_000_000, rate)
+    assert verify_exit([ok]) == EXIT_OK
+    assert verify_exit([ok, unsure]) == EXIT_INCONCLUSIVE
+    assert verify_exit([unsure, bad]) == EXIT_FAILED
+
+
+def test_scratch_ends_fit_linux_names_and_are_never_instances() -> None:
+    from qosplane.host.instances import FakeInstances, RealInstances, scratch_wires
+
+    network_id = "3f1c2d4e-aaaa-bbbb-cccc-000000000000"
+    (a, wire_a), (b, wire_b) = scratch_wires(network_id, 1450)
+    assert a != b
+    assert wire_a.tap != wire_b.tap
+    assert wire_a.addresses != wire_b.addresses
+    (_, not_hex), _ = scratch_wires("net00000-first", 1450)  # tests' ids are not uuids
+    for wire in (wire_a, wire_b, not_hex):
+        assert re.fullmatch(r"02(:[0-9a-f]{2}){5}", wire.mac), wire.mac
+        assert len(wire.tap) <= 15
+        assert len(RealInstances.guest_name(wire)) <= 15
+        assert wire.mtu_bytes == 1450
+    fake = FakeInstances()
+    fake.ensure("instance-1", [])
+    fake.ensure(a, [wire_a])
+    assert fake.names() == {"instance-1"}

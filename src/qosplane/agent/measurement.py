@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qosplane.agent.reconcile import ports_of
 from qosplane.compiler.enforcement.program import host_program
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.hypervisor import Hypervisor
-from qosplane.host.instances import Instances, PortWire
+from qosplane.host.instances import Instances, PortWire, scratch_wires
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
 from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, PacketLimit, Shaper
 from qosplane.model.plan import DesiredServer
@@ -32,6 +32,7 @@ from qosplane.model.units import (
     udp_frame_bytes,
 )
 from qosplane.verify.judge import (
+    judge_capacity,
     judge_disk,
     judge_exact,
     judge_packet_rate,
@@ -134,10 +135,71 @@ def verify_server(
     return verdicts
 
 
+CAPACITY_SECONDS = 2  # each unshaped reading: long enough for TCP to fill the path
+
+
+@dataclass
+class _Capacity:
+    """What a network's path carries without any limit, measured between two scratch ends
+    plugged into it like instance ports (same bridge or OVS datapath, same CPUs, same
+    moment), once per network and kind of traffic for one verify."""
+
+    instances: Instances
+    mtu_bytes: dict[str, int]  # network id -> MTU of its ports
+    tcp_bits_per_s: dict[str, float] = field(default_factory=dict)
+    udp_packets_per_s: dict[tuple[str, int], float] = field(default_factory=dict)
+    made: list[str] = field(default_factory=list)
+
+    def _path(self, network_id: str) -> tuple[str, str, str]:
+        (sender, _), (receiver, wire) = scratch_wires(network_id, self.mtu_bytes[network_id])
+        for name, port in scratch_wires(network_id, self.mtu_bytes[network_id]):
+            if name not in self.made:
+                self.made.append(name)  # before ensure: a half-made end is removed too
+                self.instances.ensure(name, [port])
+        return (
+            self.instances.namespace(sender),
+            self.instances.namespace(receiver),
+            _ip(wire.addresses[0]),
+        )
+
+    def tcp(self, network_id: str) -> float:
+        if network_id not in self.tcp_bits_per_s:
+            flow = measure.throughput(*self._path(network_id), CAPACITY_SECONDS, 1)
+            self.tcp_bits_per_s[network_id] = flow.received_bits_per_s
+        return self.tcp_bits_per_s[network_id]
+
+    def udp(self, network_id: str, offered: PacketsPerSecond) -> float:
+        key = (network_id, offered)
+        if key not in self.udp_packets_per_s:
+            path = self._path(network_id)
+            reading = measure.packet_rate(*path, CAPACITY_SECONDS, 1, offered)
+            self.udp_packets_per_s[key] = reading.received_packets_per_s
+        return self.udp_packets_per_s[key]
+
+    def remove(self) -> None:
+        for name in reversed(self.made):
+            self.instances.remove(name)
+        self.made.clear()
+
+
 def _network_verdicts(
     qos: InstanceQos, ports: Sequence[PortWire], instances: Instances, seconds: int
 ) -> list[Verdict]:
     wires: dict[str, PortWire] = {w.tap: w for w in ports}
+    capacity = _Capacity(instances, {w.network_id: w.mtu_bytes for w in ports})
+    try:
+        return _measure_links(qos, wires, instances, capacity, seconds)
+    finally:
+        capacity.remove()
+
+
+def _measure_links(
+    qos: InstanceQos,
+    wires: dict[str, PortWire],
+    instances: Instances,
+    capacity: _Capacity,
+    seconds: int,
+) -> list[Verdict]:
     ns = instances.namespace(qos.name)
     verdicts: list[Verdict] = []
     for link in _links(qos):
@@ -146,6 +208,7 @@ def _network_verdicts(
             continue
         probe = instances.probe_namespace(wire.network_id)
         mine, far = _ip(wire.addresses[0]), _ip(wire.gateway)
+        net = wire.network_id
         # Each direction from the sending end to the receiving one, timed at the receiver.
         for direction, limit, packets, sender, receiver, address, where in (
             ("ingress", link.to_instance, link.packets_to_instance, probe, ns, mine, "into"),
@@ -153,17 +216,18 @@ def _network_verdicts(
         ):
             path = (sender, receiver, address)
             if limit is not None:
-                verdicts.append(
-                    _throughput_verdict(
-                        link.device, direction, limit, wire.mtu_bytes, path, seconds, where
-                    )
+                carried = capacity.tcp(net)  # first, so a later run is not what it measures
+                verdict = _throughput_verdict(
+                    link.device, direction, limit, wire.mtu_bytes, path, seconds, where
                 )
+                verdicts.append(judge_capacity(verdict, carried, limit[0]))
             if packets is not None:
-                verdicts.append(
-                    _packet_rate_verdict(
-                        link.device, direction, packets, limit, path, seconds, where
-                    )
+                offered = PacketsPerSecond(2 * packets.rate_packets_per_s)
+                carried = capacity.udp(net, offered)
+                verdict = _packet_rate_verdict(
+                    link.device, direction, packets, limit, path, seconds, where
                 )
+                verdicts.append(judge_capacity(verdict, carried, packets.rate_packets_per_s))
         if link.dscp is not None:
             tos = measure.tos_seen(ns, probe, far)
             verdicts.append(

@@ -30,7 +30,7 @@ from qosplane.compiler.enforcement.program import host_program
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import Hypervisor
-from qosplane.host.instances import PROBE_OWNER, Instances, PortWire
+from qosplane.host.instances import PROBE_OWNER, SCRATCH_OWNER, Instances, PortWire
 from qosplane.host.nft import DscpMarking
 from qosplane.host.ovs import Switch
 from qosplane.host.tc import TrafficControl
@@ -258,7 +258,7 @@ class Reconciler:
             # A port whose instance or network went while the agent was down.
             owners = wanted | {PROBE_OWNER + n for n in wanted_networks}
             for port, owner in sorted(self.d.switch.owners().items()):
-                if owner not in owners:
+                if owner not in owners and not owner.startswith(SCRATCH_OWNER):
                     self.d.switch.unplug(port)
 
     def converge(self, servers: Sequence[DesiredServer]) -> tuple[list[Target], PassResult]:

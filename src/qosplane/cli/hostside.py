@@ -11,6 +11,7 @@ import shutil
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,11 +32,13 @@ from qosplane.model.errors import QosplaneError
 from qosplane.model.host_facts import CgroupVersion, HostFacts
 from qosplane.model.host_state import Capabilities
 from qosplane.model.instance import VifType
+from qosplane.model.report import Verdict
 from qosplane.verify.explain import explain, render_explain
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INCONCLUSIVE = 3
 HOST_TOOLS = ("ip", "tc", "nft")
 
 
@@ -290,13 +293,22 @@ def cmd_verify(args: argparse.Namespace, creds: Credentials) -> int:
         sys.stdout.write("\n")
     else:
         for v in verdicts:
-            mark = "pass" if v.passed else "FAIL"
+            mark = v.outcome if v.passed else v.outcome.upper()
+            path = "" if v.capacity is None else f"; the path carries {v.capacity:.1f} unlimited"
             print(
                 f"{v.device:16} {v.kind:11} {v.direction:8} configured {v.configured:22} "
                 f"expected {v.expected:14.1f} measured {v.measured:14.1f} {v.unit:6} "
-                f"±{v.tolerance:.0%} {mark}   ({v.method})"
+                f"±{v.tolerance:.0%} {mark}   ({v.method}{path})"
             )
-    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_FAILED
+    return verify_exit(verdicts)
+
+
+def verify_exit(verdicts: Sequence[Verdict]) -> int:
+    """0: every limit held; 1: one failed; 3: none failed, but one could not be judged on
+    this host (its path cannot carry well above the limit)."""
+    if any(v.outcome == "fail" for v in verdicts):
+        return EXIT_FAILED
+    return EXIT_INCONCLUSIVE if any(v.inconclusive for v in verdicts) else EXIT_OK
 
 
 def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:

@@ -366,7 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_host_options(run_in)
     run_in.set_defaults(func=_with_creds(cmd_exec))
 
-    verify = sub.add_parser("verify", help="measure every limit of a server with real traffic")
+    verify = sub.add_parser(
+        "verify",
+        help="measure every limit of a server with real traffic",
+        description="Exit 0: every limit held; 1: one failed; 3: none failed but one was "
+        "inconclusive (the path without the limit carries less than 1.2 times it).",
+    )
     verify.add_argument("server")
     verify.add_argument("--seconds", type=int, default=5, help="measured seconds per limit")
     verify.add_argument("--json", action="store_true")

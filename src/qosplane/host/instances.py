@@ -16,6 +16,7 @@ starts with `prefix`, so a host (or a test) can list and remove exactly what it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,30 @@ class PortWire:
 
 
 PROBE_OWNER = "probe-"  # + the network id's first 8 characters: a probe port's owner
+# verify's two unshaped ends on a network, to measure what its path carries without a
+# limit: never an instance, so a running agent neither lists nor removes them.
+SCRATCH_OWNER = "scratch-"
+SCRATCH_ADDRESS = "169.254.0.{}/16"  # link-local: on the network's L2, in no tenant subnet
+
+
+def scratch_wires(network_id: str, mtu_bytes: int) -> tuple[tuple[str, PortWire], ...]:
+    """The sending and the receiving scratch end on `network_id`: (name, its one port).
+    Taps `tapsa`/`tapsb` + 10 characters of the network id: no port id (hex) matches.
+    Locally administered MACs from a hash of the id, which need not be hex."""
+    mac = hashlib.sha256(network_id.encode()).hexdigest()
+    return tuple(
+        (
+            f"{SCRATCH_OWNER}{network_id[:8]}-{end}",
+            PortWire(
+                f"taps{end}{network_id[:10]}",
+                f"02:00:{mac[0:2]}:{mac[2:4]}:{mac[4:6]}:0{n}",
+                network_id,
+                (SCRATCH_ADDRESS.format(n),),
+                mtu_bytes=mtu_bytes,
+            ),
+        )
+        for n, end in ((1, "a"), (2, "b"))
+    )
 
 
 class Instances(Protocol):
@@ -230,11 +255,11 @@ class RealInstances:
                     self.switch.unplug(port)
 
     def names(self) -> set[str]:
-        probes = f"{self.prefix}probe-"
+        probes, scratch = f"{self.prefix}{PROBE_OWNER}", f"{self.prefix}{SCRATCH_OWNER}"
         return {
             n.removeprefix(self.prefix)
             for n in self._namespaces()
-            if n.startswith(self.prefix) and not n.startswith(probes)
+            if n.startswith(self.prefix) and not n.startswith((probes, scratch))
         }
 
     def ensure_ifb(self, device: str) -> None:
@@ -325,7 +350,7 @@ class FakeInstances:
                 self.switch.unplug(port.tap)
 
     def names(self) -> set[str]:
-        return set(self.instances)
+        return {n for n in self.instances if not n.startswith(SCRATCH_OWNER)}
 
     def ensure_ifb(self, device: str) -> None:
         self.ifb_devices.add(device)

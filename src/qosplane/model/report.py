@@ -169,6 +169,14 @@ class Verdict:
     tolerance: float  # relative; 0 for exact
     passed: bool
     method: str = ""
+    # What the same path carried without the limit, in `unit`, when it was measured; a
+    # path that cannot carry well above the limit proves nothing either way.
+    capacity: float | None = None
+    inconclusive: bool = False  # then `passed` is False too
+
+    @property
+    def outcome(self) -> str:
+        return "inconclusive" if self.inconclusive else "pass" if self.passed else "fail"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -182,6 +190,8 @@ class Verdict:
             "tolerance": self.tolerance,
             "passed": self.passed,
             "method": self.method,
+            "capacity": self.capacity,
+            "outcome": self.outcome,
         }
 
     @classmethod
@@ -193,6 +203,14 @@ class Verdict:
                 raise InvalidInput(f"{where}.{key}", value, "a number")
             numbers.append(float(value))
         expected, measured, tolerance = numbers
+        capacity = data.get("capacity")
+        if capacity is not None and (
+            not isinstance(capacity, int | float) or isinstance(capacity, bool) or capacity < 0
+        ):
+            raise InvalidInput(f"{where}.capacity", capacity, "a number of at least 0, or null")
+        outcome = data.get("outcome", "pass" if data.get("passed") else "fail")
+        if outcome not in ("pass", "fail", "inconclusive"):
+            raise InvalidInput(f"{where}.outcome", outcome, "one of pass, fail, inconclusive")
         return cls(
             _text(data, "kind", where),
             _text(data, "device", where),
@@ -202,8 +220,10 @@ class Verdict:
             measured,
             _text(data, "unit", where),
             tolerance,
-            bool(data.get("passed")),
+            outcome == "pass",
             _text(data, "method", where),
+            None if capacity is None else float(capacity),
+            outcome == "inconclusive",
         )
 
 

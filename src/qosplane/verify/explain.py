@@ -140,10 +140,13 @@ def render_explain(view: Mapping[str, Any]) -> str:
             )
         measured = item["measured"]
         if measured:
-            verdict = "pass" if measured["passed"] else "FAIL"
+            outcome = str(measured.get("outcome", "pass" if measured["passed"] else "fail"))
+            path = measured.get("capacity")
             lines.append(
                 f"  measured  {measured['measured']:.0f} {measured['unit']} vs expected "
-                f"{measured['expected']:.0f} (±{measured['tolerance']:.0%}): {verdict}"
+                f"{measured['expected']:.0f} (±{measured['tolerance']:.0%}): "
+                + (outcome if outcome == "pass" else outcome.upper())
+                + ("" if path is None else f"; the path carries {path:.0f} unlimited")
             )
         for text in item["conflicts"]:
             lines.append(f"  conflict  {text}")

@@ -4,6 +4,8 @@ measurement must fall in (issue 4's bands: throughput within 5% of the TCP goodp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qosplane.model.report import Verdict
 from qosplane.model.units import BitsPerSecond, PacketsPerSecond, tcp_goodput_bits_per_s
 
@@ -120,4 +122,20 @@ def judge_exact(
         0.0,
         expected == measured,
         method,
+    )
+
+
+CAPACITY_HEADROOM = 1.2  # issue 12: a path must carry 1.2 times the limit to judge it
+
+
+def judge_capacity(verdict: Verdict, capacity: float, limit: float) -> Verdict:
+    """`verdict` with what the path carried without the limit (same unit). Below
+    CAPACITY_HEADROOM times the limit, the host (a busy CPU, a TCG guest, a slow datapath)
+    may be what held the rate down, not the limit: inconclusive, never pass or fail."""
+    short = capacity < CAPACITY_HEADROOM * limit
+    return replace(
+        verdict,
+        capacity=capacity,
+        inconclusive=short,
+        passed=verdict.passed and not short,
     )

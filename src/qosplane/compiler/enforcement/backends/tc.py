@@ -16,7 +16,12 @@ from qosplane.compiler.enforcement.base import (
 )
 from qosplane.model.host_state import Capabilities, DeviceQos, Mechanism, ObservedDevice, Shaper
 from qosplane.model.plan import Rate
-from qosplane.model.units import tc_rate_as_printed, tc_rate_bits, tc_size_bytes
+from qosplane.model.units import (
+    tc_burst_resolution_bytes,
+    tc_rate_as_printed,
+    tc_rate_bits,
+    tc_size_bytes,
+)
 
 PFIFO_LIMIT_PACKETS = 1000  # an ifb's txqueuelen is 32: the leaf queue must not be
 
@@ -116,15 +121,21 @@ def redirect_commands(
 
 def same_shaper(desired: Shaper | None, observed: Shaper | None) -> bool:
     """Equal as tc reads back: rates exactly as tc prints the desired ones (it divides by
-    1000 with truncation), bursts within 2% or 2 KiB (htb keeps a burst as a time at the
-    rate and tc prints sizes rounded to KiB or MiB)."""
+    1000 with truncation), bursts within 2%, 2 KiB or tc's microsecond resolution at the
+    rate (htb keeps a burst as a time at the rate and tc prints sizes rounded to KiB or
+    MiB; above about 8 Gbit/s the microseconds are the coarser)."""
     if desired is None or observed is None:
         return desired is observed
     burst_gap = abs(desired.burst_bytes - observed.burst_bytes)
+    allowed = max(
+        0.02 * max(desired.burst_bytes, observed.burst_bytes),
+        2048,
+        tc_burst_resolution_bytes(desired.rate_bits_per_s),
+    )
     return (
         tc_rate_as_printed(desired.rate_bits_per_s) == observed.rate_bits_per_s
         and tc_rate_as_printed(desired.ceil_bits_per_s) == observed.ceil_bits_per_s
-        and burst_gap <= max(0.02 * max(desired.burst_bytes, observed.burst_bytes), 2048)
+        and burst_gap <= allowed
     )
 
 
