@@ -74,7 +74,9 @@ def own_ovs(host_ns: str, prefix: str) -> Iterator[RealSwitch]:
 
 
 @contextmanager
-def own_libvirt(host_ns: str, prefix: str) -> Iterator[RealHypervisor]:
+def own_libvirt(
+    host_ns: str, prefix: str, guest_images: Path | None = None
+) -> Iterator[RealHypervisor]:
     """A libvirtd of its own (state in a temporary directory, private mounts, `host_ns`),
     stopped afterwards with every domain it ran, and the /machine cgroups libvirt leaves
     behind removed when empty."""
@@ -85,7 +87,7 @@ def own_libvirt(host_ns: str, prefix: str) -> Iterator[RealHypervisor]:
     existed = set(Path("/sys/fs/cgroup").glob("*/machine"))
     try:
         daemon.ensure()
-        hypervisor = RealHypervisor(daemon.uri, state / "images", prefix)
+        hypervisor = RealHypervisor(daemon.uri, state / "images", prefix, guest_images=guest_images)
         try:
             yield hypervisor
         finally:

@@ -17,8 +17,11 @@ import pytest
 from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.compiler.enforcement.backends.libvirt_domain import (
+    AGENT_CHANNEL,
     OWNER_NAMESPACE,
     DomainHost,
+    GuestBoot,
+    HostNic,
     domain_iotune,
     domain_shares,
     host_domain_xml,
@@ -45,6 +48,43 @@ def resquota_plan(**extra_specs: str) -> dict[str, Any]:
 
 
 # --- pure ---------------------------------------------------------------------------------
+
+
+def test_a_real_guest_boots_the_image_with_its_nics_on_this_hosts_bridges() -> None:
+    """The plan's hybrid interface (Nova's qbr bridge, libvirt <bandwidth>) becomes a port
+    of the host's network bridge without <bandwidth>, which this kernel cannot run; the
+    kernel boots qosplane's image, and qemu-ga gets its channel."""
+    plan_xml = str(resquota_plan()["domain_xml"])
+    planned = ET.fromstring(plan_xml).find("devices/interface")
+    assert planned is not None
+    assert planned.find("bandwidth") is not None  # Nova would have written it
+    tap = str(planned.find("target").get("dev"))  # type: ignore[union-attr]
+    boot = GuestBoot("/img/vmlinuz", "/img/initrd.img", "console=ttyS0 qosplane.nic=x")
+    host = DomainHost(
+        "qemu",
+        "/usr/bin/qemu-system-x86_64",
+        Kibibytes(196608),
+        {"vda": "/i/vda.raw"},
+        "qosplane:t-",
+        boot=boot,
+        interfaces={tap: HostNic("brqnet1", "fa:16:3e:00:00:99")},
+    )
+    root = ET.fromstring(host_domain_xml(plan_xml, host))
+    (nic,) = root.findall("devices/interface")
+    assert nic.get("type") == "bridge"
+    assert nic.find("source").get("bridge") == "brqnet1"  # type: ignore[union-attr]
+    assert nic.find("target").get("dev") == tap  # type: ignore[union-attr]
+    assert nic.find("mac").get("address") == "fa:16:3e:00:00:99"  # type: ignore[union-attr]
+    assert nic.find("model").get("type") == "virtio"  # type: ignore[union-attr]
+    assert nic.find("bandwidth") is None
+    assert (root.findtext("os/kernel"), root.findtext("os/initrd")) == (boot.kernel, boot.initrd)
+    assert root.findtext("os/cmdline") == boot.cmdline
+    (channel,) = root.findall("devices/channel")
+    assert channel.find("target").get("name") == AGENT_CHANNEL  # type: ignore[union-attr]
+    assert root.findtext("cputune/shares") == "512"  # QoS kept as before
+    # A NIC this host does not wire is left out, as without a guest.
+    other = replace(host, interfaces={"tapother": HostNic("brqnet1", "fa:16:3e:00:00:99")})
+    assert ET.fromstring(host_domain_xml(plan_xml, other)).find("devices/interface") is None
 
 
 def test_the_plans_domain_is_adapted_to_this_host_and_keeps_its_qos() -> None:

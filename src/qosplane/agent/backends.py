@@ -286,7 +286,7 @@ class LibvirtDomains:
             if running is not None and domain.name in running and domain.name in self.ensured:
                 continue
             try:
-                self.hypervisor.ensure(domain)
+                self.hypervisor.ensure(domain, t.ports)
                 self.ensured.add(domain.name)
             except HostError as exc:
                 charge(result, t.qos.name, exc)

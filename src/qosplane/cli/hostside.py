@@ -21,6 +21,7 @@ from qosplane.agent.measurement import verdicts_json, verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
+from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import SYSTEM_SOCKET, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking, table_for_prefix
@@ -98,11 +99,13 @@ def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
     agent's own under the state directory."""
     tag = options.prefix.rstrip("-")
     images = options.state_dir / "images" / tag
+    # Real guests need their taps in the network's bridge: Linux bridges only, for now.
+    guests = options.state_dir / "guest-image" if options.switch == "linuxbridge" else None
     if options.host_netns is None and SYSTEM_SOCKET.exists():
-        return RealHypervisor("qemu:///system", images, options.prefix)
+        return RealHypervisor("qemu:///system", images, options.prefix, guest_images=guests)
     daemon = LibvirtDaemon(options.state_dir / "libvirt" / tag, options.host_netns)
     daemon.ensure()
-    return RealHypervisor(daemon.uri, images, options.prefix, daemon)
+    return RealHypervisor(daemon.uri, images, options.prefix, daemon, guest_images=guests)
 
 
 def host_setup(options: HostOptions) -> HostSetup:
@@ -112,7 +115,12 @@ def host_setup(options: HostOptions) -> HostSetup:
     hypervisor = libvirt_hypervisor(o) if o.hypervisor == "libvirt" else None
     return HostSetup(
         HostDrivers(
-            RealInstances(prefix=o.prefix, host_netns=o.host_netns, switch=ovs),
+            RealInstances(
+                prefix=o.prefix,
+                host_netns=o.host_netns,
+                switch=ovs,
+                guest_taps=hypervisor is not None and hypervisor.boots_guests,
+            ),
             RealTrafficControl(o.host_netns),
             RealDscpMarking(o.host_netns, table_for_prefix(o.prefix)),
             RealCgroupsV2(root=o.cgroup_root)
@@ -243,8 +251,29 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     return EXIT_OK
 
 
+GUEST_AGENT_WAIT_S = 120  # a guest just started under TCG is up in ~10-15 s
+
+
+def exec_in_guest(hypervisor: RealHypervisor, domain: str, command: Sequence[str]) -> int:
+    """`command` inside a real guest, through its guest agent: its output here, its exit
+    status returned. A shell inside resolves the program on the guest's PATH."""
+    try:
+        agent = hypervisor.agent(domain)
+        agent.wait_ready(GUEST_AGENT_WAIT_S)
+        done = agent.run(["/bin/sh", "-c", 'exec "$@"', "sh", *command], timeout_s=3600)
+    except HostError as exc:
+        print(f"qosplane exec: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.buffer.write(done.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(done.stderr)
+    sys.stderr.flush()
+    return done.exit_code
+
+
 def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
-    """Run a command in the instance's network namespace and cgroup, on this host."""
+    """Run a command inside the instance on this host: in its guest through qemu-ga when
+    it is a real guest, else in its network namespace and cgroup."""
     command = list(args.cmd or [])
     if command[:1] == ["--"]:
         command = command[1:]
@@ -264,6 +293,9 @@ def cmd_exec(args: argparse.Namespace, creds: Credentials) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
+    hypervisor = setup.drivers.hypervisor
+    if isinstance(hypervisor, RealHypervisor) and hypervisor.boots_guests:
+        return exec_in_guest(hypervisor, instance, command)
     procs = setup.drivers.cgroups.procs_file(instance)
     join = f'[ -w "{procs}" ] && echo $$ > "{procs}"; exec "$@"'
     os.execvp(

@@ -28,14 +28,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qosplane.compiler.enforcement.backends.libvirt_domain import AGENT_CHANNEL
 from qosplane.host.errors import PermanentHostError
 
 # The modules a virtio guest needs; their dependencies come from modules.dep.
 GUEST_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_console")
 GUEST_PROGRAMS = ("/usr/sbin/qemu-ga", "/usr/bin/iperf3")
 BUSYBOX = "/bin/busybox"
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 NIC_ARGUMENT = "qosplane.nic"
+READY_LINE = "qosplane-guest: ready, agent on"  # on the console once /init is done
 PACKAGES = {  # what provides each input, for the error that says what to install
     "kernel": "linux-image-amd64",
     BUSYBOX: "busybox-static",
@@ -75,7 +76,7 @@ port=""
 for p in /sys/class/virtio-ports/*; do
   [ "$(cat "$p/name" 2>/dev/null)" = "{AGENT_CHANNEL}" ] && port="/dev/${{p##*/}}"
 done
-echo "qosplane-guest: ready, agent on $port"
+echo "{READY_LINE} $port"
 exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -t /run -f /run/qemu-ga.pid
 """
 

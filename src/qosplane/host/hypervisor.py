@@ -20,12 +20,15 @@ state directory and a passwd copy holding that user (host-capabilities.md §5's 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,9 +37,20 @@ from qosplane.compiler.enforcement.backends.libvirt_domain import (
     IOTUNE_KEYS,
     OWNER_NAMESPACE,
     DomainHost,
+    GuestBoot,
+    HostNic,
     host_domain_xml,
 )
 from qosplane.host.errors import HostError, PermanentHostError
+from qosplane.host.guest_agent import GuestAgent
+from qosplane.host.guest_image import (
+    READY_LINE,
+    GuestImage,
+    GuestNic,
+    build_guest_image,
+    nic_arguments,
+)
+from qosplane.host.instances import PortWire
 from qosplane.host.measure import DiskRate
 from qosplane.host.process import run
 from qosplane.model.host_state import LIBVIRT_UNLIMITED_QUOTA, DomainQos
@@ -54,6 +68,8 @@ NO_QUOTA_ABOVE = 2**40  # a vcpu_quota above this is libvirt's "no quota" on cgr
 SCHEDULER_KEYS = ("cpu_shares", "vcpu_period", "vcpu_quota")
 IMAGE_BYTES = 64 * 1024 * 1024
 GUEST_MEMORY_KIB = Kibibytes(128 * 1024)  # no guest OS runs: firmware only
+GUEST_OS_MEMORY_KIB = Kibibytes(192 * 1024)  # the guest image's kernel and initramfs
+GUEST_CMDLINE = "console=ttyS0 quiet panic=-1"
 QEMU_CONF = """\
 user = "root"
 group = "root"
@@ -94,9 +110,9 @@ def _libvirt_failure(operation: str, exc: Any) -> HostError:
 
 
 class Hypervisor(Protocol):
-    def ensure(self, desired: DomainQos) -> None:
+    def ensure(self, desired: DomainQos, ports: Sequence[PortWire] = ()) -> None:
         """Define the domain (from the plan's XML, adapted to this host) unless it is, and
-        start it unless it runs."""
+        start it unless it runs; a real guest's NICs are `ports`."""
 
     def observe(self, name: str) -> DomainQos | None:
         """Live scheduler and iotune values; None when the domain does not run."""
@@ -207,8 +223,16 @@ class RealHypervisor:
     """`daemon`: the agent's own libvirtd, started again when it is found dead."""
 
     def __init__(
-        self, uri: str, images: Path, owner: str = "qp-", daemon: LibvirtDaemon | None = None
+        self,
+        uri: str,
+        images: Path,
+        owner: str = "qp-",
+        daemon: LibvirtDaemon | None = None,
+        guest_images: Path | None = None,
     ) -> None:
+        """`guest_images`: where the guest image is built and kept; with it each domain
+        boots a real guest (host/guest_image.py) with its ports as NICs, else firmware only
+        with no NICs."""
         if libvirt is None:
             raise HostError(
                 "libvirt", "libvirt-python is not installed (pip install libvirt-python)"
@@ -220,6 +244,7 @@ class RealHypervisor:
         self.images = images
         self.daemon = daemon
         self.owner = f"qosplane:{owner}"
+        self.guest_images = guest_images
         self._connection: Any = None
 
     def _conn(self) -> Any:
@@ -273,7 +298,26 @@ class RealHypervisor:
         os.close(fd)
         return "kvm"
 
-    def ensure(self, desired: DomainQos) -> None:
+    @property
+    def boots_guests(self) -> bool:
+        return self.guest_images is not None
+
+    def _guest(self, ports: Sequence[PortWire]) -> tuple[str, GuestBoot, dict[str, HostNic]]:
+        """The virt type, kernel boot and NIC bridges of a real guest on `ports`."""
+        assert self.guest_images is not None
+        image = build_guest_image(self.guest_images)
+        nics = [
+            GuestNic(p.mac, p.addresses[0], p.gateway.split("/")[0] if p.gateway else None)
+            for p in ports
+            if p.addresses
+        ]
+        boot = GuestBoot(
+            str(image.kernel), str(image.initrd), f"{GUEST_CMDLINE} {nic_arguments(nics)}"
+        )
+        virt = "kvm" if self.virt_type() == "kvm" and kvm_boots(image) else "qemu"
+        return virt, boot, {p.tap: HostNic(p.bridge, p.mac) for p in ports}
+
+    def ensure(self, desired: DomainQos, ports: Sequence[PortWire] = ()) -> None:
         dom = self._lookup(desired.name)
         if dom is not None and not self._ours(dom):
             raise PermanentHostError(
@@ -290,7 +334,15 @@ class RealHypervisor:
                             image.truncate(IMAGE_BYTES)
                     images[target] = str(path)
                 emulator = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
-                host = DomainHost(self.virt_type(), emulator, GUEST_MEMORY_KIB, images, self.owner)
+                if self.boots_guests:
+                    virt, boot, bridges = self._guest(ports)
+                    host = DomainHost(
+                        virt, emulator, GUEST_OS_MEMORY_KIB, images, self.owner, boot, bridges
+                    )
+                else:
+                    host = DomainHost(
+                        self.virt_type(), emulator, GUEST_MEMORY_KIB, images, self.owner
+                    )
                 dom = self._conn().defineXML(host_domain_xml(desired.plan_xml, host))
             if not self._active(dom):
                 dom.create()
@@ -365,6 +417,13 @@ class RealHypervisor:
         for name in sorted(self.names()):
             self.remove(name)
 
+    def agent(self, name: str) -> GuestAgent:
+        """The guest agent of the running domain `name` (a real guest's)."""
+        dom = self._lookup(name)
+        if dom is None or not self._active(dom):
+            raise HostError(f"guest agent of {name}", "the domain does not run")
+        return GuestAgent(LibvirtAgentTransport(dom))
+
     def disk_rate(
         self, name: str, target: str, op: str, request_bytes: int, count: int, warmup: int = 0
     ) -> DiskRate:
@@ -404,6 +463,55 @@ class RealHypervisor:
         raise HostError(f"measure {target}", "the disk has no device alias")
 
 
+class LibvirtAgentTransport:
+    """qemu-ga through libvirt, which holds the agent channel's socket itself."""
+
+    def __init__(self, dom: Any) -> None:
+        self.dom = dom
+
+    def command(self, message: dict[str, Any], timeout_s: float) -> Any:
+        try:
+            answer = libvirt_qemu.qemuAgentCommand(
+                self.dom, json.dumps(message), max(1, round(timeout_s)), 0
+            )
+        except libvirt.libvirtError as exc:
+            raise HostError(f"guest agent {message['execute']}", str(exc)) from exc
+        return json.loads(answer).get("return")
+
+
+KVM_PROBE_S = 20  # the guest is up in ~10 s under TCG, in ~2 s under a KVM that boots it
+
+
+def kvm_boots(image: GuestImage) -> bool:
+    """Whether this host's KVM boots the guest image: tried once per image and kept beside
+    it. /dev/kvm opening is not enough: a PVM KVM (host-capabilities.md §11) runs the
+    firmware, then hangs at "Booting from ROM" with a stock kernel."""
+    verdict = image.kernel.parent / "kvm-boots"
+    if verdict.exists():
+        return verdict.read_text().strip() == "yes"
+    console = image.kernel.parent / f".kvm-probe-{os.getpid()}.log"
+    argv = [
+        "qemu-system-x86_64", "-enable-kvm", "-m", "192", "-display", "none", "-no-reboot",
+        "-nodefaults", "-serial", f"file:{console}", "-kernel", str(image.kernel),
+        "-initrd", str(image.initrd), "-append", f"{GUEST_CMDLINE}",
+    ]  # fmt: skip
+    probe = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    booted = False
+    try:
+        deadline = time.monotonic() + KVM_PROBE_S
+        while time.monotonic() < deadline and probe.poll() is None:
+            if console.exists() and READY_LINE in console.read_text(errors="replace"):
+                booted = True
+                break
+            time.sleep(0.2)
+    finally:
+        probe.kill()
+        probe.wait()
+        console.unlink(missing_ok=True)
+    verdict.write_text("yes\n" if booted else "no\n")
+    return booted
+
+
 # --- the fake -----------------------------------------------------------------------------
 
 
@@ -412,7 +520,7 @@ class FakeHypervisor:
     domains: dict[str, DomainQos] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)
 
-    def ensure(self, desired: DomainQos) -> None:
+    def ensure(self, desired: DomainQos, ports: Sequence[PortWire] = ()) -> None:
         if desired.name not in self.domains:
             self.domains[desired.name] = DomainQos(
                 desired.name, "", desired.scheduler, desired.iotune

@@ -115,11 +115,19 @@ class RealInstances:
     same name pattern) are left alone."""
 
     def __init__(
-        self, prefix: str = "qp-", host_netns: str | None = None, switch: Switch | None = None
+        self,
+        prefix: str = "qp-",
+        host_netns: str | None = None,
+        switch: Switch | None = None,
+        guest_taps: bool = False,
     ) -> None:
+        """`guest_taps`: the hypervisor makes each port's tap, a real guest's NIC in the
+        network's bridge (host/hypervisor.py); this driver then makes the bridge, the
+        probe and the (empty) namespace that names the instance, and no veths."""
         self.prefix = prefix
         self.host_netns = host_netns
         self.switch = switch
+        self.guest_taps = guest_taps
         self.tag = f"qosplane:{prefix}"
 
     def _ip(self, *args: str, netns: str | None = None) -> str:
@@ -203,6 +211,8 @@ class RealInstances:
                 self.switch.unplug("tap" + stale.removeprefix("eth"))
         for port in ports:
             self._ensure_bridge(port, host_links)
+            if self.guest_taps:
+                continue
             guest = self.guest_name(port)
             if port.tap in host_links and guest not in guest_links:
                 # Both ends of a veth are made at once, so a tap whose peer is not in this

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qosplane.compiler.enforcement.backends.cgroups import CPU_KINDS, record_cpu
 from qosplane.compiler.enforcement.base import Claim, Decision, Desired
@@ -52,12 +52,37 @@ IOTUNE_KEYS = (
 
 
 @dataclass(frozen=True, slots=True)
+class GuestBoot:
+    """A direct kernel boot of qosplane's guest image (host/guest_image.py)."""
+
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
+@dataclass(frozen=True, slots=True)
+class HostNic:
+    """Where a guest NIC's tap goes on this host, and the MAC its port has (the guest
+    configures the NIC it finds with that MAC)."""
+
+    bridge: str
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
 class DomainHost:
     virt_type: str  # kvm or qemu
     emulator: str
     memory_kib: Kibibytes
     images: Mapping[str, str]  # disk target (vda) -> image file on this host
     owner: str = ""  # recorded in <metadata> so an agent lists only the domains it defined
+    # A real guest: its kernel boot, and each NIC's tap -> the bridge it joins here. With
+    # no boot the domain runs firmware only and its NICs stay with the network driver.
+    boot: GuestBoot | None = None
+    interfaces: Mapping[str, HostNic] = field(default_factory=dict)  # by tap
 
 
 OWNER_NAMESPACE = "urn:qosplane:1"
@@ -166,8 +191,12 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
     if emulator is None:
         emulator = ET.SubElement(devices, "emulator")
     emulator.text = host.emulator
+    if host.boot is not None:
+        _boot(root, host.boot)
     for element in list(devices):
-        if element.tag in ("interface", "graphics", "serial", "console", "video"):
+        if element.tag == "interface" and _bridged(element, host.interfaces):
+            continue
+        if element.tag in ("interface", "graphics", "serial", "console", "video", "channel"):
             devices.remove(element)
         elif element.tag == "disk":
             target = element.find("target")
@@ -183,6 +212,13 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
             # cache='none' needs O_DIRECT, which not every state directory's filesystem has.
             element.insert(0, ET.Element("driver", name="qemu", type="raw", cache="writeback"))
             element.insert(1, ET.Element("source", file=image))
+    if host.boot is not None:
+        # The guest's console on the domain's log, and qemu-ga's channel (libvirt picks
+        # the socket's path and connects to it itself: qemuAgentCommand).
+        ET.SubElement(ET.SubElement(devices, "serial", type="pty"), "target", port="0")
+        channel = ET.SubElement(devices, "channel", type="unix")
+        ET.SubElement(channel, "source", mode="bind")
+        ET.SubElement(channel, "target", type="virtio", name=AGENT_CHANNEL)
     if host.owner:
         metadata = root.find("metadata")
         if metadata is None:
@@ -192,3 +228,36 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
         root.remove(old)
     ET.SubElement(root, "seclabel", type="none")
     return ET.tostring(root, encoding="unicode")
+
+
+def _boot(root: ET.Element, boot: GuestBoot) -> None:
+    os_element = root.find("os")
+    if os_element is None:
+        os_element = ET.SubElement(root, "os")
+    for tag in ("kernel", "initrd", "cmdline", "boot"):
+        for old in os_element.findall(tag):
+            os_element.remove(old)
+    ET.SubElement(os_element, "kernel").text = boot.kernel
+    ET.SubElement(os_element, "initrd").text = boot.initrd
+    ET.SubElement(os_element, "cmdline").text = boot.cmdline
+
+
+def _bridged(interface: ET.Element, nics: Mapping[str, HostNic]) -> bool:
+    """Rewrites a plan interface whose tap joins a bridge here into a plain bridge port of
+    that bridge (True); False for one this host does not wire (it is removed). libvirt's
+    `<bandwidth>` goes: it needs sfq and `tc police`, which this kernel lacks; the agent
+    shapes the tap instead. Nova's hybrid `qbr` bridge becomes the host's network bridge."""
+    target = interface.find("target")
+    tap = target.get("dev", "") if target is not None else ""
+    nic = nics.get(tap)
+    if nic is None:
+        return False
+    interface.set("type", "bridge")
+    for child in list(interface):
+        if child.tag not in ("target", "model"):
+            interface.remove(child)
+    interface.insert(0, ET.Element("mac", address=nic.mac))
+    interface.insert(1, ET.Element("source", bridge=nic.bridge))
+    if interface.find("model") is None:
+        ET.SubElement(interface, "model", type="virtio")
+    return True
