@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler, ports_of
 from qosplane.cli.hostside import EXIT_FAILED, exec_in_guest
 from qosplane.host import guest_image
@@ -194,3 +195,26 @@ def test_qosplane_exec_runs_in_the_guest_with_its_output_and_status(
     assert err == "oops\n"
     assert exec_in_guest(guest.hypervisor, "instance-nowhere", ["true"]) == EXIT_FAILED
     assert "does not run" in capfd.readouterr().err
+
+
+def test_verify_measures_from_inside_the_guest(guest: Guest) -> None:
+    """verify with the libvirt driver: TCP both ways between the guest's own iperf3 and
+    the probe, after the path's and the guest CPU's own capacity; each judged."""
+    verdicts = verify_server(
+        guest.server,
+        LIBVIRT,
+        guest.drivers.instances,
+        guest.drivers.cgroups,
+        guest.drivers.volumes,
+        4,
+        guest.hypervisor,
+    )
+    bandwidth = {(v.device, v.direction): v for v in verdicts if v.kind == "bandwidth"}
+    taps = {w.tap for w in guest.wires}
+    assert set(bandwidth) == {(t, d) for t in taps for d in ("ingress", "egress")}
+    for verdict in bandwidth.values():
+        assert verdict.configured == "10000000 bit/s"
+        assert verdict.capacity is not None
+        assert verdict.outcome == "pass", verdict.to_json()
+    # Measured inside: the guest's NIC, not a namespace (which a real guest leaves empty).
+    assert "into the instance" in next(iter(bandwidth.values())).method

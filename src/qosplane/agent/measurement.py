@@ -14,6 +14,7 @@ from qosplane.agent.reconcile import ports_of
 from qosplane.compiler.enforcement.program import host_program
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
+from qosplane.host.endpoints import Endpoint, GuestEndpoint
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances, PortWire, scratch_wires
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
@@ -40,6 +41,9 @@ from qosplane.verify.judge import (
     judge_throughput,
 )
 
+# (sender, receiver, receiver's address): a namespace's name, or inside a guest.
+Route = tuple[str | Endpoint, str | Endpoint, str]
+GUEST_READY_S = 120  # a guest just started under TCG answers in ~10-15 s
 REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
 MAX_OMIT_S = 10
 
@@ -121,7 +125,12 @@ def verify_server(
     """Measure each limit the host holds for the server: its links both ways and DSCP, its
     volumes' exports, its domain's disks and its CPU share."""
     qos, _ = host_program(server.plan, caps, server.volumes)
-    verdicts = _network_verdicts(qos, ports_of(server), instances, seconds)
+    inside: str | Endpoint = instances.namespace(qos.name)
+    if hypervisor is not None and hypervisor.boots_guests and qos.domain is not None:
+        agent = hypervisor.agent(qos.domain.name)
+        agent.wait_ready(GUEST_READY_S)
+        inside = GuestEndpoint(agent, qos.domain.name)  # measured where the tenant is
+    verdicts = _network_verdicts(qos, ports_of(server), instances, inside, seconds)
     verdicts += _volume_verdicts(qos, instances, volumes, seconds)
     if qos.domain is not None and hypervisor is not None:
         for target, values in qos.domain.iotune:
@@ -149,6 +158,7 @@ class _Capacity:
     tcp_bits_per_s: dict[str, float] = field(default_factory=dict)
     udp_packets_per_s: dict[tuple[str, int], float] = field(default_factory=dict)
     made: list[str] = field(default_factory=list)
+    guest_tcp_bits_per_s: float | None = None
 
     def _path(self, network_id: str) -> tuple[str, str, str]:
         (sender, _), (receiver, wire) = scratch_wires(network_id, self.mtu_bytes[network_id])
@@ -176,6 +186,13 @@ class _Capacity:
             self.udp_packets_per_s[key] = reading.received_packets_per_s
         return self.udp_packets_per_s[key]
 
+    def loopback(self, inside: str | Endpoint) -> float:
+        """TCP over the guest's own loopback: what its CPU can move at all."""
+        if self.guest_tcp_bits_per_s is None:
+            flow = measure.throughput(inside, inside, "127.0.0.1", CAPACITY_SECONDS, 1)
+            self.guest_tcp_bits_per_s = flow.received_bits_per_s
+        return self.guest_tcp_bits_per_s
+
     def remove(self) -> None:
         for name in reversed(self.made):
             self.instances.remove(name)
@@ -183,12 +200,16 @@ class _Capacity:
 
 
 def _network_verdicts(
-    qos: InstanceQos, ports: Sequence[PortWire], instances: Instances, seconds: int
+    qos: InstanceQos,
+    ports: Sequence[PortWire],
+    instances: Instances,
+    inside: str | Endpoint,
+    seconds: int,
 ) -> list[Verdict]:
     wires: dict[str, PortWire] = {w.tap: w for w in ports}
     capacity = _Capacity(instances, {w.network_id: w.mtu_bytes for w in ports})
     try:
-        return _measure_links(qos, wires, instances, capacity, seconds)
+        return _measure_links(qos, wires, instances, capacity, inside, seconds)
     finally:
         capacity.remove()
 
@@ -198,9 +219,12 @@ def _measure_links(
     wires: dict[str, PortWire],
     instances: Instances,
     capacity: _Capacity,
+    ns: str | Endpoint,
     seconds: int,
 ) -> list[Verdict]:
-    ns = instances.namespace(qos.name)
+    """Each link both ways between the instance (`ns`: its namespace, or inside its
+    guest) and its network's probe."""
+    guest = not isinstance(ns, str)
     verdicts: list[Verdict] = []
     for link in _links(qos):
         wire = wires.get(link.device)
@@ -217,6 +241,8 @@ def _measure_links(
             path = (sender, receiver, address)
             if limit is not None:
                 carried = capacity.tcp(net)  # first, so a later run is not what it measures
+                if guest:  # a TCG guest's CPU may be what binds
+                    carried = min(carried, capacity.loopback(ns))
                 verdict = _throughput_verdict(
                     link.device, direction, limit, wire.mtu_bytes, path, seconds, where
                 )
@@ -249,7 +275,7 @@ def _throughput_verdict(
     direction: str,
     limit: tuple[BitsPerSecond, int],
     mtu_bytes: int,
-    path: tuple[str, str, str],
+    path: Route,
     seconds: int,
     where: str,
 ) -> Verdict:
@@ -280,7 +306,7 @@ def _packet_rate_verdict(
     direction: str,
     limit: PacketLimit,
     bandwidth: tuple[BitsPerSecond, int] | None,
-    path: tuple[str, str, str],
+    path: Route,
     seconds: int,
     where: str,
 ) -> Verdict:

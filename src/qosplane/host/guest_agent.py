@@ -117,7 +117,8 @@ class GuestAgent:
             else:
                 return
 
-    def run(self, argv: Sequence[str], timeout_s: float = 60.0) -> GuestRun:
+    def start(self, argv: Sequence[str], timeout_s: float = 10.0) -> int:
+        """Start `argv` (an absolute path first) in the guest; its guest pid."""
         if not argv:
             raise ValueError("nothing to run")
         started = self.transport.command(
@@ -127,17 +128,15 @@ class GuestAgent:
             },
             timeout_s,
         )
-        pid = started["pid"]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status = self.transport.command(
-                {"execute": "guest-exec-status", "arguments": {"pid": pid}}, timeout_s
-            )
-            if status.get("exited"):
-                break
-            if time.monotonic() > deadline:
-                raise HostError(f"guest {argv[0]}", f"still running after {timeout_s:.0f} s")
-            time.sleep(self.poll_s)
+        return int(started["pid"])
+
+    def status(self, pid: int, timeout_s: float = 10.0) -> GuestRun | None:
+        """What the program `pid` left once it exited; None while it runs."""
+        status = self.transport.command(
+            {"execute": "guest-exec-status", "arguments": {"pid": pid}}, timeout_s
+        )
+        if not status.get("exited"):
+            return None
         # A program killed by a signal has no exitcode, only the signal (qapi GuestExecStatus).
         code = status.get("exitcode")
         return GuestRun(
@@ -145,3 +144,16 @@ class GuestAgent:
             base64.b64decode(status.get("out-data", "")),
             base64.b64decode(status.get("err-data", "")),
         )
+
+    def wait(self, pid: int, timeout_s: float, what: str = "program") -> GuestRun:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done = self.status(pid)
+            if done is not None:
+                return done
+            if time.monotonic() > deadline:
+                raise HostError(f"guest {what}", f"still running after {timeout_s:.0f} s")
+            time.sleep(self.poll_s)
+
+    def run(self, argv: Sequence[str], timeout_s: float = 60.0) -> GuestRun:
+        return self.wait(self.start(argv, timeout_s), timeout_s, argv[0] if argv else "")

@@ -63,6 +63,11 @@ except ImportError:  # optional: only the libvirt instance driver needs it
     libvirt = None
     libvirt_qemu = None
 
+
+def has_libvirt_python() -> bool:
+    return libvirt is not None
+
+
 SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
 NO_QUOTA_ABOVE = 2**40  # a vcpu_quota above this is libvirt's "no quota" on cgroup v2
 SCHEDULER_KEYS = ("cpu_shares", "vcpu_period", "vcpu_quota")
@@ -128,6 +133,13 @@ class Hypervisor(Protocol):
     def disk_rate(
         self, name: str, target: str, op: str, request_bytes: int, count: int, warmup: int = 0
     ) -> DiskRate: ...
+
+    @property
+    def boots_guests(self) -> bool:
+        """Whether each domain is a real guest (its NICs, its agent), not firmware only."""
+
+    def agent(self, name: str) -> GuestAgent:
+        """The running real guest's agent."""
 
 
 # --- the daemon ---------------------------------------------------------------------------
@@ -302,10 +314,27 @@ class RealHypervisor:
     def boots_guests(self) -> bool:
         return self.guest_images is not None
 
-    def _guest(self, ports: Sequence[PortWire]) -> tuple[str, GuestBoot, dict[str, HostNic]]:
-        """The virt type, kernel boot and NIC bridges of a real guest on `ports`."""
+    def prepare_guests(self) -> str:
+        """Build the guest image and find out whether KVM boots it (once per image); one
+        line saying which accelerator guests get, and why."""
+        image, virt = self._image_and_virt()
+        if virt == "kvm":
+            return f"real guests run under KVM (image {image.key})"
+        why = (
+            "/dev/kvm cannot be opened"
+            if self.virt_type() != "kvm"
+            else "this host's KVM did not boot the guest image"
+        )
+        return f"real guests run under TCG, which is slow: {why} (image {image.key})"
+
+    def _image_and_virt(self) -> tuple[GuestImage, str]:
         assert self.guest_images is not None
         image = build_guest_image(self.guest_images)
+        return image, "kvm" if self.virt_type() == "kvm" and kvm_boots(image) else "qemu"
+
+    def _guest(self, ports: Sequence[PortWire]) -> tuple[str, GuestBoot, dict[str, HostNic]]:
+        """The virt type, kernel boot and NIC bridges of a real guest on `ports`."""
+        image, virt = self._image_and_virt()
         nics = [
             GuestNic(p.mac, p.addresses[0], p.gateway.split("/")[0] if p.gateway else None)
             for p in ports
@@ -314,7 +343,6 @@ class RealHypervisor:
         boot = GuestBoot(
             str(image.kernel), str(image.initrd), f"{GUEST_CMDLINE} {nic_arguments(nics)}"
         )
-        virt = "kvm" if self.virt_type() == "kvm" and kvm_boots(image) else "qemu"
         return virt, boot, {p.tap: HostNic(p.bridge, p.mac) for p in ports}
 
     def ensure(self, desired: DomainQos, ports: Sequence[PortWire] = ()) -> None:
@@ -548,3 +576,10 @@ class FakeHypervisor:
         self, name: str, target: str, op: str, request_bytes: int, count: int, warmup: int = 0
     ) -> DiskRate:
         raise HostError(f"measure {name}", "an in-memory hypervisor has no disk to measure")
+
+    @property
+    def boots_guests(self) -> bool:
+        return False
+
+    def agent(self, name: str) -> GuestAgent:
+        raise HostError(f"guest agent of {name}", "an in-memory hypervisor runs no guest")

@@ -1,4 +1,5 @@
-"""Measurements with real traffic and real CPU time, between namespaces the agent owns.
+"""Measurements with real traffic and real CPU time, between namespaces the agent owns
+or from inside a real guest (host/endpoints.py).
 
 - Throughput: iperf3, TCP, receiver-side bytes (the sender's count includes what still sits
   in socket buffers), the first seconds omitted so a configured burst is spent first.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qosplane.host.endpoints import Endpoint, endpoint
 from qosplane.host.errors import HostError
 from qosplane.host.process import in_netns, run
 from qosplane.model.units import Bytes, PacketsPerSecond, bytes_to_bits
@@ -34,46 +36,38 @@ class Throughput:
     retransmits: int
 
 
-def _iperf3(sender_ns: str, receiver_ns: str, receiver_ip: str, client_args: list[str]) -> Any:
-    """One iperf3 run from `sender_ns` to a one-off server in `receiver_ns`: its JSON."""
-    server = subprocess.Popen(
-        # -J: a client asking --get-server-output then gets the receiver's JSON.
-        in_netns(receiver_ns, ["iperf3", "-s", "-1", "-J", "-p", str(IPERF_PORT)]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _iperf3(
+    sender: str | Endpoint, receiver: str | Endpoint, receiver_ip: str, client_args: list[str]
+) -> Any:
+    """One iperf3 run from `sender` to a one-off server at `receiver` (a namespace's name,
+    or any endpoint: inside a guest): the client's JSON."""
+    send, receive = endpoint(sender), endpoint(receiver)
+    # -J: a client asking --get-server-output then gets the receiver's JSON.
+    server = receive.start(["iperf3", "-s", "-1", "-J", "-p", str(IPERF_PORT)])
     try:
-        deadline = time.monotonic() + 5
-        while True:  # until the server listens
-            probe = subprocess.run(
-                in_netns(receiver_ns, ["ss", "-ltn", f"sport = :{IPERF_PORT}"]),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if f":{IPERF_PORT}" in probe.stdout:
-                break
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise HostError("iperf3 -s", server.stderr.read() if server.stderr else "")
+        deadline = time.monotonic() + 10
+        while not receive.listening(IPERF_PORT):
+            if time.monotonic() > deadline:
+                server.stop()
+                _, out, err = server.finish(5)
+                raise HostError(f"iperf3 -s in {receive.label}", (err or out)[-300:])
             time.sleep(0.05)
         client = ["iperf3", "-c", receiver_ip, "-p", str(IPERF_PORT), *client_args, "-J"]
-        out = run(in_netns(sender_ns, client))
+        out = send.run(client)
     finally:
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return json.loads(out)
+        server.finish(10)
+    report = json.loads(out)
+    if "error" in report:  # iperf3 -J exits 1 with its reason in the JSON
+        raise HostError(f"iperf3 -c {receiver_ip} from {send.label}", str(report["error"]))
+    return report
 
 
 def throughput(
-    sender_ns: str, receiver_ns: str, receiver_ip: str, seconds: int, omit_s: int
+    sender: str | Endpoint, receiver: str | Endpoint, receiver_ip: str, seconds: int, omit_s: int
 ) -> Throughput:
-    """TCP from `sender_ns` to `receiver_ip` in `receiver_ns`, as the receiver counted it."""
+    """TCP from `sender` to `receiver_ip` at `receiver`, as the receiver counted it."""
     args = ["-t", str(seconds + omit_s), "-O", str(omit_s)]
-    end = _iperf3(sender_ns, receiver_ns, receiver_ip, args)["end"]
+    end = _iperf3(sender, receiver, receiver_ip, args)["end"]
     return Throughput(
         float(end["sum_received"]["bits_per_second"]),
         float(end["sum_received"]["seconds"]),
@@ -92,8 +86,8 @@ UDP_PAYLOAD_BYTES = Bytes(64)  # small packets: the count is what limits them, n
 
 
 def packet_rate(
-    sender_ns: str,
-    receiver_ns: str,
+    sender_ns: str | Endpoint,
+    receiver_ns: str | Endpoint,
     receiver_ip: str,
     seconds: int,
     omit_s: int,
@@ -124,8 +118,10 @@ def packet_rate(
 _TOS = re.compile(r"\btos 0x([0-9a-f]+)")
 
 
-def tos_seen(sender_ns: str, receiver_ns: str, receiver_ip: str, interface: str = "eth0") -> int:
-    """The TOS byte of echo requests from `sender_ns` as they arrive in `receiver_ns`."""
+def tos_seen(
+    sender: str | Endpoint, receiver_ns: str, receiver_ip: str, interface: str = "eth0"
+) -> int:
+    """The TOS byte of echo requests from `sender` as they arrive in `receiver_ns`."""
     capture = subprocess.Popen(
         in_netns(
             receiver_ns,
@@ -147,7 +143,7 @@ def tos_seen(sender_ns: str, receiver_ns: str, receiver_ip: str, interface: str 
     )
     try:
         time.sleep(0.5)  # tcpdump opens its socket
-        run(in_netns(sender_ns, ["ping", "-c", "3", "-i", "0.2", "-W", "1", receiver_ip]))
+        endpoint(sender).run(["ping", "-c", "3", "-i", "0.2", "-W", "1", receiver_ip])
         out, err = capture.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         capture.kill()
