@@ -303,6 +303,8 @@ def test_exec_runs_inside_the_instance(rig: Rig) -> None:
         [
             str(QOSPLANE),
             "exec",
+            "--hypervisor",  # the rig's agent runs namespaces
+            "netns",
             "--prefix",
             rig.prefix,
             "--host-netns",
@@ -502,6 +504,8 @@ def test_a_killed_agent_restarted_converges_without_leftovers(rig: Rig) -> None:
         "agent",
         "--host",
         rig.host,
+        "--hypervisor",  # as the module's thread agent
+        "netns",
         "--prefix",
         rig.prefix,
         "--host-netns",

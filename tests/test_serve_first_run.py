@@ -3,11 +3,14 @@
 serve runs its local agent by default. When this machine cannot run one it stops with one
 line naming what is missing and what to run, rather than serving ACTIVE servers nothing
 enforces. When it can, the agent starts once the API listens, so its first pass does not
-meet a refused connection, and a server goes from BUILD to ACTIVE through it.
+meet a refused connection, and a server goes from BUILD to ACTIVE through it: a real guest
+where libvirt, QEMU and the guest image's packages are installed (as CI installs them),
+else a namespace, and serve says which and why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,9 +20,10 @@ import threading
 import uuid
 from pathlib import Path
 
-from qosplane.cli.hostside import wait_for_listener
+from qosplane.cli.hostside import HostOptions, choose_hypervisor, wait_for_listener, why_no_guests
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups
+from qosplane.host.hypervisor import LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import RealInstances
 from tests.conftest import require_root_and
 from tests.serving import QOSPLANE, free_port, running_serve, wait_for
@@ -66,10 +70,14 @@ def test_wait_for_listener_returns_once_a_port_accepts_and_gives_up_on_stop() ->
 
 def test_serve_runs_its_local_agent_from_the_first_pass(tmp_path: Path) -> None:
     require_root_and("ip", "tc", "nft")
-    tag = uuid.uuid4().hex[:6]
-    host_ns, prefix, cgroup_root = f"qpf-host-{tag}", f"qpf{tag}-", f"qosplane-first-{tag}"
+    unique = uuid.uuid4().hex[:6]
+    host_ns, prefix = f"qpf-host-{unique}", f"qpf{unique}-"
+    cgroup_root = f"qosplane-first-{unique}"
     subprocess.run(["ip", "netns", "add", host_ns], check=True)
     options = ("--prefix", prefix, "--host-netns", host_ns, "--cgroup-root", cgroup_root)
+    tag = prefix.rstrip("-")
+    daemon = LibvirtDaemon(tmp_path / "libvirt" / tag, host_ns)  # as hostside names it
+    machine_groups = set(Path("/sys/fs/cgroup").glob("*/machine"))
     try:
         with running_serve(tmp_path, local_agent=options) as endpoint:
             admin = json.loads((tmp_path / "admin.json").read_text())
@@ -102,10 +110,42 @@ def test_serve_runs_its_local_agent_from_the_first_pass(tmp_path: Path) -> None:
             )
             instances = RealInstances(prefix=prefix, host_netns=host_ns)
             assert len(instances.names()) == 1
+            if not why_no_guests("linuxbridge"):  # the default then: a real guest
+                hypervisor = RealHypervisor(daemon.uri, tmp_path / "images" / tag, prefix)
+                wait_for(lambda: len(hypervisor.names()) == 1, 10, "the guest's domain")
+                hypervisor.close()
         log = (tmp_path / "serve.log").read_text()
         assert "unreachable" not in log, log
         assert "pass failed" not in log, log
+        # It says what instances are on this host, and why.
+        reason = why_no_guests("linuxbridge")
+        if reason:
+            assert f"instances are network namespaces: {reason}" in log, log
+        else:
+            assert "instances are real guests (libvirt)" in log, log
+            assert "real guests run under" in log, log
     finally:
         RealInstances(prefix=prefix, host_netns=host_ns).remove_everything()
+        if daemon.running():  # the local agent's own libvirtd, and its domains
+            hypervisor = RealHypervisor(daemon.uri, tmp_path / "images" / tag, prefix)
+            hypervisor.remove_everything()
+            hypervisor.close()
+            daemon.stop()
+        for leftover in set(Path("/sys/fs/cgroup").glob("*/machine")) - machine_groups:
+            with contextlib.suppress(OSError):  # not empty: something else uses it now
+                leftover.rmdir()
         RealCgroups(root=cgroup_root).remove_everything()
         subprocess.run(["ip", "netns", "del", host_ns], check=False)
+
+
+def test_auto_is_made_concrete_with_a_reason_and_explicit_choices_stay(tmp_path: Path) -> None:
+    ovs = HostOptions(tmp_path, switch="ovs")  # hypervisor auto, the default
+    chosen, line = choose_hypervisor(ovs)
+    assert chosen.hypervisor == "netns"
+    assert line == f"instances are network namespaces: {why_no_guests('ovs')}"
+    assert "--switch linuxbridge" in line
+    explicit = HostOptions(tmp_path, hypervisor="netns")
+    assert choose_hypervisor(explicit) == (explicit, "")
+    bridged, said = choose_hypervisor(HostOptions(tmp_path))
+    assert bridged.hypervisor == ("netns" if why_no_guests("linuxbridge") else "libvirt")
+    assert said

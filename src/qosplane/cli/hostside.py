@@ -11,7 +11,7 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +22,13 @@ from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
 from qosplane.host.errors import HostError
-from qosplane.host.hypervisor import SYSTEM_SOCKET, LibvirtDaemon, RealHypervisor
+from qosplane.host.guest_image import guest_image_missing
+from qosplane.host.hypervisor import (
+    SYSTEM_SOCKET,
+    LibvirtDaemon,
+    RealHypervisor,
+    has_libvirt_python,
+)
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking, table_for_prefix
 from qosplane.host.ovs import SYSTEM_RUNDIR, OvsDaemons, RealSwitch
@@ -65,7 +71,31 @@ def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str
     return RealSwitch(daemons, bridge, prefix)
 
 
-HYPERVISORS = ("netns", "libvirt")
+HYPERVISORS = ("auto", "netns", "libvirt")
+LIBVIRT_TOOLS = ("libvirtd", "qemu-system-x86_64", "nsenter", "unshare")
+
+
+def why_no_guests(switch: str) -> str:
+    """Empty when `--hypervisor auto` can run real guests here, else why it cannot."""
+    if switch != "linuxbridge":
+        return "real guests' NICs go into Linux bridges only, for now (--switch linuxbridge)"
+    if not has_libvirt_python():
+        return "libvirt-python is not installed (scripts/venv.sh installs it)"
+    missing = [t for t in LIBVIRT_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (scripts/host-packages installs them, as root)"
+    return guest_image_missing()
+
+
+def choose_hypervisor(options: HostOptions) -> tuple[HostOptions, str]:
+    """`auto` made concrete: libvirt with real guests where this host can run them, else
+    network namespaces; and one line saying which and why."""
+    if options.hypervisor != "auto":
+        return options, ""
+    reason = why_no_guests(options.switch)
+    if reason:
+        return replace(options, hypervisor="netns"), f"instances are network namespaces: {reason}"
+    return replace(options, hypervisor="libvirt"), "instances are real guests (libvirt)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +109,7 @@ class HostOptions:
     cgroup_root: str = "qosplane"
     switch: str = "linuxbridge"
     bridge: str = "br-int"
-    hypervisor: str = "netns"
+    hypervisor: str = "auto"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> HostOptions:
@@ -108,11 +138,17 @@ def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
     return RealHypervisor(daemon.uri, images, options.prefix, daemon, guest_images=guests)
 
 
-def host_setup(options: HostOptions) -> HostSetup:
-    o = options
+def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -> HostSetup:
+    """The real drivers for `options`; `say` hears which hypervisor `auto` chose, why,
+    and, for real guests, whether they run under KVM or TCG."""
+    o, choice = choose_hypervisor(options)
+    if choice and say is not None:
+        say(choice)
     caps = cached_probe(o.state_dir / "capabilities.json")
     ovs = ovs_switch(o.state_dir, o.prefix, o.host_netns, o.bridge) if o.switch == "ovs" else None
     hypervisor = libvirt_hypervisor(o) if o.hypervisor == "libvirt" else None
+    if hypervisor is not None and hypervisor.boots_guests and say is not None:
+        say(hypervisor.prepare_guests())  # builds the image, tries KVM once
     return HostSetup(
         HostDrivers(
             RealInstances(
@@ -134,9 +170,14 @@ def host_setup(options: HostOptions) -> HostSetup:
     )
 
 
-def _setup(args: argparse.Namespace, verb: str) -> HostSetup | None:
+def _setup(args: argparse.Namespace, verb: str, tell: bool = False) -> HostSetup | None:
+    """The host's drivers for a command; `tell`: say what `--hypervisor auto` chose."""
+
+    def say(line: str) -> None:
+        print(f"qosplane {verb}: {line}", file=sys.stderr, flush=True)
+
     try:
-        return host_setup(HostOptions.from_args(args))
+        return host_setup(HostOptions.from_args(args), say if tell else None)
     except QosplaneError as exc:
         print(f"qosplane {verb}: {exc}", file=sys.stderr)
         return None
@@ -192,7 +233,7 @@ def local_agent(creds: Credentials, host: str, options: HostOptions) -> Agent:
     reason = why_no_agent()
     if reason:
         raise QosplaneError(reason)
-    setup = host_setup(options)
+    setup = host_setup(options, lambda line: print(f"qosplane serve: {line}", file=sys.stderr))
     cache = desired_state_cache(options.state_dir, options.prefix, host)
     return build_agent(QosplaneClient(creds), host, setup, 1.0, cache)
 
@@ -233,7 +274,7 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     if reason:
         print(f"qosplane agent: {reason}", file=sys.stderr)
         return EXIT_INVALID
-    setup = _setup(args, "agent")
+    setup = _setup(args, "agent", tell=True)
     if setup is None:
         return EXIT_FAILED
     cache = desired_state_cache(Path(args.state_dir), args.prefix, args.host)
@@ -380,9 +421,11 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hypervisor",
         choices=HYPERVISORS,
-        default="netns",
+        default="auto",
         help="netns: an instance is a network namespace (qemu-storage-daemon exports its "
-        "volumes); libvirt: also the plan's domain, defined and started under KVM or TCG, "
-        "its CPU and image-disk limits libvirt's, re-tuned live (starts its own libvirtd "
-        "when none runs)",
+        "volumes); libvirt: also the plan's domain, under KVM where it boots the guest "
+        "image, else TCG, its CPU and image-disk limits libvirt's, re-tuned live, a real "
+        "guest with its ports as NICs on Linux bridges (starts its own libvirtd when none "
+        "runs); auto (default): libvirt where libvirt, QEMU and the guest image's packages "
+        "are installed and ports go into Linux bridges, else netns, saying why",
     )

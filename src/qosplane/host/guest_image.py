@@ -118,6 +118,16 @@ def _kernel() -> tuple[Path, str]:
     return kernel, kernel.name.removeprefix("vmlinuz-")
 
 
+def guest_image_missing() -> str:
+    """Empty when this host has every input of the image, else what to install."""
+    if not list(Path("/boot").glob("vmlinuz-*")):
+        return _missing("kernel")
+    for program in (BUSYBOX, *GUEST_PROGRAMS):
+        if not Path(program).exists():
+            return _missing(program)
+    return ""
+
+
 def _missing(what: str) -> str:
     return f"no {what} on this host (apt-get install {PACKAGES[what]})"
 
