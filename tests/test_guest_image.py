@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,9 @@ def test_nic_arguments_carry_mac_address_and_gateway() -> None:
         GuestNic("fa:16:3e:00:00:01", "10.0.0.5/24", "10.0.0.1"),
         GuestNic("fa:16:3e:00:00:02", "10.1.0.5/24"),
     ]
+    assert nic_arguments([GuestNic("FA:16:3E:00:00:0A", "10.0.0.6/24")]) == (
+        "qosplane.nic=fa:16:3e:00:00:0a,10.0.0.6/24"  # as /sys/class/net prints MACs
+    )
     assert nic_arguments(nics) == (
         "qosplane.nic=fa:16:3e:00:00:01,10.0.0.5/24,10.0.0.1 qosplane.nic=fa:16:3e:00:00:02,10.1.0.5/24"
     )
@@ -184,13 +188,16 @@ def test_a_booted_guest_runs_commands_and_reaches_its_network(booted: dict[str, 
         stdout=subprocess.PIPE,
     )
     try:
-        for _ in range(50):
+        for _ in range(100):
             ready = subprocess.run(
                 ["ip", "netns", "exec", booted["probe_ns"], "ss", "-ltn", "sport = :5201"],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if ":5201" in ready.stdout:
                 break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("iperf3 -s never listened in the probe")
         sent = agent.run(["/usr/bin/iperf3", "-c", "10.210.0.1", "-t", "2", "-J"], 60)
         assert sent.exit_code == 0, sent.stderr
         received = json.loads(sent.stdout)["end"]["sum_received"]["bits_per_second"]
@@ -205,4 +212,3 @@ def test_an_agent_that_never_answers_is_an_error_in_time(tmp_path: Path) -> None
     agent = GuestAgent(SocketTransport(tmp_path / "nothing.sock"))
     with pytest.raises(HostError, match="not ready"):
         agent.wait_ready(0.5)
-    assert not (tmp_path / "nothing.sock").exists()

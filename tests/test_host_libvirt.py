@@ -67,7 +67,7 @@ def test_a_real_guest_boots_the_image_with_its_nics_on_this_hosts_bridges() -> N
         {"vda": "/i/vda.raw"},
         "qosplane:t-",
         boot=boot,
-        interfaces={tap: HostNic("brqnet1", "fa:16:3e:00:00:99")},
+        interfaces={tap: HostNic("brqnet1", "fa:16:3e:00:00:99", 1450)},
     )
     root = ET.fromstring(host_domain_xml(plan_xml, host))
     (nic,) = root.findall("devices/interface")
@@ -77,6 +77,7 @@ def test_a_real_guest_boots_the_image_with_its_nics_on_this_hosts_bridges() -> N
     assert nic.find("mac").get("address") == "fa:16:3e:00:00:99"  # type: ignore[union-attr]
     assert nic.find("model").get("type") == "virtio"  # type: ignore[union-attr]
     assert nic.find("bandwidth") is None
+    assert nic.find("mtu").get("size") == "1450"  # type: ignore[union-attr]  # the port's
     assert (root.findtext("os/kernel"), root.findtext("os/initrd")) == (boot.kernel, boot.initrd)
     assert root.findtext("os/cmdline") == boot.cmdline
     (channel,) = root.findall("devices/channel")

@@ -442,9 +442,10 @@ def test_a_high_rate_burst_read_back_in_whole_microseconds_is_no_drift() -> None
     [
         (1_000_000_000.0, 9_600_000.0, "pass"),  # the path carries 100x: judged
         (1_000_000_000.0, 7_000_000.0, "fail"),
-        (12_000_000.0, 9_600_000.0, "pass"),  # exactly 1.2x the limit: still judged
+        (11_476_882.0, 9_600_000.0, "pass"),  # 1.2x the expected goodput: still judged
         (11_000_000.0, 9_600_000.0, "inconclusive"),  # the path, not the limit, may bind
         (11_000_000.0, 7_000_000.0, "inconclusive"),
+        (11_000_000.0, 10_900_000.0, "fail"),  # above the band: the limit is not held
     ],
 )
 def test_a_path_that_cannot_carry_1_2_times_the_limit_is_inconclusive(
@@ -454,7 +455,7 @@ def test_a_path_that_cannot_carry_1_2_times_the_limit_is_inconclusive(
     from qosplane.verify.judge import judge_capacity
 
     rate = BitsPerSecond(10_000_000)
-    verdict = judge_capacity(judge_throughput("tapx", "egress", rate, measured), capacity, rate)
+    verdict = judge_capacity(judge_throughput("tapx", "egress", rate, measured), capacity)
     assert verdict.outcome == outcome
     assert verdict.passed is (outcome == "pass")
     assert verdict.capacity == capacity
@@ -482,7 +483,7 @@ def test_verify_exits_3_when_nothing_failed_but_something_was_inconclusive() -> 
     rate = BitsPerSecond(10_000_000)
     ok = judge_throughput("tapx", "egress", rate, 9_600_000)
     bad = judge_throughput("tapx", "ingress", rate, 5_000_000)
-    unsure = judge_capacity(ok, 11_000_000, rate)
+    unsure = judge_capacity(ok, 11_000_000)
     assert verify_exit([ok]) == EXIT_OK
     assert verify_exit([ok, unsure]) == EXIT_INCONCLUSIVE
     assert verify_exit([unsure, bad]) == EXIT_FAILED

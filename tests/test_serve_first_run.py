@@ -20,7 +20,13 @@ import threading
 import uuid
 from pathlib import Path
 
-from qosplane.cli.hostside import HostOptions, choose_hypervisor, wait_for_listener, why_no_guests
+from qosplane.cli.hostside import (
+    HostOptions,
+    choose_hypervisor,
+    chosen_file,
+    wait_for_listener,
+    why_no_guests,
+)
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.hypervisor import LibvirtDaemon, RealHypervisor
@@ -149,3 +155,14 @@ def test_auto_is_made_concrete_with_a_reason_and_explicit_choices_stay(tmp_path:
     bridged, said = choose_hypervisor(HostOptions(tmp_path))
     assert bridged.hypervisor == ("netns" if why_no_guests("linuxbridge") else "libvirt")
     assert said
+
+
+def test_exec_and_verify_follow_what_the_agent_recorded(tmp_path: Path) -> None:
+    options = HostOptions(tmp_path, prefix="qprec-")
+    chosen_file(options).parent.mkdir(parents=True)
+    chosen_file(options).write_text("netns\n")
+    followed, line = choose_hypervisor(options)
+    assert followed.hypervisor == "netns"
+    assert line == "instances are netns, as the agent runs them"
+    fresh, _ = choose_hypervisor(options, follow_record=False)  # an agent decides again
+    assert fresh.hypervisor == ("netns" if why_no_guests("linuxbridge") else "libvirt")

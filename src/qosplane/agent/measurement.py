@@ -15,6 +15,7 @@ from qosplane.compiler.enforcement.program import host_program
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.endpoints import Endpoint, GuestEndpoint
+from qosplane.host.guest_agent import GUEST_READY_S
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances, PortWire, scratch_wires
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
@@ -43,7 +44,6 @@ from qosplane.verify.judge import (
 
 # (sender, receiver, receiver's address): a namespace's name, or inside a guest.
 Route = tuple[str | Endpoint, str | Endpoint, str]
-GUEST_READY_S = 120  # a guest just started under TCG answers in ~10-15 s
 REFERENCE_GROUP = "reference"  # a sibling at the default weight, never an instance name
 MAX_OMIT_S = 10
 
@@ -144,7 +144,7 @@ def verify_server(
     return verdicts
 
 
-CAPACITY_SECONDS = 2  # each unshaped reading: long enough for TCP to fill the path
+CAPACITY_S = 2  # each unshaped reading: long enough for TCP to fill the path
 
 
 @dataclass
@@ -165,6 +165,7 @@ class _Capacity:
         for name, port in scratch_wires(network_id, self.mtu_bytes[network_id]):
             if name not in self.made:
                 self.made.append(name)  # before ensure: a half-made end is removed too
+                self.instances.remove(name)  # what a killed verify left, made afresh
                 self.instances.ensure(name, [port])
         return (
             self.instances.namespace(sender),
@@ -174,7 +175,7 @@ class _Capacity:
 
     def tcp(self, network_id: str) -> float:
         if network_id not in self.tcp_bits_per_s:
-            flow = measure.throughput(*self._path(network_id), CAPACITY_SECONDS, 1)
+            flow = measure.throughput(*self._path(network_id), CAPACITY_S, 1)
             self.tcp_bits_per_s[network_id] = flow.received_bits_per_s
         return self.tcp_bits_per_s[network_id]
 
@@ -182,14 +183,14 @@ class _Capacity:
         key = (network_id, offered)
         if key not in self.udp_packets_per_s:
             path = self._path(network_id)
-            reading = measure.packet_rate(*path, CAPACITY_SECONDS, 1, offered)
+            reading = measure.packet_rate(*path, CAPACITY_S, 1, offered)
             self.udp_packets_per_s[key] = reading.received_packets_per_s
         return self.udp_packets_per_s[key]
 
     def loopback(self, inside: str | Endpoint) -> float:
         """TCP over the guest's own loopback: what its CPU can move at all."""
         if self.guest_tcp_bits_per_s is None:
-            flow = measure.throughput(inside, inside, "127.0.0.1", CAPACITY_SECONDS, 1)
+            flow = measure.throughput(inside, inside, "127.0.0.1", CAPACITY_S, 1)
             self.guest_tcp_bits_per_s = flow.received_bits_per_s
         return self.guest_tcp_bits_per_s
 
@@ -225,6 +226,7 @@ def _measure_links(
     """Each link both ways between the instance (`ns`: its namespace, or inside its
     guest) and its network's probe."""
     guest = not isinstance(ns, str)
+    who = "the guest, by its own iperf3" if guest else "the instance"
     verdicts: list[Verdict] = []
     for link in _links(qos):
         wire = wires.get(link.device)
@@ -235,8 +237,16 @@ def _measure_links(
         net = wire.network_id
         # Each direction from the sending end to the receiving one, timed at the receiver.
         for direction, limit, packets, sender, receiver, address, where in (
-            ("ingress", link.to_instance, link.packets_to_instance, probe, ns, mine, "into"),
-            ("egress", link.from_instance, link.packets_from_instance, ns, probe, far, "out of"),
+            ("ingress", link.to_instance, link.packets_to_instance, probe, ns, mine, f"into {who}"),
+            (
+                "egress",
+                link.from_instance,
+                link.packets_from_instance,
+                ns,
+                probe,
+                far,
+                f"out of {who}",
+            ),
         ):
             path = (sender, receiver, address)
             if limit is not None:
@@ -246,14 +256,14 @@ def _measure_links(
                 verdict = _throughput_verdict(
                     link.device, direction, limit, wire.mtu_bytes, path, seconds, where
                 )
-                verdicts.append(judge_capacity(verdict, carried, limit[0]))
+                verdicts.append(judge_capacity(verdict, carried))
             if packets is not None:
                 offered = PacketsPerSecond(2 * packets.rate_packets_per_s)
                 carried = capacity.udp(net, offered)
                 verdict = _packet_rate_verdict(
                     link.device, direction, packets, limit, path, seconds, where
                 )
-                verdicts.append(judge_capacity(verdict, carried, packets.rate_packets_per_s))
+                verdicts.append(judge_capacity(verdict, carried))
         if link.dscp is not None:
             tos = measure.tos_seen(ns, probe, far)
             verdicts.append(
@@ -287,7 +297,7 @@ def _throughput_verdict(
     sender, receiver, address = path
 
     def judged(flow: measure.Throughput, runs: str) -> Verdict:
-        method = f"iperf3 TCP {flow.seconds:.0f} s {where} the instance, receiver side{runs}"
+        method = f"iperf3 TCP {flow.seconds:.0f} s {where}, receiver side{runs}"
         return judge_throughput(
             device, direction, bits_per_s, flow.received_bits_per_s, mtu_bytes, method
         )
@@ -327,7 +337,7 @@ def _packet_rate_verdict(
     reading = measure.packet_rate(*path, seconds, omit_s, PacketsPerSecond(2 * rate))
     method = (
         f"iperf3 UDP {measure.UDP_PAYLOAD_BYTES}-byte datagrams at {2 * rate} packet/s, "
-        f"{reading.seconds:.0f} s {where} the instance, received less lost{binds}"
+        f"{reading.seconds:.0f} s {where}, received less lost{binds}"
     )
     return judge_packet_rate(
         device, direction, rate, reading.received_packets_per_s, method, expected

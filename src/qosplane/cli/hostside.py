@@ -21,7 +21,9 @@ from qosplane.agent.measurement import verdicts_json, verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
+from qosplane.host.endpoints import in_guest_shell
 from qosplane.host.errors import HostError
+from qosplane.host.guest_agent import GUEST_READY_S
 from qosplane.host.guest_image import guest_image_missing
 from qosplane.host.hypervisor import (
     SYSTEM_SOCKET,
@@ -87,11 +89,22 @@ def why_no_guests(switch: str) -> str:
     return guest_image_missing()
 
 
-def choose_hypervisor(options: HostOptions) -> tuple[HostOptions, str]:
-    """`auto` made concrete: libvirt with real guests where this host can run them, else
-    network namespaces; and one line saying which and why."""
+def chosen_file(options: HostOptions) -> Path:
+    """Where an agent keeps the hypervisor it runs, so `exec` and `verify` with `auto` use
+    the same one whatever this host could run now."""
+    return options.state_dir / "hypervisor" / options.prefix.rstrip("-")
+
+
+def choose_hypervisor(options: HostOptions, follow_record: bool = True) -> tuple[HostOptions, str]:
+    """`auto` made concrete: what this host's agent runs when it recorded it, else libvirt
+    with real guests where this host can run them, else network namespaces; and one line
+    saying which and why."""
     if options.hypervisor != "auto":
         return options, ""
+    recorded = chosen_file(options)
+    if follow_record and recorded.exists() and recorded.read_text().strip() in HYPERVISORS[1:]:
+        kind = recorded.read_text().strip()
+        return replace(options, hypervisor=kind), f"instances are {kind}, as the agent runs them"
     reason = why_no_guests(options.switch)
     if reason:
         return replace(options, hypervisor="netns"), f"instances are network namespaces: {reason}"
@@ -141,9 +154,14 @@ def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
 def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -> HostSetup:
     """The real drivers for `options`; `say` hears which hypervisor `auto` chose, why,
     and, for real guests, whether they run under KVM or TCG."""
-    o, choice = choose_hypervisor(options)
-    if choice and say is not None:
-        say(choice)
+    # An agent (it has someone to `say` to) decides afresh and records what it runs; exec
+    # and verify follow that record.
+    o, choice = choose_hypervisor(options, follow_record=say is None)
+    if say is not None:
+        if choice:
+            say(choice)
+        chosen_file(o).parent.mkdir(parents=True, exist_ok=True)
+        chosen_file(o).write_text(o.hypervisor + "\n")
     caps = cached_probe(o.state_dir / "capabilities.json")
     ovs = ovs_switch(o.state_dir, o.prefix, o.host_netns, o.bridge) if o.switch == "ovs" else None
     hypervisor = libvirt_hypervisor(o) if o.hypervisor == "libvirt" else None
@@ -292,16 +310,13 @@ def cmd_agent(args: argparse.Namespace, creds: Credentials) -> int:
     return EXIT_OK
 
 
-GUEST_AGENT_WAIT_S = 120  # a guest just started under TCG is up in ~10-15 s
-
-
 def exec_in_guest(hypervisor: RealHypervisor, domain: str, command: Sequence[str]) -> int:
     """`command` inside a real guest, through its guest agent: its output here, its exit
     status returned. A shell inside resolves the program on the guest's PATH."""
     try:
         agent = hypervisor.agent(domain)
-        agent.wait_ready(GUEST_AGENT_WAIT_S)
-        done = agent.run(["/bin/sh", "-c", 'exec "$@"', "sh", *command], timeout_s=3600)
+        agent.wait_ready(GUEST_READY_S)
+        done = agent.run(in_guest_shell(command), timeout_s=3600)
     except HostError as exc:
         print(f"qosplane exec: {exc}", file=sys.stderr)
         return EXIT_FAILED

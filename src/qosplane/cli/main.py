@@ -35,6 +35,7 @@ from qosplane.openstack.case import case_from_mapping
 EXIT_OK = 0
 EXIT_PLAN_HAS_ERRORS = 1
 EXIT_INVALID_INPUT = 2
+AGENT_STOP_S = 30  # the local agent's pass in flight, on serve's way out
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -230,20 +231,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     else:
         config = uvicorn.Config(app, timeout_graceful_shutdown=2, **options)
-    if agent is not None:
-        start_when_listening(agent, endpoint, stop)
-    try:
-        _run_uvicorn(config, stop.set)
-    finally:
+    thread = start_when_listening(agent, endpoint, stop) if agent is not None else None
+
+    def agent_done() -> None:
+        """Once uvicorn has stopped serving: the agent finishes its pass, not cut mid-way
+        (uvicorn re-raises SIGTERM once it returns, which ends the process at once)."""
         stop.set()
+        if thread is not None:
+            thread.join(timeout=AGENT_STOP_S)
+
+    try:
+        _run_uvicorn(config, stop.set, agent_done)
+    finally:
+        agent_done()
     return EXIT_OK
 
 
-def _run_uvicorn(config: object, on_exit: Callable[[], None]) -> None:
+def _run_uvicorn(
+    config: object, on_exit: Callable[[], None], on_stopped: Callable[[], None]
+) -> None:
     """One server in this process, or uvicorn's supervisor of `config.workers` processes
     sharing the listening socket (restarting any that dies). `on_exit` runs when SIGINT or
     SIGTERM arrives, before uvicorn stops listening: the local agent stops first, rather
-    than meeting a refused connection on its way out."""
+    than meeting a refused connection on its way out; `on_stopped` once it has shut down."""
+    import asyncio
+
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -251,6 +263,10 @@ def _run_uvicorn(config: object, on_exit: Callable[[], None]) -> None:
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             on_exit()
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            await asyncio.to_thread(on_stopped)
 
     class Supervisor(Multiprocess):
         def handle_int(self) -> None:

@@ -10,13 +10,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from qosplane.host.errors import HostError
-from qosplane.host.guest_agent import GuestAgent
+from qosplane.host.guest_agent import GuestAgent, GuestRun
 from qosplane.host.process import in_netns, run
 
 
 class Started(Protocol):
+    def exited(self) -> bool: ...
+
     def finish(self, timeout_s: float) -> tuple[int, str, str]:
-        """Wait for the program (killing it after `timeout_s`): exit code, stdout, stderr."""
+        """Wait for the program (killing it after `timeout_s`): exit code, stdout, stderr.
+        Safe to call again: the same answer."""
 
     def stop(self) -> None:
         """Kill it if it still runs."""
@@ -37,14 +40,20 @@ class Endpoint(Protocol):
 class _Process:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
+        self.done: tuple[int, str, str] | None = None
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
 
     def finish(self, timeout_s: float) -> tuple[int, str, str]:
-        try:
-            out, err = self.process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate()
-        return self.process.returncode, out, err
+        if self.done is None:
+            try:
+                out, err = self.process.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                out, err = self.process.communicate()
+            self.done = (self.process.returncode, out, err)
+        return self.done
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -80,30 +89,34 @@ class NetnsEndpoint:
         return f":{tcp_port}" in shown.stdout
 
 
-def _in_shell(argv: Sequence[str]) -> list[str]:
+def in_guest_shell(argv: Sequence[str]) -> list[str]:
     """guest-exec wants an absolute path: a shell finds the program on the guest's PATH."""
     return ["/bin/sh", "-c", 'exec "$@"', "sh", *argv]
 
 
 class _GuestProgram:
+    """qemu-ga forgets a program's status once it has reported it exited: the first answer
+    is kept, so `exited`, `finish` and `stop` may be called in any order, again."""
+
     def __init__(self, agent: GuestAgent, pid: int) -> None:
         self.agent, self.pid = agent, pid
+        self.done: GuestRun | None = None
+
+    def exited(self) -> bool:
+        if self.done is None:
+            self.done = self.agent.status(self.pid)
+        return self.done is not None
 
     def finish(self, timeout_s: float) -> tuple[int, str, str]:
-        try:
-            done = self.agent.wait(self.pid, timeout_s)
-        except HostError:
-            self.stop()
-            done = self.agent.wait(self.pid, 10)
-        return (
-            done.exit_code,
-            done.stdout.decode(errors="replace"),
-            done.stderr.decode(errors="replace"),
-        )
+        if self.done is None:
+            self.done = self.agent.wait(self.pid, timeout_s)  # killed past the timeout
+        out, err = self.done.stdout, self.done.stderr
+        return self.done.exit_code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def stop(self) -> None:
-        if self.agent.status(self.pid) is None:
-            self.agent.run(["/bin/kill", "-9", str(self.pid)])
+        if not self.exited():
+            self.agent.kill(self.pid)
+            self.done = self.agent.wait(self.pid, 10)
 
 
 class GuestEndpoint:
@@ -114,14 +127,14 @@ class GuestEndpoint:
         self.label = f"guest {label}"
 
     def run(self, argv: Sequence[str]) -> str:
-        done = self.agent.run(_in_shell(argv), self.RUN_TIMEOUT_S)
+        done = self.agent.run(in_guest_shell(argv), self.RUN_TIMEOUT_S)
         if done.exit_code != 0:
             text = (done.stderr or done.stdout).decode(errors="replace").strip()
             raise HostError(f"{self.label}: {' '.join(argv)}", text or f"exit {done.exit_code}")
         return done.stdout.decode(errors="replace")
 
     def start(self, argv: Sequence[str]) -> Started:
-        return _GuestProgram(self.agent, self.agent.start(_in_shell(argv)))
+        return _GuestProgram(self.agent, self.agent.start(in_guest_shell(argv)))
 
     def listening(self, tcp_port: int) -> bool:
         return f":{tcp_port} " in self.run(["netstat", "-ltn"])

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from qosplane.host.errors import HostError
 
 SYNC_DELIMITER = b"\xff"  # what qemu-ga sends before its answer to guest-sync-delimited
+GUEST_READY_S = 120.0  # a guest just started under TCG answers in ~10-15 s
 
 
 class AgentTransport(Protocol):
@@ -81,7 +82,10 @@ class _Lines:
         text = line.replace(SYNC_DELIMITER, b"").strip()
         if not text:
             return {}
-        parsed = json.loads(text)
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise ConnectionError(f"the guest agent sent {text[:80]!r}") from exc
         return parsed if isinstance(parsed, dict) else {}
 
 
@@ -135,6 +139,8 @@ class GuestAgent:
         status = self.transport.command(
             {"execute": "guest-exec-status", "arguments": {"pid": pid}}, timeout_s
         )
+        if not isinstance(status, dict):
+            raise HostError("guest agent guest-exec-status", f"answered {status!r}")
         if not status.get("exited"):
             return None
         # A program killed by a signal has no exitcode, only the signal (qapi GuestExecStatus).
@@ -146,13 +152,24 @@ class GuestAgent:
         )
 
     def wait(self, pid: int, timeout_s: float, what: str = "program") -> GuestRun:
+        """Until `pid` exits; past `timeout_s` it is killed (a stray iperf3 server would
+        hold its port for every later measurement) and a HostError raised."""
         deadline = time.monotonic() + timeout_s
         while True:
             done = self.status(pid)
             if done is not None:
                 return done
             if time.monotonic() > deadline:
+                self.kill(pid)
                 raise HostError(f"guest {what}", f"still running after {timeout_s:.0f} s")
+            time.sleep(self.poll_s)
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL `pid` in the guest; its status is then left unread (qemu-ga keeps it
+        until read once)."""
+        killer = self.start(["/bin/kill", "-9", str(pid)])
+        deadline = time.monotonic() + 10
+        while self.status(killer) is None and time.monotonic() < deadline:
             time.sleep(self.poll_s)
 
     def run(self, argv: Sequence[str], timeout_s: float = 60.0) -> GuestRun:

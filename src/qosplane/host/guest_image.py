@@ -36,7 +36,8 @@ GUEST_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_console")
 GUEST_PROGRAMS = ("/usr/sbin/qemu-ga", "/usr/bin/iperf3")
 BUSYBOX = "/bin/busybox"
 NIC_ARGUMENT = "qosplane.nic"
-READY_LINE = "qosplane-guest: ready, agent on"  # on the console once /init is done
+BOOTED_LINE = "qosplane-guest: up"  # on the console once the NICs are configured
+READY_LINE = "qosplane-guest: ready, agent on"  # then once the agent's port is there
 PACKAGES = {  # what provides each input, for the error that says what to install
     "kernel": "linux-image-amd64",
     BUSYBOX: "busybox-static",
@@ -72,12 +73,22 @@ for arg in $(cat /proc/cmdline); do
       ;;
   esac
 done
+echo "{BOOTED_LINE}"
+# virtio_console adds its ports after insmod returns: wait for the agent's (up to 10 s).
 port=""
-for p in /sys/class/virtio-ports/*; do
-  [ "$(cat "$p/name" 2>/dev/null)" = "{AGENT_CHANNEL}" ] && port="/dev/${{p##*/}}"
+for _ in $(seq 100); do
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = "{AGENT_CHANNEL}" ] && port="/dev/${{p##*/}}"
+  done
+  [ -n "$port" ] && [ -e "$port" ] && break
+  sleep 0.1
 done
 echo "{READY_LINE} $port"
-exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -t /run -f /run/qemu-ga.pid
+# The shell stays PID 1: an agent that exits is started again, not a kernel panic.
+while [ -n "$port" ]; do
+  /usr/sbin/qemu-ga -m virtio-serial -p "$port" -t /run -f /run/qemu-ga.pid
+  sleep 1
+done
 """
 
 
@@ -98,10 +109,11 @@ class GuestNic:
 
 
 def nic_arguments(nics: Sequence[GuestNic]) -> str:
-    """The kernel command line words the guest's /init configures its NICs from."""
+    """The kernel command line words the guest's /init configures its NICs from (MACs in
+    lower case, as /sys/class/net prints them)."""
     words = []
     for nic in nics:
-        parts = [nic.mac, nic.cidr, *([nic.gateway] if nic.gateway else [])]
+        parts = [nic.mac.lower(), nic.cidr, *([nic.gateway] if nic.gateway else [])]
         words.append(f"{NIC_ARGUMENT}={','.join(parts)}")
     return " ".join(words)
 
@@ -140,7 +152,7 @@ def module_order(modules_dir: Path, wanted: Iterable[str]) -> list[str]:
         module, _, needs = line.partition(":")
         deps[module] = needs.split()
     builtin = set((modules_dir / "modules.builtin").read_text().split())
-    by_name = {Path(m).name.removesuffix(".ko"): m for m in deps}
+    by_name = {Path(m).name.split(".ko")[0]: m for m in deps}  # .ko, .ko.xz, .ko.zst
     order: list[str] = []
     for name in wanted:
         found = by_name.get(name)
@@ -168,14 +180,16 @@ def shared_libraries(program: str) -> list[str]:
     return sorted({m.group(1) for m in _LDD.finditer(done.stdout)})
 
 
-def _inputs(kernel: Path, version: str) -> dict[str, Path]:
+def _inputs(version: str, modules: Sequence[str]) -> dict[str, Path]:
     """Path in the guest -> file on the host, for every file the image holds."""
-    for program in (BUSYBOX, *GUEST_PROGRAMS):
-        if not Path(program).exists():
-            raise PermanentHostError("guest image", _missing(program))
+    missing = guest_image_missing()
+    if missing:
+        raise PermanentHostError("guest image", missing)
     modules_dir = Path("/lib/modules") / version
     files: dict[str, Path] = {}
-    for module in module_order(modules_dir, GUEST_MODULES):
+    for module in modules:
+        if not module.endswith(".ko"):  # busybox's insmod loads plain modules only
+            raise PermanentHostError("guest image", f"{module} is compressed; not supported")
         files[f"/lib/modules/{module}"] = modules_dir / module
     for program in (BUSYBOX, *GUEST_PROGRAMS):  # Debian's dynamic busybox works too
         files[program] = Path(program)
@@ -220,8 +234,8 @@ def build_guest_image(cache_dir: Path) -> GuestImage:
     """The image for this host's inputs: from `cache_dir` when built before, else built
     there (written aside, then renamed, so a killed build leaves no half image)."""
     kernel, version = _kernel()
-    files = _inputs(kernel, version)
     order = module_order(Path("/lib/modules") / version, GUEST_MODULES)
+    files = _inputs(version, order)
     digest = hashlib.sha256(INIT.encode())
     for guest_path, host_path in sorted({**files, "kernel": kernel}.items()):
         digest.update(guest_path.encode() + b"\0" + host_path.read_bytes())

@@ -44,7 +44,7 @@ from qosplane.compiler.enforcement.backends.libvirt_domain import (
 from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.host.guest_agent import GuestAgent
 from qosplane.host.guest_image import (
-    READY_LINE,
+    BOOTED_LINE,
     GuestImage,
     GuestNic,
     build_guest_image,
@@ -257,6 +257,7 @@ class RealHypervisor:
         self.daemon = daemon
         self.owner = f"qosplane:{owner}"
         self.guest_images = guest_images
+        self._prepared: tuple[GuestImage, str] | None = None
         self._connection: Any = None
 
     def _conn(self) -> Any:
@@ -328,9 +329,17 @@ class RealHypervisor:
         return f"real guests run under TCG, which is slow: {why} (image {image.key})"
 
     def _image_and_virt(self) -> tuple[GuestImage, str]:
-        assert self.guest_images is not None
-        image = build_guest_image(self.guest_images)
-        return image, "kvm" if self.virt_type() == "kvm" and kvm_boots(image) else "qemu"
+        """Built and probed once per process (a pass defining a domain does not hash the
+        image's inputs again, nor wait out a KVM probe); a new kernel takes a restart."""
+        if self._prepared is None:
+            assert self.guest_images is not None
+            try:
+                image = build_guest_image(self.guest_images)
+                virt = "kvm" if self.virt_type() == "kvm" and kvm_boots(image) else "qemu"
+            except OSError as exc:  # an unreadable /boot kernel, a full disk
+                raise PermanentHostError("guest image", str(exc)) from exc
+            self._prepared = (image, virt)
+        return self._prepared
 
     def _guest(self, ports: Sequence[PortWire]) -> tuple[str, GuestBoot, dict[str, HostNic]]:
         """The virt type, kernel boot and NIC bridges of a real guest on `ports`."""
@@ -343,7 +352,7 @@ class RealHypervisor:
         boot = GuestBoot(
             str(image.kernel), str(image.initrd), f"{GUEST_CMDLINE} {nic_arguments(nics)}"
         )
-        return virt, boot, {p.tap: HostNic(p.bridge, p.mac) for p in ports}
+        return virt, boot, {p.tap: HostNic(p.bridge, p.mac, p.mtu_bytes) for p in ports}
 
     def ensure(self, desired: DomainQos, ports: Sequence[PortWire] = ()) -> None:
         dom = self._lookup(desired.name)
@@ -504,7 +513,10 @@ class LibvirtAgentTransport:
             )
         except libvirt.libvirtError as exc:
             raise HostError(f"guest agent {message['execute']}", str(exc)) from exc
-        return json.loads(answer).get("return")
+        try:
+            return json.loads(answer).get("return")
+        except (ValueError, AttributeError) as exc:
+            raise HostError(f"guest agent {message['execute']}", f"answered {answer!r}") from exc
 
 
 KVM_PROBE_S = 20  # the guest is up in ~10 s under TCG, in ~2 s under a KVM that boots it
@@ -513,30 +525,38 @@ KVM_PROBE_S = 20  # the guest is up in ~10 s under TCG, in ~2 s under a KVM that
 def kvm_boots(image: GuestImage) -> bool:
     """Whether this host's KVM boots the guest image: tried once per image and kept beside
     it. /dev/kvm opening is not enough: a PVM KVM (host-capabilities.md §11) runs the
-    firmware, then hangs at "Booting from ROM" with a stock kernel."""
+    firmware, then hangs at "Booting from ROM" with a stock kernel. The probe has no agent
+    channel, so its /init ends soon after the booted line and QEMU exits: the console is
+    read once more after that."""
     verdict = image.kernel.parent / "kvm-boots"
     if verdict.exists():
         return verdict.read_text().strip() == "yes"
     console = image.kernel.parent / f".kvm-probe-{os.getpid()}.log"
     argv = [
-        "qemu-system-x86_64", "-enable-kvm", "-m", "192", "-display", "none", "-no-reboot",
-        "-nodefaults", "-serial", f"file:{console}", "-kernel", str(image.kernel),
-        "-initrd", str(image.initrd), "-append", f"{GUEST_CMDLINE}",
+        "qemu-system-x86_64", "-enable-kvm", "-m", str(GUEST_OS_MEMORY_KIB // 1024),
+        "-display", "none", "-no-reboot", "-nodefaults", "-serial", f"file:{console}",
+        "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", GUEST_CMDLINE,
     ]  # fmt: skip
-    probe = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    booted = False
+
+    def ready() -> bool:
+        return console.exists() and BOOTED_LINE in console.read_text(errors="replace")
+
+    try:
+        probe = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as exc:
+        raise PermanentHostError("qemu-system-x86_64", str(exc)) from exc
     try:
         deadline = time.monotonic() + KVM_PROBE_S
-        while time.monotonic() < deadline and probe.poll() is None:
-            if console.exists() and READY_LINE in console.read_text(errors="replace"):
-                booted = True
-                break
+        while time.monotonic() < deadline and probe.poll() is None and not ready():
             time.sleep(0.2)
+        booted = ready()
     finally:
         probe.kill()
         probe.wait()
         console.unlink(missing_ok=True)
-    verdict.write_text("yes\n" if booted else "no\n")
+    partial = verdict.with_name(f".kvm-boots.{os.getpid()}")
+    partial.write_text("yes\n" if booted else "no\n")
+    partial.rename(verdict)  # whole or not at all
     return booted
 
 

@@ -303,13 +303,18 @@ class RealInstances:
         }
 
     def cleanup_network(self, network_prefix: str) -> None:
-        """Remove the probe namespace and bridge of a network no instance here uses."""
+        """Remove the probe namespace and bridge of a network no instance here uses, and
+        the scratch ends a killed verify may have left on it."""
         probe = self.probe_namespace(network_prefix)
-        if probe in self._namespaces():
-            run(["ip", "netns", "del", probe])
+        scratch = f"{self.prefix}{SCRATCH_OWNER}{network_prefix[:8]}-"
+        for ns in sorted(self._namespaces()):
+            if ns == probe or ns.startswith(scratch):
+                run(["ip", "netns", "del", ns])
         if self.switch is not None:
             for port, owner in sorted(self.switch.owners().items()):
-                if owner == PROBE_OWNER + network_prefix[:8]:
+                if owner == PROBE_OWNER + network_prefix[:8] or owner.startswith(
+                    f"{SCRATCH_OWNER}{network_prefix[:8]}-"
+                ):
                     self.switch.unplug(port)
         for name, link in self._links(kind="bridge").items():
             if name.startswith("brq" + network_prefix[:8]) and self._ours(link):

@@ -47,7 +47,7 @@ def _iperf3(
     try:
         deadline = time.monotonic() + 10
         while not receive.listening(IPERF_PORT):
-            if time.monotonic() > deadline:
+            if server.exited() or time.monotonic() > deadline:
                 server.stop()
                 _, out, err = server.finish(5)
                 raise HostError(f"iperf3 -s in {receive.label}", (err or out)[-300:])

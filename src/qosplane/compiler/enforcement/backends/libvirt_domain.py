@@ -70,6 +70,7 @@ class HostNic:
 
     bridge: str
     mac: str
+    mtu_bytes: int = 1500  # the port's: the bridge's and the tap's, and the guest's NIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +214,8 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
             element.insert(0, ET.Element("driver", name="qemu", type="raw", cache="writeback"))
             element.insert(1, ET.Element("source", file=image))
     if host.boot is not None:
-        # The guest's console on the domain's log, and qemu-ga's channel (libvirt picks
-        # the socket's path and connects to it itself: qemuAgentCommand).
+        # The guest's console on a pty (`virsh console`), and qemu-ga's channel (libvirt
+        # picks the socket's path and connects to it itself: qemuAgentCommand).
         ET.SubElement(ET.SubElement(devices, "serial", type="pty"), "target", port="0")
         channel = ET.SubElement(devices, "channel", type="unix")
         ET.SubElement(channel, "source", mode="bind")
@@ -254,10 +255,12 @@ def _bridged(interface: ET.Element, nics: Mapping[str, HostNic]) -> bool:
         return False
     interface.set("type", "bridge")
     for child in list(interface):
-        if child.tag not in ("target", "model"):
+        if child.tag != "target":
             interface.remove(child)
     interface.insert(0, ET.Element("mac", address=nic.mac))
     interface.insert(1, ET.Element("source", bridge=nic.bridge))
-    if interface.find("model") is None:
-        ET.SubElement(interface, "model", type="virtio")
+    # virtio: the only NIC driver the guest image carries. <mtu> sets the tap's MTU and
+    # virtio's host_mtu, which the guest's virtio_net takes as its own.
+    ET.SubElement(interface, "model", type="virtio")
+    ET.SubElement(interface, "mtu", size=str(nic.mtu_bytes))
     return True
