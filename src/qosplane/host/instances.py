@@ -218,10 +218,15 @@ class RealInstances:
             guest = self.guest_name(port)
             if port.tap in host_links and guest not in guest_links:
                 # Both ends of a veth are made at once, so a tap whose peer is not in this
-                # instance's namespace was not made here: never delete someone else's.
-                raise HostError(
-                    f"plug {port.tap}", "a device of that name exists and is not qosplane's"
-                )
+                # instance's namespace was not made here, unless it is ours: the kernel
+                # deletes a removed namespace's veths asynchronously, so one recreated at
+                # once can meet its old tap. Ours goes; someone else's is never touched.
+                if not self._ours(host_links[port.tap]):
+                    raise HostError(
+                        f"plug {port.tap}", "a device of that name exists and is not qosplane's"
+                    )
+                self._delete_link(port.tap)
+                del host_links[port.tap]
             if port.tap not in host_links:
                 self._ip_batch(
                     f"link add {port.tap} type veth peer name {guest} netns {ns}",
@@ -242,6 +247,13 @@ class RealInstances:
                 self.switch.plug(port.tap, network_id=port.network_id, owner=name, mac=port.mac)
                 self._no_tx_offload(guest, ns)
             self._ip("link", "set", guest, "up", netns=ns)
+
+    def _delete_link(self, name: str) -> None:
+        try:
+            self._ip("link", "del", name)
+        except HostError as exc:
+            if "Cannot find device" not in exc.detail:  # gone meanwhile: what we wanted
+                raise
 
     def miswired(self, ports: Sequence[PortWire]) -> set[str]:
         if self.switch is not None or not ports:
@@ -285,11 +297,7 @@ class RealInstances:
         self._ip("link", "set", device, "up")
 
     def remove_ifb(self, device: str) -> None:
-        try:
-            self._ip("link", "del", device)
-        except HostError as exc:
-            if "Cannot find device" not in exc.detail:
-                raise
+        self._delete_link(device)
 
     def ifbs(self) -> set[str]:
         """The ifb devices this agent made; others (the kernel's ifb0) are not ours."""
