@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qosplane.agent.reconcile import HostDrivers
+from qosplane.cli.hostside import LIBVIRT_TOOLS
 from qosplane.host.cgroups import FakeCgroups, RealCgroups
 from qosplane.host.hypervisor import FakeHypervisor, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import FakeInstances, RealInstances
@@ -27,7 +28,6 @@ from tests.conftest import require_python_module, require_root_and
 
 HOST_TOOLS = ("ip", "tc", "nft")
 OVS_TOOLS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ethtool")
-LIBVIRT_TOOLS = ("libvirtd", "qemu-system-x86_64", "nsenter", "unshare")
 
 
 def fake_drivers(ovs: bool = False, libvirt: bool = False) -> HostDrivers:

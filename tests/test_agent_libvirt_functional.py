@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from qosplane.agent.reconcile import HostDrivers
+from qosplane.cli.hostside import LIBVIRT_TOOLS
 from qosplane.client.http import QosplaneClient
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.hypervisor import LibvirtDaemon, RealHypervisor
@@ -33,7 +34,7 @@ from qosplane.model.host_facts import HostFacts
 from qosplane.model.host_state import DomainQos
 from qosplane.model.instance import VifType
 from tests.conftest import require_python_module, require_root_and
-from tests.hostkit import HOST_TOOLS, LIBVIRT_TOOLS, remove_everything
+from tests.hostkit import HOST_TOOLS, remove_everything
 from tests.serving import QOSPLANE, serve_with_agent, wait_applied, wait_for
 from tests.test_agent_functional import _status
 

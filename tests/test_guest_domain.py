@@ -23,7 +23,7 @@ import pytest
 
 from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler, ports_of
-from qosplane.cli.hostside import EXIT_FAILED, exec_in_guest
+from qosplane.cli.hostside import EXIT_FAILED, LIBVIRT_TOOLS, exec_in_guest
 from qosplane.host import guest_image
 from qosplane.host.cgroups import RealCgroups
 from qosplane.host.guest_agent import GuestAgent
@@ -35,7 +35,7 @@ from qosplane.host.volumes import RealVolumes
 from qosplane.model.plan import DesiredServer
 from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
 from tests.conftest import require_root_and
-from tests.hostkit import HOST_TOOLS, LIBVIRT_TOOLS, own_libvirt, remove_everything, server_of
+from tests.hostkit import HOST_TOOLS, own_libvirt, remove_everything, server_of
 from tests.test_guest_image import IMAGE_TOOLS, _require_image_inputs
 from tests.test_host_libvirt import LIBVIRT, resquota_plan
 

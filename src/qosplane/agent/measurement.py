@@ -161,8 +161,9 @@ class _Capacity:
     guest_tcp_bits_per_s: float | None = None
 
     def _path(self, network_id: str) -> tuple[str, str, str]:
-        (sender, _), (receiver, wire) = scratch_wires(network_id, self.mtu_bytes[network_id])
-        for name, port in scratch_wires(network_id, self.mtu_bytes[network_id]):
+        ends = scratch_wires(network_id, self.mtu_bytes[network_id])
+        (sender, _), (receiver, wire) = ends
+        for name, port in ends:
             if name not in self.made:
                 self.made.append(name)  # before ensure: a half-made end is removed too
                 self.instances.remove(name)  # what a killed verify left, made afresh
