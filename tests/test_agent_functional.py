@@ -34,6 +34,8 @@ from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import VifType
+from qosplane.model.plan import DesiredServer
+from qosplane.model.report import Verdict
 from tests.conftest import require_root_and
 from tests.hostkit import remove_everything
 from tests.serving import QOSPLANE, serve_with_agent, wait_applied, wait_for
@@ -106,6 +108,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         assert isinstance(drivers.cgroups, RealCgroups)
         assert isinstance(drivers.volumes, RealVolumes)
         remove_everything(drivers.instances, drivers.cgroups, drivers.volumes, host_ns)
+
+
+def _verify(rig: Rig, server: DesiredServer, seconds: int) -> list[Verdict]:
+    """verify_server on the rig's host, as `qosplane verify` runs it there."""
+    d = rig.drivers
+    return verify_server(server, probe(), d.instances, d.cgroups, d.volumes, seconds)
 
 
 def _network(client: QosplaneClient, name: str, cidr: str) -> str:
@@ -195,14 +203,7 @@ def test_the_agent_applies_the_plan_and_reports_each_rule(rig: Rig) -> None:
 
 
 def test_limits_hold_when_measured(rig: Rig) -> None:
-    verdicts = verify_server(
-        rig.client.server_plan(rig.server["id"]).desired,
-        probe(),
-        rig.drivers.instances,
-        rig.drivers.cgroups,
-        rig.drivers.volumes,
-        5,
-    )
+    verdicts = _verify(rig, rig.client.server_plan(rig.server["id"]).desired, 5)
     by_kind = {(v.kind, v.direction): v for v in verdicts}
     assert set(by_kind) == {
         ("bandwidth", "ingress"),
@@ -360,14 +361,7 @@ def test_the_seed_resquota_flavor_measured(rig: Rig) -> None:
         },
     )["server"]
     wait_applied(client, created["id"], "the agent applies vm_resquota")
-    verdicts = verify_server(
-        client.server_plan(created["id"]).desired,
-        probe(),
-        rig.drivers.instances,
-        rig.drivers.cgroups,
-        rig.drivers.volumes,
-        5,
-    )
+    verdicts = _verify(rig, client.server_plan(created["id"]).desired, 5)
     by_kind = {(v.kind, v.direction): v for v in verdicts}
     assert by_kind[("bandwidth", "ingress")].configured == "262144000 bit/s"
     assert by_kind[("bandwidth", "egress")].configured == "262144000 bit/s"
@@ -414,14 +408,7 @@ def test_a_limit_above_what_the_path_carries_is_inconclusive(rig: Rig) -> None:
     (port,) = client.get(f"{neutron}/ports?device_id={created['id']}")["ports"]
     client.call("PUT", f"{neutron}/ports/{port['id']}", {"port": {"qos_policy_id": policy_id}})
     wait_applied(client, created["id"], "the agent applies vm_fast")
-    verdicts = verify_server(
-        client.server_plan(created["id"]).desired,
-        probe(),
-        rig.drivers.instances,
-        rig.drivers.cgroups,
-        rig.drivers.volumes,
-        2,
-    )
+    verdicts = _verify(rig, client.server_plan(created["id"]).desired, 2)
     by_kind = {(v.kind, v.direction): v for v in verdicts}
     assert ("bandwidth", "ingress") not in by_kind  # nothing limits that direction
     verdict = by_kind[("bandwidth", "egress")]
@@ -477,14 +464,7 @@ def test_a_cinder_read_limit_is_measured(rig: Rig) -> None:
         15,
         "the agent exports the volume with its limit",
     )
-    verdicts = verify_server(
-        client.server_plan(rig.server["id"]).desired,
-        probe(),
-        rig.drivers.instances,
-        rig.drivers.cgroups,
-        rig.drivers.volumes,
-        5,
-    )
+    verdicts = _verify(rig, client.server_plan(rig.server["id"]).desired, 5)
     disk = [v for v in verdicts if v.kind == "disk_iops"]
     assert [(v.device, v.direction, v.configured) for v in disk] == [("vdb", "read", "50 IOPS")]
     assert disk[0].passed, disk[0].to_json()
