@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -75,7 +75,10 @@ def own_ovs(host_ns: str, prefix: str) -> Iterator[RealSwitch]:
 
 @contextmanager
 def own_libvirt(
-    host_ns: str, prefix: str, guest_images: Path | None = None
+    host_ns: str,
+    prefix: str,
+    guest_images: Path | None = None,
+    volume_socket: Callable[[str], str] | None = None,
 ) -> Iterator[RealHypervisor]:
     """A libvirtd of its own (state in a temporary directory, private mounts, `host_ns`),
     stopped afterwards with every domain it ran, and the /machine cgroups libvirt leaves
@@ -87,7 +90,13 @@ def own_libvirt(
     existed = set(Path("/sys/fs/cgroup").glob("*/machine"))
     try:
         daemon.ensure()
-        hypervisor = RealHypervisor(daemon.uri, state / "images", prefix, guest_images=guest_images)
+        hypervisor = RealHypervisor(
+            daemon.uri,
+            state / "images",
+            prefix,
+            guest_images=guest_images,
+            volume_socket=volume_socket,
+        )
         try:
             yield hypervisor
         finally:

@@ -11,21 +11,24 @@ stock kernel: the driver finds that out once per image and says so).
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from qosplane.agent.measurement import verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler, ports_of
 from qosplane.cli.hostside import EXIT_FAILED, LIBVIRT_TOOLS, exec_in_guest
-from qosplane.host import guest_image
-from qosplane.host.cgroups import RealCgroups
+from qosplane.host import guest_image, measure
+from qosplane.host.cgroups import RealCgroups, domain_group, domain_group_path
 from qosplane.host.guest_agent import GuestAgent
 from qosplane.host.hypervisor import RealHypervisor
 from qosplane.host.instances import PortWire, RealInstances
@@ -34,12 +37,33 @@ from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.plan import DesiredServer
 from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
-from tests.conftest import require_root_and
+from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import HOST_TOOLS, own_libvirt, remove_everything, server_of
 from tests.test_guest_image import IMAGE_TOOLS, _require_image_inputs
 from tests.test_host_libvirt import LIBVIRT, resquota_plan
 
 TEN_MBIT = BitsPerSecond(10_000_000)
+
+
+# /proc/PID/cgroup of a QEMU process libvirt started on this machine (hybrid: v1
+# controllers, cpuacct mounted alone and left out), and on a v2-only host.
+HYBRID = """9:name=systemd:/
+7:blkio:/machine/qemu-1-instance-00000041.libvirt-qemu
+3:cpuset:/machine/qemu-1-instance-00000041.libvirt-qemu/emulator
+2:cpuacct:/
+1:cpu:/machine/qemu-1-instance-00000041.libvirt-qemu/emulator
+0::/machine/qemu-1-instance-00000041.libvirt-qemu/emulator
+"""
+V2_ONLY = "0::/machine.slice/machine-qemu\\x2d1\\x2dinstance.scope/libvirt/vcpu0\n"
+
+
+def test_a_domains_whole_group_is_found_from_its_qemu_process() -> None:
+    domain = ["machine", "qemu-1-instance-00000041.libvirt-qemu"]
+    assert domain_group_path(HYBRID, "cpu") == (domain, False)  # emulator/ is its child
+    assert domain_group_path(HYBRID, "cpuacct") is None  # libvirt made none there
+    scope = ["machine.slice", "machine-qemu\\x2d1\\x2dinstance.scope", "libvirt"]
+    assert domain_group_path(V2_ONLY, "cpuacct") == (scope, True)
+    assert domain_group_path(V2_ONLY, "cpu") == (scope, True)
 
 
 @dataclass
@@ -252,3 +276,69 @@ def test_a_guest_stopped_behind_the_agents_back_comes_back_with_its_limits(guest
     assert guest.agent.run(["/bin/true"]).exit_code == 0
     _, quiet = reconciler.converge([guest.server])
     assert quiet.drift_before == []
+
+
+def _second_guest() -> DesiredServer:
+    """Another server of the seed's flavor at the default weight (1024): its own instance
+    name and one port of its own."""
+    body = copy.deepcopy(load_case("m1-resquota.yaml"))
+    body["instance"] = {**body["instance"], "uuid": str(uuid.uuid4()), "name": "instance-00000042"}
+    body["host"] = {**body["host"], "vif_type": "hybrid"}
+    body["flavor"]["extra_specs"] = {"quota:cpu_shares": "1024"}
+    body["ports"] = [{"id": "c0ffee00-0000-4000-8000-000000000042", "mac": "fa:16:3e:00:00:42"}]
+    return server_of(plan_of(body).to_json(), "00000000-0000-0000-0000-0000000000a2", "10.213")
+
+
+def _affinities(pid: int) -> dict[int, set[int]]:
+    return {
+        int(t.name): os.sched_getaffinity(int(t.name)) for t in Path(f"/proc/{pid}/task").iterdir()
+    }
+
+
+def test_cpu_shares_512_against_1024_between_two_guests(guest: Guest) -> None:
+    """Two guests on one CPU, each kept busy by a loop inside it: the CPU time of each
+    domain's whole group splits as their shares, 512:1024. Then verify's own check of the
+    first: its guest against a loop beside its group at the default weight."""
+    second = _second_guest()
+    reconciler = Reconciler(guest.drivers, LIBVIRT)
+    _, result = reconciler.converge([guest.server, second])
+    assert result.errors == {}, result.errors
+    other = guest.hypervisor.agent(second.plan.instance_name)
+    other.wait_ready(120)
+    first_name = guest.server.plan.instance_name
+    before = _affinities(guest.hypervisor.qemu_pid(first_name))
+    busy = [a.start(["/bin/sh", "-c", measure.BUSY_LOOP]) for a in (guest.agent, other)]
+    try:
+        ratio, _ = measure.domains_cpu_ratio(
+            guest.hypervisor.qemu_pid(first_name),
+            guest.hypervisor.qemu_pid(second.plan.instance_name),
+            5,
+        )
+    finally:
+        guest.agent.kill(busy[0])
+        other.kill(busy[1])
+    assert abs(ratio - 0.5) <= 0.05 * 0.5, ratio
+    _, removed = reconciler.converge([guest.server])
+    assert removed.errors == {}
+    assert second.plan.instance_name in removed.removed
+    verdicts = verify_server(
+        guest.server,
+        LIBVIRT,
+        guest.drivers.instances,
+        guest.drivers.cgroups,
+        guest.drivers.volumes,
+        4,
+        guest.hypervisor,
+    )
+    (cpu,) = [v for v in verdicts if v.kind == "cpu_shares"]
+    assert cpu.configured == "cpu.shares=512 vs 1024"
+    assert cpu.outcome == "pass", (cpu.measured, cpu.method)
+    # Nothing of the measurement is left: the reference group, the threads' pinning.
+    pid = guest.hypervisor.qemu_pid(first_name)
+    group = domain_group(pid, "cpu")
+    assert group is not None
+    assert not (group[0].parent / measure.REFERENCE_GROUP).exists()
+    after = _affinities(pid)
+    assert {t: after[t] for t in before.keys() & after.keys()} == {
+        t: before[t] for t in before.keys() & after.keys()
+    }

@@ -215,8 +215,12 @@ def _tamper(host: HostDrivers, what: str) -> None:
             hypervisor.domains[NAME] = DomainQos(
                 NAME, "", (("cpu_shares", 2048), *current.scheduler[1:]), current.iotune
             )
-        elif what == "iotune":
-            hypervisor.domains[NAME] = DomainQos(NAME, "", current.scheduler, ())
+        elif what == "iotune":  # vda's read_bytes_sec reset, as the real case below
+            iotune = tuple(
+                (t, tuple((k, 0 if (t, k) == ("vda", "read_bytes_sec") else v) for k, v in tune))
+                for t, tune in current.iotune
+            )
+            hypervisor.domains[NAME] = DomainQos(NAME, "", current.scheduler, iotune)
         else:
             hypervisor.stopped.add(NAME)
         return

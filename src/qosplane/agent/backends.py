@@ -330,6 +330,20 @@ class VolumeExports:
     volumes: Volumes
     name: str = "qemu-storage-daemon"
 
+    def start_missing(self, targets: Sequence[Target], result: PassResult, charge: Charge) -> None:
+        """Export each wanted volume no export serves yet (one whose limits differ is left
+        to `act`, after the pass has observed it)."""
+        for t in targets:
+            if t.qos.name in result.errors:
+                continue
+            for volume in t.qos.volumes:
+                try:
+                    if self.volumes.observe(volume.volume_id) is None:
+                        self.volumes.ensure(volume.volume_id, volume.size_gb, volume.limits_map())
+                except HostError as exc:
+                    charge(result, t.qos.name, exc)
+                    break
+
     def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
         return [
             d

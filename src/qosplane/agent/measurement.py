@@ -19,7 +19,17 @@ from qosplane.host.guest_agent import GUEST_READY_S
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances, PortWire, scratch_wires
 from qosplane.host.volumes import ALLOCATED_BYTES, Volumes
-from qosplane.model.host_state import Capabilities, CpuQos, InstanceQos, PacketLimit, Shaper
+from qosplane.model.host_state import (
+    CGROUP_V1_DEFAULT_SHARES,
+    CGROUP_V2_DEFAULT_WEIGHT,
+    Capabilities,
+    CpuQos,
+    DomainQos,
+    InstanceQos,
+    Outcome,
+    PacketLimit,
+    Shaper,
+)
 from qosplane.model.plan import DesiredServer
 from qosplane.model.report import Verdict
 from qosplane.model.units import (
@@ -124,7 +134,7 @@ def verify_server(
 ) -> list[Verdict]:
     """Measure each limit the host holds for the server: its links both ways and DSCP, its
     volumes' exports, its domain's disks and its CPU share."""
-    qos, _ = host_program(server.plan, caps, server.volumes)
+    qos, outcomes = host_program(server.plan, caps, server.volumes)
     inside: str | Endpoint = instances.namespace(qos.name)
     if hypervisor is not None and hypervisor.boots_guests and qos.domain is not None:
         agent = hypervisor.agent(qos.domain.name)
@@ -133,15 +143,52 @@ def verify_server(
     verdicts = _network_verdicts(qos, ports_of(server), instances, inside, seconds)
     verdicts += _volume_verdicts(qos, instances, volumes, seconds)
     if qos.domain is not None and hypervisor is not None:
+        guest = inside if isinstance(inside, GuestEndpoint) else None
+        serials = dict(qos.domain.volumes)  # a volume's disk: its id; an image disk: target
         for target, values in qos.domain.iotune:
+            peaks = dict(values)
             for key, value in values:
-                if value:
+                if value and not key.endswith("_max"):  # a burst: timed past, not judged
                     verdicts.append(
-                        _domain_disk(hypervisor, qos.domain.name, target, key, value, seconds)
+                        _domain_disk(
+                            hypervisor,
+                            qos.domain.name,
+                            target,
+                            (key, value, peaks.get(f"{key}_max", 0)),
+                            seconds,
+                            (guest, serials.get(target, target)) if guest else None,
+                        )
                     )
     if qos.cpu is not None and qos.cpu.shares is not None:
         verdicts.append(_cpu_verdict(qos.cpu, cgroups, seconds))
+    shares_held = any(o.kind == "cpu_shares" and o.outcome is Outcome.APPLIED for o in outcomes)
+    if qos.domain is not None and hypervisor is not None and shares_held:
+        if isinstance(inside, GuestEndpoint):
+            verdicts.append(_domain_cpu_verdict(hypervisor, qos.domain, inside, seconds))
     return verdicts
+
+
+def _domain_cpu_verdict(
+    hypervisor: Hypervisor, domain: DomainQos, guest: GuestEndpoint, seconds: int
+) -> Verdict:
+    """A real guest's cpu_shares: the guest kept busy by a loop of its own, against a
+    busy loop in a group beside the domain's at the kernel's default weight."""
+    shares = dict(domain.scheduler)["cpu_shares"]
+    busy = guest.start(["sh", "-c", measure.BUSY_LOOP])
+    try:
+        ratio, v2, source = measure.domain_cpu_ratio(hypervisor.qemu_pid(domain.name), seconds)
+    finally:
+        busy.stop()
+    default = CGROUP_V2_DEFAULT_WEIGHT if v2 else CGROUP_V1_DEFAULT_SHARES
+    return judge_ratio(
+        "cpu_shares",
+        "cpu",
+        f"{'cpu.weight' if v2 else 'cpu.shares'}={shares} vs {default}",
+        shares / default,
+        ratio,
+        "a busy loop inside the guest against one beside the domain's group, both on one "
+        f"CPU; CPU time of {source}",
+    )
 
 
 CAPACITY_S = 2  # each unshaped reading: long enough for TCP to fill the path
@@ -397,19 +444,30 @@ def _cpu_verdict(cpu: CpuQos, cgroups: Cgroups, seconds: int) -> Verdict:
 
 
 def _domain_disk(
-    hypervisor: Hypervisor, name: str, target: str, key: str, value: int, seconds: int
+    hypervisor: Hypervisor,
+    name: str,
+    target: str,
+    tune: tuple[str, int, int],
+    seconds: int,
+    guest: tuple[GuestEndpoint, str] | None = None,
 ) -> Verdict:
-    """One iotune value (read_bytes_sec, total_iops_sec...) measured through the running
-    domain's disk device; the clock starts once QEMU's bucket (a tenth of a second of the
-    limit, plus the request that overfills it) has passed."""
+    """One iotune value (`tune`: read_bytes_sec, total_iops_sec...; its value; its
+    `*_max`, 0 for none) measured on the running domain's disk: from inside a real guest
+    (`guest`: where, and the disk's serial), else through its device from the monitor."""
+    key, value, peak = tune
     direction, unit = key.split("_", 1)
     iops = unit == "iops_sec"
     size = 4096 if iops else 65536
     per_request = 1 if iops else size
     count = max(20, int(value * seconds / per_request))
-    warmup = math.ceil(value / 10 / per_request) + 1
+    warmup = math.ceil(iotune_burst(value, peak) / per_request) + 1
     op = "write" if direction == "write" else "read"
-    rate = hypervisor.disk_rate(name, target, op, size, count, warmup)
+    if guest is not None:
+        rate = measure.guest_disk_rate(guest[0], guest[1], op, size, count, warmup)
+        how = f"dd {count} x {op} {size} B with O_DIRECT inside the guest"
+    else:
+        rate = hypervisor.disk_rate(name, target, op, size, count, warmup)
+        how = f"HMP qemu-io {count} x {op} {size} B on the domain's disk device"
     return judge_disk(
         "disk_iops" if iops else "disk_bytes",
         target,
@@ -417,9 +475,17 @@ def _domain_disk(
         value,
         rate.ops_per_s if iops else rate.bytes_per_s,
         "IOPS" if iops else "bytes/s",
-        f"HMP qemu-io {count} x {op} {size} B on the domain's disk device after {warmup} "
-        f"(QEMU's bucket), {rate.seconds:.1f} s",
+        f"{how} after {warmup} (QEMU's bucket), {rate.seconds:.1f} s",
     )
+
+
+def iotune_burst(value: int, peak: int, burst_length_s: int = 1) -> float:
+    """What QEMU lets through at once (bytes or requests) before it holds a disk to
+    `value` per second: its bucket, a tenth of a second of `value`, or with a `*_max` of
+    `peak` the `peak` x `burst_length_s` that bucket then holds (throttle_compute_wait in
+    QEMU's util/throttle.c; with the burst length of 1 s Nova leaves, no burst rate
+    applies). A measurement's clock starts after it."""
+    return peak * burst_length_s if peak else value / 10
 
 
 def verdicts_json(verdicts: Sequence[Verdict]) -> list[dict[str, object]]:

@@ -156,12 +156,14 @@ class Reconciler:
         self._all: Sequence[Target] = ()
         self.domains = LibvirtDomains(drivers.hypervisor) if drivers.hypervisor else None
         self.linux = LinuxDevices(drivers.tc, drivers.dscp, drivers.instances)
-        # The pass goes backend by backend (agent/backends.py), in this order.
+        self.exports = VolumeExports(drivers.volumes)
+        # The pass goes backend by backend (agent/backends.py), in this order: a volume is
+        # exported before a guest's domain attaches it.
         self.backends: list[HostBackend] = [
             self.linux,
             *([OvsPorts(drivers.switch)] if drivers.switch is not None else []),
+            self.exports,
             *([self.domains] if self.domains is not None else []),
-            VolumeExports(drivers.volumes),
             CgroupGroups(drivers.cgroups),
         ]
         # Servers whose state could not be read in the last drift(): charged to them.
@@ -232,11 +234,17 @@ class Reconciler:
     # -- act -------------------------------------------------------------------------
     def _remove_stale(self, targets: Sequence[Target], result: PassResult) -> None:
         wanted = {t.qos.name for t in targets}
+        if self.d.hypervisor is not None:
+            # Domains first: a guest's disks and taps go with it, before their exports.
+            for name in sorted(self.d.hypervisor.names() - wanted):
+                self.d.hypervisor.remove(name)
+                result.removed.append(name)
         for name in sorted(self.d.instances.names() - wanted):
             self.d.instances.remove(name)
             self._ensured.pop(name, None)
             self.d.cgroups.remove(name)
-            result.removed.append(name)
+            if name not in result.removed:
+                result.removed.append(name)
         wanted_ifbs = {d.ifb for t in targets for d in t.qos.devices if d.from_instance}
         for ifb in sorted(self.d.instances.ifbs() - wanted_ifbs):
             self.d.instances.remove_ifb(ifb)
@@ -249,11 +257,6 @@ class Reconciler:
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)
-        if self.d.hypervisor is not None:
-            for name in sorted(self.d.hypervisor.names() - wanted):
-                self.d.hypervisor.remove(name)
-                if name not in result.removed:
-                    result.removed.append(name)
         if self.d.switch is not None:
             # A port whose instance or network went while the agent was down.
             owners = wanted | {PROBE_OWNER + n for n in wanted_networks}
@@ -282,6 +285,8 @@ class Reconciler:
             result.host_errors.append(str(exc))
         self._wire(targets, result)
         if self.domains is not None:
+            # A guest's volumes are disks on their exports: exported before it is defined.
+            self.exports.start_missing(targets, result, self._charge)
             self.domains.ensure(targets, result, self._charge, restart_only=False)
         ready = [t for t in targets if t.qos.name not in result.errors]
         result.drift_before = self._drift_charged(ready, result)

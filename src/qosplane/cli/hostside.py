@@ -137,6 +137,10 @@ class HostOptions:
         )
 
 
+def host_volumes(options: HostOptions) -> RealVolumes:
+    return RealVolumes(options.state_dir / "volumes" / options.prefix.rstrip("-"))
+
+
 def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
     """The host's libvirtd when one runs (and the agent shares its namespace), else the
     agent's own under the state directory."""
@@ -144,11 +148,16 @@ def libvirt_hypervisor(options: HostOptions) -> RealHypervisor:
     images = options.state_dir / "images" / tag
     # Real guests need their taps in the network's bridge: Linux bridges only, for now.
     guests = options.state_dir / "guest-image" if options.switch == "linuxbridge" else None
+    socket = host_volumes(options).socket
     if options.host_netns is None and SYSTEM_SOCKET.exists():
-        return RealHypervisor("qemu:///system", images, options.prefix, guest_images=guests)
+        return RealHypervisor(
+            "qemu:///system", images, options.prefix, guest_images=guests, volume_socket=socket
+        )
     daemon = LibvirtDaemon(options.state_dir / "libvirt" / tag, options.host_netns)
     daemon.ensure()
-    return RealHypervisor(daemon.uri, images, options.prefix, daemon, guest_images=guests)
+    return RealHypervisor(
+        daemon.uri, images, options.prefix, daemon, guest_images=guests, volume_socket=socket
+    )
 
 
 def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -> HostSetup:
@@ -180,11 +189,16 @@ def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -
             RealCgroupsV2(root=o.cgroup_root)
             if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
             else RealCgroups(root=o.cgroup_root),
-            RealVolumes(o.state_dir / "volumes" / o.prefix.rstrip("-")),
+            host_volumes(o),
             ovs,
             hypervisor,
         ),
-        replace(caps, ovs_switch=ovs is not None, libvirt=hypervisor is not None),
+        replace(
+            caps,
+            ovs_switch=ovs is not None,
+            libvirt=hypervisor is not None,
+            guest_volumes=hypervisor is not None and hypervisor.boots_guests,
+        ),
     )
 
 

@@ -196,3 +196,66 @@ class FakeCgroups:
 
     def procs_file(self, group: str) -> str:
         return f"/fake/{self.root}/{group}/cgroup.procs"
+
+
+# --- a libvirt domain's own group ------------------------------------------------------------
+
+
+def _mount(controller: str) -> Path:
+    """Where `controller`'s v1 hierarchy is mounted (alone, or with others: cpu,cpuacct);
+    "" for the v2 hierarchy."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, point, fstype, options, *_ = line.split()
+        if controller == "" and fstype == "cgroup2":
+            return Path(point)
+        if fstype == "cgroup" and controller in options.split(","):
+            return Path(point)
+    raise HostError("cgroup", f"no hierarchy holds the {controller or 'v2'} controller")
+
+
+def domain_group(pid: int, controller: str = "cpuacct") -> tuple[Path, bool] | None:
+    """The directory of the whole group of the domain whose QEMU process is `pid`, in
+    `controller`'s v1 hierarchy or else v2's, and whether it is v2; None when libvirt gave
+    the domain no group there (it leaves a v1 controller out when that controller is
+    mounted alone, as cpuacct is on this machine). libvirt puts QEMU's main thread in the
+    domain group's `emulator` child and each vCPU in a `vcpuN` child (qemu_cgroup.c): the
+    group they share is its parent."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError as exc:
+        raise HostError(f"cgroup of process {pid}", exc.strerror or str(exc)) from None
+    found = domain_group_path(text, controller)
+    if found is None:
+        return None
+    parts, v2 = found
+    return _mount("" if v2 else controller).joinpath(*parts), v2
+
+
+def domain_group_path(proc_cgroup: str, controller: str) -> tuple[list[str], bool] | None:
+    """`domain_group` on the text of /proc/PID/cgroup: the domain group's path parts under
+    the hierarchy's mount, and whether it is v2's."""
+    paths: dict[str, str] = {}
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        for each in controllers.split(",") if controllers else [""]:
+            paths[each] = path
+    # A v1 controller is listed by name; on a v2-only host only "0::PATH" is.
+    v2 = controller not in paths and set(paths) <= {""}
+    parts = [p for p in paths.get("" if v2 else controller, "").split("/") if p]
+    if parts and (parts[-1] == "emulator" or parts[-1].startswith("vcpu")):
+        parts.pop()
+    return (parts, v2) if parts else None
+
+
+def group_cpu_seconds(directory: Path, v2: bool) -> float:
+    """CPU time the group's processes have used, children included."""
+    try:
+        if v2:
+            for line in (directory / "cpu.stat").read_text().splitlines():
+                key, value = line.split()
+                if key == "usage_usec":
+                    return int(value) / 1e6
+            raise HostError(f"read {directory}/cpu.stat", "no usage_usec")
+        return int((directory / "cpuacct.usage").read_text()) / 1e9
+    except OSError as exc:
+        raise HostError(f"CPU usage of {directory}", exc.strerror or str(exc)) from None

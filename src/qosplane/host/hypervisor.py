@@ -28,7 +28,7 @@ import signal
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from qosplane.compiler.enforcement.backends.libvirt_domain import (
     GuestBoot,
     HostNic,
     host_domain_xml,
+    volume_disk_xml,
 )
 from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.host.guest_agent import GuestAgent
@@ -53,6 +54,7 @@ from qosplane.host.guest_image import (
 from qosplane.host.instances import PortWire
 from qosplane.host.measure import DiskRate
 from qosplane.host.process import run
+from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import LIBVIRT_UNLIMITED_QUOTA, DomainQos
 from qosplane.model.units import Kibibytes
 
@@ -123,7 +125,7 @@ class Hypervisor(Protocol):
         """Live scheduler and iotune values; None when the domain does not run."""
 
     def apply(self, desired: DomainQos) -> None:
-        """Re-tune a running domain live."""
+        """Re-tune a running domain live, plugging and unplugging its volume disks."""
 
     def remove(self, name: str) -> None: ...
 
@@ -140,6 +142,9 @@ class Hypervisor(Protocol):
 
     def agent(self, name: str) -> GuestAgent:
         """The running real guest's agent."""
+
+    def qemu_pid(self, name: str) -> int:
+        """The running domain's QEMU process."""
 
 
 # --- the daemon ---------------------------------------------------------------------------
@@ -241,10 +246,12 @@ class RealHypervisor:
         owner: str = "qp-",
         daemon: LibvirtDaemon | None = None,
         guest_images: Path | None = None,
+        volume_socket: Callable[[str], str] | None = None,
     ) -> None:
         """`guest_images`: where the guest image is built and kept; with it each domain
-        boots a real guest (host/guest_image.py) with its ports as NICs, else firmware only
-        with no NICs."""
+        boots a real guest (host/guest_image.py) with its ports as NICs and its volumes as
+        disks on their exports (`volume_socket`: a volume id's NBD socket, the volume
+        driver's), else firmware only with no NICs."""
         if libvirt is None:
             raise HostError(
                 "libvirt", "libvirt-python is not installed (pip install libvirt-python)"
@@ -257,6 +264,7 @@ class RealHypervisor:
         self.daemon = daemon
         self.owner = f"qosplane:{owner}"
         self.guest_images = guest_images
+        self.volume_socket = volume_socket
         self._prepared: tuple[GuestImage, str] | None = None
         self._connection: Any = None
 
@@ -374,7 +382,14 @@ class RealHypervisor:
                 if self.boots_guests:
                     virt, boot, bridges = self._guest(ports)
                     host = DomainHost(
-                        virt, emulator, GUEST_OS_MEMORY_KIB, images, self.owner, boot, bridges
+                        virt,
+                        emulator,
+                        GUEST_OS_MEMORY_KIB,
+                        images,
+                        self.owner,
+                        boot,
+                        bridges,
+                        {t: self._socket(volume_id) for t, volume_id in desired.volumes},
                     )
                 else:
                     host = DomainHost(
@@ -386,10 +401,49 @@ class RealHypervisor:
         except libvirt.libvirtError as exc:
             raise _libvirt_failure(f"start domain {desired.name}", exc) from exc
 
+    def _socket(self, volume_id: str) -> str:
+        if self.volume_socket is None:
+            raise PermanentHostError("attach a volume", "this hypervisor has no volume driver")
+        return self.volume_socket(volume_id)
+
     @staticmethod
-    def _targets(dom: Any) -> list[str]:
-        root = ET.fromstring(dom.XMLDesc(0))
-        return [t.get("dev", "") for t in root.findall("devices/disk/target") if t.get("dev")]
+    def _disks(dom: Any) -> dict[str, ET.Element]:
+        """The live domain's disks by target."""
+        out = {}
+        for disk in ET.fromstring(dom.XMLDesc(0)).findall("devices/disk"):
+            target = disk.find("target")
+            if target is not None and target.get("dev"):
+                out[target.get("dev", "")] = disk
+        return out
+
+    @classmethod
+    def _targets(cls, dom: Any) -> list[str]:
+        return list(cls._disks(dom))
+
+    def _attach_detach(self, dom: Any, desired: DomainQos) -> None:
+        """Hot-plug the plan's volumes the running domain lacks and unplug the volume
+        disks the plan no longer has (network disks: an image disk is never unplugged), live
+        and in the persistent definition. An unplug the guest has not finished yet is seen
+        again by the next pass, and asked again."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        disks = self._disks(dom)
+        wanted = {target for target, _ in desired.iotune}
+        for target, volume_id in desired.volumes:
+            if target not in disks:
+                xml = volume_disk_xml(desired.plan_xml, target, self._socket(volume_id))
+                dom.attachDeviceFlags(xml, flags)
+        for target, disk in disks.items():
+            if target not in wanted and disk.get("type") == "network":
+                try:
+                    dom.detachDeviceFlags(ET.tostring(disk, encoding="unicode"), flags)
+                except libvirt.libvirtError as exc:
+                    # Gone from the persistent definition by the first request: the live
+                    # unplug still waits on the guest.
+                    if exc.get_error_code() != libvirt.VIR_ERR_DEVICE_MISSING:
+                        raise
+                    dom.detachDeviceFlags(
+                        ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
+                    )
 
     def observe(self, name: str) -> DomainQos | None:
         dom = self._lookup(name)
@@ -415,6 +469,7 @@ class RealHypervisor:
         if dom is None or not self._active(dom):
             raise HostError(f"re-tune {desired.name}", "the domain does not run")
         try:
+            self._attach_detach(dom, desired)
             # Live first, then the persistent definition (libvirt refuses both in one call
             # for the scheduler), so a restarted domain keeps the values.
             for flags in (libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG):
@@ -453,6 +508,23 @@ class RealHypervisor:
     def remove_everything(self) -> None:
         for name in sorted(self.names()):
             self.remove(name)
+
+    def qemu_pid(self, name: str) -> int:
+        """The QEMU process of the running domain `name`: the thread group of its first
+        vCPU thread, which QEMU names in `query-cpus-fast` (whichever libvirtd runs it)."""
+        dom = self._lookup(name)
+        if dom is None or not self._active(dom):
+            raise HostError(f"QEMU of {name}", "the domain does not run")
+        try:
+            answer = libvirt_qemu.qemuMonitorCommand(dom, '{"execute": "query-cpus-fast"}', 0)
+            thread = int(json.loads(answer)["return"][0]["thread-id"])
+            status = Path(f"/proc/{thread}/status").read_text()
+        except (libvirt.libvirtError, OSError, ValueError, KeyError, IndexError) as exc:
+            raise HostError(f"QEMU of {name}", str(exc)) from exc
+        found = re.search(r"^Tgid:\s*(\d+)", status, re.MULTILINE)
+        if found is None:
+            raise HostError(f"QEMU of {name}", f"no Tgid for thread {thread}")
+        return int(found.group(1))
 
     def agent(self, name: str) -> GuestAgent:
         """The guest agent of the running domain `name` (a real guest's)."""
@@ -567,8 +639,17 @@ def kvm_boots(image: GuestImage) -> bool:
 class FakeHypervisor:
     domains: dict[str, DomainQos] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)
+    # The volume driver whose exports a guest's volume disks read: as QEMU fails to start
+    # or to hot-plug a disk whose NBD socket nobody serves, the fake refuses one not exported.
+    volumes: Volumes | None = None
+
+    def _exported(self, desired: DomainQos) -> None:
+        for target, volume_id in desired.volumes:
+            if self.volumes is None or self.volumes.observe(volume_id) is None:
+                raise HostError(f"attach {target} to {desired.name}", "no export serves it")
 
     def ensure(self, desired: DomainQos, ports: Sequence[PortWire] = ()) -> None:
+        self._exported(desired)
         if desired.name not in self.domains:
             self.domains[desired.name] = DomainQos(
                 desired.name, "", desired.scheduler, desired.iotune
@@ -583,6 +664,7 @@ class FakeHypervisor:
     def apply(self, desired: DomainQos) -> None:
         if desired.name not in self.domains or desired.name in self.stopped:
             raise HostError(f"re-tune {desired.name}", "the domain does not run")
+        self._exported(desired)
         self.domains[desired.name] = DomainQos(desired.name, "", desired.scheduler, desired.iotune)
 
     def remove(self, name: str) -> None:
@@ -603,3 +685,6 @@ class FakeHypervisor:
 
     def agent(self, name: str) -> GuestAgent:
         raise HostError(f"guest agent of {name}", "an in-memory hypervisor runs no guest")
+
+    def qemu_pid(self, name: str) -> int:
+        raise HostError(f"QEMU of {name}", "an in-memory hypervisor runs no QEMU")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from qosplane.compiler.enforcement.backends.libvirt_domain import NBD_EXPORT
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
 
@@ -135,7 +136,7 @@ class RealVolumes:
                 "--nbd-server",
                 f"addr.type=unix,addr.path={sock}",
                 "--export",
-                "type=nbd,id=exp0,node-name=thr0,name=vol,writable=on",
+                f"type=nbd,id=exp0,node-name=thr0,name={NBD_EXPORT},writable=on",
                 "--chardev",
                 f"socket,id=qmp0,path={self._path(volume_id, '.qmp')},server=on,wait=off",
                 "--monitor",

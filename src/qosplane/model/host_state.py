@@ -42,6 +42,10 @@ class Capabilities:
     # Instances are libvirt domains the agent defines (--hypervisor libvirt): CPU and
     # image-disk limits are libvirt's cputune and iotune, re-tuned live through its API.
     libvirt: bool = False
+    # ... booting real guests, each attached volume a disk of the domain (the export its
+    # source, as Nova attaches a Cinder volume): its front-end limits are that disk's
+    # <iotune>, as Nova writes them, not the export's throttle.
+    guest_volumes: bool = False
 
 
 class Mechanism(enum.Enum):
@@ -196,6 +200,9 @@ class DomainQos:
     plan_xml: str  # the plan's domain, which the driver adapts to this host and defines
     scheduler: tuple[tuple[str, int], ...] = ()
     iotune: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()  # target -> values
+    # target -> volume id: the disks that are attached volumes (Capabilities.guest_volumes),
+    # attached and detached live as the plan's volumes change.
+    volumes: tuple[tuple[str, str], ...] = ()
 
     def iotune_map(self) -> dict[str, dict[str, int]]:
         return {target: dict(values) for target, values in self.iotune}

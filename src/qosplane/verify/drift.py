@@ -163,8 +163,14 @@ def domain_drift(instance: str, desired: DomainQos, observed: DomainQos | None) 
         if have.get(key) != want:
             out.append(Drift(instance, "cpu", f"libvirt {key}", str(want), str(have.get(key))))
     seen = observed.iotune_map()
+    wanted = desired.iotune_map()
+    for target in sorted(set(seen) - set(wanted)):
+        out.append(Drift(instance, target, "libvirt disk", "not attached", "attached"))
     for target, values in desired.iotune:
-        current = seen.get(target, {})
+        if target not in seen:
+            out.append(Drift(instance, target, "libvirt disk", "attached", "not attached"))
+            continue
+        current = seen[target]
         for key, want in values:
             if current.get(key) != want:
                 out.append(

@@ -12,6 +12,9 @@ partition, the Nova metadata) and changes only what this host cannot provide:
   serial/console logs under Nova's instances path;
 - memory, down to what a guest without an OS needs;
 - the image disk's source: a local image file (its `<iotune>` is kept);
+- each volume's disk, for a real guest: a network disk on the volume's NBD export (its
+  serial and `<iotune>` are kept, and re-tuned live); without a guest the volume is left
+  to the volume driver's export;
 - the interfaces: libvirt applies `<bandwidth>` with sfq and `tc police`, which this
   kernel lacks (host-capabilities.md §5: `virsh start` fails); the taps stay with the
   agent's network driver, which enforces the same limits;
@@ -40,14 +43,14 @@ from qosplane.model.host_state import (
 from qosplane.model.plan import DiskBytes, DiskIops, HostPlan
 from qosplane.model.units import Kibibytes
 
-# libvirt <iotune> elements qosplane re-tunes live, as virDomainSetBlockIoTune names them.
-IOTUNE_KEYS = (
-    "total_bytes_sec",
-    "read_bytes_sec",
-    "write_bytes_sec",
-    "total_iops_sec",
-    "read_iops_sec",
-    "write_iops_sec",
+# libvirt <iotune> elements qosplane re-tunes live, as virDomainSetBlockIoTune names them:
+# the rates and their `*_max` bursts (Nova's tune_opts, nova/virt/libvirt/volume/volume.py;
+# the `*_max_length` QEMU then defaults to 1 s: Nova passes none).
+IOTUNE_KEYS = tuple(
+    f"{direction}_{unit}{peak}"
+    for peak in ("", "_max")
+    for unit in ("bytes_sec", "iops_sec")
+    for direction in ("total", "read", "write")
 )
 
 
@@ -84,10 +87,13 @@ class DomainHost:
     # no boot the domain runs firmware only and its NICs stay with the network driver.
     boot: GuestBoot | None = None
     interfaces: Mapping[str, HostNic] = field(default_factory=dict)  # by tap
+    # Disk target (vdb) -> the unix socket of the volume's NBD export (host/volumes.py):
+    # an attached volume becomes a network disk of the domain with its <iotune> kept.
+    volumes: Mapping[str, str] = field(default_factory=dict)
 
 
 OWNER_NAMESPACE = "urn:qosplane:1"
-IOTUNE_DIRECTIONS = ("total", "read", "write")
+NBD_EXPORT = "vol"  # the export name host/volumes.py gives every volume
 
 
 class LibvirtDomain:
@@ -99,15 +105,20 @@ class LibvirtDomain:
         if claim.kind in CPU_KINDS:
             record_cpu(claim, desired)
             return Decision.applied(Mechanism.LIBVIRT_CPUTUNE.value)
-        if claim.device in desired.volumes:  # volumes: exported by the volume backend
-            return None
+        if claim.device in desired.volumes and not caps.guest_volumes:
+            return None  # no guest to attach it to: the volume backend's export holds it
         if isinstance(claim.limit, DiskBytes):
             key, value = f"{claim.direction}_bytes_sec", claim.limit.bytes_per_s
+            peak = claim.limit.peak_bytes_per_s
         elif isinstance(claim.limit, DiskIops):
             key, value = f"{claim.direction}_iops_sec", claim.limit.iops
+            peak = claim.limit.peak_iops
         else:
             return None
-        desired.iotune.setdefault(claim.device, {})[key] = value
+        tune = desired.iotune.setdefault(claim.device, {})
+        tune[key] = value
+        if peak:
+            tune[f"{key}_max"] = peak
         return Decision.applied(Mechanism.LIBVIRT_IOTUNE.value)
 
 
@@ -128,20 +139,25 @@ def domain(name: str, plan: HostPlan, desired: Desired, caps: Capabilities) -> D
         "vcpu_period": desired.cpu.get("cfs_period_us", LIBVIRT_DEFAULT_PERIOD_US),
         "vcpu_quota": desired.cpu.get("cfs_quota_us", LIBVIRT_UNLIMITED_QUOTA),
     }
-    keys = [f"{d}_{suffix}" for suffix in ("bytes_sec", "iops_sec") for d in IOTUNE_DIRECTIONS]
     iotune = {
         target: desired.iotune.get(target, {})
         for target in domain_iotune(plan.domain_xml)
-        if target not in desired.volumes
+        if caps.guest_volumes or target not in desired.volumes
     }
+    attached = (
+        tuple((t, desired.volumes[t].id) for t in sorted(desired.volumes) if t in iotune)
+        if caps.guest_volumes
+        else ()
+    )
     return DomainQos(
         name,
         plan.domain_xml,
         tuple(sorted(scheduler.items())),
         tuple(
-            (target, tuple(sorted({k: values.get(k, 0) for k in keys}.items())))
+            (target, tuple(sorted({k: values.get(k, 0) for k in IOTUNE_KEYS}.items())))
             for target, values in sorted(iotune.items())
         ),
+        attached,
     )
 
 
@@ -201,10 +217,15 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
             devices.remove(element)
         elif element.tag == "disk":
             target = element.find("target")
-            image = host.images.get(target.get("dev", "") if target is not None else "")
+            dev = target.get("dev", "") if target is not None else ""
+            if dev in host.volumes:
+                _volume_disk(element, host.volumes[dev])
+                continue
+            image = host.images.get(dev)
             if image is None:
                 devices.remove(element)  # a volume: exported by the volume driver instead
                 continue
+            serial = element.findtext("serial") or dev
             element.set("type", "file")
             element.set("device", "disk")
             for child in list(element):
@@ -213,6 +234,9 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
             # cache='none' needs O_DIRECT, which not every state directory's filesystem has.
             element.insert(0, ET.Element("driver", name="qemu", type="raw", cache="writeback"))
             element.insert(1, ET.Element("source", file=image))
+            # The guest finds each disk by its serial (/sys/block/vd*/serial): an image
+            # disk, which Nova gives none, gets its target's name.
+            ET.SubElement(element, "serial").text = serial
     if host.boot is not None:
         # The guest's console on a pty (`virsh console`), and qemu-ga's channel (libvirt
         # picks the socket's path and connects to it itself: qemuAgentCommand).
@@ -229,6 +253,33 @@ def host_domain_xml(plan_xml: str, host: DomainHost) -> str:
         root.remove(old)
     ET.SubElement(root, "seclabel", type="none")
     return ET.tostring(root, encoding="unicode")
+
+
+def _volume_disk(disk: ET.Element, socket: str) -> None:
+    """A plan's volume disk (Nova's block device of an iSCSI or RBD attachment) as a
+    network disk on the volume's NBD export; its target, serial (the volume id, as Nova
+    writes it) and <iotune> stay. cache='none', as Nova attaches volumes: the guest's
+    reads reach the export, not the host's page cache."""
+    disk.set("type", "network")
+    disk.set("device", "disk")
+    for child in list(disk):
+        if child.tag in ("source", "driver", "auth", "address"):
+            disk.remove(child)
+    disk.insert(0, ET.Element("driver", name="qemu", type="raw", cache="none"))
+    source = ET.Element("source", protocol="nbd", name=NBD_EXPORT)
+    ET.SubElement(source, "host", transport="unix", socket=socket)
+    disk.insert(1, source)
+
+
+def volume_disk_xml(plan_xml: str, target: str, socket: str) -> str:
+    """The `<disk>` of the plan's volume at `target` on its export, for a live attach."""
+    for disk in ET.fromstring(plan_xml).iter("disk"):
+        found = disk.find("target")
+        if found is not None and found.get("dev") == target:
+            _volume_disk(disk, socket)
+            disk.tail = None
+            return ET.tostring(disk, encoding="unicode")
+    raise ValueError(f"the plan's domain has no disk {target}")
 
 
 def _boot(root: ET.Element, boot: GuestBoot) -> None:
