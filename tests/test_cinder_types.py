@@ -275,3 +275,30 @@ def test_encryption_specs_follow_the_types_life_and_stay_put_under_volumes(
     client.delete(f"{V}/volumes/{vol.json()['volume']['id']}", headers=h)
     assert client.delete(f"{enc}/{eid}", headers=h).status_code == 202
     assert client.get(enc, headers=h).json() == {}
+
+
+def test_only_an_admin_sees_a_types_qos_specs_id(client: TestClient) -> None:
+    """cinder/api/v2/views/types.py shows qos_specs_id in list and show only where
+    `volume_extension:access_types_qos_specs_id` (admin_api) allows."""
+    h = token(client)
+    made = client.post(f"{V}/types", headers=h, json={"volume_type": {"name": "qt"}})
+    tid = made.json()["volume_type"]["id"]
+    spec = client.post(
+        f"{V}/qos-specs", headers=h, json={"qos_specs": {"name": "qs", "consumer": "front-end"}}
+    ).json()["qos_specs"]
+    assert (
+        client.get(f"{V}/qos-specs/{spec['id']}/associate?vol_type_id={tid}", headers=h).status_code
+        == 202
+    )
+    assert (
+        client.get(f"{V}/types/{tid}", headers=h).json()["volume_type"]["qos_specs_id"]
+        == spec["id"]
+    )
+    listed = client.get(f"{V}/types", headers=h).json()["volume_types"]
+    assert [t["qos_specs_id"] for t in listed if t["id"] == tid] == [spec["id"]]
+    member = member_token(client)
+    shown = client.get(f"{V}/types/{tid}", headers=member).json()["volume_type"]
+    assert "qos_specs_id" not in shown
+    assert shown["name"] == "qt"
+    listed = client.get(f"{V}/types", headers=member).json()["volume_types"]
+    assert all("qos_specs_id" not in t for t in listed)

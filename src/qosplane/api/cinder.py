@@ -56,10 +56,15 @@ def spec_links(request: Request, spec_id: str) -> list[dict[str, str]]:
 
 
 def type_json(
-    row: VolumeTypeView, extra_specs: dict[str, str], shape: str = "show"
+    row: VolumeTypeView,
+    extra_specs: dict[str, str],
+    shape: str = "show",
+    qos_specs_id_visible: bool = False,
 ) -> dict[str, Any]:
-    """Cinder's view of a type (cinder/api/views/types.py): `qos_specs_id` only where the
-    type is shown or listed, `os-volume-type-access:is_public` not after an update."""
+    """Cinder's view of a type (cinder/api/v2/views/types.py): `qos_specs_id` only where the
+    type is shown or listed, and only to whom `volume_extension:access_types_qos_specs_id`
+    allows (admin_api by default, cinder/policies/volume_type.py);
+    `os-volume-type-access:is_public` not after an update."""
     out: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
@@ -68,7 +73,7 @@ def type_json(
         "os-volume-type-access:is_public": row.is_public,
         "extra_specs": extra_specs,
     }
-    if shape == "show":
+    if shape == "show" and qos_specs_id_visible:
         out["qos_specs_id"] = row.qos_specs_id
     elif shape == "update":
         del out["os-volume-type-access:is_public"]
@@ -274,8 +279,9 @@ async def list_types(request: Request, services: Services) -> Response:
     wanted = request.query_params.get("is_public", "true").lower() if ctx.is_admin else "true"
     with services.db.transaction() as s:
         repo = VolumeRepository(s)
+        visible = _qos_specs_id_visible(services, ctx)
         out = [
-            type_json(r, repo.type_extra_specs(r.id))
+            type_json(r, repo.type_extra_specs(r.id), qos_specs_id_visible=visible)
             for r in repo.volume_types()
             if wanted == "none" or r.is_public == (wanted != "false")
         ]
@@ -289,7 +295,20 @@ async def show_type(request: Request, services: Services) -> Response:
         row = repo.volume_type(request.path_params["type_id"])
         if not row.is_public and not ctx.is_admin:
             raise NotFound("Volume type", row.id)
-        return ok({"volume_type": type_json(row, repo.type_extra_specs(row.id))})
+        visible = _qos_specs_id_visible(services, ctx)
+        return ok(
+            {
+                "volume_type": type_json(
+                    row, repo.type_extra_specs(row.id), qos_specs_id_visible=visible
+                )
+            }
+        )
+
+
+def _qos_specs_id_visible(services: Services, ctx: Context) -> bool:
+    return services.policy.allows(
+        "volume_extension:access_types_qos_specs_id", {"project_id": ctx.project_id}, ctx
+    )
 
 
 async def update_type(request: Request, services: Services) -> Response:

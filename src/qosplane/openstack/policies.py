@@ -338,6 +338,8 @@ CINDER: tuple[PolicyDefault, ...] = (
                 "volume_type_encryption:delete",
                 "qos_specs_manage:get_all",
                 "qos_specs_manage:get",
+                # cinder/policies/volume_type.py QOS_POLICY: the type view's qos_specs_id.
+                "access_types_qos_specs_id",
                 "qos_specs_manage:create",
                 "qos_specs_manage:update",
                 "qos_specs_manage:delete",
