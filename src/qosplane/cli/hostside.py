@@ -430,6 +430,25 @@ def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:
     return EXIT_OK
 
 
+def cmd_explain_cloud(args: argparse.Namespace) -> int:
+    """`explain --os-cloud`: read a real cloud (never written to) and explain its server."""
+    # openstacksdk takes half a second to import: only this command pays for it.
+    from qosplane.cloud.explain import explain_records  # noqa: PLC0415
+    from qosplane.cloud.reader import connect, read_server  # noqa: PLC0415
+
+    try:
+        view, _ = explain_records(read_server(connect(args.os_cloud or None), args.server))
+    except QosplaneError as exc:
+        print(f"qosplane explain: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        json.dump(view, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_explain(view))
+    return EXIT_OK
+
+
 def add_host_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="qp-", help="name prefix of the instance namespaces")
     parser.add_argument(

@@ -21,6 +21,7 @@ from qosplane.cli.hostside import (
     cmd_agent,
     cmd_exec,
     cmd_explain,
+    cmd_explain_cloud,
     cmd_verify,
     local_agent,
     start_when_listening,
@@ -401,7 +402,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("server")
     explain.add_argument("--json", action="store_true")
     explain.add_argument("--state-dir", default=str(default_state_dir()))
-    explain.set_defaults(func=_with_creds(cmd_explain))
+    explain.add_argument(
+        "--os-cloud",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="read SERVER from a real OpenStack cloud (clouds.yaml's NAME; without NAME, "
+        "OS_CLOUD or the OS_* variables), read-only, instead of qosplane's own API",
+    )
+    native = _with_creds(cmd_explain)
+    explain.set_defaults(
+        func=lambda args: cmd_explain_cloud(args) if args.os_cloud is not None else native(args)
+    )
 
     openrc = sub.add_parser("openrc", help="print export OS_... lines for the openstack CLI")
     openrc.add_argument("--state-dir", default=str(default_state_dir()))

@@ -153,6 +153,14 @@ def render_explain(view: Mapping[str, Any]) -> str:
         for text in item["losses"]:
             lines.append(f"  lost      {text}")
         lines.append("")
+    cloud = view.get("cloud")
+    if cloud:  # explain --os-cloud: what the reading inferred, found and could not read
+        for fact in cloud["facts"]:
+            lines.append(f"fact: {fact['name']} = {fact['value']} (from {fact['source']})")
+        for text in cloud["findings"]:
+            lines.append(f"finding: {text}")
+        for item in cloud["unreadable"]:
+            lines.append(f"not read: {item['what']}: {item['why']}")
     for finding in view["errors"]:
         lines.append(f"error: {finding.get('message', finding)}")
     for finding in view["warnings"]:
