@@ -181,3 +181,42 @@ def test_an_unknown_cloud_or_server_is_one_line_not_a_stack_trace(served: Served
         assert done.returncode != 0
         assert said in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def _audit(served: Served, cloud: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in served.admin.env.items() if not k.startswith("OS_")}
+    env["OS_CLIENT_CONFIG_FILE"] = str(served.clouds_yaml)
+    return subprocess.run(
+        [str(QOSPLANE), "audit", "--os-cloud", cloud, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_audit_names_the_same_findings_explain_does(served: Served) -> None:
+    done = _audit(served, "qp-admin", "--json")
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    assert view["servers"] == 1
+    explained = _explain(served, "vm1", "--os-cloud", "qp-admin", cloud="qp-admin")
+    codes = {f["code"] for f in explained["errors"] + explained["warnings"]}
+    codes |= {f["code"] for f in explained["cloud"]["findings"]}
+    assert {row["code"] for row in view["findings"]} == codes
+    assert all(row["servers"] == ["vm1"] and row["count"] == 1 for row in view["findings"])
+    text = _audit(served, "qp-admin").stdout
+    assert text.startswith("1 servers read")
+
+
+def test_a_members_audit_names_what_it_could_not_read(served: Served) -> None:
+    done = _audit(served, "qp-alice", "--json")
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    assert view["servers"] == 1  # demo's server: alice is its member
+    unread = {item["what"]: item["servers"] for item in view["unreadable"]}
+    assert unread["QoS specs of volume type per-gb-type"] == 1
+    refused = _audit(served, "qp-alice", "--all-projects")
+    assert refused.returncode != 0
+    assert refused.stderr.startswith("qosplane audit: list servers: HTTP 403"), refused.stderr

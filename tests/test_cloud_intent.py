@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from qosplane.cloud.audit import audit_of, render_audit
 from qosplane.cloud.explain import NOT_APPLIED_HERE, explain_records
 from qosplane.cloud.intent import CloudRecords, PortRecord, VolumeRecord, _vif_type, case_of
 from qosplane.compiler.upstream.plan import compile_plan
@@ -70,12 +71,13 @@ def test_nova_2_47s_server_with_neutrons_and_cinders_samples_compiles() -> None:
     kinds = {(e.kind, e.direction) for e in plan.effective}
     assert {("bandwidth", "egress"), ("dscp", "egress")} <= kinds
     # The flavor as it is now has a spec the guest never got: Nova does not re-apply it.
-    assert any("hw:cpu_policy was 'unset', is now 'shared'" in f for f in read.findings)
+    assert any("hw:cpu_policy was 'unset', is now 'shared'" in f.message for f in read.findings)
+    assert {f.code for f in read.findings} >= {"flavor_changed_since_boot"}
     # The sample's agents run on agenthost1, not on the server's host.
     facts_by_name = {f.name: f for f in read.facts}
     assert facts_by_name["Neutron backend"].value == "openvswitch (assumed)"
     assert facts_by_name["hypervisor"].value == "fake 1000"
-    assert any("hypervisor fake" in f for f in read.findings)
+    assert any("hypervisor fake" in f.message for f in read.findings)
 
 
 def test_the_backend_comes_from_the_agents_on_the_servers_host() -> None:
@@ -92,8 +94,10 @@ def test_an_old_compute_api_gives_the_flavor_by_id_and_says_so() -> None:
     read = case_of(_records("nova-v2.1-server-get-resp.json", (2, 1)))
     assert read.case["flavor"]["name"] == "m1.tiny"  # read by id, as it is now
     assert read.case["flavor"]["extra_specs"] == {"hw:cpu_policy": "shared", "hw:numa_nodes": "1"}
-    assert any("2.1 embeds no flavor" in f for f in read.findings)
-    assert not any("changed since boot" in f for f in read.findings)  # nothing to compare
+    assert any("2.1 embeds no flavor" in f.message for f in read.findings)
+    assert not any(
+        f.code == "flavor_changed_since_boot" for f in read.findings
+    )  # nothing to compare
 
 
 def test_what_cannot_be_read_is_named_and_the_rest_explained() -> None:
@@ -136,3 +140,20 @@ def test_each_binding_becomes_the_wiring_nova_gives_it(
     vif, why = _vif_type(binding, version)
     assert vif == expected
     assert why
+
+
+def test_audit_counts_each_finding_once_per_server_with_its_servers() -> None:
+    first = _records("nova-v2.47-server-get-resp.json", (2, 47))
+    other = dict(first.server) | {"id": "2f6a1c8e-0000-4000-8000-000000000001", "name": "other"}
+    second = _records("nova-v2.47-server-get-resp.json", (2, 47), server=other)
+    old = _records("nova-v2.1-server-get-resp.json", (2, 1))
+    view = audit_of([first, second, old])
+    assert view["servers"] == 3
+    rows = {row["code"]: row for row in view["findings"]}
+    changed = rows["flavor_changed_since_boot"]
+    assert (changed["count"], changed["servers"]) == (2, ["new-server-test", "other"])
+    assert rows["flavor_not_embedded"]["servers"] == ["new-server-test"]
+    assert view["findings"][0]["count"] >= view["findings"][-1]["count"]  # most first
+    text = render_audit(view)
+    assert "      2  flavor_changed_since_boot" in text
+    assert "on new-server-test, other" in text

@@ -449,6 +449,35 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit_cloud(args: argparse.Namespace) -> int:
+    """`audit --os-cloud`: every server the credentials see, read-only, as one table."""
+    # openstacksdk takes half a second to import: only the cloud commands pay for it.
+    from qosplane.cloud.audit import audit_of, render_audit  # noqa: PLC0415
+    from qosplane.cloud.reader import connect, list_servers, read_servers  # noqa: PLC0415
+
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty:
+            print(f"\rread {done}/{total} servers", end="", file=sys.stderr, flush=True)
+
+    try:
+        conn = connect(args.os_cloud or None)
+        servers, version = list_servers(conn, args.all_projects)
+        view = audit_of(read_servers(conn, servers, version, progress))
+    except QosplaneError as exc:
+        print(f"qosplane audit: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if tty and servers:
+        print(file=sys.stderr)
+    if args.json:
+        json.dump(view, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_audit(view))
+    return EXIT_OK
+
+
 def add_host_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="qp-", help="name prefix of the instance namespaces")
     parser.add_argument(

@@ -19,6 +19,7 @@ from qosplane.cli.hostside import (
     HostOptions,
     add_host_options,
     cmd_agent,
+    cmd_audit_cloud,
     cmd_exec,
     cmd_explain,
     cmd_explain_cloud,
@@ -411,6 +412,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="read SERVER from a real OpenStack cloud (clouds.yaml's NAME; without NAME, "
         "OS_CLOUD or the OS_* variables), read-only, instead of qosplane's own API",
     )
+    audit = sub.add_parser(
+        "audit", help="every server of a real OpenStack cloud, read-only: a table of findings"
+    )
+    audit.add_argument(
+        "--os-cloud",
+        nargs="?",
+        const="",
+        default="",
+        metavar="NAME",
+        help="clouds.yaml's NAME; without it, OS_CLOUD or the OS_* variables",
+    )
+    audit.add_argument(
+        "--all-projects", action="store_true", help="every project's servers (admin only)"
+    )
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit_cloud)
     native = _with_creds(cmd_explain)
     explain.set_defaults(
         func=lambda args: cmd_explain_cloud(args) if args.os_cloud is not None else native(args)

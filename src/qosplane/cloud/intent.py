@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qosplane.model.plan import Finding
 from qosplane.openstack.neutron import RULE_FIELDS
 
 # Nova 24.0.0 (Xena, compute API 2.90) plugs OVS ports as type='ethernet' taps through
@@ -37,6 +38,7 @@ AGENT_BACKENDS = {
     "OVN Controller Gateway agent": "ovn",
 }
 AGENT_NOT_MODELLED = {"Linux bridge agent": "linuxbridge"}
+FLAVOR_CHANGED = "flavor_changed_since_boot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +88,13 @@ class CloudCase:
 
     case: dict[str, Any]
     facts: list[Fact] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "facts": [f.to_json() for f in self.facts],
-            "findings": list(self.findings),
+            "findings": [f.to_json() for f in self.findings],
             "unreadable": [{"what": w, "why": y} for w, y in self.unreadable],
         }
 
@@ -173,7 +175,7 @@ def _volume(record: VolumeRecord) -> dict[str, Any]:
     return out
 
 
-def _flavor_changed(server: Mapping[str, Any], now: Mapping[str, Any] | None) -> list[str]:
+def _flavor_changed(server: Mapping[str, Any], now: Mapping[str, Any] | None) -> list[Finding]:
     """Nova never re-applies a changed flavor to a running instance: the embedded flavor
     is what the guest got, the flavor as it is now is what its next boot would not get
     either (a resize would)."""
@@ -186,15 +188,23 @@ def _flavor_changed(server: Mapping[str, Any], now: Mapping[str, Any] | None) ->
         k for k in set(was) | set(is_now) if str(was.get(k, "")) != str(is_now.get(k, ""))
     )
     out = [
-        f"flavor {embedded['original_name']} changed since boot: {k} was "
-        f"{was.get(k, 'unset')!r}, is now {is_now.get(k, 'unset')!r}; Nova never re-applies it"
+        Finding(
+            FLAVOR_CHANGED,
+            f"flavor {embedded['original_name']} changed since boot: {k} was "
+            f"{was.get(k, 'unset')!r}, is now {is_now.get(k, 'unset')!r}; Nova never re-applies it",
+            key=k,
+        )
         for k in changed
     ]
     for key, now_key in (("vcpus", "vcpus"), ("ram", "ram"), ("disk", "disk")):
         if key in embedded and now_key in now and embedded[key] != now[now_key]:
             out.append(
-                f"flavor {embedded['original_name']} changed since boot: {key} was "
-                f"{embedded[key]}, is now {now[now_key]}"
+                Finding(
+                    FLAVOR_CHANGED,
+                    f"flavor {embedded['original_name']} changed since boot: {key} was "
+                    f"{embedded[key]}, is now {now[now_key]}",
+                    key=key,
+                )
             )
     return out
 
@@ -222,8 +232,12 @@ def case_of(records: CloudRecords) -> CloudCase:
     )
     if version < EMBEDDED_FLAVOR_MICROVERSION:
         findings.append(
-            f"compute API {version[0]}.{version[1]} embeds no flavor (2.47 does): the "
-            "flavor was read by id, as it is now, which may not be what the guest booted with"
+            Finding(
+                "flavor_not_embedded",
+                f"compute API {version[0]}.{version[1]} embeds no flavor (2.47 does): the "
+                "flavor was read by id, as it is now, which may not be what the guest booted "
+                "with",
+            )
         )
     host = str(server.get("OS-EXT-SRV-ATTR:host") or "")
     name = str(server.get("OS-EXT-SRV-ATTR:instance_name") or "")
@@ -278,7 +292,12 @@ def case_of(records: CloudRecords) -> CloudCase:
                  "os-hypervisors of the server's host")
         )  # fmt: skip
         if kind and kind != "QEMU":
-            findings.append(f"hypervisor {kind}: qosplane models libvirt with QEMU/KVM only")
+            findings.append(
+                Finding(
+                    "hypervisor_not_modelled",
+                    f"hypervisor {kind}: qosplane models libvirt with QEMU/KVM only",
+                )
+            )
     facts.append(Fact("cgroup version", "v1 (assumed)", "not visible through the APIs"))
     out.case = {
         "instance": {

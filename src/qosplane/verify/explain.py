@@ -157,8 +157,8 @@ def render_explain(view: Mapping[str, Any]) -> str:
     if cloud:  # explain --os-cloud: what the reading inferred, found and could not read
         for fact in cloud["facts"]:
             lines.append(f"fact: {fact['name']} = {fact['value']} (from {fact['source']})")
-        for text in cloud["findings"]:
-            lines.append(f"finding: {text}")
+        for finding in cloud["findings"]:
+            lines.append(f"finding: {finding['message']}")
         for item in cloud["unreadable"]:
             lines.append(f"not read: {item['what']}: {item['why']}")
     for finding in view["errors"]:
