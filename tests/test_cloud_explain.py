@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import VifType
+from tests.hostkit import own_libvirt
 from tests.serving import QOSPLANE, running_serve
 from tests.test_e2e_openstack_cli import OSC, Cloud
 
@@ -220,3 +222,29 @@ def test_a_members_audit_names_what_it_could_not_read(served: Served) -> None:
     refused = _audit(served, "qp-alice", "--all-projects")
     assert refused.returncode != 0
     assert refused.stderr.startswith("qosplane audit: list servers: HTTP 403"), refused.stderr
+
+
+def test_inspect_on_a_host_that_runs_no_such_domain_says_every_limit_is_missing(
+    served: Served,
+) -> None:
+    """`inspect --os-cloud`, the plan from the cloud, against a libvirtd that does not run
+    the server: the domain is named absent, each declared limit missing, exit 1."""
+    host_ns = f"qpin-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", host_ns], check=True)
+    try:
+        with own_libvirt(host_ns, "qpin-") as hypervisor:
+            env = {k: v for k, v in served.admin.env.items() if not k.startswith("OS_")}
+            env["OS_CLIENT_CONFIG_FILE"] = str(served.clouds_yaml)
+            done = subprocess.run(
+                [str(QOSPLANE), "inspect", "vm1", "--os-cloud", "qp-admin",
+                 "--uri", hypervisor.uri, "--json"],
+                env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", host_ns], check=False)
+    assert done.returncode == 1, done.stderr
+    view = json.loads(done.stdout)
+    assert view["running"] is False
+    assert view["limits"]
+    assert {row["status"] for row in view["limits"]} == {"missing"}
+    assert {"cpu_shares", "read_bytes_sec", "read_iops_sec"} <= {r["key"] for r in view["limits"]}

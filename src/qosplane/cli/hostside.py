@@ -43,6 +43,7 @@ from qosplane.model.host_state import Capabilities
 from qosplane.model.instance import VifType
 from qosplane.model.report import Verdict
 from qosplane.verify.explain import explain, render_explain
+from qosplane.verify.inspect import inspect_domain, render_inspect
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -447,6 +448,46 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_explain(view))
     return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> int:
+    """`inspect`: what this host's libvirt holds for one server against its plan, from a
+    real cloud (`--os-cloud`) or from qosplane's API. Read-only."""
+    try:
+        if args.os_cloud is not None:
+            # openstacksdk takes half a second to import: only the cloud commands pay it.
+            from qosplane.cloud.explain import plan_of_records  # noqa: PLC0415
+            from qosplane.cloud.reader import connect, read_server  # noqa: PLC0415
+
+            plan, _ = plan_of_records(read_server(connect(args.os_cloud or None), args.server))
+        else:
+            assert creds is not None
+            plan = QosplaneClient(creds).server_plan(args.server).desired.plan
+        if not has_libvirt_python():
+            raise HostError("inspect", "libvirt-python is not installed")
+        hypervisor = RealHypervisor(args.uri, Path(args.state_dir) / "images")
+        try:
+            held = hypervisor.read_domain(plan.instance_name)
+        finally:
+            hypervisor.close()
+    except (QosplaneError, FileNotFoundError) as exc:
+        print(f"qosplane inspect: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    rows = inspect_domain(plan.domain_xml, held)
+    if args.json:
+        out = {
+            "server": args.server,
+            "domain": plan.instance_name,
+            "running": held is not None,
+            "limits": [r.to_json() for r in rows],
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        if held is None:
+            print(f"{plan.instance_name}: no such domain runs on {args.uri}")
+        sys.stdout.write(render_inspect(plan.instance_name, rows))
+    return EXIT_OK if all(r.status == "holds" for r in rows) else EXIT_FAILED
 
 
 def cmd_audit_cloud(args: argparse.Namespace) -> int:

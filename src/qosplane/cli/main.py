@@ -23,6 +23,7 @@ from qosplane.cli.hostside import (
     cmd_exec,
     cmd_explain,
     cmd_explain_cloud,
+    cmd_inspect,
     cmd_verify,
     local_agent,
     start_when_listening,
@@ -428,6 +429,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit_cloud)
+    inspect = sub.add_parser(
+        "inspect",
+        help="what this host's libvirt really holds for one server against its plan: "
+        "holds, differs or missing per limit (read-only)",
+    )
+    inspect.add_argument("server")
+    inspect.add_argument(
+        "--os-cloud",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="the plan from a real OpenStack cloud (as explain --os-cloud), not qosplane's API",
+    )
+    inspect.add_argument(
+        "--uri",
+        default="qemu:///system",
+        help="the libvirt connection holding the domain (qosplane's own libvirtd: "
+        "qemu:///system?socket=STATE/libvirt/PREFIX/run/libvirt/libvirt-sock)",
+    )
+    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--state-dir", default=str(default_state_dir()))
+    native_inspect = _with_creds(cmd_inspect)
+    inspect.set_defaults(
+        func=lambda args: cmd_inspect(args) if args.os_cloud is not None else native_inspect(args)
+    )
     native = _with_creds(cmd_explain)
     explain.set_defaults(
         func=lambda args: cmd_explain_cloud(args) if args.os_cloud is not None else native(args)

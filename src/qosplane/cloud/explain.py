@@ -10,7 +10,7 @@ from typing import Any
 
 from qosplane.cloud.intent import CloudCase, CloudRecords, case_of
 from qosplane.compiler.upstream.plan import compile_plan
-from qosplane.model.plan import DesiredServer
+from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import PlacedServer, ServerStatus
 from qosplane.openstack.case import case_from_mapping
 from qosplane.verify.explain import explain
@@ -18,12 +18,17 @@ from qosplane.verify.explain import explain
 NOT_APPLIED_HERE = "not known from the cloud's APIs: `qosplane inspect` on the host reads it"
 
 
+def plan_of_records(records: CloudRecords) -> tuple[HostPlan, CloudCase]:
+    """The plan a cloud's server compiles to, and the reading it came from."""
+    read = case_of(records)
+    instance, facts = case_from_mapping(read.case)
+    return compile_plan(instance, facts), read
+
+
 def explain_records(records: CloudRecords) -> tuple[dict[str, Any], CloudCase]:
     """The explain view of the server `records` describe, and the case it was compiled
     from (which `qosplane plan` reads as it is)."""
-    read = case_of(records)
-    instance, facts = case_from_mapping(read.case)
-    plan = compile_plan(instance, facts)
+    plan, read = plan_of_records(records)
     server = records.server
     host = str(server.get("OS-EXT-SRV-ATTR:host") or "")
     status = str(server.get("status") or "")

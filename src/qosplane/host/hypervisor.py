@@ -57,6 +57,8 @@ from qosplane.host.process import run
 from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import LIBVIRT_UNLIMITED_QUOTA, DomainQos
 from qosplane.model.units import Kibibytes
+from qosplane.verify.inspect import BANDWIDTH_ATTRIBUTES, HostDomain
+from qosplane.verify.inspect import IOTUNE_ELEMENTS as INSPECTED_IOTUNE
 
 try:
     import libvirt
@@ -508,6 +510,36 @@ class RealHypervisor:
     def remove_everything(self) -> None:
         for name in sorted(self.names()):
             self.remove(name)
+
+    def read_domain(self, name: str) -> HostDomain | None:
+        """Any running domain `name` (the agent's or not: reading is all this does) as the
+        host holds it: its live XML and the live API values of each disk's iotune, each
+        interface's bandwidth and the scheduler. None when no such domain runs."""
+        dom = self._lookup(name)
+        if dom is None or not self._active(dom):
+            return None
+        live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+        try:
+            xml = dom.XMLDesc(0)
+            root = ET.fromstring(xml)
+            iotune = {}
+            for target in self._targets(dom):
+                values = dom.blockIoTune(target, live)
+                iotune[target] = {k: int(values[k]) for k in INSPECTED_IOTUNE if k in values}
+            interfaces = {}
+            for element in root.findall("devices/interface/target"):
+                tap = element.get("dev", "")
+                values = dom.interfaceParameters(tap, live)
+                interfaces[tap] = {
+                    f"{way}.{attribute}": int(values[f"{way}.{attribute}"])
+                    for way in ("inbound", "outbound")
+                    for attribute in BANDWIDTH_ATTRIBUTES
+                    if f"{way}.{attribute}" in values
+                }
+            scheduler = {k: int(v) for k, v in dom.schedulerParametersFlags(live).items()}
+        except libvirt.libvirtError as exc:
+            raise HostError(f"read domain {name}", str(exc)) from exc
+        return HostDomain(xml, iotune, interfaces, scheduler)
 
     def qemu_pid(self, name: str) -> int:
         """The QEMU process of the running domain `name`: the thread group of its first

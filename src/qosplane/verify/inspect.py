@@ -1,0 +1,158 @@
+"""`qosplane inspect`: what a compute host really holds for one instance against what its
+plan declares, limit by limit: holds, differs (declared X, host Y) or missing.
+
+This room compares libvirt's layer: the plan's domain XML (what Nova would define) against
+the running domain as libvirt reports it, `virsh dumpxml` plus the live values of
+`blkdeviotune`, `domiftune` and `schedinfo` (the XML of a running domain can lag a live
+change; the API's values are what QEMU and the cgroup hold). A limit the plan declares
+that the host lacks is the seed's surprise: a Cinder spec changed after attach that never
+reached QEMU, or a `<bandwidth>` OVS took away. Pure: XML text and numbers in, rows out.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from qosplane.compiler.enforcement.backends.libvirt_domain import IOTUNE_KEYS
+
+# <iotune> children as virDomainGetBlockIoTune names them (the enforcement backend's list),
+# and <bandwidth> attributes as virDomainGetInterfaceParameters does (inbound.average,
+# KiB/s; burst in KiB).
+IOTUNE_ELEMENTS = IOTUNE_KEYS
+BANDWIDTH_ATTRIBUTES = ("average", "peak", "burst")
+SCHEDULER = {"shares": "cpu_shares", "quota": "vcpu_quota", "period": "vcpu_period"}
+
+
+@dataclass(frozen=True, slots=True)
+class HostDomain:
+    """One domain as a host holds it. `iotune`, `interfaces` and `scheduler` are the live
+    API's values where they were read; `from_xml` derives them from a dumpxml alone."""
+
+    xml: str
+    iotune: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # by disk target
+    interfaces: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # by tap
+    scheduler: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_xml(cls, xml: str) -> HostDomain:
+        """A captured `virsh dumpxml` (the seed's, say) with nothing read live."""
+        declared = declared_limits(xml)
+        return cls(xml, declared.iotune, declared.interfaces, declared.scheduler)
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    iotune: dict[str, dict[str, int]]
+    interfaces: dict[str, dict[str, int]]
+    scheduler: dict[str, int]
+
+
+def declared_limits(xml: str) -> Declared:
+    """The QoS a domain XML carries: each disk's <iotune>, each interface's <bandwidth>
+    (inbound.average...), <cputune>'s shares, quota and period (in libvirt API names)."""
+    root = ET.fromstring(xml)
+    iotune: dict[str, dict[str, int]] = {}
+    for disk in root.iter("disk"):
+        target = disk.find("target")
+        if target is None:
+            continue
+        tune = disk.find("iotune")
+        iotune[target.get("dev", "")] = {
+            key: int(tune.findtext(key) or 0)
+            for key in IOTUNE_ELEMENTS
+            if tune is not None and tune.find(key) is not None
+        }
+    interfaces: dict[str, dict[str, int]] = {}
+    for interface in root.iter("interface"):
+        target = interface.find("target")
+        if target is None:
+            continue
+        values: dict[str, int] = {}
+        for way in ("inbound", "outbound"):
+            element = interface.find(f"bandwidth/{way}")
+            if element is not None:
+                for attribute in BANDWIDTH_ATTRIBUTES:
+                    if element.get(attribute):
+                        values[f"{way}.{attribute}"] = int(element.get(attribute, "0"))
+        interfaces[target.get("dev", "")] = values
+    scheduler = {
+        name: int(root.findtext(f"cputune/{tag}") or 0)
+        for tag, name in SCHEDULER.items()
+        if root.find(f"cputune/{tag}") is not None
+    }
+    return Declared(iotune, interfaces, scheduler)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    layer: str  # libvirt cputune, libvirt iotune, libvirt bandwidth
+    device: str  # a disk target, a tap, or "cpu"
+    key: str
+    declared: int | None  # None: the plan declares nothing, the host holds something
+    host: int | None  # None: the host does not hold it
+    status: str  # holds, differs, missing, not declared
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "layer": self.layer,
+            "device": self.device,
+            "key": self.key,
+            "declared": self.declared,
+            "host": self.host,
+            "status": self.status,
+        }
+
+
+def _compare(
+    layer: str, device: str, declared: Mapping[str, int], held: Mapping[str, int] | None
+) -> list[Row]:
+    rows = []
+    have = {k: v for k, v in (held or {}).items() if v}  # 0: unset, as libvirt reports it
+    for key in sorted(set(declared) | set(have)):
+        want = declared.get(key)
+        got = have.get(key)
+        if want is None:
+            status = "not declared"
+        elif got is None:
+            status = "missing"
+        else:
+            status = "holds" if got == want else "differs"
+        rows.append(Row(layer, device, key, want, got, status))
+    return rows
+
+
+def inspect_domain(plan_xml: str, host: HostDomain | None) -> list[Row]:
+    """Every limit the plan's domain declares against the host's domain (None: the host
+    runs no such domain, so every limit is missing)."""
+    want = declared_limits(plan_xml)
+    rows: list[Row] = []
+    # Only what the plan declares: libvirt reports every scheduler value, its defaults
+    # (1024 shares, a quota of -1) included, and a default is no finding.
+    held_scheduler = (
+        None if host is None else {k: v for k, v in host.scheduler.items() if k in want.scheduler}
+    )
+    rows += _compare("libvirt cputune", "cpu", want.scheduler, held_scheduler)
+    for target, values in sorted(want.iotune.items()):
+        held = None if host is None else host.iotune.get(target)
+        rows += _compare("libvirt iotune", target, values, held)
+    for tap, values in sorted(want.interfaces.items()):
+        held = None if host is None else host.interfaces.get(tap)
+        rows += _compare("libvirt bandwidth", tap, values, held)
+    return rows
+
+
+def render_inspect(name: str, rows: list[Row]) -> str:
+    lines = [f"{name}: {sum(r.status == 'holds' for r in rows)} of {len(rows)} limits hold", ""]
+    for r in rows:
+        if r.status == "holds":
+            text = f"holds     {r.declared}"
+        elif r.status == "differs":
+            text = f"DIFFERS   declared {r.declared}, host {r.host}"
+        elif r.status == "missing":
+            text = f"MISSING   declared {r.declared}, the host holds none"
+        else:
+            text = f"extra     the host holds {r.host}, the plan declares none"
+        lines.append(f"{r.layer:<18} {r.device:<16} {r.key:<22} {text}")
+    return "\n".join(lines).rstrip() + "\n"
