@@ -19,7 +19,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ from qosplane.host.instances import PortWire, RealInstances
 from qosplane.host.nft import RealDscpMarking
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
-from qosplane.model.plan import DesiredServer
+from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
 from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import HOST_TOOLS, own_libvirt, remove_everything, server_of
@@ -342,3 +342,33 @@ def test_cpu_shares_512_against_1024_between_two_guests(guest: Guest) -> None:
     assert {t: after[t] for t in before.keys() & after.keys()} == {
         t: before[t] for t in before.keys() & after.keys()
     }
+
+
+def test_the_seeds_resquota_rate_is_measured_or_said_inconclusive(guest: Guest) -> None:
+    """The seed's m1.resquota (32768 KB/s: 262 Mbit/s each way), re-tuned live onto the
+    running guest and measured from inside it. A TCG guest may not carry 1.2 times that:
+    then verify must say inconclusive with both numbers, never pass or fail."""
+    seed = replace(guest.server, plan=HostPlan.from_json(resquota_plan()), plan_revision=2)
+    reconciler = Reconciler(guest.drivers, LIBVIRT)
+    try:
+        assert reconciler.converge([seed])[1].errors == {}
+        verdicts = verify_server(
+            seed,
+            LIBVIRT,
+            guest.drivers.instances,
+            guest.drivers.cgroups,
+            guest.drivers.volumes,
+            2,  # seconds per reading: six readings and their capacities
+            guest.hypervisor,
+        )
+        bandwidth = [v for v in verdicts if v.kind == "bandwidth"]
+        assert bandwidth
+        for verdict in bandwidth:
+            assert verdict.configured == "262144000 bit/s", verdict.configured
+            assert verdict.capacity is not None
+            if verdict.capacity < 1.2 * verdict.expected:
+                assert verdict.outcome == "inconclusive", verdict.to_json()
+            else:
+                assert verdict.outcome == "pass", verdict.to_json()
+    finally:
+        assert reconciler.converge([guest.server])[1].errors == {}
