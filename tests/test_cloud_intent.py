@@ -146,14 +146,19 @@ def test_audit_counts_each_finding_once_per_server_with_its_servers() -> None:
     first = _records("nova-v2.47-server-get-resp.json", (2, 47))
     other = dict(first.server) | {"id": "2f6a1c8e-0000-4000-8000-000000000001", "name": "other"}
     second = _records("nova-v2.47-server-get-resp.json", (2, 47), server=other)
+    twin = dict(first.server) | {"id": "2f6a1c8e-0000-4000-8000-000000000002"}  # same name
+    third = _records("nova-v2.47-server-get-resp.json", (2, 47), server=twin)
     old = _records("nova-v2.1-server-get-resp.json", (2, 1))
-    view = audit_of([first, second, old])
-    assert view["servers"] == 3
+    view = audit_of([first, second, third, old])
+    assert view["servers"] == 4
     rows = {row["code"]: row for row in view["findings"]}
     changed = rows["flavor_changed_since_boot"]
-    assert (changed["count"], changed["servers"]) == (2, ["new-server-test", "other"])
+    assert (changed["count"], changed["servers"]) == (
+        3,
+        ["new-server-test", "other", "new-server-test"],
+    )
     assert rows["flavor_not_embedded"]["servers"] == ["new-server-test"]
     assert view["findings"][0]["count"] >= view["findings"][-1]["count"]  # most first
     text = render_audit(view)
-    assert "      2  flavor_changed_since_boot" in text
-    assert "on new-server-test, other" in text
+    assert "      3  flavor_changed_since_boot" in text
+    assert "on new-server-test, other, new-server-test" in text

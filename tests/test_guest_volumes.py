@@ -39,7 +39,7 @@ from qosplane.host.measure import VIRTIO_SERIAL_BYTES
 from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
 from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
 from qosplane.host.volumes import FakeVolumes, RealVolumes
-from qosplane.model.host_state import DomainQos, Mechanism
+from qosplane.model.host_state import DomainQos, Mechanism, Outcome
 from qosplane.model.plan import AttachedVolume, DesiredServer
 from qosplane.model.units import Kibibytes
 from qosplane.verify.drift import domain_drift
@@ -122,6 +122,13 @@ def test_with_guest_volumes_the_volumes_disk_holds_its_front_end_limits() -> Non
     # Still exported (the disk's source), throttling nothing itself.
     assert [(v.volume_id, v.limits) for v in qos.volumes] == [(VOLUME_ID, ())]
     assert {o.mechanism for o in outcomes if o.device == "vdb"} == {Mechanism.LIBVIRT_IOTUNE.value}
+    # A guest with no qemu-storage-daemon to export to it: the volume is not its disk.
+    no_export = replace(GUEST_VOLUMES, qemu_storage_daemon=False)
+    alone, refused = host_program(server.plan, no_export, server.volumes)
+    assert alone.domain is not None
+    assert alone.domain.volumes == ()
+    assert "vdb" not in alone.domain.iotune_map()
+    assert {o.outcome for o in refused if o.device == "vdb"} == {Outcome.NOT_ENFORCEABLE}
     # Without a guest the export's throttle-group holds them, as before.
     bare, _ = host_program(server.plan, replace(GUEST_VOLUMES, guest_volumes=False), server.volumes)
     assert bare.domain is not None
@@ -167,6 +174,10 @@ def test_a_volume_is_exported_before_the_guest_that_reads_it_is_defined() -> Non
     _, detached = reconciler.converge([_server(attached=False)])
     assert detached.errors == {}
     assert "vdb" not in hypervisor.domains[name].iotune_map()
+    # The export outlives the pass that unplugs the disk (a guest may still read it) and
+    # goes with the next one.
+    assert volumes.volume_ids() == {VOLUME_ID}
+    reconciler.converge([_server(attached=False)])
     assert volumes.volume_ids() == set()
     _, again = reconciler.converge([_server()])
     assert again.errors == {}
@@ -334,9 +345,9 @@ def test_the_volume_is_unplugged_and_plugged_again_while_the_guest_runs(guest: G
         assert time.monotonic() < deadline, "the guest never let the volume go"
         time.sleep(1)
     assert VOLUME_ID[:VIRTIO_SERIAL_BYTES] not in _guest_serials(guest)
-    assert VOLUME_ID not in guest.volumes.volume_ids()  # its export went with it
     _, quiet = guest.reconciler.converge([detached])
     assert quiet.drift_before == []
+    assert VOLUME_ID not in guest.volumes.volume_ids()  # its export went after the disk
     # Plugged again: exported first, then attached with its limit, seen by the guest.
     _, result = guest.reconciler.converge([_server()])
     assert result.errors == {}, result.errors

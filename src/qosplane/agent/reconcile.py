@@ -252,8 +252,13 @@ class Reconciler:
         for network in sorted(self.d.instances.networks() - wanted_networks):
             self.d.instances.cleanup_network(network)
         wanted_volumes = {v.volume_id for t in targets for v in t.qos.volumes}
-        for volume_id in sorted(self.d.volumes.volume_ids() - wanted_volumes):
-            self.d.volumes.remove(volume_id)
+        stale = sorted(self.d.volumes.volume_ids() - wanted_volumes)
+        # A volume detached from a running guest keeps its export until the guest has let
+        # the disk go (the unplug is the guest's, and may take passes).
+        in_use = self.d.hypervisor.sockets_in_use() if stale and self.d.hypervisor else set()
+        for volume_id in stale:
+            if self.d.volumes.socket(volume_id) not in in_use:
+                self.d.volumes.remove(volume_id)
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)

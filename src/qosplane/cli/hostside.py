@@ -431,6 +431,11 @@ def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:
     return EXIT_OK
 
 
+def cloud_name(value: str) -> str | None:
+    """`--os-cloud`'s NAME; "" or "-": OS_CLOUD or the OS_* variables decide."""
+    return None if value in ("", "-") else value
+
+
 def cmd_explain_cloud(args: argparse.Namespace) -> int:
     """`explain --os-cloud`: read a real cloud (never written to) and explain its server."""
     # openstacksdk takes half a second to import: only this command pays for it.
@@ -438,7 +443,7 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
     from qosplane.cloud.reader import connect, read_server  # noqa: PLC0415
 
     try:
-        view, _ = explain_records(read_server(connect(args.os_cloud or None), args.server))
+        view, _ = explain_records(read_server(connect(cloud_name(args.os_cloud)), args.server))
     except QosplaneError as exc:
         print(f"qosplane explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -459,7 +464,7 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             from qosplane.cloud.explain import plan_of_records  # noqa: PLC0415
             from qosplane.cloud.reader import connect, read_server  # noqa: PLC0415
 
-            plan, _ = plan_of_records(read_server(connect(args.os_cloud or None), args.server))
+            plan, _ = plan_of_records(read_server(connect(cloud_name(args.os_cloud)), args.server))
         else:
             assert creds is not None
             plan = QosplaneClient(creds).server_plan(args.server).desired.plan
@@ -467,7 +472,7 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             raise HostError("inspect", "libvirt-python is not installed")
         hypervisor = RealHypervisor(args.uri, Path(args.state_dir) / "images")
         try:
-            held = hypervisor.read_domain(plan.instance_name)
+            held = hypervisor.read_domain(plan.instance_name, plan.instance_uuid)
         finally:
             hypervisor.close()
     except (QosplaneError, FileNotFoundError) as exc:
@@ -503,7 +508,7 @@ def cmd_audit_cloud(args: argparse.Namespace) -> int:
             print(f"\rread {done}/{total} servers", end="", file=sys.stderr, flush=True)
 
     try:
-        conn = connect(args.os_cloud or None)
+        conn = connect(cloud_name(args.os_cloud))
         servers, version = list_servers(conn, args.all_projects)
         view = audit_of(read_servers(conn, servers, version, progress))
     except QosplaneError as exc:

@@ -406,12 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--state-dir", default=str(default_state_dir()))
     explain.add_argument(
         "--os-cloud",
-        nargs="?",
-        const="",
         default=None,
         metavar="NAME",
-        help="read SERVER from a real OpenStack cloud (clouds.yaml's NAME; without NAME, "
-        "OS_CLOUD or the OS_* variables), read-only, instead of qosplane's own API",
+        help="read SERVER from a real OpenStack cloud, read-only, instead of qosplane's own "
+        "API: clouds.yaml's NAME, or - for OS_CLOUD or the OS_* variables",
     )
     audit = sub.add_parser(
         "audit", help="every server of a real OpenStack cloud, read-only: a table of findings"
@@ -422,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         default="",
         metavar="NAME",
-        help="clouds.yaml's NAME; without it, OS_CLOUD or the OS_* variables",
+        help="clouds.yaml's NAME; without it (or -), OS_CLOUD or the OS_* variables",
     )
     audit.add_argument(
         "--all-projects", action="store_true", help="every project's servers (admin only)"
@@ -437,11 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("server")
     inspect.add_argument(
         "--os-cloud",
-        nargs="?",
-        const="",
         default=None,
         metavar="NAME",
-        help="the plan from a real OpenStack cloud (as explain --os-cloud), not qosplane's API",
+        help="the plan from a real OpenStack cloud (as explain --os-cloud: clouds.yaml's "
+        "NAME, or - for OS_CLOUD or the OS_* variables), not qosplane's API",
     )
     inspect.add_argument(
         "--uri",

@@ -28,7 +28,8 @@ def audit_of(records: Iterable[CloudRecords]) -> dict[str, Any]:
     count = 0
     for record in records:
         count += 1
-        name = str(record.server.get("name") or record.server["id"])
+        server_id = str(record.server["id"])
+        name = str(record.server.get("name") or server_id)
         try:
             view, read = explain_records(record)
         except QosplaneError as exc:  # a server whose intent does not compile: said, not fatal
@@ -42,13 +43,14 @@ def audit_of(records: Iterable[CloudRecords]) -> dict[str, Any]:
         for severity, finding in findings:
             row = rows.setdefault(
                 finding["code"],
-                {"code": finding["code"], "severity": severity, "servers": [],
+                {"code": finding["code"], "severity": severity, "servers": [], "ids": [],
                  "example": finding["message"]},
             )  # fmt: skip
-            if name not in row["servers"]:
+            if server_id not in row["ids"]:  # once per server, two of one name apart
+                row["ids"].append(server_id)
                 row["servers"].append(name)
-        for what, _ in read.unreadable:
-            kind = _UUID.sub("<id>", what)  # one row per kind of read, not per object
+        # One row per kind of read, not per object; each server counted once per kind.
+        for kind in sorted({_UUID.sub("<id>", what) for what, _ in read.unreadable}):
             unreadable[kind] = unreadable.get(kind, 0) + 1
     table = sorted(rows.values(), key=lambda r: (-len(r["servers"]), r["code"]))
     for row in table:

@@ -231,9 +231,16 @@ def _records(reads: _Reads, server: Mapping[str, Any], version: tuple[int, int])
                        params={"host": host} if host else {})  # fmt: skip
     hypervisor = None
     if host:
+        # 2.53: the pattern filter (ignored before) and each hypervisor's service.host; the
+        # pattern is a substring, so the one whose service runs on `host` is picked.
         found = reads.get("compute", "/os-hypervisors/detail", "hypervisors", shared=True,
+                          microversion="2.53",
                           params={"hypervisor_hostname_pattern": host})  # fmt: skip
-        matches = list((found or {}).get("hypervisors", []))
+        matches = [
+            h
+            for h in (found or {}).get("hypervisors", [])
+            if (h.get("service") or {}).get("host") == host or h.get("hypervisor_hostname") == host
+        ]
         hypervisor = matches[0] if matches else None
     return CloudRecords(
         server=server,

@@ -148,6 +148,9 @@ class Hypervisor(Protocol):
     def qemu_pid(self, name: str) -> int:
         """The running domain's QEMU process."""
 
+    def sockets_in_use(self) -> set[str]:
+        """Volume export sockets the agent's domains still read a disk from."""
+
 
 # --- the daemon ---------------------------------------------------------------------------
 
@@ -374,7 +377,10 @@ class RealHypervisor:
             if dom is None:
                 self.images.mkdir(parents=True, exist_ok=True)
                 images = {}
+                volumes = dict(desired.volumes)
                 for target, _ in desired.iotune:
+                    if target in volumes:
+                        continue  # its source is the volume's export
                     path = self._image(desired.name, target)
                     if not path.exists():
                         with path.open("wb") as image:
@@ -399,6 +405,8 @@ class RealHypervisor:
                     )
                 dom = self._conn().defineXML(host_domain_xml(desired.plan_xml, host))
             if not self._active(dom):
+                # Volumes attached or detached while it was stopped: its definition first.
+                self._attach_detach(dom, desired, live=False)
                 dom.create()
         except libvirt.libvirtError as exc:
             raise _libvirt_failure(f"start domain {desired.name}", exc) from exc
@@ -409,10 +417,10 @@ class RealHypervisor:
         return self.volume_socket(volume_id)
 
     @staticmethod
-    def _disks(dom: Any) -> dict[str, ET.Element]:
-        """The live domain's disks by target."""
+    def _disks(dom: Any, flags: int = 0) -> dict[str, ET.Element]:
+        """The domain's disks by target: live, or (VIR_DOMAIN_XML_INACTIVE) as defined."""
         out = {}
-        for disk in ET.fromstring(dom.XMLDesc(0)).findall("devices/disk"):
+        for disk in ET.fromstring(dom.XMLDesc(flags)).findall("devices/disk"):
             target = disk.find("target")
             if target is not None and target.get("dev"):
                 out[target.get("dev", "")] = disk
@@ -422,13 +430,16 @@ class RealHypervisor:
     def _targets(cls, dom: Any) -> list[str]:
         return list(cls._disks(dom))
 
-    def _attach_detach(self, dom: Any, desired: DomainQos) -> None:
-        """Hot-plug the plan's volumes the running domain lacks and unplug the volume
-        disks the plan no longer has (network disks: an image disk is never unplugged), live
-        and in the persistent definition. An unplug the guest has not finished yet is seen
-        again by the next pass, and asked again."""
-        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        disks = self._disks(dom)
+    def _attach_detach(self, dom: Any, desired: DomainQos, live: bool = True) -> None:
+        """Plug the plan's volumes the domain lacks and unplug the volume disks the plan no
+        longer has (network disks: an image disk is never unplugged): live and in the
+        persistent definition, or (`live` False, a stopped domain) in the definition only.
+        An unplug the guest has not finished is asked again by the next pass; QEMU may
+        refuse the repeat ("already in the process of unplug"), which is the same answer."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if live:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        disks = self._disks(dom, 0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE)
         wanted = {target for target, _ in desired.iotune}
         for target, volume_id in desired.volumes:
             if target not in disks:
@@ -436,16 +447,43 @@ class RealHypervisor:
                 dom.attachDeviceFlags(xml, flags)
         for target, disk in disks.items():
             if target not in wanted and disk.get("type") == "network":
-                try:
-                    dom.detachDeviceFlags(ET.tostring(disk, encoding="unicode"), flags)
-                except libvirt.libvirtError as exc:
-                    # Gone from the persistent definition by the first request: the live
-                    # unplug still waits on the guest.
-                    if exc.get_error_code() != libvirt.VIR_ERR_DEVICE_MISSING:
-                        raise
-                    dom.detachDeviceFlags(
-                        ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
-                    )
+                self._detach(dom, ET.tostring(disk, encoding="unicode"), flags)
+
+    @staticmethod
+    def _detach(dom: Any, xml: str, flags: int) -> None:
+        try:
+            dom.detachDeviceFlags(xml, flags)
+        except libvirt.libvirtError as exc:
+            if "in the process of unplug" in str(exc):
+                return  # asked before: the guest has not let it go yet
+            if exc.get_error_code() != libvirt.VIR_ERR_DEVICE_MISSING or not (
+                flags & libvirt.VIR_DOMAIN_AFFECT_LIVE
+            ):
+                raise
+            # Gone from the persistent definition by the first request: the live unplug
+            # still waits on the guest.
+            try:
+                dom.detachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            except libvirt.libvirtError as again:
+                if "in the process of unplug" not in str(again):
+                    raise
+
+    def sockets_in_use(self) -> set[str]:
+        """The export sockets the agent's domains read a disk from, live or defined: an
+        export is not stopped while a guest may still use it (an unplug in progress)."""
+        out: set[str] = set()
+        try:
+            for dom in self._conn().listAllDomains(0):
+                if not self._ours(dom):
+                    continue
+                for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
+                    root = ET.fromstring(dom.XMLDesc(flags))
+                    for host in root.findall("devices/disk/source/host"):
+                        if host.get("socket"):
+                            out.add(host.get("socket", ""))
+        except libvirt.libvirtError as exc:
+            raise HostError("list the domains' disks", str(exc)) from exc
+        return out
 
     def observe(self, name: str) -> DomainQos | None:
         dom = self._lookup(name)
@@ -511,11 +549,18 @@ class RealHypervisor:
         for name in sorted(self.names()):
             self.remove(name)
 
-    def read_domain(self, name: str) -> HostDomain | None:
-        """Any running domain `name` (the agent's or not: reading is all this does) as the
-        host holds it: its live XML and the live API values of each disk's iotune, each
-        interface's bandwidth and the scheduler. None when no such domain runs."""
+    def read_domain(self, name: str, uuid: str = "") -> HostDomain | None:
+        """Any running domain `name`, or else of `uuid` (Nova's domain UUID is the server's
+        id; its name may not be readable), the agent's or not (reading is all this does),
+        as the host holds it: its live XML and the live API values of each disk's iotune,
+        each interface's bandwidth and the scheduler. None when no such domain runs."""
         dom = self._lookup(name)
+        if dom is None and uuid:
+            try:
+                dom = self._conn().lookupByUUIDString(uuid)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise HostError(f"look up domain {uuid}", str(exc)) from exc
         if dom is None or not self._active(dom):
             return None
         live = libvirt.VIR_DOMAIN_AFFECT_LIVE
@@ -684,7 +729,7 @@ class FakeHypervisor:
         self._exported(desired)
         if desired.name not in self.domains:
             self.domains[desired.name] = DomainQos(
-                desired.name, "", desired.scheduler, desired.iotune
+                desired.name, "", desired.scheduler, desired.iotune, desired.volumes
             )  # defined from the plan's XML: its values at start
         self.stopped.discard(desired.name)
 
@@ -697,7 +742,9 @@ class FakeHypervisor:
         if desired.name not in self.domains or desired.name in self.stopped:
             raise HostError(f"re-tune {desired.name}", "the domain does not run")
         self._exported(desired)
-        self.domains[desired.name] = DomainQos(desired.name, "", desired.scheduler, desired.iotune)
+        self.domains[desired.name] = DomainQos(
+            desired.name, "", desired.scheduler, desired.iotune, desired.volumes
+        )
 
     def remove(self, name: str) -> None:
         self.domains.pop(name, None)
@@ -720,3 +767,8 @@ class FakeHypervisor:
 
     def qemu_pid(self, name: str) -> int:
         raise HostError(f"QEMU of {name}", "an in-memory hypervisor runs no QEMU")
+
+    def sockets_in_use(self) -> set[str]:
+        if self.volumes is None:
+            return set()
+        return {self.volumes.socket(v) for d in self.domains.values() for _, v in d.volumes}

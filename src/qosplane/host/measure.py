@@ -211,6 +211,8 @@ def _pinned(pids: Sequence[int], cpu: int) -> Iterator[None]:
                     os.sched_setaffinity(tid, {cpu})
                 except ProcessLookupError:
                     continue  # a thread that ended between the listing and now
+                except OSError as exc:  # EINVAL: `cpu` outside the process's cpuset
+                    raise HostError(f"pin thread {tid} to CPU {cpu}", str(exc)) from None
         yield
     finally:
         for tid, cpus in saved.items():
@@ -332,9 +334,20 @@ done
 if [ "$2" = write ]; then set -- "$@" if=/dev/zero "of=$dev" oflag=direct
 else set -- "$@" "if=$dev" of=/dev/null iflag=direct; fi
 bs=$3 warmup=$4 count=$5; shift 5
-[ "$warmup" -gt 0 ] && { dd bs="$bs" count="$warmup" "$@" 2>/dev/null || exit 3; }
+# The disk may hold fewer requests than asked for: round after round from its start.
+blocks=$(( $(cat "/sys/block/${dev##*/}/size") * 512 / bs ))
+[ "$blocks" -gt 0 ] || { echo "$dev is smaller than one request" >&2; exit 2; }
+rounds() {
+  left=$1; shift
+  while [ "$left" -gt 0 ]; do
+    n=$left; [ "$n" -gt "$blocks" ] && n=$blocks
+    dd bs="$bs" count="$n" "$@" 2>/dev/null || exit 3
+    left=$(( left - n ))
+  done
+}
+rounds "$warmup" "$@"
 read start _ < /proc/uptime
-dd bs="$bs" count="$count" "$@" 2>/dev/null || exit 3
+rounds "$count" "$@"
 read end _ < /proc/uptime
 echo "$start $end"
 """

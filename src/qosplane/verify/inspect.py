@@ -20,7 +20,7 @@ from qosplane.compiler.enforcement.backends.libvirt_domain import IOTUNE_KEYS
 # <iotune> children as virDomainGetBlockIoTune names them (the enforcement backend's list),
 # and <bandwidth> attributes as virDomainGetInterfaceParameters does (inbound.average,
 # KiB/s; burst in KiB).
-IOTUNE_ELEMENTS = IOTUNE_KEYS
+IOTUNE_ELEMENTS = (*IOTUNE_KEYS, "size_iops_sec")  # Nova's tune_opts, every one
 BANDWIDTH_ATTRIBUTES = ("average", "peak", "burst")
 SCHEDULER = {"shares": "cpu_shares", "quota": "vcpu_quota", "period": "vcpu_period"}
 

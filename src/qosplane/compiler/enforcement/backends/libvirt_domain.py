@@ -96,6 +96,11 @@ OWNER_NAMESPACE = "urn:qosplane:1"
 NBD_EXPORT = "vol"  # the export name host/volumes.py gives every volume
 
 
+def guest_volumes(caps: Capabilities) -> bool:
+    """Volumes are disks of the guest only where something exports them to it."""
+    return caps.guest_volumes and caps.qemu_storage_daemon
+
+
 class LibvirtDomain:
     name = "libvirt-domain"
 
@@ -105,7 +110,7 @@ class LibvirtDomain:
         if claim.kind in CPU_KINDS:
             record_cpu(claim, desired)
             return Decision.applied(Mechanism.LIBVIRT_CPUTUNE.value)
-        if claim.device in desired.volumes and not caps.guest_volumes:
+        if claim.device in desired.volumes and not guest_volumes(caps):
             return None  # no guest to attach it to: the volume backend's export holds it
         if isinstance(claim.limit, DiskBytes):
             key, value = f"{claim.direction}_bytes_sec", claim.limit.bytes_per_s
@@ -142,11 +147,11 @@ def domain(name: str, plan: HostPlan, desired: Desired, caps: Capabilities) -> D
     iotune = {
         target: desired.iotune.get(target, {})
         for target in domain_iotune(plan.domain_xml)
-        if caps.guest_volumes or target not in desired.volumes
+        if guest_volumes(caps) or target not in desired.volumes
     }
     attached = (
         tuple((t, desired.volumes[t].id) for t in sorted(desired.volumes) if t in iotune)
-        if caps.guest_volumes
+        if guest_volumes(caps)
         else ()
     )
     return DomainQos(
