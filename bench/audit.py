@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,23 +28,16 @@ from qosplane.cloud.audit import audit_of
 from qosplane.cloud.reader import list_servers, read_servers
 
 ROOT = Path(__file__).resolve().parent.parent
-QOSPLANE = ROOT / ".venv" / "bin" / "qosplane"
 sys.path.insert(0, str(ROOT))
-from tests.serving import running_serve  # noqa: E402
+from tests.serving import openrc_env, running_serve  # noqa: E402
 
 
 def _connect(state: Path) -> openstack.connection.Connection:
-    openrc = subprocess.run(
-        [str(QOSPLANE), "openrc", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    env = dict(line.removeprefix("export ").split("=", 1) for line in openrc.splitlines())
+    env = openrc_env(state)
     return openstack.connect(
-        auth_url=env["OS_AUTH_URL"].strip("'\""),
+        auth_url=env["OS_AUTH_URL"],
         username="admin",
-        password=env["OS_PASSWORD"].strip("'\""),
+        password=env["OS_PASSWORD"],
         project_name="admin",
         user_domain_name="Default",
         project_domain_name="Default",

@@ -34,6 +34,22 @@ def free_port() -> int:
         return port
 
 
+def openrc_env(state: Path) -> dict[str, str]:
+    """This environment without its OS_* variables, and `qosplane openrc`'s for the serve
+    whose state is `state` (what `eval $(qosplane openrc)` leaves a shell with)."""
+    openrc = subprocess.run(
+        [str(QOSPLANE), "openrc", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    for line in openrc.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'\"")
+    return env
+
+
 @contextmanager
 def running_serve(
     state: Path,

@@ -11,7 +11,6 @@ skips here without it, except under CI=true, where it fails.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ from qosplane.client.http import Credentials, QosplaneClient
 from qosplane.model.host_facts import HostFacts
 from qosplane.model.instance import VifType
 from tests.hostkit import own_libvirt
-from tests.serving import QOSPLANE, running_serve
-from tests.test_e2e_openstack_cli import OSC, Cloud
+from tests.serving import QOSPLANE, openrc_env, running_serve
+from tests.test_e2e_openstack_cli import Cloud, require_osc
 
 HOST = "comp-cloud"  # registered with the wiring qosplane's API reports: ovs, no hybrid
 
@@ -59,23 +58,10 @@ def _explain(served: Served, *args: str, cloud: str | None = None) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not OSC.exists():
-        reason = f"the openstack CLI is not installed at {OSC} (scripts/venv.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_osc()
     state = tmp_path_factory.mktemp("cloud")
     with running_serve(state) as endpoint:
-        openrc = subprocess.run(
-            [str(QOSPLANE), "openrc", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-        for line in openrc.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = value.strip("'\"")
+        env = openrc_env(state)
         admin = Cloud(env)
         QosplaneClient(Credentials(endpoint, "admin", env["OS_PASSWORD"], "admin")).register_host(
             HOST, HostFacts(hostname=HOST, vif_type=VifType.ETHERNET)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.serving import QOSPLANE, running_serve
+from tests.serving import QOSPLANE, openrc_env, running_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 OSC = Path(os.environ.get("OSC_VENV", ROOT / ".venv-osc")) / "bin" / "openstack"
@@ -68,26 +68,21 @@ def server_plan(cloud: Cloud, server: str) -> dict[str, Any]:
     return plan
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+def require_osc() -> None:
+    """Skip without the openstack CLI, saying why; under CI=true, fail instead."""
     if not OSC.exists():
         reason = f"the openstack CLI is not installed at {OSC} (scripts/venv.sh installs it)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    require_osc()
     state = tmp_path_factory.mktemp("state")
     with running_serve(state):
-        openrc = subprocess.run(
-            [str(QOSPLANE), "openrc", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-        for line in openrc.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = value
-        yield Cloud(env)
+        yield Cloud(openrc_env(state))
 
 
 def test_seed_flavors(cloud: Cloud) -> None:

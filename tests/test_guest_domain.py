@@ -36,6 +36,7 @@ from qosplane.host.nft import RealDscpMarking
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.plan import DesiredServer, HostPlan
+from qosplane.model.report import Verdict
 from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
 from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import HOST_TOOLS, own_libvirt, remove_everything, server_of
@@ -228,18 +229,18 @@ def test_qosplane_exec_runs_in_the_guest_with_its_output_and_status(
     assert "does not run" in capfd.readouterr().err
 
 
+def _verify(guest: Guest, server: DesiredServer, seconds: int) -> list[Verdict]:
+    """verify with the libvirt driver on the guest's host, `seconds` per reading."""
+    d = guest.drivers
+    return verify_server(
+        server, LIBVIRT, d.instances, d.cgroups, d.volumes, seconds, guest.hypervisor
+    )
+
+
 def test_verify_measures_from_inside_the_guest(guest: Guest) -> None:
     """verify with the libvirt driver: TCP both ways between the guest's own iperf3 and
     the probe, after the path's and the guest CPU's own capacity; each judged."""
-    verdicts = verify_server(
-        guest.server,
-        LIBVIRT,
-        guest.drivers.instances,
-        guest.drivers.cgroups,
-        guest.drivers.volumes,
-        4,
-        guest.hypervisor,
-    )
+    verdicts = _verify(guest, guest.server, 4)
     bandwidth = {(v.device, v.direction): v for v in verdicts if v.kind == "bandwidth"}
     taps = {w.tap for w in guest.wires}
     assert set(bandwidth) == {(t, d) for t in taps for d in ("ingress", "egress")}
@@ -321,15 +322,7 @@ def test_cpu_shares_512_against_1024_between_two_guests(guest: Guest) -> None:
     _, removed = reconciler.converge([guest.server])
     assert removed.errors == {}
     assert second.plan.instance_name in removed.removed
-    verdicts = verify_server(
-        guest.server,
-        LIBVIRT,
-        guest.drivers.instances,
-        guest.drivers.cgroups,
-        guest.drivers.volumes,
-        4,
-        guest.hypervisor,
-    )
+    verdicts = _verify(guest, guest.server, 4)
     (cpu,) = [v for v in verdicts if v.kind == "cpu_shares"]
     assert cpu.configured == "cpu.shares=512 vs 1024"
     assert cpu.outcome == "pass", (cpu.measured, cpu.method)
@@ -352,15 +345,7 @@ def test_the_seeds_resquota_rate_is_measured_or_said_inconclusive(guest: Guest) 
     reconciler = Reconciler(guest.drivers, LIBVIRT)
     try:
         assert reconciler.converge([seed])[1].errors == {}
-        verdicts = verify_server(
-            seed,
-            LIBVIRT,
-            guest.drivers.instances,
-            guest.drivers.cgroups,
-            guest.drivers.volumes,
-            2,  # seconds per reading: six readings and their capacities
-            guest.hypervisor,
-        )
+        verdicts = _verify(guest, seed, 2)
         bandwidth = [v for v in verdicts if v.kind == "bandwidth"]
         assert bandwidth
         for verdict in bandwidth:

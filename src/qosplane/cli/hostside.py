@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from qosplane.agent.loop import Agent
@@ -423,12 +424,19 @@ def cmd_explain(args: argparse.Namespace, creds: Credentials) -> int:
         print(f"qosplane explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
     view = explain(placed, status)
-    if args.json:
+    _print_view(view, args.json, render_explain)
+    return EXIT_OK
+
+
+def _print_view(
+    view: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str]
+) -> None:
+    """A command's view as JSON (`--json`) or rendered for people."""
+    if as_json:
         json.dump(view, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_explain(view))
-    return EXIT_OK
+        sys.stdout.write(render(view))
 
 
 def cloud_name(value: str) -> str | None:
@@ -447,11 +455,7 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
     except QosplaneError as exc:
         print(f"qosplane explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    if args.json:
-        json.dump(view, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_explain(view))
+    _print_view(view, args.json, render_explain)
     return EXIT_OK
 
 
@@ -516,11 +520,7 @@ def cmd_audit_cloud(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if tty and servers:
         print(file=sys.stderr)
-    if args.json:
-        json.dump(view, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_audit(view))
+    _print_view(view, args.json, render_audit)
     return EXIT_OK
 
 
