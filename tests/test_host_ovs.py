@@ -21,6 +21,7 @@ from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.compiler.enforcement.program import (
     OVS_COOKIE_TAG,
     host_program,
+    ovs_flow_text,
     ovs_meter,
     ovs_port_cookie,
     ovs_port_flows,
@@ -107,7 +108,7 @@ def test_meter_and_queue_units_carry_over(rate: int, burst: int) -> None:
 def test_cookies_carry_the_agents_tag_and_differ_per_port() -> None:
     a, b = ovs_port_cookie("tapaaaaaaaa-aa"), ovs_port_cookie("tapbbbbbbbb-bb")
     assert a != b
-    assert int(a, 16) >> 48 == OVS_COOKIE_TAG == int(b, 16) >> 48
+    assert a >> 48 == OVS_COOKIE_TAG == b >> 48
 
 
 DUMP_FLOWS = """\
@@ -133,7 +134,7 @@ def test_what_ovs_ofctl_prints_is_read_back_as_the_qos_it_renders_from() -> None
     flows = parse_flows(DUMP_FLOWS)
     seen = observed_port("tapdef", True, None, flows[ovs_port_cookie("tapdef")], meters, 5)
     assert seen == ObservedPort(PortQos("tapdef", None, meters[5], 26))
-    assert sorted(ovs_port_flows(seen.qos, 5)) == sorted(
+    assert sorted(ovs_flow_text(f) for f in ovs_port_flows(seen.qos, 5)) == sorted(
         line.strip() for line in DUMP_FLOWS.splitlines()
     )
     # The same flows on a port now numbered 6: they are not the ones it needs.
@@ -227,7 +228,7 @@ def _break(host: HostDrivers, port: str, what: str) -> None:
             "OpenFlow13",
             "del-flows",
             mgmt,
-            f"cookie={ovs_port_cookie(port)}/-1",
+            f"cookie={ovs_port_cookie(port):#x}/-1",
         ],
         "port": ["ovs-vsctl", f"--db={db}", "del-port", switch.bridge, port],
     }

@@ -3,9 +3,11 @@
 - OVSDB through ovsdbapp (every transaction with check_error): the bridge, the ports
   (tagged with their network's local VLAN, as Neutron's OVS agent does), and a linux-htb
   QoS row with queue 0 per port for to-instance limits (Neutron's ingress bandwidth_limit).
-- OpenFlow through ovs-ofctl: one OpenFlow 1.3 meter per metered port for from-instance
-  limits, and table-0 flows per port (metering, DSCP set_field) cookied with the agent's
-  tag so all of them are found, and only them, with one cookie mask.
+- OpenFlow 1.3 over one connection to the bridge's management socket (host/openflow.py):
+  one meter per metered port for from-instance limits, and table-0 flows per port
+  (metering, DSCP set_field) cookied with the agent's tag so all of them are found, and
+  only them, with one cookie mask. A pass reads them with two requests and writes every
+  change it needs as messages followed by one barrier; no process per object.
 
 Why meters and not Neutron's ingress_policing_rate: on the userspace (netdev) datapath OVS
 accepts the column and silently enforces nothing (host-capabilities.md §3, measured 841
@@ -22,28 +24,42 @@ import os
 import re
 import signal
 import time
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ovsdbapp.backend.ovs_idl import connection
-from ovsdbapp.schema.open_vswitch import impl_idl
+# os-ken brings eventlet along; the ovs library's poller imports it when present, which
+# prints eventlet's deprecation notice. The agent never runs eventlet.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from qosplane.compiler.enforcement.program import (
-    OVS_COOKIE_MATCH,
-    ovs_meter_spec,
+from ovsdbapp.backend.ovs_idl import connection  # noqa: E402 - after the filter above
+from ovsdbapp.schema.open_vswitch import impl_idl  # noqa: E402
+
+from qosplane.compiler.enforcement.program import (  # noqa: E402
+    OVS_COOKIE_MASK,
+    OVS_COOKIE_TAG,
+    openflow_changes,
     ovs_port_cookie,
     ovs_port_flows,
 )
-from qosplane.host.errors import HostError
-from qosplane.host.process import in_netns, run
-from qosplane.model.host_state import Meter, ObservedPort, OvsQueue, PortQos
-from qosplane.model.units import Bits, BitsPerSecond, Kilobits, KilobitsPerSecond
+from qosplane.host.errors import HostError  # noqa: E402
+from qosplane.host.openflow import OpenFlowChannel  # noqa: E402
+from qosplane.host.process import in_netns, run  # noqa: E402
+from qosplane.model.host_state import (  # noqa: E402
+    FlowsDelete,
+    Meter,
+    MeterDelete,
+    ObservedPort,
+    OvsFlow,
+    OvsQueue,
+    PortQos,
+)
+from qosplane.model.units import Bits, BitsPerSecond, Kilobits, KilobitsPerSecond  # noqa: E402
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 SYSTEM_RUNDIR = Path("/var/run/openvswitch")  # a distribution's running OVS
-OFCTL = ("ovs-ofctl", "-O", "OpenFlow13")
 OVSDB_TIMEOUT_S = 10
 OFPORT_WAIT_S = 3.0
 VLAN_TAGS = range(1, 4095)
@@ -94,8 +110,11 @@ class OvsDaemons:
         return f"unix:{self.state_dir / 'db.sock'}"
 
     def mgmt(self, bridge: str) -> str:
-        """The bridge's OpenFlow management socket, for ovs-ofctl."""
-        return f"unix:{self.state_dir / (bridge + '.mgmt')}"
+        """The bridge's OpenFlow management socket, as ovs-ofctl names it."""
+        return f"unix:{self.mgmt_path(bridge)}"
+
+    def mgmt_path(self, bridge: str) -> Path:
+        return self.state_dir / f"{bridge}.mgmt"
 
     def _alive(self, name: str) -> bool:
         try:
@@ -165,13 +184,13 @@ class OvsDaemons:
                 time.sleep(0.02)
 
 
-# --- OpenFlow text ------------------------------------------------------------------------
+# --- OpenFlow text (ovs-ofctl's, as tools, tests and inspect read a bridge) ----------------
 
 _METER_ID = re.compile(r"^meter=(\d+)\b", re.M)
 _DROP_BAND = re.compile(r"type=drop rate=(\d+) burst_size=(\d+)")
-_COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
-_FLOW_METER = re.compile(r"actions=meter:(\d+)")
-_FLOW_DSCP = re.compile(r"set_field:(\d+)->ip_dscp")
+_FLOW_LINE = re.compile(
+    r"cookie=(0x[0-9a-f]+), (?:table=(\d+), )?priority=(\d+),(\S*) actions=(\S+)"
+)
 
 
 def parse_meters(text: str) -> dict[int, Meter | None]:
@@ -192,13 +211,46 @@ def parse_meters(text: str) -> dict[int, Meter | None]:
     return out
 
 
-def parse_flows(text: str) -> dict[str, list[str]]:
-    """`ovs-ofctl --no-stats dump-flows` -> cookie -> its flows, one line each."""
-    out: dict[str, list[str]] = {}
+def parse_flow(line: str) -> OvsFlow | None:
+    """One line of `ovs-ofctl -O OpenFlow13 --no-stats dump-flows` as the typed flow the
+    OpenFlow channel reads; None for a flow without a cookie (not the agent's)."""
+    found = _FLOW_LINE.search(line)
+    if found is None:
+        return None
+    cookie, table, priority, match, actions = found.groups()
+    odd = [f"table={table}"] if table and table != "0" else []
+    in_port, ipv4 = 0, False
+    for part in filter(None, match.split(",")):
+        if part == "ip":
+            ipv4 = True
+        elif part.startswith("in_port="):
+            in_port = int(part.removeprefix("in_port="))
+        else:
+            odd.append(part)
+    meter_id: int | None = None
+    dscp: int | None = None
+    normal = False
+    for action in actions.split(","):
+        if action.startswith("meter:"):
+            meter_id = int(action.removeprefix("meter:"))
+        elif action.startswith("set_field:") and action.endswith("->ip_dscp"):
+            dscp = int(action.removeprefix("set_field:").removesuffix("->ip_dscp"))
+        elif action == "NORMAL" and not normal:
+            normal = True
+        else:
+            odd.append(f"action {action}")
+    if not normal:
+        odd.append("no NORMAL output")
+    return OvsFlow(int(cookie, 16), int(priority), in_port, ipv4, meter_id, dscp, ",".join(odd))
+
+
+def parse_flows(text: str) -> dict[int, list[OvsFlow]]:
+    """`ovs-ofctl --no-stats dump-flows` -> cookie -> its flows."""
+    out: dict[int, list[OvsFlow]] = {}
     for line in text.splitlines():
-        found = _COOKIE.search(line)
-        if found:
-            out.setdefault(found.group(1), []).append(line.strip())
+        flow = parse_flow(line)
+        if flow is not None and flow.cookie:
+            out.setdefault(flow.cookie, []).append(flow)
     return out
 
 
@@ -206,20 +258,22 @@ def observed_port(
     port: str,
     exists: bool,
     queue: OvsQueue | None,
-    flows: Sequence[str],
+    flows: Collection[OvsFlow],
     meters: Mapping[int, Meter | None],
     ofport: int,
 ) -> ObservedPort:
     """A port's QoS from its rows and flows: the meter its flows use, the DSCP its ip
     flow sets; `flows_match` when the flows are exactly what that QoS renders to."""
-    meter_ids = {int(m) for flow in flows for m in _FLOW_METER.findall(flow)}
-    dscps = {int(d) for flow in flows for d in _FLOW_DSCP.findall(flow)}
+    meter_ids = {f.meter_id for f in flows if f.meter_id is not None}
+    dscps = {f.set_dscp for f in flows if f.set_dscp is not None}
     meter = meters.get(next(iter(meter_ids))) if len(meter_ids) == 1 else None
     dscp = next(iter(dscps)) if len(dscps) == 1 else None
     qos = PortQos(port, queue, meter, dscp)
     rendered = ovs_port_flows(qos, ofport)
     return ObservedPort(
-        qos, exists=exists, flows_match=sorted(rendered) == sorted(flows) and meter_ids <= {ofport}
+        qos,
+        exists=exists,
+        flows_match=rendered == frozenset(flows) and len(flows) == len(rendered),
     )
 
 
@@ -372,10 +426,11 @@ class RealSwitch:
         if port not in self._our_ports():
             return
         ofport = self._ofports().get(port, -1)
-        mgmt = self.daemons.mgmt(self.bridge)
-        self._ofctl("del-flows", mgmt, f"cookie={ovs_port_cookie(port)}/-1")
-        if ofport > 0:
-            self._ofctl("del-meter", mgmt, f"meter={ofport}")
+        deletes = [FlowsDelete(ovs_port_cookie(port))] + (
+            [MeterDelete(ofport)] if ofport > 0 else []
+        )
+        with self._openflow() as channel:
+            channel.commit(deletes)
         # Two transactions: OVSDB refuses to destroy the QoS rows in the one that also
         # deletes the port referencing them (referential integrity, measured).
         self._txn(lambda api: self._destroy_qos_commands(api, port), f"unplug {port}")
@@ -394,22 +449,23 @@ class RealSwitch:
         """Port name -> the agent's QoS rows made for it (normally one)."""
         out: dict[str, list[Any]] = {}
         for row in self._rows("QoS"):
-            if row.external_ids.get("qosplane-owner") == self.tag:
-                out.setdefault(str(row.external_ids.get("qosplane-port")), []).append(row)
+            ids = row.external_ids  # each column read converts the row's datum: read once
+            if ids.get("qosplane-owner") == self.tag:
+                out.setdefault(str(ids.get("qosplane-port")), []).append(row)
         return out
 
-    def _queue_of(self, port_row: Any) -> OvsQueue | None:
-        if not port_row.qos:
+    @staticmethod
+    def _queue_of(qos_refs: Sequence[Any]) -> OvsQueue | None:
+        """A port's queue from its `qos` column (read once by the caller)."""
+        if not qos_refs:
             return None
-        qos = port_row.qos[0]
+        qos = qos_refs[0]
         queue = qos.queues.get(0)
         if qos.type != "linux-htb" or queue is None:
             return None
+        other = queue.other_config
         try:
-            return OvsQueue(
-                BitsPerSecond(int(queue.other_config["max-rate"])),
-                Bits(int(queue.other_config["burst"])),
-            )
+            return OvsQueue(BitsPerSecond(int(other["max-rate"])), Bits(int(other["burst"])))
         except (KeyError, ValueError):
             return None  # a hand-edited row: drift, rewritten whole
 
@@ -430,19 +486,21 @@ class RealSwitch:
         return commands
 
     # OpenFlow -------------------------------------------------------------------------
-    def _ofctl(self, *args: str, input_text: str | None = None) -> str:
-        return run([*OFCTL, *args], input_text)
-
-    def _dump(self) -> tuple[dict[str, list[str]], dict[int, Meter | None]]:
+    def _openflow(self) -> OpenFlowChannel:
         if self.daemons.managed and not self.daemons.running():
             # The agent's own ovs-vswitchd (or ovsdb-server) died: start it again; the
             # database keeps the bridge and rows, and this pass rewrites the flows.
             self.daemons.ensure()
             self._wait_ofports(sorted(self._our_ports()))
-        mgmt = self.daemons.mgmt(self.bridge)
-        flows = parse_flows(self._ofctl("--no-stats", "dump-flows", mgmt, OVS_COOKIE_MATCH))
-        meters = parse_meters(self._ofctl("dump-meters", mgmt))
-        return flows, meters
+        return OpenFlowChannel(self.daemons.mgmt_path(self.bridge))
+
+    @staticmethod
+    def _dump(channel: OpenFlowChannel) -> tuple[dict[int, list[OvsFlow]], dict[int, Meter | None]]:
+        """The agent's flows by cookie, and every meter (the bridge is the agent's own)."""
+        flows: dict[int, list[OvsFlow]] = {}
+        for flow in channel.flows(OVS_COOKIE_TAG << 48, OVS_COOKIE_MASK):
+            flows.setdefault(flow.cookie, []).append(flow)
+        return flows, channel.meters()
 
     def _down(self) -> set[str]:
         """Interfaces OVS sees administratively down: a deleted device (OVS keeps its
@@ -453,7 +511,8 @@ class RealSwitch:
         """A port whose device is gone or down is missing, so the pass plugs it again
         (which recreates or raises the device) instead of repairing flows for it."""
         self._ensure_bridge()
-        flows, meters = self._dump()
+        with self._openflow() as channel:
+            flows, meters = self._dump(channel)
         ofports = self._ofports()
         on_bridge = self.port_names()
         down = self._down()
@@ -463,7 +522,7 @@ class RealSwitch:
             out[name] = observed_port(
                 name,
                 name in on_bridge and ofport > 0 and name not in down,
-                self._queue_of(row),
+                self._queue_of(row.qos),
                 flows.get(ovs_port_cookie(name), []),
                 meters,
                 ofport,
@@ -495,43 +554,19 @@ class RealSwitch:
                 wanted[q.port] = q
         kept |= set(failed)
         changes = self._apply_queues(wanted, ours, kept)
-        flows, meters = self._dump()
-        mgmt = self.daemons.mgmt(self.bridge)
-        want_meters = {
-            ofports[p]: q.from_instance for p, q in wanted.items() if q.from_instance is not None
-        }
-        kept_meters = {ofports.get(p, -1) for p in kept}
-        for meter_id, meter in sorted(want_meters.items()):
-            if meters.get(meter_id, ...) == meter:
-                continue
-            verb = "mod-meter" if meter_id in meters else "add-meter"
-            self._ofctl(verb, mgmt, ovs_meter_spec(meter_id, meter))
-            changes += 1
-        lines = []
-        cookies = {ovs_port_cookie(p): p for p in ours}
-        for cookie, current in sorted(flows.items()):
-            port = cookies.get(cookie)
-            if port in kept:
-                continue
-            rendered = sorted(ovs_port_flows(wanted[port], ofports[port])) if port in wanted else []
-            if sorted(current) != rendered:
-                lines.append(f"delete cookie={cookie}/-1")
-        for port, qos in sorted(wanted.items()):
-            cookie = ovs_port_cookie(port)
-            rendered = sorted(ovs_port_flows(qos, ofports[port]))
-            if sorted(flows.get(cookie, [])) != rendered:
-                if cookie not in flows:
-                    lines.append(f"delete cookie={cookie}/-1")
-                lines += [f"add {flow.replace(', ', ',', 1)}" for flow in rendered]
-        if lines:
-            # One process, in order: a port's old flows go before its new ones come.
-            self._ofctl("add-flows", mgmt, "-", input_text="\n".join(lines) + "\n")
-            changes += len(lines)
-        # The bridge is the agent's own, so every other meter is a leftover of its ports.
-        for meter_id in sorted(set(meters) - set(want_meters) - kept_meters):
-            self._ofctl("del-meter", mgmt, f"meter={meter_id}")
-            changes += 1
-        return SwitchResult(changes, failed)
+        with self._openflow() as channel:
+            flows, meters = self._dump(channel)
+            cookies = {ovs_port_cookie(p): p for p in ours}
+            openflow = openflow_changes(
+                flows,
+                meters,
+                {ovs_port_cookie(p): ovs_port_flows(q, ofports[p]) for p, q in wanted.items()},
+                {ofports[p]: q.from_instance for p, q in wanted.items() if q.from_instance},
+                kept_cookies={c for c, p in cookies.items() if p in kept},
+                kept_meters={ofports.get(p, -1) for p in kept},
+            )
+            channel.commit(openflow)
+        return SwitchResult(changes + len(openflow), failed)
 
     def _apply_queues(
         self, wanted: Mapping[str, PortQos], ours: Mapping[str, Any], kept: Collection[str]
@@ -543,8 +578,10 @@ class RealSwitch:
                 continue
             qos = wanted.get(name)
             queue = qos.to_instance if qos is not None else None
-            current = self._queue_of(row)
-            stray = [r for r in rows.get(name, []) if not row.qos or r.uuid != row.qos[0].uuid]
+            qos_refs = row.qos
+            current = self._queue_of(qos_refs)
+            in_use = qos_refs[0].uuid if qos_refs else None
+            stray = [r for r in rows.get(name, []) if r.uuid != in_use]
             if current == queue and not stray:
                 continue
             commands.append((name, queue))

@@ -145,6 +145,53 @@ class PortQos:
 
 
 @dataclass(frozen=True, slots=True)
+class OvsFlow:
+    """One flow of a port in the only shape the agent writes: table 0, match the port's
+    OpenFlow number (and IPv4 when it marks), then a meter, a DSCP set_field, NORMAL.
+    A flow read back in any other shape keeps what differs in `unrecognised`, so it never
+    equals a flow the agent renders and the port's flows are rewritten."""
+
+    cookie: int
+    priority: int
+    in_port: int
+    ipv4_only: bool = False
+    meter_id: int | None = None
+    set_dscp: int | None = None
+    unrecognised: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterPut:
+    """Add (or modify, when the id exists) a kbps drop meter."""
+
+    meter_id: int
+    meter: Meter
+    modify: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MeterDelete:
+    meter_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsDelete:
+    """Every flow with this exact cookie, in every table."""
+
+    cookie: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowAdd:
+    flow: OvsFlow
+
+
+# One OpenFlow change, described as a value (like ovsdbapp's commands) and encoded into a
+# message only by the host's OpenFlow channel.
+OpenFlowChange = MeterPut | MeterDelete | FlowsDelete | FlowAdd
+
+
+@dataclass(frozen=True, slots=True)
 class ObservedPort:
     """What OVSDB and the OpenFlow tables show for one port, in PortQos's terms."""
 

@@ -21,8 +21,11 @@ from qosplane.compiler.enforcement.backends.nft_bridge import (
     bridge_ruleset,
 )
 from qosplane.compiler.enforcement.backends.ovs import (
+    OVS_COOKIE_MASK,
     OVS_COOKIE_MATCH,
     OVS_COOKIE_TAG,
+    openflow_changes,
+    ovs_flow_text,
     ovs_meter,
     ovs_meter_spec,
     ovs_port_cookie,
@@ -102,12 +105,15 @@ def _decide(
 __all__ = [
     "NFT_DEVICE_MATCH",
     "NFT_MIN_BURST_PACKETS",
+    "OVS_COOKIE_MASK",
     "OVS_COOKIE_MATCH",
     "OVS_COOKIE_TAG",
     "bridge_ruleset",
     "default_burst_bytes",
     "device_commands",
     "host_program",
+    "openflow_changes",
+    "ovs_flow_text",
     "ovs_meter",
     "ovs_meter_spec",
     "ovs_port_cookie",

@@ -1,0 +1,280 @@
+"""OpenFlow as the agent speaks it to Open vSwitch: the pure diff from what a bridge holds
+to what a pass wants (hypothesis: applying it converges and touches nothing kept), the
+ovs-ofctl text that tools and tests read, and the one-connection channel against a real
+ovs-vswitchd (root; its own daemons in a throwaway namespace, userspace datapath), read
+back independently with ovs-ofctl."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qosplane.compiler.enforcement.program import (
+    OVS_COOKIE_MASK,
+    OVS_COOKIE_MATCH,
+    OVS_COOKIE_TAG,
+    openflow_changes,
+    ovs_flow_text,
+    ovs_port_cookie,
+    ovs_port_flows,
+)
+from qosplane.host.errors import HostError, PermanentHostError
+from qosplane.host.openflow import OpenFlowChannel
+from qosplane.host.ovs import RealSwitch, parse_flow, parse_flows, parse_meters
+from qosplane.model.host_state import (
+    FlowAdd,
+    FlowsDelete,
+    Meter,
+    MeterDelete,
+    MeterPut,
+    OpenFlowChange,
+    OvsFlow,
+    PortQos,
+)
+from qosplane.model.units import Kilobits, KilobitsPerSecond
+from tests.hostkit import own_ovs
+
+# --- the pure diff --------------------------------------------------------------------------
+
+meters_st = st.builds(
+    Meter,
+    st.integers(1, 10**7).map(KilobitsPerSecond),
+    st.integers(1, 10**6).map(Kilobits),
+)
+port_qos_st = st.builds(
+    PortQos,
+    st.sampled_from(["tapa", "tapb", "tapc", "tapd"]),
+    st.none(),
+    st.none() | meters_st,
+    st.none() | st.integers(0, 63),
+)
+
+
+def _simulate(
+    flows: dict[int, set[OvsFlow]],
+    meters: dict[int, Meter | None],
+    changes: tuple[OpenFlowChange, ...],
+) -> None:
+    """What OVS does with the changes, in order, refusing what it would refuse."""
+    for change in changes:
+        if isinstance(change, MeterPut):
+            assert (change.meter_id in meters) == change.modify, "add of an existing meter"
+            meters[change.meter_id] = change.meter
+        elif isinstance(change, MeterDelete):
+            meters.pop(change.meter_id)
+            for cookie in list(flows):  # OpenFlow: a deleted meter takes its flows along
+                flows[cookie] = {f for f in flows[cookie] if f.meter_id != change.meter_id}
+                if not flows[cookie]:
+                    del flows[cookie]
+        elif isinstance(change, FlowsDelete):
+            flows.pop(change.cookie, None)
+        else:
+            flow = change.flow
+            assert flow.meter_id is None or flow.meter_id in meters, "flow naming no meter"
+            flows.setdefault(flow.cookie, set()).add(flow)
+
+
+@given(
+    before=st.lists(port_qos_st, max_size=4, unique_by=lambda q: q.port),
+    after=st.lists(port_qos_st, max_size=4, unique_by=lambda q: q.port),
+    kept=st.sets(st.sampled_from(["tapa", "tapb", "tapc", "tapd"])),
+    stray_meter=st.none() | st.integers(50, 60),
+)
+def test_the_diff_converges_in_an_order_ovs_accepts_and_leaves_kept_ports_alone(
+    before: list[PortQos], after: list[PortQos], kept: set[str], stray_meter: int | None
+) -> None:
+    ofport = {"tapa": 1, "tapb": 2, "tapc": 3, "tapd": 4}
+
+    def state(ports: list[PortQos]) -> tuple[dict[int, set[OvsFlow]], dict[int, Meter | None]]:
+        flows = {ovs_port_cookie(q.port): set(ovs_port_flows(q, ofport[q.port])) for q in ports}
+        meters: dict[int, Meter | None] = {
+            ofport[q.port]: q.from_instance for q in ports if q.from_instance
+        }
+        return {c: f for c, f in flows.items() if f}, meters
+
+    flows, meters = state(before)
+    if stray_meter is not None:
+        meters[stray_meter] = None  # a meter of another shape, on the agent's own bridge
+    wanted = [q for q in after if q.port not in kept]
+    still = [q for q in before if q.port in kept]
+    want_flows, want_meters = state(wanted)
+    changes = openflow_changes(
+        {c: list(f) for c, f in flows.items()},
+        meters,
+        want_flows,
+        {i: m for i, m in want_meters.items() if m is not None},
+        kept_cookies={ovs_port_cookie(p) for p in kept},
+        kept_meters={ofport[p] for p in kept},
+    )
+    _simulate(flows, meters, changes)
+    expect_flows, expect_meters = state(wanted + still)
+    assert flows == expect_flows
+    assert meters == expect_meters
+    again = openflow_changes(
+        flows,
+        meters,
+        want_flows,
+        {i: m for i, m in want_meters.items() if m is not None},
+        kept_cookies={ovs_port_cookie(p) for p in kept},
+        kept_meters={ofport[p] for p in kept},
+    )
+    assert again == ()
+
+
+def test_a_changed_meter_is_modified_in_place_and_flows_are_left_as_they_are() -> None:
+    old = PortQos("tapa", None, Meter(KilobitsPerSecond(3000), Kilobits(2400)), 26)
+    new = PortQos("tapa", None, Meter(KilobitsPerSecond(5000), Kilobits(4000)), 26)
+    cookie = ovs_port_cookie("tapa")
+    changes = openflow_changes(
+        {cookie: list(ovs_port_flows(old, 7))},
+        {7: old.from_instance},
+        {cookie: ovs_port_flows(new, 7)},
+        {7: new.from_instance} if new.from_instance else {},
+    )
+    assert changes == (MeterPut(7, Meter(KilobitsPerSecond(5000), Kilobits(4000)), modify=True),)
+
+
+flow_st = st.builds(
+    OvsFlow,
+    st.integers(1, 2**64 - 1),
+    st.integers(0, 65535),
+    st.integers(1, 65279),
+    st.booleans(),
+    st.none() | st.integers(1, 2**32 - 256),
+    st.none() | st.integers(0, 63),
+)
+
+
+@given(flow_st)
+def test_the_ovs_ofctl_text_of_a_flow_reads_back_as_that_flow(flow: OvsFlow) -> None:
+    assert parse_flow(" " + ovs_flow_text(flow)) == flow
+
+
+def test_flows_of_another_shape_are_read_as_unrecognised() -> None:
+    text = (
+        " cookie=0x9051000000000001, table=3, priority=5,udp,in_port=1 actions=drop\n"
+        " cookie=0x9051000000000001, priority=190,in_port=1 actions=meter:1,NORMAL\n"
+        " priority=0 actions=NORMAL\n"
+    )
+    flows = parse_flows(text)
+    assert list(flows) == [0x9051000000000001]
+    odd, ours = flows[0x9051000000000001]
+    assert odd.unrecognised == "table=3,udp,action drop,no NORMAL output"
+    assert ours == OvsFlow(0x9051000000000001, 190, 1, False, 1)
+
+
+# --- the channel against a real ovs-vswitchd ------------------------------------------------
+
+
+@pytest.fixture
+def switch() -> Iterator[RealSwitch]:
+    ns = f"qptest-of-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=False, capture_output=True)
+    try:
+        with own_ovs(ns, f"qpo{uuid.uuid4().hex[:4]}-") as sw:
+            yield sw
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _ofctl(switch: RealSwitch, *args: str) -> str:
+    mgmt = switch.daemons.mgmt(switch.bridge)
+    return subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", *args[:1], mgmt, *args[1:]],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def _channel(switch: RealSwitch) -> OpenFlowChannel:
+    return OpenFlowChannel(switch.daemons.mgmt_path(switch.bridge))
+
+
+def test_what_the_channel_writes_ovs_ofctl_reads_back_and_so_does_the_channel(
+    switch: RealSwitch,
+) -> None:
+    qos = {
+        f"tap{i}": PortQos(
+            f"tap{i}", None, Meter(KilobitsPerSecond(1000 * i), Kilobits(800 * i)), i
+        )
+        for i in range(1, 4)
+    }
+    flows = {ovs_port_cookie(p): ovs_port_flows(q, i) for i, (p, q) in enumerate(qos.items(), 1)}
+    meters = {i: q.from_instance for i, q in enumerate(qos.values(), 1) if q.from_instance}
+    with _channel(switch) as channel:
+        channel.commit(openflow_changes({}, {}, flows, meters))
+        read_flows = channel.flows(OVS_COOKIE_TAG << 48, OVS_COOKIE_MASK)
+        read_meters = channel.meters()
+    by_text = parse_flows(_ofctl(switch, "dump-flows", "--no-stats", OVS_COOKIE_MATCH))
+    assert {c: frozenset(f) for c, f in by_text.items()} == flows
+    assert {f.cookie for f in read_flows} == set(flows)
+    assert frozenset(read_flows) == frozenset().union(*flows.values())
+    assert parse_meters(_ofctl(switch, "dump-meters")) == meters == read_meters
+
+
+def test_a_flow_of_someone_else_survives_the_channel_connecting(switch: RealSwitch) -> None:
+    """The management socket is a service connection: connecting there must not flush
+    the bridge's flows and meters, as replacing its controller would."""
+    _ofctl(switch, "add-flow", "cookie=0x1,priority=7,actions=NORMAL")
+    _ofctl(switch, "add-meter", "meter=9,kbps,band=type=drop,rate=100")
+    with _channel(switch) as channel:
+        channel.commit([MeterPut(3, Meter(KilobitsPerSecond(100), Kilobits(80)))])
+    assert "cookie=0x1, priority=7" in _ofctl(switch, "dump-flows", "--no-stats")
+    assert set(parse_meters(_ofctl(switch, "dump-meters"))) == {3, 9}
+
+
+def test_each_refusal_names_its_change_and_says_if_retrying_can_help(switch: RealSwitch) -> None:
+    meter = Meter(KilobitsPerSecond(100), Kilobits(80))
+    with _channel(switch) as channel:
+        channel.commit([MeterPut(4, meter)])
+        with pytest.raises(HostError, match=r"add meter 4: .*OFPMMFC_METER_EXISTS") as exists:
+            channel.commit([MeterPut(4, meter)])
+        assert exists.value.retryable
+        good = OvsFlow(ovs_port_cookie("tapz"), 190, 1, False, 4)
+        bad = OvsFlow(ovs_port_cookie("tapy"), 190, 2, False, 99)
+        with pytest.raises(PermanentHostError, match=r"1 of 2 refused.*priority=190: .*METER") as e:
+            channel.commit([FlowAdd(good), FlowAdd(bad)])
+        assert f"cookie={bad.cookie:#x}" in str(e.value)
+        # The change before the refused one still landed: the next pass sees it.
+        assert channel.flows(good.cookie, (1 << 64) - 1) == [good]
+
+
+def test_a_bridge_without_openflow13_and_a_missing_socket_are_told_apart(
+    switch: RealSwitch, tmp_path: Path
+) -> None:
+    with pytest.raises(HostError, match="connect OpenFlow") as missing:
+        OpenFlowChannel(tmp_path / "nothing.mgmt")
+    assert missing.value.retryable  # vswitchd may be restarting
+    subprocess.run(
+        [
+            "ovs-vsctl",
+            f"--db={switch.daemons.db}",
+            "set",
+            "bridge",
+            switch.bridge,
+            "protocols=OpenFlow10",
+        ],
+        check=True,
+    )
+    try:
+        with pytest.raises(PermanentHostError, match="must include OpenFlow13"):
+            _channel(switch)
+    finally:
+        subprocess.run(
+            [
+                "ovs-vsctl",
+                f"--db={switch.daemons.db}",
+                "set",
+                "bridge",
+                switch.bridge,
+                "protocols=OpenFlow10,OpenFlow13",
+            ],
+            check=True,
+        )
