@@ -16,13 +16,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qosplane.compiler.enforcement.program import (
+    OVS_BASE_COOKIE,
     OVS_COOKIE_MASK,
     OVS_COOKIE_MATCH,
     OVS_COOKIE_TAG,
     openflow_changes,
+    ovs_base_flows,
     ovs_flow_text,
+    ovs_meter_ids,
     ovs_port_cookie,
     ovs_port_flows,
+    ovs_port_meters,
 )
 from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.host.openflow import OpenFlowChannel
@@ -35,9 +39,10 @@ from qosplane.model.host_state import (
     MeterPut,
     OpenFlowChange,
     OvsFlow,
+    PacketLimit,
     PortQos,
 )
-from qosplane.model.units import Kilobits, KilobitsPerSecond
+from qosplane.model.units import Kilobits, KilobitsPerSecond, Packets, PacketsPerSecond
 from tests.hostkit import own_ovs
 
 # --- the pure diff --------------------------------------------------------------------------
@@ -47,18 +52,24 @@ meters_st = st.builds(
     st.integers(1, 10**7).map(KilobitsPerSecond),
     st.integers(1, 10**6).map(Kilobits),
 )
+packet_limits_st = st.builds(
+    PacketLimit, st.integers(1, 10**6).map(PacketsPerSecond), st.integers(1, 10**5).map(Packets)
+)
 port_qos_st = st.builds(
     PortQos,
     st.sampled_from(["tapa", "tapb", "tapc", "tapd"]),
     st.none(),
     st.none() | meters_st,
     st.none() | st.integers(0, 63),
+    st.none() | packet_limits_st,
+    st.none() | packet_limits_st,
 )
+MACS = {tap: f"02:00:00:00:00:0{tap[-1]}" for tap in ("tapa", "tapb", "tapc", "tapd")}
 
 
 def _simulate(
     flows: dict[int, set[OvsFlow]],
-    meters: dict[int, Meter | None],
+    meters: dict[int, Meter | PacketLimit | None],
     changes: tuple[OpenFlowChange, ...],
 ) -> None:
     """What OVS does with the changes, in order, refusing what it would refuse."""
@@ -91,14 +102,22 @@ def test_the_diff_converges_in_an_order_ovs_accepts_and_leaves_kept_ports_alone(
 ) -> None:
     ofport = {"tapa": 1, "tapb": 2, "tapc": 3, "tapd": 4}
 
-    def state(ports: list[PortQos]) -> tuple[dict[int, set[OvsFlow]], dict[int, Meter | None]]:
-        flows = {ovs_port_cookie(q.port): set(ovs_port_flows(q, ofport[q.port])) for q in ports}
-        meters: dict[int, Meter | None] = {
-            ofport[q.port]: q.from_instance for q in ports if q.from_instance
+    def state(
+        ports: list[PortQos],
+    ) -> tuple[dict[int, set[OvsFlow]], dict[int, Meter | PacketLimit | None]]:
+        flows = {
+            ovs_port_cookie(q.port): set(ovs_port_flows(q, ofport[q.port], MACS[q.port]))
+            for q in ports
         }
+        flows[OVS_BASE_COOKIE] = set(ovs_base_flows())
+        meters: dict[int, Meter | PacketLimit | None] = {}
+        for q in ports:
+            meters |= ovs_port_meters(q, ofport[q.port])
         return {c: f for c, f in flows.items() if f}, meters
 
     flows, meters = state(before)
+    if not before:
+        del flows[OVS_BASE_COOKIE]  # a new bridge: not even the pipeline yet
     if stray_meter is not None:
         meters[stray_meter] = None  # a meter of another shape, on the agent's own bridge
     wanted = [q for q in after if q.port not in kept]
@@ -110,7 +129,7 @@ def test_the_diff_converges_in_an_order_ovs_accepts_and_leaves_kept_ports_alone(
         want_flows,
         {i: m for i, m in want_meters.items() if m is not None},
         kept_cookies={ovs_port_cookie(p) for p in kept},
-        kept_meters={ofport[p] for p in kept},
+        kept_meters={m for p in kept for m in ovs_meter_ids(ofport[p])},
     )
     _simulate(flows, meters, changes)
     expect_flows, expect_meters = state(wanted + still)
@@ -122,7 +141,7 @@ def test_the_diff_converges_in_an_order_ovs_accepts_and_leaves_kept_ports_alone(
         want_flows,
         {i: m for i, m in want_meters.items() if m is not None},
         kept_cookies={ovs_port_cookie(p) for p in kept},
-        kept_meters={ofport[p] for p in kept},
+        kept_meters={m for p in kept for m in ovs_meter_ids(ofport[p])},
     )
     assert again == ()
 
@@ -144,10 +163,13 @@ flow_st = st.builds(
     OvsFlow,
     st.integers(1, 2**64 - 1),
     st.integers(0, 65535),
-    st.integers(1, 65279),
+    st.integers(0, 65279),
     st.booleans(),
     st.none() | st.integers(1, 2**32 - 256),
     st.none() | st.integers(0, 63),
+    table=st.integers(0, 253),
+    eth_dst=st.none() | st.sampled_from(["02:00:00:00:00:0a", "fa:16:3e:12:34:56"]),
+    goto_table=st.none() | st.integers(1, 254),
 )
 
 
@@ -165,7 +187,7 @@ def test_flows_of_another_shape_are_read_as_unrecognised() -> None:
     flows = parse_flows(text)
     assert list(flows) == [0x9051000000000001]
     odd, ours = flows[0x9051000000000001]
-    assert odd.unrecognised == "table=3,udp,action drop,no NORMAL output"
+    assert (odd.table, odd.unrecognised) == (3, "udp,action drop,0 outputs (NORMAL or goto_table)")
     assert ours == OvsFlow(0x9051000000000001, 190, 1, False, 1)
 
 

@@ -11,6 +11,7 @@ import copy
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,8 +20,10 @@ from hypothesis import strategies as st
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.compiler.enforcement.program import (
+    OVS_BASE_COOKIE,
     OVS_COOKIE_TAG,
     host_program,
+    ovs_base_flows,
     ovs_flow_text,
     ovs_meter,
     ovs_port_cookie,
@@ -36,14 +39,23 @@ from qosplane.model.host_state import (
     Meter,
     ObservedPort,
     OvsQueue,
+    PacketLimit,
     PortQos,
     Shaper,
 )
 from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import ReportStatus
-from qosplane.model.units import Bits, BitsPerSecond, Bytes, Kilobits, KilobitsPerSecond
+from qosplane.model.units import (
+    Bits,
+    BitsPerSecond,
+    Bytes,
+    Kilobits,
+    KilobitsPerSecond,
+    Packets,
+    PacketsPerSecond,
+)
 from qosplane.verify.drift import port_drift
-from tests.conftest import load_case, plan_of
+from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import drivers, server_of
 
 OVS = Capabilities(htb=True, cgroup_v1_cpu=True, ovs_switch=True)
@@ -112,35 +124,54 @@ def test_cookies_carry_the_agents_tag_and_differ_per_port() -> None:
 
 
 DUMP_FLOWS = """\
- cookie=0x90518a1e8f75ac2f, priority=200,ip,in_port=5 actions=meter:5,set_field:26->ip_dscp,NORMAL
- cookie=0x90518a1e8f75ac2f, priority=190,in_port=5 actions=meter:5,NORMAL
+ cookie=0x9051000000000000, priority=0 actions=goto_table:58
+ cookie=0x90518a1e8f75ac2f, table=58, priority=100,in_port=5 actions=meter:1048581,goto_table:59
+ cookie=0x9051000000000000, table=58, priority=0 actions=goto_table:59
+ cookie=0x90518a1e8f75ac2f, table=59, priority=200,ip,in_port=5 actions=meter:5,set_field:26->ip_dscp,goto_table:60
+ cookie=0x90518a1e8f75ac2f, table=59, priority=190,in_port=5 actions=meter:5,goto_table:60
+ cookie=0x9051000000000000, table=59, priority=0 actions=goto_table:60
+ cookie=0x90518a1e8f75ac2f, table=60, priority=100,dl_dst=02:00:0a:4e:00:05 actions=meter:2097157,NORMAL
+ cookie=0x9051000000000000, table=60, priority=0 actions=NORMAL
 """
 DUMP_METERS = """\
 OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):
+meter=1048581 pktps burst bands=
+type=drop rate=2000 burst_size=200
+
+meter=2097157 pktps burst bands=
+type=drop rate=1000 burst_size=100
+
 meter=5 kbps burst bands=
 type=drop rate=3000 burst_size=2400
-meter=9 kbps burst bands=
-type=drop rate=10000 burst_size=8000
 """
+TAPDEF_MAC = "02:00:0a:4e:00:05"
 
 
 def test_what_ovs_ofctl_prints_is_read_back_as_the_qos_it_renders_from() -> None:
-    """Captured from ovs-ofctl 3.1 (--no-stats dump-flows; dump-meters)."""
+    """Captured from ovs-ofctl 3.1 (--no-stats dump-flows; dump-meters) after the agent's
+    channel wrote one port's four limits and the pipeline."""
     meters = parse_meters(DUMP_METERS)
+    packets_from = PacketLimit(PacketsPerSecond(2000), Packets(200))
+    packets_to = PacketLimit(PacketsPerSecond(1000), Packets(100))
     assert meters == {
         5: Meter(KilobitsPerSecond(3000), Kilobits(2400)),
-        9: Meter(KilobitsPerSecond(10000), Kilobits(8000)),
+        1048581: packets_from,
+        2097157: packets_to,
     }
     flows = parse_flows(DUMP_FLOWS)
-    seen = observed_port("tapdef", True, None, flows[ovs_port_cookie("tapdef")], meters, 5)
-    assert seen == ObservedPort(PortQos("tapdef", None, meters[5], 26))
-    assert sorted(ovs_flow_text(f) for f in ovs_port_flows(seen.qos, 5)) == sorted(
-        line.strip() for line in DUMP_FLOWS.splitlines()
+    assert frozenset(flows[OVS_BASE_COOKIE]) == ovs_base_flows()
+    mine = flows[ovs_port_cookie("tapdef")]
+    seen = observed_port("tapdef", True, None, mine, meters, 5, TAPDEF_MAC)
+    want = PortQos("tapdef", None, Meter(KilobitsPerSecond(3000), Kilobits(2400)), 26)
+    want = replace(want, packets_from_instance=packets_from, packets_to_instance=packets_to)
+    assert seen == ObservedPort(want)
+    assert sorted(ovs_flow_text(f) for f in ovs_port_flows(seen.qos, 5, TAPDEF_MAC)) == sorted(
+        line.strip() for line in DUMP_FLOWS.splitlines() if "0x90518a1e8f75ac2f" in line
     )
-    # The same flows on a port now numbered 6: they are not the ones it needs.
-    assert not observed_port(
-        "tapdef", True, None, flows[ovs_port_cookie("tapdef")], meters, 6
-    ).flows_match
+    # The same flows on a port now numbered 6, or with another MAC: not the ones it needs.
+    assert not observed_port("tapdef", True, None, mine, meters, 6, TAPDEF_MAC).flows_match
+    other_mac = observed_port("tapdef", True, None, mine, meters, 5, "02:00:0a:4e:00:06")
+    assert not other_mac.flows_match
 
 
 def test_port_drift_names_each_aspect() -> None:
@@ -291,12 +322,13 @@ def test_a_removed_instance_leaves_no_port_row_meter_or_flow(host: HostDrivers) 
         ).stdout
         assert parse_meters(meters) == {}
         flows = subprocess.run(
-            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", mgmt],
+            ["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", mgmt],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-        assert "cookie=0x9051" not in flows
+        # Only the bridge's own pipeline stays: no port's flow.
+        assert list(parse_flows(flows)) == [OVS_BASE_COOKIE]
         rows = subprocess.run(
             ["ovs-vsctl", f"--db={host.switch.daemons.db}", "--bare", "list", "qos"],
             check=True,
@@ -336,12 +368,17 @@ def test_meters_of_other_shapes_are_listed_but_never_read_as_ours() -> None:
         "meter=5 kbps burst bands=\ntype=dscp_remark rate=3000 burst_size=2400 prec_level=1\n"
         "meter=7 kbps burst bands=\ntype=drop rate=2000 burst_size=1600\n"
         "meter=9 kbps bands=\ntype=drop rate=2000\n"
+        "meter=11 pktps bands=\ntype=drop rate=2000\n"
+        "meter=13 pktps burst bands=\ntype=drop rate=100 burst_size=10\n"
+        "type=drop rate=200 burst_size=10\n"
     )
     assert parse_meters(text) == {
-        3: None,
+        3: PacketLimit(PacketsPerSecond(100), Packets(10)),
         5: None,
         7: Meter(KilobitsPerSecond(2000), Kilobits(1600)),
         9: None,
+        11: None,
+        13: None,
     }
 
 
@@ -395,3 +432,89 @@ def test_a_tap_whose_device_is_gone_is_plugged_again() -> None:
         assert ("device", NEUTRON_TAP) in {(d.aspect, d.device) for d in result.drift_before}
         assert (result.errors, result.drift_after) == ({}, [])
         assert _ports(host)[NEUTRON_TAP].exists
+
+
+# --- Neutron's packet_rate_limit: pktps meters ---------------------------------------------
+
+
+def packet_rate_server() -> DesiredServer:
+    """The Neutron server with packet_rate_limit rules both ways on its bw-limiter port
+    (as test_host_contract's, wired into OVS)."""
+    plan = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
+    plan["host"] = {**(plan.get("host") or {}), "vif_type": "bridge"}
+    plan["ports"][0]["qos_policy"]["rules"] += [
+        {"type": "packet_rate_limit", "max_kpps": 2, "max_burst_kpps": 1, "direction": "egress"},
+        {"type": "packet_rate_limit", "max_kpps": 3, "direction": "ingress"},
+    ]
+    body = plan_of(plan).to_json()
+    return server_of(body, "server-02", net_prefix="10.78")
+
+
+def test_packet_rate_limits_are_pktps_meters_repaired_and_removed(host: HostDrivers) -> None:
+    """kpps x 1000 packet/s, the burst in packets (0.1 s of the rate when the rule has
+    none), both ways; a meter deleted behind the agent's back is named and repaired."""
+    from_instance = PacketLimit(PacketsPerSecond(2000), Packets(1000))
+    to_instance = PacketLimit(PacketsPerSecond(3000), Packets(300))
+    reconciler = Reconciler(host, OVS)
+    targets, first = reconciler.converge([packet_rate_server()])
+    assert (first.errors, first.drift_after) == ({}, [])
+    seen = _ports(host)[NEUTRON_TAP].qos
+    assert (seen.packets_from_instance, seen.packets_to_instance) == (from_instance, to_instance)
+    # The bandwidth meter beside them: Neutron's 300 kbit burst (38,400 bytes) in OVS's kbit.
+    assert seen.from_instance == Meter(KilobitsPerSecond(3000), Kilobits(307))
+    rules = [o for o in server_reports(targets, first)[0].rules if o.kind == "packet_rate"]
+    assert {(o.direction, o.mechanism) for o in rules} == {
+        ("egress", Mechanism.LIMIT_OVS_PKTPS_METER.value),
+        ("ingress", Mechanism.LIMIT_OVS_PKTPS_METER.value),
+    }
+    switch = host.switch
+    if isinstance(switch, FakeSwitch):
+        switch.qos[NEUTRON_TAP] = replace(switch.qos[NEUTRON_TAP], packets_from_instance=None)
+    else:
+        assert isinstance(switch, RealSwitch)
+        ofport = int(
+            subprocess.run(
+                [
+                    "ovs-vsctl",
+                    f"--db={switch.daemons.db}",
+                    "get",
+                    "interface",
+                    NEUTRON_TAP,
+                    "ofport",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        mgmt = switch.daemons.mgmt(switch.bridge)
+        meter = f"meter={(1 << 20) | ofport}"
+        subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "del-meter", mgmt, meter], check=True)
+    _, repaired = reconciler.converge([packet_rate_server()])
+    assert (NEUTRON_TAP, "from-instance packet meter (OpenFlow 1.3 pktps)") in {
+        (d.device, d.aspect) for d in repaired.drift_before
+    }
+    assert repaired.drift_after == []
+    assert _ports(host)[NEUTRON_TAP].qos == seen
+    _, quiet = reconciler.converge([packet_rate_server()])
+    assert (quiet.drift_before, quiet.commands) == ([], 0)
+    reconciler.converge([])
+    assert host.switch is not None
+    assert host.switch.owners() == {}
+
+
+def test_packet_rate_limits_through_ovs_hold_when_measured() -> None:
+    """Real OVS meters (userspace datapath) in a throwaway host namespace: small UDP
+    packets offered at twice each limit arrive at the limit, within 5%, both ways."""
+    require_root_and("ip", "iperf3", "ss", "ethtool", "ovs-vswitchd")
+    from qosplane.agent.measurement import verify_server
+
+    server = packet_rate_server()
+    with drivers("real", ovs=True) as host:
+        _, result = Reconciler(host, OVS).converge([server])
+        assert result.errors == {}
+        verdicts = verify_server(server, OVS, host.instances, host.cgroups, host.volumes, 4)
+    rates = {(v.direction, v.expected): v for v in verdicts if v.kind == "packet_rate"}
+    assert set(rates) == {("egress", 2000.0), ("ingress", 3000.0)}
+    for verdict in rates.values():
+        assert verdict.passed, (verdict.measured, verdict.method)

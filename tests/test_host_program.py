@@ -16,20 +16,25 @@ from qosplane.compiler.enforcement.program import (
     default_burst_bytes,
     device_commands,
     host_program,
+    parse_htb_class,
 )
-from qosplane.host.tc import FakeTrafficControl, parse_htb_class
+from qosplane.host.tc import FakeTrafficControl
 from qosplane.model.host_state import (
     Capabilities,
     CpuQos,
     DeviceQos,
+    Mechanism,
     ObservedDevice,
     Outcome,
+    PacketLimit,
     Shaper,
 )
 from qosplane.model.plan import AttachedVolume, HostPlan
 from qosplane.model.units import (
     BitsPerSecond,
     Bytes,
+    Packets,
+    PacketsPerSecond,
     parse_tc_rate_bits,
     parse_tc_size_bytes,
     tc_rate_as_printed,
@@ -387,15 +392,35 @@ def test_a_packet_limit_nftables_cannot_hold_is_refused_alone(
     assert {d.dscp for d in qos.devices} == {None, 26}  # the other port's mark still holds
 
 
-def test_an_ovs_host_reports_packet_rate_not_enforceable_yet() -> None:
+def test_an_ovs_host_holds_packet_rate_in_pktps_meters_as_neutrons_agent_does() -> None:
+    """Neutron's OVS agent (qos_driver.py): rate max_kpps x 1000 packet/s, burst
+    max_burst_kpps x 1000 packets, in a pktps meter; here on the port's own table-58 flow."""
     from dataclasses import replace
 
-    _, outcomes = host_program(_packet_rate_claim_plan(2, 1), replace(HERE, ovs_switch=True))
+    qos, outcomes = host_program(_packet_rate_claim_plan(2, 1), replace(HERE, ovs_switch=True))
+    (outcome,) = [o for o in outcomes if o.kind == "packet_rate"]
+    assert (outcome.outcome, outcome.mechanism, outcome.polices) == (
+        Outcome.APPLIED,
+        Mechanism.LIMIT_OVS_PKTPS_METER.value,
+        True,
+    )
+    (port,) = [p for p in qos.ports if p.packets_from_instance is not None]
+    assert port.packets_from_instance == PacketLimit(PacketsPerSecond(2000), Packets(1000))
+    assert port.packets_to_instance is None
+    assert not qos.devices  # nothing for nftables on an OVS host
+
+
+def test_a_packet_limit_an_ovs_meter_cannot_hold_is_refused_alone() -> None:
+    from dataclasses import replace
+
+    qos, outcomes = host_program(_packet_rate_claim_plan(0, None), replace(HERE, ovs_switch=True))
     (outcome,) = [o for o in outcomes if o.kind == "packet_rate"]
     assert (outcome.outcome, outcome.reason) == (
         Outcome.NOT_ENFORCEABLE,
-        "no mechanism for packet_rate egress",
+        "a packet rate of 0 would drop every packet",
     )
+    assert all(p.packets_from_instance is None for p in qos.ports)
+    assert {p.dscp for p in qos.ports} == {None, 26}
 
 
 def test_packet_limits_are_read_from_nfts_json() -> None:

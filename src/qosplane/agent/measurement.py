@@ -115,7 +115,16 @@ def _links(qos: InstanceQos) -> list[_Link]:
             if meter
             else None
         )
-        out.append(_Link(p.port, _measured(to_instance), _measured(from_instance), p.dscp))
+        out.append(
+            _Link(
+                p.port,
+                _measured(to_instance),
+                _measured(from_instance),
+                p.dscp,
+                p.packets_to_instance,
+                p.packets_from_instance,
+            )
+        )
     return out
 
 

@@ -30,8 +30,9 @@ from qosplane.model.host_state import (
     MeterPut,
     OpenFlowChange,
     OvsFlow,
+    PacketLimit,
 )
-from qosplane.model.units import Kilobits, KilobitsPerSecond
+from qosplane.model.units import Kilobits, KilobitsPerSecond, Packets, PacketsPerSecond
 
 TIMEOUT_S = 10.0
 _HEADER = struct.Struct("!BBHI")  # version, type, length, xid: every OpenFlow message's
@@ -242,39 +243,50 @@ class OpenFlowChannel:
         )
         return [self._flow_of(stats) for stats in self._multipart(request)]
 
-    def meters(self) -> dict[int, Meter | None]:
-        """Every meter: id -> its kbps drop band with a burst; None for a meter of any other
-        shape (pktps, several bands, dscp_remark), which the agent never writes."""
+    def meters(self) -> dict[int, Meter | PacketLimit | None]:
+        """Every meter: id -> its one drop band with a burst, kbps (Meter) or pktps
+        (PacketLimit); None for a meter of any other shape (no burst, several bands,
+        dscp_remark), which the agent never writes."""
         request = self._parser.OFPMeterConfigStatsRequest(
             self._datapath, meter_id=self._ofp.OFPM_ALL
         )
         return {config.meter_id: self._meter_of(config) for config in self._multipart(request)}
 
-    def _meter_of(self, config: Any) -> Meter | None:
+    def _meter_of(self, config: Any) -> Meter | PacketLimit | None:
         ofp = self._ofp
-        wanted = ofp.OFPMF_KBPS | ofp.OFPMF_BURST
-        if config.flags & (wanted | ofp.OFPMF_PKTPS) != wanted or len(config.bands) != 1:
+        unit = config.flags & (ofp.OFPMF_KBPS | ofp.OFPMF_PKTPS)
+        if not config.flags & ofp.OFPMF_BURST or len(config.bands) != 1:
             return None
         band = config.bands[0]
         if band.type != ofp.OFPMBT_DROP:
             return None
-        return Meter(KilobitsPerSecond(band.rate), Kilobits(band.burst_size))
+        if unit == ofp.OFPMF_KBPS:
+            return Meter(KilobitsPerSecond(band.rate), Kilobits(band.burst_size))
+        if unit == ofp.OFPMF_PKTPS:
+            return PacketLimit(PacketsPerSecond(band.rate), Packets(band.burst_size))
+        return None
 
     def _flow_of(self, stats: Any) -> OvsFlow:
         ofp = self._ofp
         odd: list[str] = []
-        if stats.table_id != 0:
-            odd.append(f"table={stats.table_id}")
         fields = dict(stats.match.items())
         in_port = int(fields.pop("in_port", 0))
         ipv4 = fields.pop("eth_type", None) == _ETH_TYPE_IPV4
+        eth_dst = fields.pop("eth_dst", None)
+        if isinstance(eth_dst, tuple):  # (address, mask): a masked match is not the agent's
+            odd.append(f"eth_dst={eth_dst}")
+            eth_dst = None
         odd += [f"{name}={value}" for name, value in sorted(fields.items())]
         meter_id: int | None = None
         dscp: int | None = None
-        normal = False
+        goto: int | None = None
+        outputs = 0
         for instruction in stats.instructions:
             if isinstance(instruction, self._parser.OFPInstructionMeter):
                 meter_id = instruction.meter_id
+            elif isinstance(instruction, self._parser.OFPInstructionGotoTable):
+                goto = instruction.table_id
+                outputs += 1
             elif (
                 isinstance(instruction, self._parser.OFPInstructionActions)
                 and instruction.type == ofp.OFPIT_APPLY_ACTIONS
@@ -288,28 +300,46 @@ class OpenFlowChannel:
                     elif (
                         isinstance(action, self._parser.OFPActionOutput)
                         and action.port == ofp.OFPP_NORMAL
-                        and not normal
                     ):
-                        normal = True
+                        outputs += 1
                     else:
                         odd.append(f"action {type(action).__name__}")
             else:
                 odd.append(f"instruction {type(instruction).__name__}")
-        if not normal:
-            odd.append("no NORMAL output")
-        return OvsFlow(stats.cookie, stats.priority, in_port, ipv4, meter_id, dscp, ",".join(odd))
+        if outputs != 1:
+            odd.append(f"{outputs} outputs (NORMAL or goto_table)")
+        return OvsFlow(
+            stats.cookie,
+            stats.priority,
+            in_port,
+            ipv4,
+            meter_id,
+            dscp,
+            table=stats.table_id,
+            eth_dst=None if eth_dst is None else str(eth_dst).lower(),
+            goto_table=goto,
+            unrecognised=",".join(odd),
+        )
 
     # writes -----------------------------------------------------------------------------
     def _message_of(self, change: OpenFlowChange) -> Any:
         ofp, parser, dp = self._ofp, self._parser, self._datapath
         if isinstance(change, MeterPut):
-            band = parser.OFPMeterBandDrop(
-                rate=change.meter.rate_kilobits_per_s, burst_size=change.meter.burst_kilobits
-            )
+            meter = change.meter
+            if isinstance(meter, PacketLimit):
+                unit = ofp.OFPMF_PKTPS
+                band = parser.OFPMeterBandDrop(
+                    rate=meter.rate_packets_per_s, burst_size=meter.burst_packets
+                )
+            else:
+                unit = ofp.OFPMF_KBPS
+                band = parser.OFPMeterBandDrop(
+                    rate=meter.rate_kilobits_per_s, burst_size=meter.burst_kilobits
+                )
             return parser.OFPMeterMod(
                 dp,
                 command=ofp.OFPMC_MODIFY if change.modify else ofp.OFPMC_ADD,
-                flags=ofp.OFPMF_KBPS | ofp.OFPMF_BURST,
+                flags=unit | ofp.OFPMF_BURST,
                 meter_id=change.meter_id,
                 bands=[band],
             )
@@ -328,22 +358,30 @@ class OpenFlowChannel:
             )
         flow = change.flow
         assert not flow.unrecognised, "only flows of the agent's own shape are written"
-        match = (
-            parser.OFPMatch(in_port=flow.in_port, eth_type=_ETH_TYPE_IPV4)
-            if flow.ipv4_only
-            else parser.OFPMatch(in_port=flow.in_port)
-        )
+        fields: dict[str, Any] = {}
+        if flow.in_port:
+            fields["in_port"] = flow.in_port
+        if flow.ipv4_only:
+            fields["eth_type"] = _ETH_TYPE_IPV4
+        if flow.eth_dst is not None:
+            fields["eth_dst"] = flow.eth_dst
+        match = parser.OFPMatch(**fields)
         actions = (
             [parser.OFPActionSetField(ip_dscp=flow.set_dscp)] if flow.set_dscp is not None else []
         )
-        actions.append(parser.OFPActionOutput(ofp.OFPP_NORMAL, 0))
-        instructions = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
+        instructions: list[Any] = []
         if flow.meter_id is not None:
-            instructions.insert(0, parser.OFPInstructionMeter(flow.meter_id))
+            instructions.append(parser.OFPInstructionMeter(flow.meter_id))
+        if flow.goto_table is None:
+            actions.append(parser.OFPActionOutput(ofp.OFPP_NORMAL, 0))
+        if actions:
+            instructions.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+        if flow.goto_table is not None:
+            instructions.append(parser.OFPInstructionGotoTable(flow.goto_table))
         return parser.OFPFlowMod(
             dp,
             command=ofp.OFPFC_ADD,
-            table_id=0,
+            table_id=flow.table,
             cookie=flow.cookie,
             priority=flow.priority,
             match=match,

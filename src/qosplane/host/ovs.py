@@ -26,7 +26,7 @@ import signal
 import time
 import warnings
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,11 +38,18 @@ from ovsdbapp.backend.ovs_idl import connection  # noqa: E402 - after the filter
 from ovsdbapp.schema.open_vswitch import impl_idl  # noqa: E402
 
 from qosplane.compiler.enforcement.program import (  # noqa: E402
+    OVS_BASE_COOKIE,
     OVS_COOKIE_MASK,
     OVS_COOKIE_TAG,
+    OVS_TABLE_BANDWIDTH_FROM,
+    OVS_TABLE_PACKETS_FROM,
+    OVS_TABLE_TO,
     openflow_changes,
+    ovs_base_flows,
+    ovs_meter_ids,
     ovs_port_cookie,
     ovs_port_flows,
+    ovs_port_meters,
 )
 from qosplane.host.errors import HostError  # noqa: E402
 from qosplane.host.openflow import OpenFlowChannel  # noqa: E402
@@ -54,9 +61,17 @@ from qosplane.model.host_state import (  # noqa: E402
     ObservedPort,
     OvsFlow,
     OvsQueue,
+    PacketLimit,
     PortQos,
 )
-from qosplane.model.units import Bits, BitsPerSecond, Kilobits, KilobitsPerSecond  # noqa: E402
+from qosplane.model.units import (  # noqa: E402
+    Bits,
+    BitsPerSecond,
+    Kilobits,
+    KilobitsPerSecond,
+    Packets,
+    PacketsPerSecond,
+)
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 SYSTEM_RUNDIR = Path("/var/run/openvswitch")  # a distribution's running OVS
@@ -189,63 +204,84 @@ class OvsDaemons:
 _METER_ID = re.compile(r"^meter=(\d+)\b", re.M)
 _DROP_BAND = re.compile(r"type=drop rate=(\d+) burst_size=(\d+)")
 _FLOW_LINE = re.compile(
-    r"cookie=(0x[0-9a-f]+), (?:table=(\d+), )?priority=(\d+),(\S*) actions=(\S+)"
+    r"cookie=(0x[0-9a-f]+), (?:table=(\d+), )?priority=(\d+)(?:,(\S*))? actions=(\S+)"
 )
 
 
-def parse_meters(text: str) -> dict[int, Meter | None]:
-    """`ovs-ofctl dump-meters` -> meter id -> its drop band in kbps with a burst; None for
-    a meter of another shape (pktps, several bands, dscp_remark), which is never ours as
-    it stands. Every id is listed, so an existing id is modified, never added twice."""
-    out: dict[int, Meter | None] = {}
+def parse_meters(text: str) -> dict[int, Meter | PacketLimit | None]:
+    """`ovs-ofctl dump-meters` -> meter id -> its one drop band with a burst, kbps (Meter)
+    or pktps (PacketLimit); None for a meter of another shape (no burst, several bands,
+    dscp_remark), which is never ours as it stands. Every id is listed, so an existing id
+    is modified, never added twice."""
+    out: dict[int, Meter | PacketLimit | None] = {}
     starts = list(_METER_ID.finditer(text))
     for i, start in enumerate(starts):
         block = text[start.start() : starts[i + 1].start() if i + 1 < len(starts) else None]
         bands = _DROP_BAND.findall(block)
-        header = block.splitlines()[0]
-        ours = len(bands) == 1 and " kbps " in f" {header} " and " burst " in f" {header} "
-        ours = ours and block.count("type=") == 1
-        out[int(start.group(1))] = (
-            Meter(KilobitsPerSecond(int(bands[0][0])), Kilobits(int(bands[0][1]))) if ours else None
-        )
+        header = f" {block.splitlines()[0]} "
+        meter: Meter | PacketLimit | None = None
+        if len(bands) == 1 and block.count("type=") == 1 and " burst " in header:
+            rate, burst = int(bands[0][0]), int(bands[0][1])
+            if " kbps " in header:
+                meter = Meter(KilobitsPerSecond(rate), Kilobits(burst))
+            elif " pktps " in header:
+                meter = PacketLimit(PacketsPerSecond(rate), Packets(burst))
+        out[int(start.group(1))] = meter
     return out
 
 
 def parse_flow(line: str) -> OvsFlow | None:
     """One line of `ovs-ofctl -O OpenFlow13 --no-stats dump-flows` as the typed flow the
-    OpenFlow channel reads; None for a flow without a cookie (not the agent's)."""
+    OpenFlow channel reads; None for a line that is no flow."""
     found = _FLOW_LINE.search(line)
     if found is None:
         return None
     cookie, table, priority, match, actions = found.groups()
-    odd = [f"table={table}"] if table and table != "0" else []
-    in_port, ipv4 = 0, False
-    for part in filter(None, match.split(",")):
+    odd: list[str] = []
+    in_port, ipv4, eth_dst = 0, False, None
+    for part in filter(None, (match or "").split(",")):
         if part == "ip":
             ipv4 = True
         elif part.startswith("in_port="):
             in_port = int(part.removeprefix("in_port="))
+        elif part.startswith("dl_dst=") and "/" not in part:
+            eth_dst = part.removeprefix("dl_dst=")
         else:
             odd.append(part)
     meter_id: int | None = None
     dscp: int | None = None
-    normal = False
+    goto: int | None = None
+    outputs = 0
     for action in actions.split(","):
         if action.startswith("meter:"):
             meter_id = int(action.removeprefix("meter:"))
         elif action.startswith("set_field:") and action.endswith("->ip_dscp"):
             dscp = int(action.removeprefix("set_field:").removesuffix("->ip_dscp"))
-        elif action == "NORMAL" and not normal:
-            normal = True
+        elif action == "NORMAL":
+            outputs += 1
+        elif action.startswith("goto_table:"):
+            goto = int(action.removeprefix("goto_table:"))
+            outputs += 1
         else:
             odd.append(f"action {action}")
-    if not normal:
-        odd.append("no NORMAL output")
-    return OvsFlow(int(cookie, 16), int(priority), in_port, ipv4, meter_id, dscp, ",".join(odd))
+    if outputs != 1:
+        odd.append(f"{outputs} outputs (NORMAL or goto_table)")
+    return OvsFlow(
+        int(cookie, 16),
+        int(priority),
+        in_port,
+        ipv4,
+        meter_id,
+        dscp,
+        table=int(table or 0),
+        eth_dst=eth_dst,
+        goto_table=goto,
+        unrecognised=",".join(odd),
+    )
 
 
 def parse_flows(text: str) -> dict[int, list[OvsFlow]]:
-    """`ovs-ofctl --no-stats dump-flows` -> cookie -> its flows."""
+    """`ovs-ofctl --no-stats dump-flows` -> cookie -> its flows (cookie 0: nobody's)."""
     out: dict[int, list[OvsFlow]] = {}
     for line in text.splitlines():
         flow = parse_flow(line)
@@ -259,17 +295,32 @@ def observed_port(
     exists: bool,
     queue: OvsQueue | None,
     flows: Collection[OvsFlow],
-    meters: Mapping[int, Meter | None],
+    meters: Mapping[int, Meter | PacketLimit | None],
     ofport: int,
+    mac: str | None = None,
 ) -> ObservedPort:
-    """A port's QoS from its rows and flows: the meter its flows use, the DSCP its ip
-    flow sets; `flows_match` when the flows are exactly what that QoS renders to."""
-    meter_ids = {f.meter_id for f in flows if f.meter_id is not None}
+    """A port's QoS from its rows and flows: the meter each of its tables' flows use, the
+    DSCP its ip flow sets; `flows_match` when the flows are exactly what that QoS renders
+    to (with the port's number and MAC)."""
+
+    def meter_in(table: int, kind: type[Meter] | type[PacketLimit]) -> Any:
+        ids = {f.meter_id for f in flows if f.table == table and f.meter_id is not None}
+        found = meters.get(next(iter(ids))) if len(ids) == 1 else None
+        return found if isinstance(found, kind) else None
+
     dscps = {f.set_dscp for f in flows if f.set_dscp is not None}
-    meter = meters.get(next(iter(meter_ids))) if len(meter_ids) == 1 else None
-    dscp = next(iter(dscps)) if len(dscps) == 1 else None
-    qos = PortQos(port, queue, meter, dscp)
-    rendered = ovs_port_flows(qos, ofport)
+    qos = PortQos(
+        port,
+        queue,
+        meter_in(OVS_TABLE_BANDWIDTH_FROM, Meter),
+        next(iter(dscps)) if len(dscps) == 1 else None,
+        meter_in(OVS_TABLE_PACKETS_FROM, PacketLimit),
+        meter_in(OVS_TABLE_TO, PacketLimit),
+    )
+    try:
+        rendered = ovs_port_flows(qos, ofport, mac)
+    except ValueError:  # a packet meter to it, and no MAC to match on: never what we write
+        rendered = frozenset()
     return ObservedPort(
         qos,
         exists=exists,
@@ -495,7 +546,9 @@ class RealSwitch:
         return OpenFlowChannel(self.daemons.mgmt_path(self.bridge))
 
     @staticmethod
-    def _dump(channel: OpenFlowChannel) -> tuple[dict[int, list[OvsFlow]], dict[int, Meter | None]]:
+    def _dump(
+        channel: OpenFlowChannel,
+    ) -> tuple[dict[int, list[OvsFlow]], dict[int, Meter | PacketLimit | None]]:
         """The agent's flows by cookie, and every meter (the bridge is the agent's own)."""
         flows: dict[int, list[OvsFlow]] = {}
         for flow in channel.flows(OVS_COOKIE_TAG << 48, OVS_COOKIE_MASK):
@@ -514,19 +567,35 @@ class RealSwitch:
         with self._openflow() as channel:
             flows, meters = self._dump(channel)
         ofports = self._ofports()
+        macs = self._macs()
         on_bridge = self.port_names()
         down = self._down()
+        # Without the pipeline's own flows no packet reaches a port's flows, whatever they
+        # are: every port's flows are then wrong, and the pass writes the pipeline back.
+        pipeline = frozenset(flows.get(OVS_BASE_COOKIE, ())) == ovs_base_flows()
         out = {}
         for name, row in self._our_ports().items():
             ofport = ofports.get(name, -1)
-            out[name] = observed_port(
+            seen = observed_port(
                 name,
                 name in on_bridge and ofport > 0 and name not in down,
                 self._queue_of(row.qos),
                 flows.get(ovs_port_cookie(name), []),
                 meters,
                 ofport,
+                macs.get(name),
             )
+            out[name] = seen if pipeline else replace(seen, flows_match=False)
+        return out
+
+    def _macs(self) -> dict[str, str]:
+        """Interface -> the MAC the agent plugged it with (external_ids attached-mac, as
+        Nova and os-vif write it), lower case as OVS prints a match on it."""
+        out = {}
+        for row in self._rows("Interface"):
+            mac = row.external_ids.get("attached-mac")
+            if mac:
+                out[row.name] = str(mac).lower()
         return out
 
     def _wait_ofports(self, ports: Sequence[str]) -> dict[str, int]:
@@ -545,25 +614,33 @@ class RealSwitch:
         failed: dict[str, str] = {}
         wanted: dict[str, PortQos] = {}
         ofports = self._wait_ofports(sorted(q.port for q in desired if q.port in ours))
+        macs = self._macs()
         for q in desired:
             if q.port not in ours:
                 failed[q.port] = "not plugged into the bridge"
             elif ofports.get(q.port, -1) <= 0:
                 failed[q.port] = "no OpenFlow port number (its device is gone)"
+            elif q.packets_to_instance is not None and q.port not in macs:
+                failed[q.port] = "plugged without a MAC, which its packet rate to it matches on"
             else:
                 wanted[q.port] = q
         kept |= set(failed)
         changes = self._apply_queues(wanted, ours, kept)
+        want_flows = {OVS_BASE_COOKIE: ovs_base_flows()}
+        want_meters: dict[int, Meter | PacketLimit] = {}
+        for p, q in wanted.items():
+            want_flows[ovs_port_cookie(p)] = ovs_port_flows(q, ofports[p], macs.get(p))
+            want_meters |= ovs_port_meters(q, ofports[p])
         with self._openflow() as channel:
             flows, meters = self._dump(channel)
             cookies = {ovs_port_cookie(p): p for p in ours}
             openflow = openflow_changes(
                 flows,
                 meters,
-                {ovs_port_cookie(p): ovs_port_flows(q, ofports[p]) for p, q in wanted.items()},
-                {ofports[p]: q.from_instance for p, q in wanted.items() if q.from_instance},
+                want_flows,
+                want_meters,
                 kept_cookies={c for c, p in cookies.items() if p in kept},
-                kept_meters={ofports.get(p, -1) for p in kept},
+                kept_meters={m for p in kept for m in ovs_meter_ids(ofports.get(p, -1))},
             )
             channel.commit(openflow)
         return SwitchResult(changes + len(openflow), failed)

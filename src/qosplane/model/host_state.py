@@ -62,6 +62,7 @@ class Mechanism(enum.Enum):
     SHAPE_OVS_HTB = "OVS QoS linux-htb, queue 0 on the port"  # to-instance
     POLICE_OVS_METER = "OpenFlow 1.3 meter, drop band"  # from-instance, drops
     MARK_OVS_FLOW = "OpenFlow flow, set_field ip_dscp (mod_nw_tos)"
+    LIMIT_OVS_PKTPS_METER = "OpenFlow 1.3 meter, pktps drop band"  # either way, drops
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,30 +143,38 @@ class PortQos:
     to_instance: OvsQueue | None = None
     from_instance: Meter | None = None  # metered by the flows matching in_port=port
     dscp: int | None = None
+    # Neutron's packet_rate_limit: pktps meters, from the instance on its in_port, to it
+    # on its MAC (as Neutron's OVS agent matches them, br_int.py apply_meter_to_port).
+    packets_from_instance: PacketLimit | None = None
+    packets_to_instance: PacketLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OvsFlow:
-    """One flow of a port in the only shape the agent writes: table 0, match the port's
-    OpenFlow number (and IPv4 when it marks), then a meter, a DSCP set_field, NORMAL.
-    A flow read back in any other shape keeps what differs in `unrecognised`, so it never
-    equals a flow the agent renders and the port's flows are rewritten."""
+    """One flow in the only shapes the agent writes: match a port's OpenFlow number (and
+    IPv4 when it marks) or its MAC as destination, then a meter, a DSCP set_field, then
+    the next table or NORMAL. A flow read back in any other shape keeps what differs in
+    `unrecognised`, so it never equals a flow the agent renders and is rewritten."""
 
     cookie: int
     priority: int
-    in_port: int
+    in_port: int = 0  # 0: not matched
     ipv4_only: bool = False
     meter_id: int | None = None
     set_dscp: int | None = None
+    table: int = 0
+    eth_dst: str | None = None  # lower-case colon form, as OVS prints it
+    goto_table: int | None = None  # None: output NORMAL
     unrecognised: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class MeterPut:
-    """Add (or modify, when the id exists) a kbps drop meter."""
+    """Add (or modify, when the id exists) a drop meter: kbps for a Meter, pktps for a
+    PacketLimit."""
 
     meter_id: int
-    meter: Meter
+    meter: Meter | PacketLimit
     modify: bool = False
 
 

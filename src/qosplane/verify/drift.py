@@ -148,6 +148,20 @@ def port_drift(instance: str, desired: PortQos, observed: ObservedPort) -> list[
         out.append(
             Drift(instance, desired.port, "dscp mark (OpenFlow)", str(desired.dscp), str(seen.dscp))
         )
+    for side, want, have in (
+        ("from", desired.packets_from_instance, seen.packets_from_instance),
+        ("to", desired.packets_to_instance, seen.packets_to_instance),
+    ):
+        if want != have:
+            out.append(
+                Drift(
+                    instance,
+                    desired.port,
+                    f"{side}-instance packet meter (OpenFlow 1.3 pktps)",
+                    packet_limit_text(want),
+                    packet_limit_text(have),
+                )
+            )
     if not observed.flows_match and not out:
         out.append(Drift(instance, desired.port, "OpenFlow flows", "as compiled", "different"))
     return out

@@ -21,19 +21,27 @@ from qosplane.compiler.enforcement.backends.nft_bridge import (
     bridge_ruleset,
 )
 from qosplane.compiler.enforcement.backends.ovs import (
+    OVS_BASE_COOKIE,
     OVS_COOKIE_MASK,
     OVS_COOKIE_MATCH,
     OVS_COOKIE_TAG,
+    OVS_TABLE_BANDWIDTH_FROM,
+    OVS_TABLE_PACKETS_FROM,
+    OVS_TABLE_TO,
     openflow_changes,
+    ovs_base_flows,
     ovs_flow_text,
     ovs_meter,
+    ovs_meter_ids,
     ovs_meter_spec,
     ovs_port_cookie,
     ovs_port_flows,
+    ovs_port_meters,
     ovs_queue,
 )
 from qosplane.compiler.enforcement.backends.tc import (
     device_commands,
+    parse_htb_class,
     redirect_commands,
     root_commands,
     same_shaper,
@@ -45,7 +53,7 @@ from qosplane.compiler.enforcement.base import (
     Desired,
     default_burst_bytes,
 )
-from qosplane.compiler.enforcement.registry import BACKENDS, unenforced_reason
+from qosplane.compiler.enforcement.registry import BACKENDS, PLACEMENT_ONLY, unenforced_reason
 from qosplane.model.host_state import Capabilities, InstanceQos, Outcome, RuleOutcome
 from qosplane.model.plan import AttachedVolume, EffectiveLimit, HostPlan
 
@@ -82,7 +90,8 @@ def _decide(
     device = ("tap" + entry.port_id)[:14] if entry.port_id else entry.device
     holding = entry.effective()
     if holding is None:
-        decision = Decision.refused("no layer of the plan holds it")
+        # A guarantee upstream leaves to Placement has no layer either, and says why.
+        decision = Decision.refused(PLACEMENT_ONLY.get(entry.kind, "no layer of the plan holds it"))
     else:
         claim = Claim(entry, device, holding.limit)
         decision = next(
@@ -105,20 +114,28 @@ def _decide(
 __all__ = [
     "NFT_DEVICE_MATCH",
     "NFT_MIN_BURST_PACKETS",
+    "OVS_BASE_COOKIE",
     "OVS_COOKIE_MASK",
     "OVS_COOKIE_MATCH",
     "OVS_COOKIE_TAG",
+    "OVS_TABLE_BANDWIDTH_FROM",
+    "OVS_TABLE_PACKETS_FROM",
+    "OVS_TABLE_TO",
     "bridge_ruleset",
     "default_burst_bytes",
     "device_commands",
     "host_program",
     "openflow_changes",
+    "ovs_base_flows",
     "ovs_flow_text",
     "ovs_meter",
+    "ovs_meter_ids",
     "ovs_meter_spec",
     "ovs_port_cookie",
     "ovs_port_flows",
+    "ovs_port_meters",
     "ovs_queue",
+    "parse_htb_class",
     "redirect_commands",
     "root_commands",
     "same_shaper",

@@ -5,30 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from qosplane.compiler.enforcement.base import FROM_GUEST, TO_GUEST, Claim, Decision, Desired
+from qosplane.compiler.enforcement.base import (
+    FROM_GUEST,
+    TO_GUEST,
+    Claim,
+    Decision,
+    Desired,
+    packet_limit_of,
+)
 from qosplane.model.host_state import Capabilities, Mechanism, PacketLimit
 from qosplane.model.plan import DscpMark, PacketRate
-from qosplane.model.units import Packets, PacketsPerSecond
+from qosplane.model.units import Packets
 
-# A Neutron rule without max_burst_kpps leaves the burst to the backend. nftables' own
-# default (nft(8), LIMIT STATEMENT: 5 packets) holds a sender that sends in clumps well
-# under the rate (measured: 2245 packet/s through a 3000 limit at 6000 offered), so
-# qosplane gives it a tenth of a second of packets, at least nft's 5.
+# nftables' own burst when a limit names none (nft(8), LIMIT STATEMENT: 5 packets).
 NFT_MIN_BURST_PACKETS = Packets(5)
-DEFAULT_BURST_S_NUM, DEFAULT_BURST_S_DEN = 1, 10  # 0.1 s of the rate
-
-
 # The kernel keeps a limit's burst in 32 bits: nft takes a larger one and stores it cut
 # (measured: 2^32 came back as no burst at all), so it is refused here instead.
 NFT_BURST_PACKETS_MAX = Packets((1 << 32) - 1)
 # The match that picks a device's traffic in its chain, by direction: what the bridge
 # forwards from the tap comes from the instance; what it forwards to the tap goes to it.
 NFT_DEVICE_MATCH = {False: "iifname", True: "oifname"}  # to the instance? -> meta key
-
-
-def default_burst_packets(rate_packets_per_s: PacketsPerSecond) -> Packets:
-    burst = rate_packets_per_s * DEFAULT_BURST_S_NUM // DEFAULT_BURST_S_DEN
-    return Packets(max(NFT_MIN_BURST_PACKETS, burst))
 
 
 class NftDscp:
@@ -47,7 +43,7 @@ class NftDscp:
 class NftPacketRate:
     """Neutron's packet_rate_limit on a tap: `limit rate over N/second drop` in its chain.
     Neutron's Linux bridge agent has no packet rate rule at all; its OVS agent uses a
-    pktps meter (on an OVS host here too, once the switch backend takes it)."""
+    pktps meter, and so does an OVS host here (backends/ovs.py)."""
 
     name = "nft-packet-rate"
 
@@ -57,16 +53,9 @@ class NftPacketRate:
         if not caps.nft_bridge:
             return Decision.refused("nftables bridge filtering is not available")
         assert isinstance(claim.limit, PacketRate)
-        rate = PacketsPerSecond(claim.limit.rate_packets_per_s)
-        if rate < 1:
-            # nftables refuses a rate of 0, and one bad rule would fail the host's table.
-            return Decision.refused("a packet rate of 0 would drop every packet")
-        burst = Packets(claim.limit.burst_packets or default_burst_packets(rate))
-        if burst > NFT_BURST_PACKETS_MAX:
-            return Decision.refused(
-                f"a burst of {burst} packets is above nftables' {NFT_BURST_PACKETS_MAX}"
-            )
-        limit = PacketLimit(rate, burst)
+        limit = packet_limit_of(claim.limit, NFT_BURST_PACKETS_MAX, "nftables'")
+        if isinstance(limit, str):
+            return Decision.refused(limit)
         desired.limit_packets(claim.device, claim.direction == TO_GUEST, limit)
         return Decision.applied(Mechanism.LIMIT_NFT_PACKETS.value, polices=True)
 

@@ -6,6 +6,8 @@ shows to what it should show are here too, pure (`device_commands`)."""
 
 from __future__ import annotations
 
+import re
+
 from qosplane.compiler.enforcement.base import (
     FROM_GUEST,
     TO_GUEST,
@@ -17,6 +19,10 @@ from qosplane.compiler.enforcement.base import (
 from qosplane.model.host_state import Capabilities, DeviceQos, Mechanism, ObservedDevice, Shaper
 from qosplane.model.plan import Rate
 from qosplane.model.units import (
+    BitsPerSecond,
+    Bytes,
+    parse_tc_rate_bits,
+    parse_tc_size_bytes,
     tc_burst_resolution_bytes,
     tc_rate_as_printed,
     tc_rate_bits,
@@ -153,3 +159,22 @@ def device_commands(desired: DeviceQos, observed: ObservedDevice) -> list[str]:
             desired.ifb, desired.from_instance, observed.qos.from_instance, observed.ifb_root_htb
         )
     return lines
+
+
+_CLASS = re.compile(
+    r"class htb 1:1 (?:root|parent 1:)\S*.*?rate (\S+) ceil (\S+) burst (\S+)", re.DOTALL
+)
+
+
+def parse_htb_class(text: str) -> Shaper | None:
+    """Class 1:1 from `tc class show` text (htb classes have no JSON output in iproute2
+    6.1)."""
+    match = _CLASS.search(text)
+    if match is None:
+        return None
+    rate, ceil, burst = match.groups()
+    return Shaper(
+        BitsPerSecond(parse_tc_rate_bits(rate)),
+        BitsPerSecond(parse_tc_rate_bits(ceil)),
+        Bytes(parse_tc_size_bytes(burst)),
+    )
