@@ -7,16 +7,19 @@ The real case needs root, libvirtd and QEMU (CI installs them, scripts/host-pack
 
 from __future__ import annotations
 
+import subprocess
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.host.hypervisor import RealHypervisor
+from qosplane.host.tc import RealTrafficControl
 from qosplane.model.plan import HostPlan
-from qosplane.verify.inspect import HostDomain, inspect_domain, render_inspect
-from tests.conftest import load_case, plan_of
+from qosplane.verify.inspect import HostDomain, inspect_domain, render_inspect, tap_bandwidth
+from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import drivers, server_of
 from tests.test_host_libvirt import LIBVIRT, resquota_plan
 
@@ -24,7 +27,8 @@ SEED_XML = (Path(__file__).parent / "data" / "seed-vm_resquota-dumpxml.xml").rea
 
 
 def _status(rows: list, device: str, key: str) -> tuple[str, int | None, int | None]:  # type: ignore[type-arg]
-    (row,) = [r for r in rows if (r.device, r.key) == (device, key)]
+    """A limit's row in libvirt's layer (tc's rows are looked at by name)."""
+    (row,) = [r for r in rows if (r.device, r.key) == (device, key) and r.layer != "tc on the tap"]
     return row.status, row.declared, row.host
 
 
@@ -96,3 +100,87 @@ def test_a_running_domain_retuned_behind_the_plans_back_is_reported(
     assert _status(rows, "vda", "write_bytes_sec") == ("holds", 1024000, 1024000)
     assert _status(rows, "cpu", "cpu_shares") == ("differs", 512, 2048)
     assert hypervisor.read_domain("instance-nowhere") is None
+
+
+# --- tc on the taps: what the kernel holds under libvirt's <bandwidth> ----------------------
+
+# The seed's captured tc output (qos-nova-neutron-cinder.md, "tc outputs"): the htb class
+# libvirt made on vm_resquota's tap, and the police on the Neutron port's tap that Neutron's
+# OVS agent made from ingress_policing_rate=3000, ingress_policing_burst=300.
+SEED_TAP = "tapbb8410ad-a0"
+SEED_CLASS = (
+    "class htb 1:1 root leaf 2: prio 0 rate 262144Kbit ceil 524288Kbit burst 128Mb cburst 1572b\n"
+)
+SEED_POLICE = (
+    "filter parent ffff: protocol all pref 49 basic\n"
+    "filter parent ffff: protocol all pref 49 basic handle 0x1\n"
+    " police 0xd rate 3000Kbit burst 38400b mtu 64Kb action drop overhead 0b\n"
+    "ref 1 bind 1\n"
+)
+
+
+def test_the_seeds_tc_outputs_read_as_libvirts_bandwidth() -> None:
+    """average 32768 KB/s = 262144 Kbit, peak 65536 KB/s = 524288 Kbit, burst 131072 KB =
+    128 Mb, as the seed's own notes convert them; the police in KB/s and KiB."""
+    assert tap_bandwidth(SEED_CLASS, "") == {
+        "inbound.average": 32768,
+        "inbound.peak": 65536,
+        "inbound.burst": 131072,
+    }
+    assert tap_bandwidth("", SEED_POLICE) == {"outbound.average": 375, "outbound.burst": 37}
+    assert tap_bandwidth("", "") == {}
+
+
+def test_a_police_libvirt_reports_and_tc_lacks_is_missing_in_the_tc_layer() -> None:
+    """The seed's surprise on an OVS port: libvirt still reports the outbound <bandwidth>
+    (domiftune), but its police is gone from the tap; inspect names the layer that lost it."""
+    plan = plan_of(load_case("m1-resquota.yaml"))
+    seed = HostDomain.from_xml(SEED_XML)
+    taps = dict.fromkeys(seed.interfaces, tap_bandwidth(SEED_CLASS, ""))
+    rows = inspect_domain(plan.domain_xml, replace(seed, tc=taps))
+    assert _status(rows, SEED_TAP, "outbound.average") == ("holds", 32768, 32768)  # libvirt
+    tc_rows = {(r.device, r.key): r for r in rows if r.layer == "tc on the tap"}
+    assert (
+        tc_rows[SEED_TAP, "inbound.average"].status,
+        tc_rows[SEED_TAP, "inbound.peak"].host,
+    ) == (
+        "holds",
+        65536,
+    )
+    lost = tc_rows[SEED_TAP, "outbound.average"]
+    assert (lost.status, lost.declared, lost.host) == ("missing", 32768, None)
+    assert "tc on the tap" in render_inspect(plan.instance_name, rows)
+    # A captured dumpxml alone says nothing about tc: no tc rows at all.
+    assert not [r for r in inspect_domain(plan.domain_xml, seed) if r.layer == "tc on the tap"]
+
+
+def test_tc_on_a_real_tap_is_read_as_libvirt_would_have_written_it() -> None:
+    """libvirt's own commands for vm_resquota's inbound (virNetDevBandwidthSet, without its
+    sfq leaf: this kernel has none) on a device of the seed's tap name in a throwaway
+    namespace, read back through tc; the outbound police (this kernel has no act_police) is
+    then missing from the tap, as on the seed's OVS port."""
+    require_root_and("ip", "tc")
+    ns = f"qptest-insp-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", SEED_TAP, "type", "veth", "peer", "name", "ethseed"],
+            check=True,
+        )
+        for line in (
+            f"qdisc add dev {SEED_TAP} root handle 1: htb default 1",
+            f"class add dev {SEED_TAP} parent 1: classid 1:1 htb rate 32768kbps ceil 65536kbps "
+            "burst 131072kb quantum 21870",
+        ):
+            subprocess.run(["tc", "-n", ns, *line.split()], check=True)
+        held = tap_bandwidth(*RealTrafficControl(ns).bandwidth_text(SEED_TAP))
+        assert held == {"inbound.average": 32768, "inbound.peak": 65536, "inbound.burst": 131072}
+        assert RealTrafficControl(ns).bandwidth_text("tapnothere-00") == ("", "")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    plan = plan_of(load_case("m1-resquota.yaml"))
+    seed = HostDomain.from_xml(SEED_XML)
+    rows = inspect_domain(plan.domain_xml, replace(seed, tc={SEED_TAP: held}))
+    tc_rows = {(r.device, r.key): r.status for r in rows if r.layer == "tc on the tap"}
+    assert tc_rows[SEED_TAP, "inbound.average"] == "holds"
+    assert tc_rows[SEED_TAP, "outbound.average"] == "missing"

@@ -44,7 +44,7 @@ from qosplane.model.host_state import Capabilities
 from qosplane.model.instance import VifType
 from qosplane.model.report import Verdict
 from qosplane.verify.explain import explain, render_explain
-from qosplane.verify.inspect import inspect_domain, render_inspect
+from qosplane.verify.inspect import declared_limits, inspect_domain, render_inspect, tap_bandwidth
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -479,6 +479,10 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             held = hypervisor.read_domain(plan.instance_name, plan.instance_uuid)
         finally:
             hypervisor.close()
+        if held is not None:
+            tc = RealTrafficControl(args.netns)
+            taps = declared_limits(held.xml).interfaces
+            held = replace(held, tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps})
     except (QosplaneError, FileNotFoundError) as exc:
         print(f"qosplane inspect: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -429,8 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(func=cmd_audit_cloud)
     inspect = sub.add_parser(
         "inspect",
-        help="what this host's libvirt really holds for one server against its plan: "
-        "holds, differs or missing per limit (read-only)",
+        help="what this host's libvirt and tc really hold for one server against its "
+        "plan: holds, differs or missing per limit (read-only)",
     )
     inspect.add_argument("server")
     inspect.add_argument(
@@ -445,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="qemu:///system",
         help="the libvirt connection holding the domain (qosplane's own libvirtd: "
         "qemu:///system?socket=STATE/libvirt/PREFIX/run/libvirt/libvirt-sock)",
+    )
+    inspect.add_argument(
+        "--netns",
+        default=None,
+        metavar="NS",
+        help="the network namespace the domain's taps live in (default: this one)",
     )
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--state-dir", default=str(default_state_dir()))

@@ -10,11 +10,11 @@ tc stops a batch at its first failing line; the lines the agent writes are idemp
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from qosplane.compiler.enforcement.program import parse_htb_class
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
 from qosplane.model.host_state import Shaper
@@ -43,25 +43,6 @@ class TrafficControl(Protocol):
     def observe_many(self, devices: Sequence[str]) -> dict[str, DeviceTc]:
         """All of `devices` at once; a real kernel answers in three processes, whatever
         their number."""
-
-
-_CLASS = re.compile(
-    r"class htb 1:1 (?:root|parent 1:)\S*.*?rate (\S+) ceil (\S+) burst (\S+)", re.DOTALL
-)
-
-
-def parse_htb_class(text: str) -> Shaper | None:
-    """Class 1:1 from `tc class show` text (htb classes have no JSON output in iproute2
-    6.1)."""
-    match = _CLASS.search(text)
-    if match is None:
-        return None
-    rate, ceil, burst = match.groups()
-    return Shaper(
-        BitsPerSecond(parse_tc_rate_bits(rate)),
-        BitsPerSecond(parse_tc_rate_bits(ceil)),
-        Bytes(parse_tc_size_bytes(burst)),
-    )
 
 
 def _json_arrays(text: str) -> list[list[dict[str, Any]]]:
@@ -157,6 +138,19 @@ class RealTrafficControl:
 
     def observe(self, device: str) -> DeviceTc:
         return self.observe_many([device])[device]
+
+    def bandwidth_text(self, device: str) -> tuple[str, str]:
+        """`tc class show` and the ingress `tc filter show` text of any device, the agent's
+        or not (`inspect` reads what libvirt or Neutron put there); empty for a device
+        that is not there."""
+        if device not in {
+            q.get("dev") for q in json.loads(run(self._tc("-j", "qdisc", "show")) or "[]")
+        }:
+            return "", ""
+        return (
+            run(self._tc("class", "show", "dev", device)),
+            run(self._tc("filter", "show", "dev", device, "parent", "ffff:")),
+        )
 
 
 @dataclass

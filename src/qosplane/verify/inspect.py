@@ -1,21 +1,34 @@
 """`qosplane inspect`: what a compute host really holds for one instance against what its
 plan declares, limit by limit: holds, differs (declared X, host Y) or missing.
 
-This room compares libvirt's layer: the plan's domain XML (what Nova would define) against
+Two layers are compared. libvirt's: the plan's domain XML (what Nova would define) against
 the running domain as libvirt reports it, `virsh dumpxml` plus the live values of
 `blkdeviotune`, `domiftune` and `schedinfo` (the XML of a running domain can lag a live
-change; the API's values are what QEMU and the cgroup hold). A limit the plan declares
-that the host lacks is the seed's surprise: a Cinder spec changed after attach that never
-reached QEMU, or a `<bandwidth>` OVS took away. Pure: XML text and numbers in, rows out.
+change; the API's values are what QEMU and the cgroup hold). And the kernel's under it:
+tc on each tap, where libvirt puts a `<bandwidth>` (an htb class for inbound, an ingress
+police for outbound), because libvirt keeps reporting a `<bandwidth>` whose tc something
+else removed. A limit the plan declares that the host lacks is the seed's surprise: a
+Cinder spec changed after attach that never reached QEMU, or the police on an OVS port that
+Neutron's OVS agent deleted (libvirt still says it is there). Pure: text and numbers in,
+rows out.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from qosplane.compiler.enforcement.backends.libvirt_domain import IOTUNE_KEYS
+from qosplane.compiler.enforcement.program import parse_htb_class
+from qosplane.model.units import (
+    BitsPerSecond,
+    bits_per_s_to_kilobytes_per_s,
+    bytes_to_kibibytes,
+    parse_tc_rate_bits,
+    parse_tc_size_bytes,
+)
 
 # <iotune> children as virDomainGetBlockIoTune names them (the enforcement backend's list),
 # and <bandwidth> attributes as virDomainGetInterfaceParameters does (inbound.average,
@@ -34,12 +47,40 @@ class HostDomain:
     iotune: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # by disk target
     interfaces: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # by tap
     scheduler: Mapping[str, int] = field(default_factory=dict)
+    # What tc holds on each tap, in <bandwidth>'s names and units (tap_bandwidth); None:
+    # tc was not read (a captured dumpxml alone).
+    tc: Mapping[str, Mapping[str, int]] | None = None
 
     @classmethod
     def from_xml(cls, xml: str) -> HostDomain:
         """A captured `virsh dumpxml` (the seed's, say) with nothing read live."""
         declared = declared_limits(xml)
         return cls(xml, declared.iotune, declared.interfaces, declared.scheduler)
+
+
+# `tc filter show dev TAP parent ffff:`: the police libvirt (or Neutron's OVS agent, through
+# ingress_policing_rate) puts on what the guest sends.
+_POLICE = re.compile(r"police \S+ rate (\S+) burst (\S+)")
+
+
+def tap_bandwidth(classes: str, ingress_filters: str) -> dict[str, int]:
+    """tc's text for one tap (`tc class show dev TAP`, `tc filter show dev TAP parent
+    ffff:`) as libvirt's <bandwidth> names it (libvirt's virNetDevBandwidthSet: inbound is
+    htb class 1:1 at the root, rate average, ceil peak; outbound a police on ingress): rates
+    in KB/s (libvirt's kilobytes, tc's 1000-based kbps), bursts in KiB (tc's 1024-based kb).
+    Only what tc holds is listed."""
+    out: dict[str, int] = {}
+    shaper = parse_htb_class(classes)
+    if shaper is not None:
+        out["inbound.average"] = bits_per_s_to_kilobytes_per_s(shaper.rate_bits_per_s)
+        out["inbound.peak"] = bits_per_s_to_kilobytes_per_s(shaper.ceil_bits_per_s)
+        out["inbound.burst"] = bytes_to_kibibytes(shaper.burst_bytes)
+    police = _POLICE.search(ingress_filters)
+    if police is not None:
+        rate = BitsPerSecond(parse_tc_rate_bits(police.group(1)))
+        out["outbound.average"] = bits_per_s_to_kilobytes_per_s(rate)
+        out["outbound.burst"] = bytes_to_kibibytes(parse_tc_size_bytes(police.group(2)))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +181,14 @@ def inspect_domain(plan_xml: str, host: HostDomain | None) -> list[Row]:
     for tap, values in sorted(want.interfaces.items()):
         held = None if host is None else host.interfaces.get(tap)
         rows += _compare("libvirt bandwidth", tap, values, held)
+    if host is not None and host.tc is None:
+        return rows  # tc was not read: nothing to say about it
+    for tap, values in sorted(want.interfaces.items()):
+        on_tap = None if host is None or host.tc is None else host.tc.get(tap, {})
+        # Only what the plan declares: libvirt writes a ceil and a burst of its own when
+        # the XML names none, and those defaults are no finding.
+        held = None if on_tap is None else {k: v for k, v in on_tap.items() if k in values}
+        rows += _compare("tc on the tap", tap, values, held)
     return rows
 
 
