@@ -181,7 +181,8 @@ def server_of(
                 "mtu": 1500,
                 "addresses": [
                     {
-                        "address": f"{net_prefix}.{i}.{10 + int(server_id[-2:], 16)}/24",
+                        # 10..249: a random id's last byte can be up to 255.
+                        "address": f"{net_prefix}.{i}.{10 + int(server_id[-2:], 16) % 240}/24",
                         "gateway": f"{net_prefix}.{i}.1/24",
                     }
                 ],

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler
+from qosplane.cli.hostside import read_host_domain
 from qosplane.host.hypervisor import RealHypervisor
 from qosplane.host.tc import RealTrafficControl
 from qosplane.model.plan import HostPlan
@@ -27,8 +28,9 @@ SEED_XML = (Path(__file__).parent / "data" / "seed-vm_resquota-dumpxml.xml").rea
 
 
 def _status(rows: list, device: str, key: str) -> tuple[str, int | None, int | None]:  # type: ignore[type-arg]
-    """A limit's row in libvirt's layer (tc's rows are looked at by name)."""
-    (row,) = [r for r in rows if (r.device, r.key) == (device, key) and r.layer != "tc on the tap"]
+    """A limit's row in libvirt's layer (tc's and the cgroup's are looked at by name)."""
+    kernel = ("tc on the tap", "cgroup files")
+    (row,) = [r for r in rows if (r.device, r.key) == (device, key) and r.layer not in kernel]
     return row.status, row.declared, row.host
 
 
@@ -73,6 +75,11 @@ def libvirt_host() -> HostDrivers:  # type: ignore[misc]
         yield d
 
 
+def hypervisor_netns(host: HostDrivers) -> str | None:
+    """The namespace the real drivers' taps live in."""
+    return getattr(host.instances, "host_netns", None)
+
+
 def test_a_running_domain_retuned_behind_the_plans_back_is_reported(
     libvirt_host: HostDrivers,
 ) -> None:
@@ -85,9 +92,13 @@ def test_a_running_domain_retuned_behind_the_plans_back_is_reported(
     hypervisor = libvirt_host.hypervisor
     assert isinstance(hypervisor, RealHypervisor)
     name = plan.instance_name
-    rows = inspect_domain(plan.domain_xml, hypervisor.read_domain(name))
+    held = read_host_domain(hypervisor, name, "", hypervisor_netns(libvirt_host))
+    assert held is not None
+    rows = inspect_domain(plan.domain_xml, held)
     assert _status(rows, "vda", "read_bytes_sec") == ("holds", 1000000, 1000000)
     assert _status(rows, "cpu", "cpu_shares") == ("holds", 512, 512)
+    (in_files,) = [r for r in rows if r.layer == "cgroup files"]
+    assert (in_files.key, in_files.status, in_files.host) == ("cpu_shares", "holds", 512)
     # This host's domain has no NICs (firmware only): libvirt holds no <bandwidth>.
     assert _status(rows, "tapbb8410ad-a0", "inbound.average") == ("missing", 32768, None)
     dom = hypervisor._conn().lookupByName(name)  # virsh blkdeviotune / schedinfo --live
@@ -95,11 +106,16 @@ def test_a_running_domain_retuned_behind_the_plans_back_is_reported(
     tune = {"read_bytes_sec": 500, "write_bytes_sec": 1024000}
     dom.setBlockIoTune("vda", tune, libvirt.VIR_DOMAIN_AFFECT_LIVE)
     dom.setSchedulerParametersFlags({"cpu_shares": 2048}, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    rows = inspect_domain(plan.domain_xml, hypervisor.read_domain(name))
+    rows = inspect_domain(
+        plan.domain_xml, read_host_domain(hypervisor, name, "", hypervisor_netns(libvirt_host))
+    )
+    (in_files,) = [r for r in rows if r.layer == "cgroup files"]
+    assert (in_files.status, in_files.declared, in_files.host) == ("differs", 512, 2048)
     assert _status(rows, "vda", "read_bytes_sec") == ("differs", 1000000, 500)
     assert _status(rows, "vda", "write_bytes_sec") == ("holds", 1024000, 1024000)
     assert _status(rows, "cpu", "cpu_shares") == ("differs", 512, 2048)
     assert hypervisor.read_domain("instance-nowhere") is None
+    assert read_host_domain(hypervisor, "instance-nowhere", "", None) is None
 
 
 # --- tc on the taps: what the kernel holds under libvirt's <bandwidth> ----------------------

@@ -11,6 +11,7 @@ import shutil
 import socket
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from qosplane.agent.loop import Agent
 from qosplane.agent.measurement import verdicts_json, verify_server
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.client.http import Credentials, QosplaneClient
-from qosplane.host.cgroups import RealCgroups, RealCgroupsV2
+from qosplane.host.cgroups import RealCgroups, RealCgroupsV2, domain_cpu_files
 from qosplane.host.endpoints import in_guest_shell
 from qosplane.host.errors import HostError
 from qosplane.host.guest_agent import GUEST_READY_S
@@ -44,7 +45,13 @@ from qosplane.model.host_state import Capabilities
 from qosplane.model.instance import VifType
 from qosplane.model.report import Verdict
 from qosplane.verify.explain import explain, render_explain
-from qosplane.verify.inspect import declared_limits, inspect_domain, render_inspect, tap_bandwidth
+from qosplane.verify.inspect import (
+    HostDomain,
+    declared_limits,
+    inspect_domain,
+    render_inspect,
+    tap_bandwidth,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -459,6 +466,22 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_host_domain(
+    hypervisor: RealHypervisor, name: str, uuid: str, netns: str | None
+) -> HostDomain | None:
+    """Everything `inspect` reads of one running domain, read-only: libvirt's live values,
+    its cgroup files and tc on each of its taps (in `netns`). None: no such domain runs."""
+    held = hypervisor.read_domain(name, uuid)
+    if held is None:
+        return None
+    running = ET.fromstring(held.xml).findtext("name") or name
+    # No cpu group at all: the files hold none of the declared values.
+    files = domain_cpu_files(hypervisor.qemu_pid(running)) or {}
+    tc = RealTrafficControl(netns)
+    taps = declared_limits(held.xml).interfaces
+    return replace(held, cgroup=files, tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps})
+
+
 def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> int:
     """`inspect`: what this host's libvirt holds for one server against its plan, from a
     real cloud (`--os-cloud`) or from qosplane's API. Read-only."""
@@ -476,13 +499,9 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             raise HostError("inspect", "libvirt-python is not installed")
         hypervisor = RealHypervisor(args.uri, Path(args.state_dir) / "images")
         try:
-            held = hypervisor.read_domain(plan.instance_name, plan.instance_uuid)
+            held = read_host_domain(hypervisor, plan.instance_name, plan.instance_uuid, args.netns)
         finally:
             hypervisor.close()
-        if held is not None:
-            tc = RealTrafficControl(args.netns)
-            taps = declared_limits(held.xml).interfaces
-            held = replace(held, tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps})
     except (QosplaneError, FileNotFoundError) as exc:
         print(f"qosplane inspect: {exc}", file=sys.stderr)
         return EXIT_INVALID

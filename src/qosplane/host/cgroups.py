@@ -259,3 +259,36 @@ def group_cpu_seconds(directory: Path, v2: bool) -> float:
         return int((directory / "cpuacct.usage").read_text()) / 1e9
     except OSError as exc:
         raise HostError(f"CPU usage of {directory}", exc.strerror or str(exc)) from None
+
+
+def domain_cpu_files(pid: int) -> dict[str, int] | None:
+    """What the domain's own cgroup files hold for its CPU, in libvirt's scheduler names
+    (`inspect` compares them with schedinfo and the plan): `cpu_shares` from the domain
+    group's cpu.shares (v1) or cpu.weight (v2, where libvirt writes the shares as the weight
+    itself), `vcpu_quota` and `vcpu_period` from the first vCPU's group (cfs_quota_us and
+    cfs_period_us, or cpu.max); a quota of -1 (v1) or "max" (v2) is none. None when libvirt
+    gave the domain no cpu group. Read-only."""
+    found = domain_group(pid, "cpu")
+    if found is None:
+        return None
+    directory, v2 = found
+    vcpu = directory / "vcpu0"
+    out: dict[str, int] = {}
+    try:
+        if v2:
+            out["cpu_shares"] = int((directory / "cpu.weight").read_text())
+            if (vcpu / "cpu.max").exists():
+                max_quota, max_period = (vcpu / "cpu.max").read_text().split()
+                out["vcpu_period"] = int(max_period)
+                if max_quota != "max":
+                    out["vcpu_quota"] = int(max_quota)
+        else:
+            out["cpu_shares"] = int((directory / "cpu.shares").read_text())
+            if (vcpu / "cpu.cfs_period_us").exists():
+                out["vcpu_period"] = int((vcpu / "cpu.cfs_period_us").read_text())
+                quota = int((vcpu / "cpu.cfs_quota_us").read_text())
+                if quota != -1:
+                    out["vcpu_quota"] = quota
+    except (OSError, ValueError) as exc:
+        raise HostError(f"read the CPU files of {directory}", str(exc)) from None
+    return out

@@ -1,13 +1,14 @@
 """`qosplane inspect`: what a compute host really holds for one instance against what its
 plan declares, limit by limit: holds, differs (declared X, host Y) or missing.
 
-Two layers are compared. libvirt's: the plan's domain XML (what Nova would define) against
+Three layers are compared. libvirt's: the plan's domain XML (what Nova would define) against
 the running domain as libvirt reports it, `virsh dumpxml` plus the live values of
 `blkdeviotune`, `domiftune` and `schedinfo` (the XML of a running domain can lag a live
 change; the API's values are what QEMU and the cgroup hold). And the kernel's under it:
 tc on each tap, where libvirt puts a `<bandwidth>` (an htb class for inbound, an ingress
 police for outbound), because libvirt keeps reporting a `<bandwidth>` whose tc something
-else removed. A limit the plan declares that the host lacks is the seed's surprise: a
+else removed; and the domain's cgroup files, which libvirt writes its `<cputune>` into. A
+limit the plan declares that the host lacks is the seed's surprise: a
 Cinder spec changed after attach that never reached QEMU, or the police on an OVS port that
 Neutron's OVS agent deleted (libvirt still says it is there). Pure: text and numbers in,
 rows out.
@@ -50,6 +51,9 @@ class HostDomain:
     # What tc holds on each tap, in <bandwidth>'s names and units (tap_bandwidth); None:
     # tc was not read (a captured dumpxml alone).
     tc: Mapping[str, Mapping[str, int]] | None = None
+    # The domain's cgroup files, in libvirt's scheduler names (cpu_shares, vcpu_quota,
+    # vcpu_period); None: not read.
+    cgroup: Mapping[str, int] | None = None
 
     @classmethod
     def from_xml(cls, xml: str) -> HostDomain:
@@ -175,6 +179,12 @@ def inspect_domain(plan_xml: str, host: HostDomain | None) -> list[Row]:
         None if host is None else {k: v for k, v in host.scheduler.items() if k in want.scheduler}
     )
     rows += _compare("libvirt cputune", "cpu", want.scheduler, held_scheduler)
+    if host is None or host.cgroup is not None:
+        in_files = None if host is None or host.cgroup is None else host.cgroup
+        held_files = (
+            None if in_files is None else {k: v for k, v in in_files.items() if k in want.scheduler}
+        )
+        rows += _compare("cgroup files", "cpu", want.scheduler, held_files)
     for target, values in sorted(want.iotune.items()):
         held = None if host is None else host.iotune.get(target)
         rows += _compare("libvirt iotune", target, values, held)
