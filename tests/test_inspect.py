@@ -17,11 +17,19 @@ import pytest
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.cli.hostside import read_host_domain
 from qosplane.host.hypervisor import RealHypervisor
+from qosplane.host.ovs import interface_policing_text
 from qosplane.host.tc import RealTrafficControl
 from qosplane.model.plan import HostPlan
-from qosplane.verify.inspect import HostDomain, inspect_domain, render_inspect, tap_bandwidth
+from qosplane.verify.inspect import (
+    HostDomain,
+    declared_ovs_policing,
+    inspect_domain,
+    ovs_interface_policing,
+    render_inspect,
+    tap_bandwidth,
+)
 from tests.conftest import load_case, plan_of, require_root_and
-from tests.hostkit import drivers, server_of
+from tests.hostkit import drivers, own_ovs, server_of
 from tests.test_host_libvirt import LIBVIRT, resquota_plan
 
 SEED_XML = (Path(__file__).parent / "data" / "seed-vm_resquota-dumpxml.xml").read_text()
@@ -200,3 +208,73 @@ def test_tc_on_a_real_tap_is_read_as_libvirt_would_have_written_it() -> None:
     tc_rows = {(r.device, r.key): r.status for r in rows if r.layer == "tc on the tap"}
     assert tc_rows[SEED_TAP, "inbound.average"] == "holds"
     assert tc_rows[SEED_TAP, "outbound.average"] == "missing"
+
+
+# --- Open vSwitch's Interface policing ----------------------------------------------------
+
+SEED_OVS = (Path(__file__).parent / "data" / "seed-ovs-list-interface.txt").read_text()
+NEUTRON_TAP = "tap679563b6-d1"
+
+
+def test_the_seeds_ovs_interface_reads_as_neutrons_policing() -> None:
+    """The seed's `ovs-vsctl list interface` of the bw-limiter port (copied into tests/data
+    from ../shared/seed/qos-nova-neutron-cinder.md): what Neutron's OVS agent wrote."""
+    assert ovs_interface_policing(SEED_OVS) == {
+        NEUTRON_TAP: {"ingress_policing_rate": 3000, "ingress_policing_burst": 300}
+    }
+
+
+def test_the_plans_ovs_policing_is_held_and_a_changed_rate_differs() -> None:
+    plan = plan_of(load_case("vm-neutron-qos.yaml"))
+    declared = declared_ovs_policing(plan.ovs)
+    assert declared[NEUTRON_TAP] == {"ingress_policing_rate": 3000, "ingress_policing_burst": 300}
+    host = replace(HostDomain.from_xml(plan.domain_xml), ovs=ovs_interface_policing(SEED_OVS))
+    rows = [
+        r for r in inspect_domain(plan.domain_xml, host, plan.ovs) if r.layer == "OVS Interface"
+    ]
+    assert {(r.device, r.key, r.status) for r in rows if r.device == NEUTRON_TAP} == {
+        (NEUTRON_TAP, "ingress_policing_rate", "holds"),
+        (NEUTRON_TAP, "ingress_policing_burst", "holds"),
+    }
+    changed = SEED_OVS.replace("ingress_policing_rate: 3000", "ingress_policing_rate: 1000")
+    host = replace(host, ovs=ovs_interface_policing(changed))
+    rows = inspect_domain(plan.domain_xml, host, plan.ovs)
+    (rate,) = [r for r in rows if r.layer == "OVS Interface" and r.key == "ingress_policing_rate"]
+    assert (rate.status, rate.declared, rate.host) == ("differs", 3000, 1000)
+
+
+def test_a_real_ovs_interface_is_read_as_neutron_wrote_it() -> None:
+    """A port plugged into a real ovsdb-server in a throwaway namespace, policed with the
+    command Neutron's OVS agent runs (ovs_lib.set_ingress_policing...), read back."""
+    ns = f"qptest-insp-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        with own_ovs(ns, f"qpi{uuid.uuid4().hex[:4]}-") as switch:
+            subprocess.run(
+                [
+                    "ip",
+                    "-n",
+                    ns,
+                    "link",
+                    "add",
+                    NEUTRON_TAP,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "ethn",
+                ],
+                check=True,
+            )
+            switch.plug(NEUTRON_TAP, network_id="net", owner="vm")
+            db = switch.daemons.db
+            subprocess.run(
+                ["ovs-vsctl", f"--db={db}", "set", "Interface", NEUTRON_TAP,
+                 "ingress_policing_rate=3000", "ingress_policing_burst=300"],
+                check=True,
+            )  # fmt: skip
+            held = ovs_interface_policing(interface_policing_text(db))
+            switch.unplug(NEUTRON_TAP)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert held[NEUTRON_TAP] == {"ingress_policing_rate": 3000, "ingress_policing_burst": 300}

@@ -35,7 +35,13 @@ from qosplane.host.hypervisor import (
 )
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking, table_for_prefix
-from qosplane.host.ovs import SYSTEM_RUNDIR, OvsDaemons, RealSwitch
+from qosplane.host.ovs import (
+    SYSTEM_DB,
+    SYSTEM_RUNDIR,
+    OvsDaemons,
+    RealSwitch,
+    interface_policing_text,
+)
 from qosplane.host.probe import cached_probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
@@ -48,7 +54,9 @@ from qosplane.verify.explain import explain, render_explain
 from qosplane.verify.inspect import (
     HostDomain,
     declared_limits,
+    declared_ovs_policing,
     inspect_domain,
+    ovs_interface_policing,
     render_inspect,
     tap_bandwidth,
 )
@@ -467,10 +475,11 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
 
 
 def read_host_domain(
-    hypervisor: RealHypervisor, name: str, uuid: str, netns: str | None
+    hypervisor: RealHypervisor, name: str, uuid: str, netns: str | None, ovs_db: str | None = None
 ) -> HostDomain | None:
     """Everything `inspect` reads of one running domain, read-only: libvirt's live values,
-    its cgroup files and tc on each of its taps (in `netns`). None: no such domain runs."""
+    its cgroup files, tc on each of its taps (in `netns`) and, with `ovs_db`, Open vSwitch's
+    Interface policing. None: no such domain runs."""
     held = hypervisor.read_domain(name, uuid)
     if held is None:
         return None
@@ -479,7 +488,10 @@ def read_host_domain(
     files = domain_cpu_files(hypervisor.qemu_pid(running)) or {}
     tc = RealTrafficControl(netns)
     taps = declared_limits(held.xml).interfaces
-    return replace(held, cgroup=files, tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps})
+    ovs = None if ovs_db is None else ovs_interface_policing(interface_policing_text(ovs_db))
+    return replace(
+        held, cgroup=files, tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps}, ovs=ovs
+    )
 
 
 def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> int:
@@ -499,18 +511,24 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             raise HostError("inspect", "libvirt-python is not installed")
         hypervisor = RealHypervisor(args.uri, Path(args.state_dir) / "images")
         try:
-            held = read_host_domain(hypervisor, plan.instance_name, plan.instance_uuid, args.netns)
+            ovs_db = args.ovs_db
+            if ovs_db is None and (SYSTEM_RUNDIR / "db.sock").exists():
+                ovs_db = SYSTEM_DB  # the host's own Open vSwitch, as Neutron's agent uses it
+            held = read_host_domain(
+                hypervisor, plan.instance_name, plan.instance_uuid, args.netns, ovs_db
+            )
         finally:
             hypervisor.close()
     except (QosplaneError, FileNotFoundError) as exc:
         print(f"qosplane inspect: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    rows = inspect_domain(plan.domain_xml, held)
+    rows = inspect_domain(plan.domain_xml, held, plan.ovs)
     if args.json:
         out = {
             "server": args.server,
             "domain": plan.instance_name,
             "running": held is not None,
+            "ovs_read": held is not None and held.ovs is not None,
             "limits": [r.to_json() for r in rows],
         }
         json.dump(out, sys.stdout, indent=2)
@@ -518,6 +536,8 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
     else:
         if held is None:
             print(f"{plan.instance_name}: no such domain runs on {args.uri}")
+        elif held.ovs is None and declared_ovs_policing(plan.ovs):
+            print("Open vSwitch: not read (no ovsdb-server here; --ovs-db names one)")
         sys.stdout.write(render_inspect(plan.instance_name, rows))
     return EXIT_OK if all(r.status == "holds" for r in rows) else EXIT_FAILED
 

@@ -452,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NS",
         help="the network namespace the domain's taps live in (default: this one)",
     )
+    inspect.add_argument(
+        "--ovs-db",
+        default=None,
+        metavar="DB",
+        help="the Open vSwitch database whose Interface policing to read (default: the "
+        "host's own at /var/run/openvswitch/db.sock, when it runs)",
+    )
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--state-dir", default=str(default_state_dir()))
     native_inspect = _with_creds(cmd_inspect)

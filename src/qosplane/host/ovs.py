@@ -75,6 +75,7 @@ from qosplane.model.units import (  # noqa: E402
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 SYSTEM_RUNDIR = Path("/var/run/openvswitch")  # a distribution's running OVS
+SYSTEM_DB = f"unix:{SYSTEM_RUNDIR / 'db.sock'}"
 OVSDB_TIMEOUT_S = 10
 OFPORT_WAIT_S = 3.0
 VLAN_TAGS = range(1, 4095)
@@ -197,6 +198,22 @@ class OvsDaemons:
                 except OSError:
                     break
                 time.sleep(0.02)
+
+
+def interface_policing_text(db: str) -> str:
+    """`ovs-vsctl list Interface` with the name and policing columns of every interface
+    of the OVS whose database is `db`, the agent's or not (`inspect` reads what Neutron's
+    agent or libvirt wrote). Read-only."""
+    return run(
+        [
+            "ovs-vsctl",
+            f"--db={db}",
+            "--timeout=5",
+            "--columns=name,ingress_policing_rate,ingress_policing_burst",
+            "list",
+            "Interface",
+        ]
+    )
 
 
 # --- OpenFlow text (ovs-ofctl's, as tools, tests and inspect read a bridge) ----------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from qosplane.compiler.enforcement.backends.libvirt_domain import IOTUNE_KEYS
@@ -54,6 +54,9 @@ class HostDomain:
     # The domain's cgroup files, in libvirt's scheduler names (cpu_shares, vcpu_quota,
     # vcpu_period); None: not read.
     cgroup: Mapping[str, int] | None = None
+    # Open vSwitch's Interface policing columns by tap (ovs_interface_policing); None: no
+    # OVS was read.
+    ovs: Mapping[str, Mapping[str, int]] | None = None
 
     @classmethod
     def from_xml(cls, xml: str) -> HostDomain:
@@ -84,6 +87,47 @@ def tap_bandwidth(classes: str, ingress_filters: str) -> dict[str, int]:
         rate = BitsPerSecond(parse_tc_rate_bits(police.group(1)))
         out["outbound.average"] = bits_per_s_to_kilobytes_per_s(rate)
         out["outbound.burst"] = bytes_to_kibibytes(parse_tc_size_bytes(police.group(2)))
+    return out
+
+
+POLICING_COLUMNS = ("ingress_policing_rate", "ingress_policing_burst")  # kbit/s, kbit
+
+
+def declared_ovs_policing(ovs_argv: Sequence[Sequence[str]]) -> dict[str, dict[str, int]]:
+    """The Interface policing a plan's `ovs` commands leave on each tap (the last write
+    wins: Neutron's OVS agent writing 0 over libvirt's police is declared 0)."""
+    out: dict[str, dict[str, int]] = {}
+    for argv in ovs_argv:
+        if not argv or argv[0] != "ovs-vsctl":
+            continue
+        command: list[str] = []
+        for word in [*argv[1:], "--"]:
+            if word != "--":
+                if not word.startswith("--"):
+                    command.append(word)
+                continue
+            if command[:2] == ["set", "Interface"] and len(command) > 2:
+                for pair in command[3:]:
+                    key, _, value = pair.partition("=")
+                    if key in POLICING_COLUMNS:
+                        out.setdefault(command[2], {})[key] = int(value)
+            command = []
+    return out
+
+
+def ovs_interface_policing(text: str) -> dict[str, dict[str, int]]:
+    """`ovs-vsctl list Interface` text (the seed's capture, or `--columns=name,
+    ingress_policing_rate,ingress_policing_burst`) -> tap -> its policing columns."""
+    out: dict[str, dict[str, int]] = {}
+    for block in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+        name = fields.get("name", "").strip('"')
+        if name:
+            out[name] = {c: int(fields[c]) for c in POLICING_COLUMNS if fields.get(c, "").isdigit()}
     return out
 
 
@@ -168,9 +212,23 @@ def _compare(
     return rows
 
 
-def inspect_domain(plan_xml: str, host: HostDomain | None) -> list[Row]:
-    """Every limit the plan's domain declares against the host's domain (None: the host
-    runs no such domain, so every limit is missing)."""
+def _compare_values(
+    layer: str, device: str, declared: Mapping[str, int], held: Mapping[str, int] | None
+) -> list[Row]:
+    """As _compare, for columns where 0 is a value (OVS policing 0: none, declared so)."""
+    rows = []
+    for key, want in sorted(declared.items()):
+        got = None if held is None else held.get(key)
+        status = "missing" if got is None else "holds" if got == want else "differs"
+        rows.append(Row(layer, device, key, want, got, status))
+    return rows
+
+
+def inspect_domain(
+    plan_xml: str, host: HostDomain | None, plan_ovs: Sequence[Sequence[str]] = ()
+) -> list[Row]:
+    """Every limit the plan's domain (and its `ovs` commands) declare against the host's
+    domain (None: the host runs no such domain, so every limit is missing)."""
     want = declared_limits(plan_xml)
     rows: list[Row] = []
     # Only what the plan declares: libvirt reports every scheduler value, its defaults
@@ -191,14 +249,17 @@ def inspect_domain(plan_xml: str, host: HostDomain | None) -> list[Row]:
     for tap, values in sorted(want.interfaces.items()):
         held = None if host is None else host.interfaces.get(tap)
         rows += _compare("libvirt bandwidth", tap, values, held)
-    if host is not None and host.tc is None:
-        return rows  # tc was not read: nothing to say about it
     for tap, values in sorted(want.interfaces.items()):
+        if host is not None and host.tc is None:
+            break  # tc was not read: nothing to say about it
         on_tap = None if host is None or host.tc is None else host.tc.get(tap, {})
         # Only what the plan declares: libvirt writes a ceil and a burst of its own when
         # the XML names none, and those defaults are no finding.
         held = None if on_tap is None else {k: v for k, v in on_tap.items() if k in values}
         rows += _compare("tc on the tap", tap, values, held)
+    if host is not None and host.ovs is not None:
+        for tap, values in sorted(declared_ovs_policing(plan_ovs).items()):
+            rows += _compare_values("OVS Interface", tap, values, host.ovs.get(tap))
     return rows
 
 
