@@ -260,8 +260,15 @@ def test_each_refusal_names_its_change_and_says_if_retrying_can_help(switch: Rea
             channel.commit([MeterPut(4, meter)])
         assert exists.value.retryable
         good = OvsFlow(ovs_port_cookie("tapz"), 190, 1, False, 4)
-        bad = OvsFlow(ovs_port_cookie("tapy"), 190, 2, False, 99)
-        with pytest.raises(PermanentHostError, match=r"1 of 2 refused.*priority=190: .*METER") as e:
+        # A flow naming a meter that is not there: the meter went away between the pass's
+        # read and its write, which the next pass repairs.
+        gone = OvsFlow(ovs_port_cookie("tapy"), 190, 2, False, 99)
+        with pytest.raises(HostError, match=r"OFPMMFC_INVALID_METER") as raced:
+            channel.commit([FlowAdd(gone)])
+        assert raced.value.retryable
+        # A table OVS does not have: refused whatever the next pass does.
+        bad = OvsFlow(ovs_port_cookie("tapy"), 190, 2, table=255)
+        with pytest.raises(PermanentHostError, match=r"1 of 2 refused.*priority=190: ") as e:
             channel.commit([FlowAdd(good), FlowAdd(bad)])
         assert f"cookie={bad.cookie:#x}" in str(e.value)
         # The change before the refused one still landed: the next pass sees it.
@@ -288,6 +295,15 @@ def test_a_bridge_without_openflow13_and_a_missing_socket_are_told_apart(
     try:
         with pytest.raises(PermanentHostError, match="must include OpenFlow13"):
             _channel(switch)
+        # A bridge that also allows later versions says hello in its highest: 1.3 is
+        # still what both speak.
+        subprocess.run(
+            ["ovs-vsctl", f"--db={switch.daemons.db}", "set", "bridge", switch.bridge,
+             "protocols=OpenFlow10,OpenFlow13,OpenFlow14"],
+            check=True,
+        )  # fmt: skip
+        with _channel(switch) as channel:
+            assert channel.meters() == {}
     finally:
         subprocess.run(
             [
@@ -300,3 +316,32 @@ def test_a_bridge_without_openflow13_and_a_missing_socket_are_told_apart(
             ],
             check=True,
         )
+
+
+def test_thousands_of_refusals_come_back_named_not_as_a_timeout(switch: RealSwitch) -> None:
+    """vswitchd stops reading a connection whose replies back up: the changes go in
+    batches, each behind its own barrier, so every refusal is read and named."""
+    flows = [FlowAdd(OvsFlow(0x9051_0000_0000_0000 | i, 190, i, table=255)) for i in range(1, 1201)]
+    with _channel(switch) as channel, pytest.raises(PermanentHostError) as refused:
+        channel.commit(flows)
+    text = str(refused.value)
+    assert "(1200 of 1200 refused)" in text
+    assert "add flow cookie=0x9051000000000001 priority=190: " in text
+    assert text.endswith("; and 1195 more")
+
+
+def test_unplugging_a_port_removes_all_three_of_its_meters(switch: RealSwitch) -> None:
+    ns = switch.daemons.netns
+    assert ns is not None
+    subprocess.run(
+        ["ip", "-n", ns, "link", "add", "tapm1", "type", "veth", "peer", "name", "ethm1"],
+        check=True,
+    )
+    subprocess.run(["ip", "-n", ns, "link", "set", "tapm1", "up"], check=True)
+    switch.plug("tapm1", network_id="n", owner="i", mac="02:00:00:00:00:01")
+    limit = PacketLimit(PacketsPerSecond(1000), Packets(100))
+    qos = PortQos("tapm1", None, Meter(KilobitsPerSecond(1000), Kilobits(800)), None, limit, limit)
+    assert switch.apply([qos]).failed == {}
+    assert len(parse_meters(_ofctl(switch, "dump-meters"))) == 3
+    switch.unplug("tapm1")
+    assert parse_meters(_ofctl(switch, "dump-meters")) == {}

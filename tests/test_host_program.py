@@ -410,15 +410,23 @@ def test_an_ovs_host_holds_packet_rate_in_pktps_meters_as_neutrons_agent_does() 
     assert not qos.devices  # nothing for nftables on an OVS host
 
 
-def test_a_packet_limit_an_ovs_meter_cannot_hold_is_refused_alone() -> None:
+@pytest.mark.parametrize(
+    ("max_kpps", "reason"),
+    [
+        (0, "a packet rate of 0 would drop every packet"),
+        # Neutron takes a max_kpps whose thousandfold no 32-bit meter band can carry.
+        (4_294_968, "a packet rate of 4294968000 packet/s is above an OVS meter's 4294967295"),
+    ],
+)
+def test_a_packet_limit_an_ovs_meter_cannot_hold_is_refused_alone(
+    max_kpps: int, reason: str
+) -> None:
     from dataclasses import replace
 
-    qos, outcomes = host_program(_packet_rate_claim_plan(0, None), replace(HERE, ovs_switch=True))
+    plan = _packet_rate_claim_plan(max_kpps, None)
+    qos, outcomes = host_program(plan, replace(HERE, ovs_switch=True))
     (outcome,) = [o for o in outcomes if o.kind == "packet_rate"]
-    assert (outcome.outcome, outcome.reason) == (
-        Outcome.NOT_ENFORCEABLE,
-        "a packet rate of 0 would drop every packet",
-    )
+    assert (outcome.outcome, outcome.reason) == (Outcome.NOT_ENFORCEABLE, reason)
     assert all(p.packets_from_instance is None for p in qos.ports)
     assert {p.dscp for p in qos.ports} == {None, 26}
 

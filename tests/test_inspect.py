@@ -16,7 +16,7 @@ import pytest
 
 from qosplane.agent.reconcile import HostDrivers, Reconciler
 from qosplane.cli.hostside import read_host_domain
-from qosplane.host.hypervisor import RealHypervisor
+from qosplane.host.hypervisor import RealHypervisor, find_qemu_pid
 from qosplane.host.ovs import interface_policing_text
 from qosplane.host.tc import RealTrafficControl
 from qosplane.model.plan import HostPlan
@@ -278,3 +278,36 @@ def test_a_real_ovs_interface_is_read_as_neutron_wrote_it() -> None:
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     assert held[NEUTRON_TAP] == {"ingress_policing_rate": 3000, "ingress_policing_burst": 300}
+
+
+def test_a_domain_whose_tc_holds_what_libvirt_wrote_holds_within_tcs_rounding() -> None:
+    """libvirt's outbound police has no peak, so none is looked for; and tc hands back a
+    burst a little off what was set (it keeps it as time at the rate)."""
+    plan = plan_of(load_case("m1-resquota.yaml"))
+    seed = HostDomain.from_xml(SEED_XML)
+    police = SEED_POLICE.replace("rate 3000Kbit burst 38400b", "rate 262144Kbit burst 131070Kb")
+    taps = dict.fromkeys(seed.interfaces, tap_bandwidth(SEED_CLASS, police))
+    assert taps[SEED_TAP]["outbound.burst"] == 131070  # tc's Kb is KiB: 2 KiB short
+    rows = [
+        r
+        for r in inspect_domain(plan.domain_xml, replace(seed, tc=taps))
+        if r.layer == "tc on the tap"
+    ]
+    assert rows
+    assert {r.status for r in rows} == {"holds"}, [r for r in rows if r.status != "holds"]
+    assert "outbound.peak" not in {r.key for r in rows}
+
+
+def test_the_qemu_process_of_a_domain_is_found_in_proc_by_its_name(tmp_path: Path) -> None:
+    """libvirt names QEMU `-name guest=NAME,debug-threads=on`; a longer name that starts
+    the same is another domain."""
+    for pid, args in (
+        ("101", ["/usr/bin/qemu-system-x86_64", "-name", "guest=instance-10,debug-threads=on"]),
+        ("102", ["/usr/bin/qemu-system-x86_64", "-name", "guest=instance-1,debug-threads=on"]),
+        ("self", ["bash"]),
+    ):
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(b"\0".join(a.encode() for a in args) + b"\0")
+    assert find_qemu_pid("instance-1", tmp_path) == 102
+    assert find_qemu_pid("instance-10", tmp_path) == 101
+    assert find_qemu_pid("instance-2", tmp_path) is None

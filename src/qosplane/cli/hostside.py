@@ -31,6 +31,7 @@ from qosplane.host.hypervisor import (
     SYSTEM_SOCKET,
     LibvirtDaemon,
     RealHypervisor,
+    find_qemu_pid,
     has_libvirt_python,
 )
 from qosplane.host.instances import RealInstances
@@ -484,13 +485,26 @@ def read_host_domain(
     if held is None:
         return None
     running = ET.fromstring(held.xml).findtext("name") or name
-    # No cpu group at all: the files hold none of the declared values.
-    files = domain_cpu_files(hypervisor.qemu_pid(running)) or {}
+    not_read: list[str] = []
+    files: dict[str, int] | None = None
+    pid = find_qemu_pid(running)
+    if pid is None:
+        not_read.append(f"cgroup files: no QEMU process named guest={running} in /proc")
+    else:
+        try:
+            # No cpu group at all: the files hold none of the declared values.
+            files = domain_cpu_files(pid) or {}
+        except HostError as exc:
+            not_read.append(f"cgroup files: {exc}")
     tc = RealTrafficControl(netns)
     taps = declared_limits(held.xml).interfaces
     ovs = None if ovs_db is None else ovs_interface_policing(interface_policing_text(ovs_db))
     return replace(
-        held, cgroup=files, tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps}, ovs=ovs
+        held,
+        cgroup=files,
+        tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps},
+        ovs=ovs,
+        not_read=tuple(not_read),
     )
 
 
@@ -529,6 +543,7 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             "domain": plan.instance_name,
             "running": held is not None,
             "ovs_read": held is not None and held.ovs is not None,
+            "not_read": list(held.not_read) if held is not None else [],
             "limits": [r.to_json() for r in rows],
         }
         json.dump(out, sys.stdout, indent=2)
@@ -536,8 +551,11 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
     else:
         if held is None:
             print(f"{plan.instance_name}: no such domain runs on {args.uri}")
-        elif held.ovs is None and declared_ovs_policing(plan.ovs):
-            print("Open vSwitch: not read (no ovsdb-server here; --ovs-db names one)")
+        else:
+            if held.ovs is None and declared_ovs_policing(plan.ovs):
+                print("Open vSwitch: not read (no ovsdb-server here; --ovs-db names one)")
+            for why in held.not_read:
+                print(f"not read: {why}")
         sys.stdout.write(render_inspect(plan.instance_name, rows))
     return EXIT_OK if all(r.status == "holds" for r in rows) else EXIT_FAILED
 

@@ -152,6 +152,25 @@ class Hypervisor(Protocol):
         """Volume export sockets the agent's domains still read a disk from."""
 
 
+def find_qemu_pid(name: str, proc: Path = Path("/proc")) -> int | None:
+    """The QEMU process libvirt started for domain `name`, found read-only in /proc by the
+    `-name guest=NAME,...` libvirt gives it (qemu_command.c), whichever libvirtd runs it and
+    without asking libvirt through the monitor (which taints a domain). None: no such
+    process."""
+    wanted = f"guest={name},"
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # a process that ended while the list was read
+        for i, arg in enumerate(args[:-1]):
+            if arg == b"-name" and (args[i + 1].decode(errors="replace") + ",").startswith(wanted):
+                return int(entry.name)
+    return None
+
+
 # --- the daemon ---------------------------------------------------------------------------
 
 

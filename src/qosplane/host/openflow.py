@@ -35,6 +35,8 @@ from qosplane.model.host_state import (
 from qosplane.model.units import Kilobits, KilobitsPerSecond, Packets, PacketsPerSecond
 
 TIMEOUT_S = 10.0
+ERRORS_NAMED = 5  # refusals an error names one by one
+COMMIT_BATCH = 500  # changes per barrier: what OVS answers without the replies backing up
 _HEADER = struct.Struct("!BBHI")  # version, type, length, xid: every OpenFlow message's
 _ETH_TYPE_IPV4 = 0x0800
 _ALL_COOKIE_BITS = (1 << 64) - 1
@@ -80,6 +82,8 @@ _TEMPORARY_ERRORS = frozenset(
     {
         "OFPET_METER_MOD_FAILED/OFPMMFC_METER_EXISTS",
         "OFPET_METER_MOD_FAILED/OFPMMFC_UNKNOWN_METER",
+        # A flow naming a meter that went away between the pass's read and its write.
+        "OFPET_METER_MOD_FAILED/OFPMMFC_INVALID_METER",
         "OFPET_BAD_ACTION/OFPBAC_BAD_OUT_PORT",
     }
 )
@@ -125,7 +129,7 @@ class OpenFlowChannel:
         except OSError as exc:
             self._sock.close()
             raise HostError(f"connect OpenFlow to {path}", str(exc)) from exc
-        except HostError:
+        except BaseException:
             self._sock.close()
             raise
 
@@ -178,6 +182,8 @@ class OpenFlowChannel:
         while True:
             header = self._read_exactly(_HEADER.size)
             version, msg_type, length, xid = _HEADER.unpack(header)
+            if length < _HEADER.size:
+                raise HostError(f"read OpenFlow from {self.path}", f"a message of {length} bytes")
             body = self._read_exactly(length - _HEADER.size)
             if msg_type == self._ofp.OFPT_ECHO_REQUEST:
                 reply = _HEADER.pack(version, self._ofp.OFPT_ECHO_REPLY, length, xid) + body
@@ -194,7 +200,9 @@ class OpenFlowChannel:
     def _hello(self) -> None:
         self._send(self._encode(self._parser.OFPHello(self._datapath)))
         reply = self._receive()
-        if reply.version != self._ofp.OFP_VERSION or reply.msg_type == self._ofp.OFPT_ERROR:
+        # The switch says hello in the highest version the bridge allows; 1.3 is agreed
+        # whenever that is 1.3 or later (OpenFlow 1.3.5, 6.3.1: the lower of the two).
+        if reply.version < self._ofp.OFP_VERSION or reply.msg_type == self._ofp.OFPT_ERROR:
             said = (
                 f"OpenFlow version {reply.version}"
                 if reply.message is None
@@ -271,7 +279,10 @@ class OpenFlowChannel:
         odd: list[str] = []
         fields = dict(stats.match.items())
         in_port = int(fields.pop("in_port", 0))
-        ipv4 = fields.pop("eth_type", None) == _ETH_TYPE_IPV4
+        eth_type = fields.pop("eth_type", None)
+        ipv4 = eth_type == _ETH_TYPE_IPV4
+        if eth_type not in (None, _ETH_TYPE_IPV4):
+            odd.append(f"eth_type={eth_type:#x}")
         eth_dst = fields.pop("eth_dst", None)
         if isinstance(eth_dst, tuple):  # (address, mask): a masked match is not the agent's
             odd.append(f"eth_dst={eth_dst}")
@@ -389,16 +400,40 @@ class OpenFlowChannel:
         )
 
     def commit(self, changes: Sequence[OpenFlowChange]) -> None:
-        """Send every change, in order, then one barrier; wait for the barrier's reply.
-        vswitchd handles one connection's messages in order and answers each refused one
-        with an error carrying its id, before the barrier's reply. Each error names its
+        """Send every change, in order, with a barrier after each batch of them, and wait
+        for each barrier's reply before the next batch: vswitchd handles one connection's
+        messages in order and answers each refused one with an error carrying its id
+        before the barrier's reply, and stops reading a connection whose replies back up
+        (measured: thousands of refusals sent at once never drained). Each error names its
         change; temporary only when every refusal is one the next pass can get past."""
         if not changes:
             return
+        refused: list[tuple[OpenFlowChange, str]] = []
+        for start in range(0, len(changes), COMMIT_BATCH):
+            refused += self._commit_batch(changes[start : start + COMMIT_BATCH])
+        if not refused:
+            return
+        # The first few by name, then how many more: a log line, not a dump.
+        detail = "; ".join(f"{describe_change(c)}: {why}" for c, why in refused[:ERRORS_NAMED])
+        if len(refused) > ERRORS_NAMED:
+            detail += f"; and {len(refused) - ERRORS_NAMED} more"
+        operation = f"OpenFlow changes on {self.path} ({len(refused)} of {len(changes)} refused)"
+        if all(why in _TEMPORARY_ERRORS for _, why in refused):
+            raise HostError(operation, detail)
+        raise PermanentHostError(operation, detail)
+
+    def _commit_batch(self, changes: Sequence[OpenFlowChange]) -> list[tuple[OpenFlowChange, str]]:
         by_xid: dict[int, OpenFlowChange] = {}
         data = bytearray()
         for change in changes:
-            data += self._encode_change(change, by_xid)
+            try:
+                message = self._message_of(change)
+                data += self._encode(message)
+            except (struct.error, ValueError, TypeError) as exc:  # a value OpenFlow cannot carry
+                raise PermanentHostError(
+                    f"encode {describe_change(change)}", f"{type(exc).__name__}: {exc}"
+                ) from exc
+            by_xid[message.xid] = change
         barrier = self._parser.OFPBarrierRequest(self._datapath)
         data += self._encode(barrier)
         self._send(bytes(data))
@@ -406,19 +441,6 @@ class OpenFlowChannel:
         while True:
             reply = self._receive()
             if reply.msg_type == self._ofp.OFPT_BARRIER_REPLY and reply.xid == barrier.xid:
-                break
+                return refused
             if reply.msg_type == self._ofp.OFPT_ERROR and reply.xid in by_xid:
                 refused.append((by_xid[reply.xid], self._error_text(reply.message)))
-        if not refused:
-            return
-        detail = "; ".join(f"{describe_change(c)}: {why}" for c, why in refused)
-        operation = f"OpenFlow changes on {self.path} ({len(refused)} of {len(changes)} refused)"
-        if all(why in _TEMPORARY_ERRORS for _, why in refused):
-            raise HostError(operation, detail)
-        raise PermanentHostError(operation, detail)
-
-    def _encode_change(self, change: OpenFlowChange, by_xid: dict[int, OpenFlowChange]) -> bytes:
-        message = self._message_of(change)
-        data = self._encode(message)
-        by_xid[message.xid] = change
-        return data

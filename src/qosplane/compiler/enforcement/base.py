@@ -56,6 +56,11 @@ def default_burst_packets(rate_packets_per_s: PacketsPerSecond) -> Packets:
     return Packets(max(PACKET_BURST_MIN, burst))
 
 
+# nftables' limit and an OpenFlow meter band both keep the rate in 32 bits; Neutron takes
+# a max_kpps whose thousandfold is larger.
+PACKET_RATE_MAX = PacketsPerSecond((1 << 32) - 1)
+
+
 def packet_limit_of(limit: PacketRate, burst_max: Packets, holders: str) -> PacketLimit | str:
     """The packet limit a host applies for a plan's packet rate, or why it cannot;
     `holders`: the possessive of what holds it ("nftables'")."""
@@ -63,6 +68,8 @@ def packet_limit_of(limit: PacketRate, burst_max: Packets, holders: str) -> Pack
     if rate < 1:
         # nftables and OVS refuse a rate of 0, and one bad rule would fail the whole set.
         return "a packet rate of 0 would drop every packet"
+    if rate > PACKET_RATE_MAX:
+        return f"a packet rate of {rate} packet/s is above {holders} {PACKET_RATE_MAX}"
     burst = Packets(limit.burst_packets or default_burst_packets(rate))
     if burst > burst_max:
         return f"a burst of {burst} packets is above {holders} {burst_max}"
