@@ -20,6 +20,7 @@ from qosplane.compiler.enforcement.program import (
     OVS_COOKIE_MASK,
     OVS_COOKIE_MATCH,
     OVS_COOKIE_TAG,
+    OVS_TABLE_TO,
     openflow_changes,
     ovs_base_flows,
     ovs_flow_text,
@@ -65,6 +66,7 @@ port_qos_st = st.builds(
     st.none() | packet_limits_st,
 )
 MACS = {tap: f"02:00:00:00:00:0{tap[-1]}" for tap in ("tapa", "tapb", "tapc", "tapd")}
+VLANS = {"tapa": 1, "tapb": 1, "tapc": 2, "tapd": 2}
 
 
 def _simulate(
@@ -106,7 +108,9 @@ def test_the_diff_converges_in_an_order_ovs_accepts_and_leaves_kept_ports_alone(
         ports: list[PortQos],
     ) -> tuple[dict[int, set[OvsFlow]], dict[int, Meter | PacketLimit | None]]:
         flows = {
-            ovs_port_cookie(q.port): set(ovs_port_flows(q, ofport[q.port], MACS[q.port]))
+            ovs_port_cookie(q.port): set(
+                ovs_port_flows(q, ofport[q.port], MACS[q.port], VLANS[q.port])
+            )
             for q in ports
         }
         flows[OVS_BASE_COOKIE] = set(ovs_base_flows())
@@ -170,6 +174,8 @@ flow_st = st.builds(
     table=st.integers(0, 253),
     eth_dst=st.none() | st.sampled_from(["02:00:00:00:00:0a", "fa:16:3e:12:34:56"]),
     goto_table=st.none() | st.integers(1, 254),
+    metadata=st.none() | st.integers(1, 4094),
+    write_metadata=st.none() | st.integers(1, 4094),
 )
 
 
@@ -222,14 +228,32 @@ def _channel(switch: RealSwitch) -> OpenFlowChannel:
 def test_what_the_channel_writes_ovs_ofctl_reads_back_and_so_does_the_channel(
     switch: RealSwitch,
 ) -> None:
+    """Every shape the agent writes (the pipeline, each port's network metadata, kbps and
+    pktps meters both ways, DSCP), read back by the channel and by ovs-ofctl's text."""
+
+    def limit(n: int) -> PacketLimit:
+        return PacketLimit(PacketsPerSecond(1000 * n), Packets(100 * n))
+
     qos = {
         f"tap{i}": PortQos(
-            f"tap{i}", None, Meter(KilobitsPerSecond(1000 * i), Kilobits(800 * i)), i
+            f"tap{i}",
+            None,
+            Meter(KilobitsPerSecond(1000 * i), Kilobits(800 * i)),
+            i,
+            limit(i) if i != 2 else None,
+            limit(i + 10) if i != 3 else None,
         )
         for i in range(1, 4)
     }
-    flows = {ovs_port_cookie(p): ovs_port_flows(q, i) for i, (p, q) in enumerate(qos.items(), 1)}
-    meters = {i: q.from_instance for i, q in enumerate(qos.values(), 1) if q.from_instance}
+    flows = {
+        ovs_port_cookie(p): ovs_port_flows(q, i, f"02:00:00:00:00:0{i}", 7)
+        for i, (p, q) in enumerate(qos.items(), 1)
+    }
+    flows[OVS_BASE_COOKIE] = ovs_base_flows()
+    meters: dict[int, Meter | PacketLimit] = {}
+    for i, q in enumerate(qos.values(), 1):
+        meters |= ovs_port_meters(q, i)
+    assert len(meters) == 7
     with _channel(switch) as channel:
         channel.commit(openflow_changes({}, {}, flows, meters))
         read_flows = channel.flows(OVS_COOKIE_TAG << 48, OVS_COOKIE_MASK)
@@ -238,6 +262,7 @@ def test_what_the_channel_writes_ovs_ofctl_reads_back_and_so_does_the_channel(
     assert {c: frozenset(f) for c, f in by_text.items()} == flows
     assert {f.cookie for f in read_flows} == set(flows)
     assert frozenset(read_flows) == frozenset().union(*flows.values())
+    assert not [f for f in read_flows if f.unrecognised]
     assert parse_meters(_ofctl(switch, "dump-meters")) == meters == read_meters
 
 
@@ -345,3 +370,20 @@ def test_unplugging_a_port_removes_all_three_of_its_meters(switch: RealSwitch) -
     assert len(parse_meters(_ofctl(switch, "dump-meters"))) == 3
     switch.unplug("tapm1")
     assert parse_meters(_ofctl(switch, "dump-meters")) == {}
+
+
+def test_a_packet_rate_to_an_instance_counts_only_its_own_networks_senders() -> None:
+    """Every port's packets carry its network as metadata from table 0; table 60 meters a
+    packet to a MAC only with its network, so equal MACs on two networks stay apart."""
+    limit = PacketLimit(PacketsPerSecond(1000), Packets(100))
+    one = ovs_port_flows(PortQos("tapa", packets_to_instance=limit), 1, "02:00:00:00:00:01", 5)
+    two = ovs_port_flows(PortQos("tapb", packets_to_instance=limit), 2, "02:00:00:00:00:01", 6)
+    (to_one,) = [f for f in one if f.table == OVS_TABLE_TO]
+    (to_two,) = [f for f in two if f.table == OVS_TABLE_TO]
+    assert (to_one.eth_dst, to_one.metadata) == ("02:00:00:00:00:01", 5)
+    assert (to_two.eth_dst, to_two.metadata) == ("02:00:00:00:00:01", 6)
+    # A port with no QoS still marks what it sends with its network.
+    (classify,) = ovs_port_flows(PortQos("tapc"), 3, None, 5)
+    assert (classify.table, classify.in_port, classify.write_metadata) == (0, 3, 5)
+    with pytest.raises(ValueError, match="MAC and VLAN"):
+        ovs_port_flows(PortQos("tapd", packets_to_instance=limit), 4, "02:00:00:00:00:04", None)

@@ -124,13 +124,14 @@ def test_cookies_carry_the_agents_tag_and_differ_per_port() -> None:
 
 
 DUMP_FLOWS = """\
+ cookie=0x90518a1e8f75ac2f, priority=100,in_port=5 actions=write_metadata:0x3/0xfff,goto_table:58
  cookie=0x9051000000000000, priority=0 actions=goto_table:58
  cookie=0x90518a1e8f75ac2f, table=58, priority=100,in_port=5 actions=meter:1048581,goto_table:59
  cookie=0x9051000000000000, table=58, priority=0 actions=goto_table:59
  cookie=0x90518a1e8f75ac2f, table=59, priority=200,ip,in_port=5 actions=meter:5,set_field:26->ip_dscp,goto_table:60
  cookie=0x90518a1e8f75ac2f, table=59, priority=190,in_port=5 actions=meter:5,goto_table:60
  cookie=0x9051000000000000, table=59, priority=0 actions=goto_table:60
- cookie=0x90518a1e8f75ac2f, table=60, priority=100,dl_dst=02:00:0a:4e:00:05 actions=meter:2097157,NORMAL
+ cookie=0x90518a1e8f75ac2f, table=60, priority=100,metadata=0x3/0xfff,dl_dst=02:00:0a:4e:00:05 actions=meter:2097157,NORMAL
  cookie=0x9051000000000000, table=60, priority=0 actions=NORMAL
 """
 DUMP_METERS = """\
@@ -145,6 +146,7 @@ meter=5 kbps burst bands=
 type=drop rate=3000 burst_size=2400
 """
 TAPDEF_MAC = "02:00:0a:4e:00:05"
+TAPDEF_VLAN = 3
 
 
 def test_what_ovs_ofctl_prints_is_read_back_as_the_qos_it_renders_from() -> None:
@@ -161,17 +163,18 @@ def test_what_ovs_ofctl_prints_is_read_back_as_the_qos_it_renders_from() -> None
     flows = parse_flows(DUMP_FLOWS)
     assert frozenset(flows[OVS_BASE_COOKIE]) == ovs_base_flows()
     mine = flows[ovs_port_cookie("tapdef")]
-    seen = observed_port("tapdef", True, None, mine, meters, 5, TAPDEF_MAC)
+    seen = observed_port("tapdef", True, None, mine, meters, 5, TAPDEF_MAC, TAPDEF_VLAN)
     want = PortQos("tapdef", None, Meter(KilobitsPerSecond(3000), Kilobits(2400)), 26)
     want = replace(want, packets_from_instance=packets_from, packets_to_instance=packets_to)
     assert seen == ObservedPort(want)
-    assert sorted(ovs_flow_text(f) for f in ovs_port_flows(seen.qos, 5, TAPDEF_MAC)) == sorted(
+    rendered = ovs_port_flows(seen.qos, 5, TAPDEF_MAC, TAPDEF_VLAN)
+    assert sorted(ovs_flow_text(f) for f in rendered) == sorted(
         line.strip() for line in DUMP_FLOWS.splitlines() if "0x90518a1e8f75ac2f" in line
     )
-    # The same flows on a port now numbered 6, or with another MAC: not the ones it needs.
-    assert not observed_port("tapdef", True, None, mine, meters, 6, TAPDEF_MAC).flows_match
-    other_mac = observed_port("tapdef", True, None, mine, meters, 5, "02:00:0a:4e:00:06")
-    assert not other_mac.flows_match
+    # The same flows on a port now numbered 6, with another MAC or on another network:
+    # not the ones it needs.
+    for ofport, mac, vlan in ((6, TAPDEF_MAC, 3), (5, "02:00:0a:4e:00:06", 3), (5, TAPDEF_MAC, 4)):
+        assert not observed_port("tapdef", True, None, mine, meters, ofport, mac, vlan).flows_match
 
 
 def test_port_drift_names_each_aspect() -> None:
@@ -518,3 +521,37 @@ def test_packet_rate_limits_through_ovs_hold_when_measured() -> None:
     assert set(rates) == {("egress", 2000.0), ("ingress", 3000.0)}
     for verdict in rates.values():
         assert verdict.passed, (verdict.measured, verdict.method)
+
+
+def test_every_plugged_port_marks_what_it_sends_with_its_network() -> None:
+    """Even without QoS of its own: a packet rate to an instance counts every sender of
+    its network, and only those (table 60 matches the metadata table 0 writes)."""
+    with drivers("real", ovs=True) as host:
+        switch = host.switch
+        assert isinstance(switch, RealSwitch)
+        assert isinstance(host.instances, RealInstances)
+        ns = host.instances.host_netns or ""
+        for tap, net in (("tapn1", "net-one"), ("tapn2", "net-two")):
+            subprocess.run(
+                ["ip", "-n", ns, "link", "add", tap, "type", "veth", "peer", "name", "e" + tap],
+                check=True,
+            )
+            subprocess.run(["ip", "-n", ns, "link", "set", tap, "up"], check=True)
+            switch.plug(tap, network_id=net, owner="instance-x")
+        assert switch.apply([]).failed == {}
+        flows = parse_flows(
+            subprocess.run(
+                ["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                 switch.daemons.mgmt(switch.bridge)],
+                check=True, capture_output=True, text=True,
+            ).stdout
+        )  # fmt: skip
+        tags = {}
+        for tap in ("tapn1", "tapn2"):
+            (classify,) = flows[ovs_port_cookie(tap)]
+            assert (classify.table, classify.goto_table) == (0, 58)
+            tags[tap] = classify.write_metadata
+        assert None not in tags.values()
+        assert tags["tapn1"] != tags["tapn2"]
+        assert all(p.flows_match for p in switch.observe().values())
+        assert switch.apply([]).changes == 0

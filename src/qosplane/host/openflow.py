@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any
 
+from qosplane.compiler.enforcement.program import OVS_METADATA_MASK
 from qosplane.host.errors import HostError, PermanentHostError
 from qosplane.model.host_state import (
     FlowsDelete,
@@ -283,6 +284,12 @@ class OpenFlowChannel:
         ipv4 = eth_type == _ETH_TYPE_IPV4
         if eth_type not in (None, _ETH_TYPE_IPV4):
             odd.append(f"eth_type={eth_type:#x}")
+        metadata: int | None = None
+        found_metadata = fields.pop("metadata", None)
+        if isinstance(found_metadata, tuple) and found_metadata[1] == OVS_METADATA_MASK:
+            metadata = int(found_metadata[0])
+        elif found_metadata is not None:
+            odd.append(f"metadata={found_metadata}")
         eth_dst = fields.pop("eth_dst", None)
         if isinstance(eth_dst, tuple):  # (address, mask): a masked match is not the agent's
             odd.append(f"eth_dst={eth_dst}")
@@ -291,10 +298,16 @@ class OpenFlowChannel:
         meter_id: int | None = None
         dscp: int | None = None
         goto: int | None = None
+        written: int | None = None
         outputs = 0
         for instruction in stats.instructions:
             if isinstance(instruction, self._parser.OFPInstructionMeter):
                 meter_id = instruction.meter_id
+            elif (
+                isinstance(instruction, self._parser.OFPInstructionWriteMetadata)
+                and instruction.metadata_mask == OVS_METADATA_MASK
+            ):
+                written = int(instruction.metadata)
             elif isinstance(instruction, self._parser.OFPInstructionGotoTable):
                 goto = instruction.table_id
                 outputs += 1
@@ -329,6 +342,8 @@ class OpenFlowChannel:
             table=stats.table_id,
             eth_dst=None if eth_dst is None else str(eth_dst).lower(),
             goto_table=goto,
+            metadata=metadata,
+            write_metadata=written,
             unrecognised=",".join(odd),
         )
 
@@ -376,6 +391,8 @@ class OpenFlowChannel:
             fields["eth_type"] = _ETH_TYPE_IPV4
         if flow.eth_dst is not None:
             fields["eth_dst"] = flow.eth_dst
+        if flow.metadata is not None:
+            fields["metadata"] = (flow.metadata, OVS_METADATA_MASK)
         match = parser.OFPMatch(**fields)
         actions = (
             [parser.OFPActionSetField(ip_dscp=flow.set_dscp)] if flow.set_dscp is not None else []
@@ -387,6 +404,10 @@ class OpenFlowChannel:
             actions.append(parser.OFPActionOutput(ofp.OFPP_NORMAL, 0))
         if actions:
             instructions.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+        if flow.write_metadata is not None:
+            instructions.append(
+                parser.OFPInstructionWriteMetadata(flow.write_metadata, OVS_METADATA_MASK)
+            )
         if flow.goto_table is not None:
             instructions.append(parser.OFPInstructionGotoTable(flow.goto_table))
         return parser.OFPFlowMod(

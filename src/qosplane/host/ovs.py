@@ -42,6 +42,7 @@ from qosplane.compiler.enforcement.program import (  # noqa: E402
     OVS_BASE_COOKIE,
     OVS_COOKIE_MASK,
     OVS_COOKIE_TAG,
+    OVS_METADATA_MASK,
     OVS_TABLE_BANDWIDTH_FROM,
     OVS_TABLE_PACKETS_FROM,
     OVS_TABLE_TO,
@@ -268,6 +269,8 @@ def parse_flow(line: str) -> OvsFlow | None:
     cookie, table, priority, match, actions = found.groups()
     odd: list[str] = []
     in_port, ipv4, eth_dst = 0, False, None
+    metadata: int | None = None
+    written: int | None = None
     for part in filter(None, (match or "").split(",")):
         if part == "ip":
             ipv4 = True
@@ -275,6 +278,8 @@ def parse_flow(line: str) -> OvsFlow | None:
             in_port = int(part.removeprefix("in_port="))
         elif part.startswith("dl_dst=") and "/" not in part:
             eth_dst = part.removeprefix("dl_dst=")
+        elif part.startswith("metadata=") and part.endswith(f"/{OVS_METADATA_MASK:#x}"):
+            metadata = int(part.removeprefix("metadata=").split("/")[0], 16)
         else:
             odd.append(part)
     meter_id: int | None = None
@@ -288,6 +293,8 @@ def parse_flow(line: str) -> OvsFlow | None:
             dscp = int(action.removeprefix("set_field:").removesuffix("->ip_dscp"))
         elif action == "NORMAL":
             outputs += 1
+        elif action.startswith("write_metadata:") and action.endswith(f"/{OVS_METADATA_MASK:#x}"):
+            written = int(action.removeprefix("write_metadata:").split("/")[0], 16)
         elif action.startswith("goto_table:"):
             goto = int(action.removeprefix("goto_table:"))
             outputs += 1
@@ -305,6 +312,8 @@ def parse_flow(line: str) -> OvsFlow | None:
         table=int(table or 0),
         eth_dst=eth_dst,
         goto_table=goto,
+        metadata=metadata,
+        write_metadata=written,
         unrecognised=",".join(odd),
     )
 
@@ -327,6 +336,7 @@ def observed_port(
     meters: Mapping[int, Meter | PacketLimit | None],
     ofport: int,
     mac: str | None = None,
+    vlan: int | None = None,
 ) -> ObservedPort:
     """A port's QoS from its rows and flows: the meter each of its tables' flows use, the
     DSCP its ip flow sets; `flows_match` when the flows are exactly what that QoS renders
@@ -347,7 +357,7 @@ def observed_port(
         meter_in(OVS_TABLE_TO, PacketLimit),
     )
     try:
-        rendered = ovs_port_flows(qos, ofport, mac)
+        rendered = ovs_port_flows(qos, ofport, mac, vlan)
     except ValueError:  # a packet meter to it, and no MAC to match on: never what we write
         rendered = frozenset()
     return ObservedPort(
@@ -620,6 +630,7 @@ class RealSwitch:
                 meters,
                 ofport,
                 macs.get(name),
+                int(row.tag[0]) if row.tag else None,
             )
             out[name] = seen if pipeline else replace(seen, flows_match=False)
         return out
@@ -656,17 +667,25 @@ class RealSwitch:
                 failed[q.port] = "not plugged into the bridge"
             elif ofports.get(q.port, -1) <= 0:
                 failed[q.port] = "no OpenFlow port number (its device is gone)"
-            elif q.packets_to_instance is not None and q.port not in macs:
-                failed[q.port] = "plugged without a MAC, which its packet rate to it matches on"
+            elif q.packets_to_instance is not None and (q.port not in macs or not ours[q.port].tag):
+                failed[q.port] = (
+                    "plugged without a MAC or VLAN, which its packet rate to it matches on"
+                )
             else:
                 wanted[q.port] = q
         kept |= set(failed)
         changes = self._apply_queues(wanted, ours, kept)
         want_flows = {OVS_BASE_COOKIE: ovs_base_flows()}
         want_meters: dict[int, Meter | PacketLimit] = {}
-        for p, q in wanted.items():
-            want_flows[ovs_port_cookie(p)] = ovs_port_flows(q, ofports[p], macs.get(p))
-            want_meters |= ovs_port_meters(q, ofports[p])
+        for p, row in ours.items():
+            vlan = int(row.tag[0]) if row.tag else None
+            if p in wanted:
+                qos = wanted[p]
+                want_flows[ovs_port_cookie(p)] = ovs_port_flows(qos, ofports[p], macs.get(p), vlan)
+                want_meters |= ovs_port_meters(qos, ofports[p])
+            elif p not in kept and ofports.get(p, -1) > 0:
+                # No QoS of its own: still its network on what it sends (ovs_port_flows).
+                want_flows[ovs_port_cookie(p)] = ovs_port_flows(PortQos(p), ofports[p], None, vlan)
         with self._openflow() as channel:
             flows, meters = self._dump(channel)
             cookies = {ovs_port_cookie(p): p for p in ours}

@@ -152,8 +152,8 @@ class PortQos:
 @dataclass(frozen=True, slots=True)
 class OvsFlow:
     """One flow in the only shapes the agent writes: match a port's OpenFlow number (and
-    IPv4 when it marks) or its MAC as destination, then a meter, a DSCP set_field, then
-    the next table or NORMAL. A flow read back in any other shape keeps what differs in
+    IPv4 when it marks) or its network and MAC as destination, then a meter, a DSCP
+    set_field or the port's network as metadata, then the next table or NORMAL. A flow read back in any other shape keeps what differs in
     `unrecognised`, so it never equals a flow the agent renders and is rewritten."""
 
     cookie: int
@@ -165,6 +165,8 @@ class OvsFlow:
     table: int = 0
     eth_dst: str | None = None  # lower-case colon form, as OVS prints it
     goto_table: int | None = None  # None: output NORMAL
+    metadata: int | None = None  # matched under OVS_METADATA_MASK: the sender's network
+    write_metadata: int | None = None  # written under that mask: the port's network
     unrecognised: str = ""
 
 

@@ -87,6 +87,12 @@ OVS_BASE_COOKIE = OVS_COOKIE_TAG << 48  # the bridge's pipeline flows, no port's
 OVS_FLOW_PRIORITY_IP = 200
 OVS_FLOW_PRIORITY_ALL = 190
 OVS_FLOW_PRIORITY_PACKETS = 100  # Neutron's, br_int.py apply_meter_to_port
+OVS_FLOW_PRIORITY_CLASSIFY = 100
+# Table 0 writes each packet's network (its port's local VLAN tag) into these metadata
+# bits, so table 60 meters a packet to a MAC only when it comes from the same network, as
+# Neutron's agent matches the local VLAN: a port on another network cannot spend an
+# instance's packet budget, and equal MACs on two networks stay apart.
+OVS_METADATA_MASK = 0xFFF
 # The agent's pipeline, with the table numbers of Neutron's OVS agent (neutron 2131d26f,
 # neutron_lib/plugins/ml2/ovs_constants.py: PACKET_RATE_LIMIT 58, BANDWIDTH_RATE_LIMIT 59,
 # TRANSIENT_TABLE 60): table 0 sends everything to 58, which meters each port's packet
@@ -161,15 +167,30 @@ def ovs_base_flows() -> frozenset[OvsFlow]:
     )
 
 
-def ovs_port_flows(qos: PortQos, ofport: int, mac: str | None = None) -> frozenset[OvsFlow]:
+def ovs_port_flows(
+    qos: PortQos, ofport: int, mac: str | None = None, vlan: int | None = None
+) -> frozenset[OvsFlow]:
     """A port's flows. `ofport`: the port's OpenFlow number, matched on and the root of
-    its meter ids (a re-plugged port gets new ones); `mac`: its address, which a packet
-    rate to the instance is matched on (required then)."""
+    its meter ids (a re-plugged port gets new ones); `vlan`: its network's local tag,
+    which every packet it sends carries as metadata (None: a port with no tag, whose
+    packets carry none); `mac`: its address, which a packet rate to it is matched on with
+    its network (both required then). Every plugged port has its table-0 flow, QoS or
+    not, so a packet rate to an instance counts what any port of its network sends."""
     bandwidth_id, packets_from_id, packets_to_id = ovs_meter_ids(ofport)
     meter_id = bandwidth_id if qos.from_instance is not None else None
     cookie = ovs_port_cookie(qos.port)
     after_bandwidth = OVS_TABLE_TO
     flows = []
+    if vlan is not None:
+        flows.append(
+            OvsFlow(
+                cookie,
+                OVS_FLOW_PRIORITY_CLASSIFY,
+                ofport,
+                goto_table=OVS_TABLE_PACKETS_FROM,
+                write_metadata=vlan,
+            )
+        )
     if qos.packets_from_instance is not None:
         flows.append(
             OvsFlow(
@@ -206,8 +227,8 @@ def ovs_port_flows(qos: PortQos, ofport: int, mac: str | None = None) -> frozens
             )
         )
     if qos.packets_to_instance is not None:
-        if mac is None:
-            raise ValueError(f"{qos.port}: a packet rate to the instance needs its MAC")
+        if mac is None or vlan is None:
+            raise ValueError(f"{qos.port}: a packet rate to the instance needs its MAC and VLAN")
         flows.append(
             OvsFlow(
                 cookie,
@@ -215,6 +236,7 @@ def ovs_port_flows(qos: PortQos, ofport: int, mac: str | None = None) -> frozens
                 meter_id=packets_to_id,
                 table=OVS_TABLE_TO,
                 eth_dst=mac.lower(),
+                metadata=vlan,
             )
         )
     return frozenset(flows)
@@ -231,10 +253,15 @@ def ovs_flow_text(flow: OvsFlow) -> str:
     """The flow as `ovs-ofctl -O OpenFlow13 --no-stats dump-flows` prints it (and
     add-flow accepts it): for tools, tests and the benchmark's baseline."""
     match = ["ip"] if flow.ipv4_only else []
+    match += (
+        [f"metadata={flow.metadata:#x}/{OVS_METADATA_MASK:#x}"] if flow.metadata is not None else []
+    )
     match += [f"in_port={flow.in_port}"] if flow.in_port else []
     match += [f"dl_dst={flow.eth_dst}"] if flow.eth_dst is not None else []
     actions = [f"meter:{flow.meter_id}"] if flow.meter_id is not None else []
     actions += [f"set_field:{flow.set_dscp}->ip_dscp"] if flow.set_dscp is not None else []
+    if flow.write_metadata is not None:
+        actions.append(f"write_metadata:{flow.write_metadata:#x}/{OVS_METADATA_MASK:#x}")
     actions.append("NORMAL" if flow.goto_table is None else f"goto_table:{flow.goto_table}")
     table = f" table={flow.table}," if flow.table else ""
     head = ",".join([f"priority={flow.priority}", *match])
