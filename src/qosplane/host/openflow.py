@@ -102,12 +102,144 @@ def describe_change(change: OpenFlowChange) -> str:
     return f"add flow cookie={change.flow.cookie:#x} priority={change.flow.priority}"
 
 
+# Flow statistics are decoded here rather than by os-ken: its decoder builds an object per
+# match field and action, and took most of a quiet pass at 1,000 ports (measured: 0.3 s of
+# 0.8 under a profiler). Layouts from the OpenFlow 1.3.5 specification, sections 7.2.2
+# (OXM), 7.2.4 (instructions), 7.2.5 (actions) and 7.3.5.2 (ofp_flow_stats).
+_FLOW_STATS_TYPE = struct.pack("!H", 1)  # OFPMP_FLOW
+_MULTIPART = struct.Struct("!HH4x")  # type, flags
+_FLOW_ENTRY = struct.Struct("!HBxIIHHHH4xQQQ")  # length, table, ..., priority, ..., cookie
+_TLV = struct.Struct("!HH")  # match type/length, instruction and action type/length
+_OXM_BASIC = 0x8000
+_OXM_IN_PORT, _OXM_METADATA, _OXM_ETH_DST, _OXM_ETH_TYPE, _OXM_IP_DSCP = 0, 2, 3, 5, 8
+_IT_GOTO, _IT_WRITE_METADATA, _IT_APPLY, _IT_METER = 1, 2, 4, 6
+_AT_OUTPUT, _AT_SET_FIELD = 0, 25
+_PORT_NORMAL = 0xFFFFFFFA
+
+
+def flow_stats(body: bytes) -> Iterator[OvsFlow]:
+    """The ofp_flow_stats entries of a flow-stats reply body as the agent's flows; what is
+    not of the agent's shapes goes into `unrecognised`, so it never matches."""
+    at = 0
+    while at + _FLOW_ENTRY.size <= len(body):
+        length, table, _, _, priority, _, _, _, cookie, _, _ = _FLOW_ENTRY.unpack_from(body, at)
+        if length < _FLOW_ENTRY.size + _TLV.size or at + length > len(body):
+            raise HostError("decode OpenFlow flow statistics", f"an entry of {length} bytes")
+        entry = body[at : at + length]
+        at += length
+        odd: list[str] = []
+        found: dict[str, Any] = {}
+        _, match_length = _TLV.unpack_from(entry, _FLOW_ENTRY.size)
+        start = _FLOW_ENTRY.size + _TLV.size
+        _oxm_fields(entry[start : _FLOW_ENTRY.size + match_length], found, odd)
+        instructions = _FLOW_ENTRY.size + (match_length + 7) // 8 * 8
+        outputs = _instructions(entry[instructions:], found, odd)
+        if outputs != 1:
+            odd.append(f"{outputs} outputs (NORMAL or goto_table)")
+        eth_type = found.get("eth_type")
+        if eth_type not in (None, _ETH_TYPE_IPV4):
+            odd.append(f"eth_type={eth_type:#x}")
+        yield OvsFlow(
+            cookie,
+            priority,
+            found.get("in_port", 0),
+            eth_type == _ETH_TYPE_IPV4,
+            found.get("meter_id"),
+            found.get("dscp"),
+            table=table,
+            eth_dst=found.get("eth_dst"),
+            goto_table=found.get("goto_table"),
+            metadata=found.get("metadata"),
+            write_metadata=found.get("write_metadata"),
+            unrecognised=",".join(odd),
+        )
+
+
+def _oxm_fields(data: bytes, found: dict[str, Any], odd: list[str]) -> None:
+    at = 0
+    while at + 4 <= len(data):
+        (header,) = struct.unpack_from("!I", data, at)
+        klass, field, masked, size = (
+            header >> 16,
+            (header >> 9) & 0x7F,
+            (header >> 8) & 1,
+            header & 0xFF,
+        )
+        value = data[at + 4 : at + 4 + size]
+        at += 4 + size
+        if klass != _OXM_BASIC:
+            odd.append(f"oxm class {klass:#x}")
+        elif field == _OXM_IN_PORT and not masked:
+            found["in_port"] = int.from_bytes(value, "big")
+        elif field == _OXM_ETH_TYPE and not masked:
+            found["eth_type"] = int.from_bytes(value, "big")
+        elif field == _OXM_ETH_DST and not masked:
+            found["eth_dst"] = ":".join(f"{b:02x}" for b in value)
+        elif (
+            field == _OXM_METADATA
+            and masked
+            and int.from_bytes(value[8:], "big") == OVS_METADATA_MASK
+        ):
+            found["metadata"] = int.from_bytes(value[:8], "big")
+        else:
+            odd.append(f"oxm field {field}{'/masked' if masked else ''}")
+
+
+def _instructions(data: bytes, found: dict[str, Any], odd: list[str]) -> int:
+    """Fills `found`; returns how many outputs (NORMAL or a goto) the flow has."""
+    outputs = 0
+    at = 0
+    while at + _TLV.size <= len(data):
+        kind, size = _TLV.unpack_from(data, at)
+        if size < _TLV.size:
+            raise HostError("decode OpenFlow flow statistics", f"an instruction of {size} bytes")
+        item = data[at : at + size]
+        at += size
+        if kind == _IT_METER:
+            found["meter_id"] = struct.unpack_from("!I", item, 4)[0]
+        elif kind == _IT_GOTO:
+            found["goto_table"] = item[4]
+            outputs += 1
+        elif (
+            kind == _IT_WRITE_METADATA
+            and struct.unpack_from("!Q", item, 16)[0] == OVS_METADATA_MASK
+        ):
+            found["write_metadata"] = struct.unpack_from("!Q", item, 8)[0]
+        elif kind == _IT_APPLY:
+            outputs += _actions(item[8:], found, odd)
+        else:
+            odd.append(f"instruction {kind}")
+    return outputs
+
+
+def _actions(data: bytes, found: dict[str, Any], odd: list[str]) -> int:
+    outputs = 0
+    at = 0
+    while at + _TLV.size <= len(data):
+        kind, size = _TLV.unpack_from(data, at)
+        if size < _TLV.size:
+            raise HostError("decode OpenFlow flow statistics", f"an action of {size} bytes")
+        item = data[at : at + size]
+        at += size
+        if kind == _AT_OUTPUT and struct.unpack_from("!I", item, 4)[0] == _PORT_NORMAL:
+            outputs += 1
+        elif (
+            kind == _AT_SET_FIELD
+            and (struct.unpack_from("!I", item, 4)[0] >> 9) & 0x7F == _OXM_IP_DSCP
+        ):
+            found["dscp"] = item[8]
+        else:
+            odd.append(f"action {kind}")
+    return outputs
+
+
 @dataclass(frozen=True, slots=True)
 class _Reply:
     version: int
     msg_type: int
     xid: int
     message: Any
+    raw_body: bytes = b""  # a flow-stats reply's body, left to flow_stats()
 
 
 class OpenFlowChannel:
@@ -191,11 +323,18 @@ class OpenFlowChannel:
                 self._send(reply)
                 continue
             if version != self._ofp.OFP_VERSION:
-                # A switch that cannot speak 1.3 answers the hello in its own version.
+                # The hello comes in the switch's own version; nothing else does.
                 return _Reply(version, msg_type, xid, None)
-            message = self._decoder.msg(
-                self._datapath, version, msg_type, length, xid, header + body
-            )
+            if msg_type == self._ofp.OFPT_MULTIPART_REPLY and body[:2] == _FLOW_STATS_TYPE:
+                return _Reply(version, msg_type, xid, None, body)  # flow_stats decodes it
+            try:
+                message = self._decoder.msg(
+                    self._datapath, version, msg_type, length, xid, header + body
+                )
+            except Exception as exc:  # os-ken's decoders raise whatever they meet
+                raise HostError(f"read OpenFlow from {self.path}", f"undecodable: {exc!r}") from exc
+            if message is None:
+                raise HostError(f"read OpenFlow from {self.path}", f"undecodable type {msg_type}")
             return _Reply(version, msg_type, xid, message)
 
     def _hello(self) -> None:
@@ -235,8 +374,13 @@ class OpenFlowChannel:
                 raise PermanentHostError(
                     f"OpenFlow request to {self.path}", self._error_text(reply.message)
                 )
-            yield from reply.message.body
-            if not reply.message.flags & self._ofp.OFPMPF_REPLY_MORE:
+            if reply.raw_body:
+                flags = _MULTIPART.unpack_from(reply.raw_body)[1]
+                yield from flow_stats(reply.raw_body[_MULTIPART.size :])
+            else:
+                flags = reply.message.flags
+                yield from reply.message.body
+            if not flags & self._ofp.OFPMPF_REPLY_MORE:
                 return
 
     def flows(self, cookie: int, cookie_mask: int) -> list[OvsFlow]:
@@ -250,7 +394,7 @@ class OpenFlowChannel:
             cookie_mask=cookie_mask,
             match=self._parser.OFPMatch(),
         )
-        return [self._flow_of(stats) for stats in self._multipart(request)]
+        return list(self._multipart(request))
 
     def meters(self) -> dict[int, Meter | PacketLimit | None]:
         """Every meter: id -> its one drop band with a burst, kbps (Meter) or pktps
@@ -274,78 +418,6 @@ class OpenFlowChannel:
         if unit == ofp.OFPMF_PKTPS:
             return PacketLimit(PacketsPerSecond(band.rate), Packets(band.burst_size))
         return None
-
-    def _flow_of(self, stats: Any) -> OvsFlow:
-        ofp = self._ofp
-        odd: list[str] = []
-        fields = dict(stats.match.items())
-        in_port = int(fields.pop("in_port", 0))
-        eth_type = fields.pop("eth_type", None)
-        ipv4 = eth_type == _ETH_TYPE_IPV4
-        if eth_type not in (None, _ETH_TYPE_IPV4):
-            odd.append(f"eth_type={eth_type:#x}")
-        metadata: int | None = None
-        found_metadata = fields.pop("metadata", None)
-        if isinstance(found_metadata, tuple) and found_metadata[1] == OVS_METADATA_MASK:
-            metadata = int(found_metadata[0])
-        elif found_metadata is not None:
-            odd.append(f"metadata={found_metadata}")
-        eth_dst = fields.pop("eth_dst", None)
-        if isinstance(eth_dst, tuple):  # (address, mask): a masked match is not the agent's
-            odd.append(f"eth_dst={eth_dst}")
-            eth_dst = None
-        odd += [f"{name}={value}" for name, value in sorted(fields.items())]
-        meter_id: int | None = None
-        dscp: int | None = None
-        goto: int | None = None
-        written: int | None = None
-        outputs = 0
-        for instruction in stats.instructions:
-            if isinstance(instruction, self._parser.OFPInstructionMeter):
-                meter_id = instruction.meter_id
-            elif (
-                isinstance(instruction, self._parser.OFPInstructionWriteMetadata)
-                and instruction.metadata_mask == OVS_METADATA_MASK
-            ):
-                written = int(instruction.metadata)
-            elif isinstance(instruction, self._parser.OFPInstructionGotoTable):
-                goto = instruction.table_id
-                outputs += 1
-            elif (
-                isinstance(instruction, self._parser.OFPInstructionActions)
-                and instruction.type == ofp.OFPIT_APPLY_ACTIONS
-            ):
-                for action in instruction.actions:
-                    if (
-                        isinstance(action, self._parser.OFPActionSetField)
-                        and action.key == "ip_dscp"
-                    ):
-                        dscp = int(action.value)
-                    elif (
-                        isinstance(action, self._parser.OFPActionOutput)
-                        and action.port == ofp.OFPP_NORMAL
-                    ):
-                        outputs += 1
-                    else:
-                        odd.append(f"action {type(action).__name__}")
-            else:
-                odd.append(f"instruction {type(instruction).__name__}")
-        if outputs != 1:
-            odd.append(f"{outputs} outputs (NORMAL or goto_table)")
-        return OvsFlow(
-            stats.cookie,
-            stats.priority,
-            in_port,
-            ipv4,
-            meter_id,
-            dscp,
-            table=stats.table_id,
-            eth_dst=None if eth_dst is None else str(eth_dst).lower(),
-            goto_table=goto,
-            metadata=metadata,
-            write_metadata=written,
-            unrecognised=",".join(odd),
-        )
 
     # writes -----------------------------------------------------------------------------
     def _message_of(self, change: OpenFlowChange) -> Any:
