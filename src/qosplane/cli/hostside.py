@@ -55,7 +55,6 @@ from qosplane.verify.explain import explain, render_explain
 from qosplane.verify.inspect import (
     HostDomain,
     declared_limits,
-    declared_ovs_policing,
     inspect_domain,
     ovs_interface_policing,
     render_inspect,
@@ -498,7 +497,14 @@ def read_host_domain(
             not_read.append(f"cgroup files: {exc}")
     tc = RealTrafficControl(netns)
     taps = declared_limits(held.xml).interfaces
-    ovs = None if ovs_db is None else ovs_interface_policing(interface_policing_text(ovs_db))
+    ovs = None
+    if ovs_db is None:
+        not_read.append("Open vSwitch Interface: no ovsdb-server here (--ovs-db names one)")
+    else:
+        try:
+            ovs = ovs_interface_policing(interface_policing_text(ovs_db))
+        except HostError as exc:
+            not_read.append(f"Open vSwitch Interface: {exc}")
     return replace(
         held,
         cgroup=files,
@@ -552,8 +558,6 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
         if held is None:
             print(f"{plan.instance_name}: no such domain runs on {args.uri}")
         else:
-            if held.ovs is None and declared_ovs_policing(plan.ovs):
-                print("Open vSwitch: not read (no ovsdb-server here; --ovs-db names one)")
             for why in held.not_read:
                 print(f"not read: {why}")
         sys.stdout.write(render_inspect(plan.instance_name, rows))

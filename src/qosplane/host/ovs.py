@@ -341,7 +341,7 @@ def observed_port(
 ) -> ObservedPort:
     """A port's QoS from its rows and flows: the meter each of its tables' flows use, the
     DSCP its ip flow sets; `flows_match` when the flows are exactly what that QoS renders
-    to (with the port's number and MAC)."""
+    to (with the port's number, MAC and VLAN)."""
 
     def meter_in(table: int, kind: type[Meter] | type[PacketLimit]) -> Any:
         ids = {f.meter_id for f in flows if f.table == table and f.meter_id is not None}
@@ -359,7 +359,7 @@ def observed_port(
     )
     try:
         rendered = ovs_port_flows(qos, ofport, mac, vlan)
-    except ValueError:  # a packet meter to it, and no MAC to match on: never what we write
+    except ValueError:  # a packet meter to it, no MAC or VLAN to match on: never ours
         rendered = frozenset()
     return ObservedPort(
         qos,
