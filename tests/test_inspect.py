@@ -199,9 +199,11 @@ def test_tc_on_a_real_tap_is_read_as_libvirt_would_have_written_it() -> None:
             "burst 131072kb quantum 21870",
         ):
             subprocess.run(["tc", "-n", ns, *line.split()], check=True)
-        held = tap_bandwidth(*RealTrafficControl(ns).bandwidth_text(SEED_TAP))
+        held = tap_bandwidth(*RealTrafficControl(ns).bandwidth_texts([SEED_TAP])[SEED_TAP])
         assert held == {"inbound.average": 32768, "inbound.peak": 65536, "inbound.burst": 131072}
-        assert RealTrafficControl(ns).bandwidth_text("tapnothere-00") == ("", "")
+        assert RealTrafficControl(ns).bandwidth_texts(["tapnothere-00"]) == {
+            "tapnothere-00": ("", "")
+        }
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     plan = plan_of(load_case("m1-resquota.yaml"))

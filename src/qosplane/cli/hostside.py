@@ -508,7 +508,7 @@ def read_host_domain(
     return replace(
         held,
         cgroup=files,
-        tc={t: tap_bandwidth(*tc.bandwidth_text(t)) for t in taps},
+        tc={t: tap_bandwidth(*text) for t, text in tc.bandwidth_texts(list(taps)).items()},
         ovs=ovs,
         not_read=tuple(not_read),
     )

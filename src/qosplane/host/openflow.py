@@ -185,16 +185,21 @@ def _oxm_fields(data: bytes, found: dict[str, Any], odd: list[str]) -> None:
             odd.append(f"oxm field {field}{'/masked' if masked else ''}")
 
 
-def _instructions(data: bytes, found: dict[str, Any], odd: list[str]) -> int:
-    """Fills `found`; returns how many outputs (NORMAL or a goto) the flow has."""
-    outputs = 0
+def _tlvs(data: bytes, what: str) -> Iterator[tuple[int, bytes]]:
+    """The (type, whole item) of each instruction or action in `data`."""
     at = 0
     while at + _TLV.size <= len(data):
         kind, size = _TLV.unpack_from(data, at)
         if size < _TLV.size:
-            raise HostError("decode OpenFlow flow statistics", f"an instruction of {size} bytes")
-        item = data[at : at + size]
+            raise HostError("decode OpenFlow flow statistics", f"an {what} of {size} bytes")
+        yield kind, data[at : at + size]
         at += size
+
+
+def _instructions(data: bytes, found: dict[str, Any], odd: list[str]) -> int:
+    """Fills `found`; returns how many outputs (NORMAL or a goto) the flow has."""
+    outputs = 0
+    for kind, item in _tlvs(data, "instruction"):
         if kind == _IT_METER:
             found["meter_id"] = struct.unpack_from("!I", item, 4)[0]
         elif kind == _IT_GOTO:
@@ -214,13 +219,7 @@ def _instructions(data: bytes, found: dict[str, Any], odd: list[str]) -> int:
 
 def _actions(data: bytes, found: dict[str, Any], odd: list[str]) -> int:
     outputs = 0
-    at = 0
-    while at + _TLV.size <= len(data):
-        kind, size = _TLV.unpack_from(data, at)
-        if size < _TLV.size:
-            raise HostError("decode OpenFlow flow statistics", f"an action of {size} bytes")
-        item = data[at : at + size]
-        at += size
+    for kind, item in _tlvs(data, "action"):
         if kind == _AT_OUTPUT and struct.unpack_from("!I", item, 4)[0] == _PORT_NORMAL:
             outputs += 1
         elif (

@@ -139,18 +139,20 @@ class RealTrafficControl:
     def observe(self, device: str) -> DeviceTc:
         return self.observe_many([device])[device]
 
-    def bandwidth_text(self, device: str) -> tuple[str, str]:
-        """`tc class show` and the ingress `tc filter show` text of any device, the agent's
-        or not (`inspect` reads what libvirt or Neutron put there); empty for a device
-        that is not there."""
-        if device not in {
-            q.get("dev") for q in json.loads(run(self._tc("-j", "qdisc", "show")) or "[]")
-        }:
-            return "", ""
-        return (
-            run(self._tc("class", "show", "dev", device)),
-            run(self._tc("filter", "show", "dev", device, "parent", "ffff:")),
-        )
+    def bandwidth_texts(self, devices: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """`tc class show` and the ingress `tc filter show` text of each device, the
+        agent's or not (`inspect` reads what libvirt or Neutron put there); empty for a
+        device that is not there. One qdisc listing finds which are."""
+        present = {q.get("dev") for q in json.loads(run(self._tc("-j", "qdisc", "show")) or "[]")}
+        return {
+            d: (
+                run(self._tc("class", "show", "dev", d)),
+                run(self._tc("filter", "show", "dev", d, "parent", "ffff:")),
+            )
+            if d in present
+            else ("", "")
+            for d in devices
+        }
 
 
 @dataclass
