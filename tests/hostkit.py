@@ -20,6 +20,7 @@ from qosplane.host.cgroups import FakeCgroups, RealCgroups
 from qosplane.host.hypervisor import FakeHypervisor, LibvirtDaemon, RealHypervisor
 from qosplane.host.instances import FakeInstances, RealInstances
 from qosplane.host.nft import FakeDscpMarking, RealDscpMarking
+from qosplane.host.ovn import FakeOvnSwitch, OvnDaemons, RealOvnSwitch
 from qosplane.host.ovs import FakeSwitch, OvsDaemons, RealSwitch
 from qosplane.host.tc import FakeTrafficControl, RealTrafficControl
 from qosplane.host.volumes import FakeVolumes, RealVolumes
@@ -28,19 +29,22 @@ from tests.conftest import require_python_module, require_root_and
 
 HOST_TOOLS = ("ip", "tc", "nft")
 OVS_TOOLS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ethtool")
+OVN_TOOLS = ("ovn-northd", "ovn-controller", "ovn-nbctl")  # Debian ovn-central, ovn-host
 
 
-def fake_drivers(ovs: bool = False, libvirt: bool = False) -> HostDrivers:
+def fake_drivers(ovs: bool = False, libvirt: bool = False, ovn: bool = False) -> HostDrivers:
     tc = FakeTrafficControl()
     switch = FakeSwitch() if ovs else None
+    ovn_switch = FakeOvnSwitch() if ovn else None
     return HostDrivers(
-        FakeInstances(tc=tc, switch=switch),
+        FakeInstances(tc=tc, switch=switch if switch is not None else ovn_switch),
         tc,
         FakeDscpMarking(),
         FakeCgroups(),
         FakeVolumes(),
         switch,
         FakeHypervisor() if libvirt else None,
+        ovn_switch,
     )
 
 
@@ -64,6 +68,24 @@ def own_ovs(host_ns: str, prefix: str) -> Iterator[RealSwitch]:
     try:
         daemons.ensure()
         switch = RealSwitch(daemons, "br-int", prefix)
+        try:
+            yield switch
+        finally:
+            switch.close()
+    finally:
+        daemons.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def own_ovn(host_ns: str, prefix: str) -> Iterator[RealOvnSwitch]:
+    """An Open vSwitch and an OVN of their own (ovs-vswitchd and ovn-controller in
+    `host_ns`), stopped and deleted afterwards, with the agent's br-int on them."""
+    require_root_and(*OVS_TOOLS, *OVN_TOOLS)
+    state = Path(tempfile.mkdtemp(prefix="qptest-ovn-"))
+    daemons = OvnDaemons(state / "ovn", OvsDaemons(state / "ovs", host_ns), f"qptest-{prefix}")
+    try:
+        switch = RealOvnSwitch(daemons, "br-int", prefix)
         try:
             yield switch
         finally:
@@ -111,8 +133,8 @@ def own_libvirt(
 
 
 @contextmanager
-def real_drivers(ovs: bool = False) -> Iterator[HostDrivers]:
-    require_root_and(*HOST_TOOLS, *(OVS_TOOLS if ovs else ()))
+def real_drivers(ovs: bool = False, ovn: bool = False) -> Iterator[HostDrivers]:
+    require_root_and(*HOST_TOOLS, *(OVS_TOOLS if ovs or ovn else ()), *(OVN_TOOLS if ovn else ()))
     tag = uuid.uuid4().hex[:6]
     host_ns = f"qptest-host-{tag}"
     prefix = f"qpt{tag}-"
@@ -122,6 +144,18 @@ def real_drivers(ovs: bool = False) -> Iterator[HostDrivers]:
     volumes = RealVolumes(volumes_dir)
     instances = RealInstances(prefix=prefix, host_netns=host_ns)
     try:
+        if ovn:
+            with own_ovn(host_ns, prefix) as ovn_switch:
+                instances = RealInstances(prefix=prefix, host_netns=host_ns, switch=ovn_switch)
+                yield HostDrivers(
+                    instances,
+                    RealTrafficControl(host_ns),
+                    RealDscpMarking(host_ns),
+                    cgroups,
+                    volumes,
+                    ovn=ovn_switch,
+                )
+            return
         if not ovs:
             yield HostDrivers(
                 instances, RealTrafficControl(host_ns), RealDscpMarking(host_ns), cgroups, volumes
@@ -143,11 +177,13 @@ def real_drivers(ovs: bool = False) -> Iterator[HostDrivers]:
 
 
 @contextmanager
-def drivers(kind: str, ovs: bool = False, libvirt: bool = False) -> Iterator[HostDrivers]:
+def drivers(
+    kind: str, ovs: bool = False, libvirt: bool = False, ovn: bool = False
+) -> Iterator[HostDrivers]:
     if kind == "fake":
-        yield fake_drivers(ovs, libvirt)
+        yield fake_drivers(ovs, libvirt, ovn)
         return
-    with real_drivers(ovs) as real:
+    with real_drivers(ovs, ovn) as real:
         if not libvirt:
             yield real
             return

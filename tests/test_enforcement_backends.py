@@ -36,10 +36,10 @@ def _claims(plan: HostPlan) -> list[Claim]:
 
 
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("ovs_switch", [False, True])
+@pytest.mark.parametrize("switch", ["linuxbridge", "ovs", "ovn"])
 @pytest.mark.parametrize("libvirt", [False, True])
 def test_at_most_the_outcome_the_program_reports_comes_from_the_first_taker(
-    name: str, ovs_switch: bool, libvirt: bool
+    name: str, switch: str, libvirt: bool
 ) -> None:
     caps = Capabilities(
         htb=True,
@@ -47,7 +47,8 @@ def test_at_most_the_outcome_the_program_reports_comes_from_the_first_taker(
         nft_bridge=True,
         cgroup_v1_cpu=True,
         qemu_storage_daemon=True,
-        ovs_switch=ovs_switch,
+        ovs_switch=switch == "ovs",
+        ovn_switch=switch == "ovn",
         libvirt=libvirt,
     )
     plan = plan_of(load_case(name))
@@ -66,11 +67,12 @@ def test_at_most_the_outcome_the_program_reports_comes_from_the_first_taker(
 
 
 def test_no_backend_takes_what_needs_a_driver_the_host_has_not() -> None:
-    """A host with no switch and no libvirt: the OVS and libvirt backends answer nothing."""
+    """A host with no switch and no libvirt: the OVS, OVN and libvirt backends answer
+    nothing."""
     plan = HostPlan.from_json(hybrid_plan("m1-resquota.yaml"))
     by_name = {b.name: b for b in BACKENDS}
     for claim in _claims(plan):
-        for name in ("ovs", "libvirt-domain"):
+        for name in ("ovs", "ovn", "libvirt-domain"):
             assert by_name[name].take(claim, EVERYTHING, Desired({})) is None
 
 

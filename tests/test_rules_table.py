@@ -1,5 +1,5 @@
 """docs/rules.md's table of what a qosplane agent enforces uses the words explain prints:
-each row's rule is compiled for a netns host and for an Open vSwitch host, and the cell
+each row's rule is compiled for a netns host, an Open vSwitch host and an OVN host, and the cell
 must start with the mechanism the compiler chose, or with "not enforced:" and the reason
 it gives. A backend that changes what it does (or a doc edited by hand) fails here."""
 
@@ -19,7 +19,11 @@ from tests.conftest import load_case, plan_of
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
 NETNS = Capabilities(htb=True, ifb_mirred=True, nft_bridge=True, cgroup_v1_cpu=True)
-HOSTS = {"netns": NETNS, "ovs": replace(NETNS, ovs_switch=True)}
+HOSTS = {
+    "netns": NETNS,
+    "ovs": replace(NETNS, ovs_switch=True),
+    "ovn": replace(NETNS, ovn_switch=True),
+}
 # A Neutron rule of each type with the fields it needs (neutron_lib/api/definitions).
 RULES: dict[str, dict[str, Any]] = {
     "bandwidth_limit": {"max_kbps": 3000, "max_burst_kbps": 2400},
@@ -37,8 +41,8 @@ KIND = {
 }
 
 
-def _agent_rows() -> list[tuple[str, str, str, str]]:
-    """(rule, direction, netns cell, ovs cell) from the agent's table."""
+def _agent_rows() -> list[tuple[str, str, str, str, str]]:
+    """(rule, direction, netns cell, ovs cell, ovn cell) from the agent's table."""
     text = DOC.read_text()
     table = text[text.index("## What a qosplane agent enforces here") :]
     rows = []
@@ -46,12 +50,12 @@ def _agent_rows() -> list[tuple[str, str, str, str]]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         found = re.fullmatch(r"(\w+) (egress|ingress|any)", cells[0]) if cells else None
         if found:
-            rows.append((found.group(1), found.group(2), cells[1], cells[2]))
+            rows.append((found.group(1), found.group(2), cells[1], cells[2], cells[3]))
     return rows
 
 
 def test_the_table_has_a_row_for_every_rule_type_and_direction() -> None:
-    assert {(r, d) for r, d, _, _ in _agent_rows()} == {
+    assert {(r, d) for r, d, _, _, _ in _agent_rows()} == {
         ("bandwidth_limit", "egress"),
         ("bandwidth_limit", "ingress"),
         ("dscp_marking", "egress"),
@@ -63,9 +67,9 @@ def test_the_table_has_a_row_for_every_rule_type_and_direction() -> None:
     }
 
 
-@pytest.mark.parametrize(("rule", "direction", "netns", "ovs"), _agent_rows())
+@pytest.mark.parametrize(("rule", "direction", "netns", "ovs", "ovn"), _agent_rows())
 def test_each_cell_says_what_the_compiler_does(
-    rule: str, direction: str, netns: str, ovs: str
+    rule: str, direction: str, netns: str, ovs: str, ovn: str
 ) -> None:
     body = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
     body["host"] = {**(body.get("host") or {}), "vif_type": "bridge"}
@@ -80,8 +84,11 @@ def test_each_cell_says_what_the_compiler_does(
         ],
     }
     body["ports"] = [port]
-    for host, cell in (("netns", netns), ("ovs", ovs)):
-        _, outcomes = host_program(plan_of(body), HOSTS[host])
+    for host, cell in (("netns", netns), ("ovs", ovs), ("ovn", ovn)):
+        # An OVN agent registers Neutron's backend as OVN: its plans are ML2/OVN's.
+        backend = {"neutron_backend": "ovn"} if host == "ovn" else {}
+        compiled = plan_of({**body, "host": {**body["host"], **backend}})
+        _, outcomes = host_program(compiled, HOSTS[host])
         (outcome,) = [o for o in outcomes if o.kind == KIND[rule]]
         said = cell.replace("`", "")
         if outcome.outcome is Outcome.APPLIED:

@@ -4,7 +4,7 @@ verify/drift.py), and applies the changes through its driver.
 
 They mirror the compiler's enforcement backends (compiler/enforcement/registry.py), grouped
 by the host driver that applies them: tc and nftables act on the same Linux devices, the
-switch on OVS ports, the hypervisor on libvirt domains, the volume driver on exports, the
+switch on OVS ports (or OVN's Northbound rows), the hypervisor on libvirt domains, the volume driver on exports, the
 cgroup driver on instance groups. A failure is charged to the server it belongs to through
 `charge`, the reconciler's one retry decision; nothing here retries.
 """
@@ -21,15 +21,25 @@ from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances
 from qosplane.host.nft import DscpMarking
+from qosplane.host.ovn import OvnSwitch
 from qosplane.host.ovs import Switch
 from qosplane.host.tc import DeviceTc, TrafficControl
 from qosplane.host.volumes import Volumes
-from qosplane.model.host_state import DeviceQos, ObservedDevice, ObservedPort, PacketLimit, PortQos
+from qosplane.model.host_state import (
+    DeviceQos,
+    ObservedDevice,
+    ObservedOvnPort,
+    ObservedPort,
+    OvnPortQos,
+    PacketLimit,
+    PortQos,
+)
 from qosplane.model.report import Drift
 from qosplane.verify.drift import (
     cpu_drift,
     device_drift,
     domain_drift,
+    ovn_port_drift,
     packet_limit_aspect,
     packet_limit_text,
     port_drift,
@@ -253,6 +263,54 @@ class OvsPorts:
         result.commands += applied.changes
         for t in ready:
             for port in t.qos.ports:
+                if port.port in applied.failed and t.qos.name not in result.errors:
+                    result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
+
+
+@dataclass
+class OvnPorts:
+    """OVN: each port's Northbound QoS rows (ovn-controller makes the meters)."""
+
+    switch: OvnSwitch
+    name: str = "ovn"
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        if not any(t.qos.ovn_ports for t in targets):
+            return []
+        try:
+            seen = self.switch.observe()
+        except HostError as exc:  # a daemon gone, say: charged to its servers
+            for t in targets:
+                if t.qos.ovn_ports:
+                    unreadable.setdefault(t.qos.name, str(exc))
+            return []
+        out: list[Drift] = []
+        for t in targets:
+            for port in t.qos.ovn_ports:
+                observed = seen.get(port.port) or ObservedOvnPort(OvnPortQos(port.port), False)
+                out += ovn_port_drift(t.qos.name, port, observed)
+        return out
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        """As OvsPorts.act: the ports of servers that failed this pass keep their rows."""
+        names = {t.qos.name for t in ready}
+        leave = {p.port for t in targets if t.qos.name not in names for p in t.qos.ovn_ports}
+        try:
+            applied = self.switch.apply([p for t in ready for p in t.qos.ovn_ports], leave)
+        except HostError as exc:
+            for t in ready:
+                if t.qos.ovn_ports:
+                    charge(result, t.qos.name, exc, first=True)
+            return
+        result.commands += applied.changes
+        for t in ready:
+            for port in t.qos.ovn_ports:
                 if port.port in applied.failed and t.qos.name not in result.errors:
                     result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
 

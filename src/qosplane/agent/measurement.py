@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qosplane.agent.reconcile import ports_of
-from qosplane.compiler.enforcement.program import host_program
+from qosplane.compiler.enforcement.program import host_program, meter_shaper
 from qosplane.host import measure
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.endpoints import Endpoint, GuestEndpoint
@@ -123,6 +123,15 @@ def _links(qos: InstanceQos) -> list[_Link]:
                 p.dscp,
                 p.packets_to_instance,
                 p.packets_from_instance,
+            )
+        )
+    for q in qos.ovn_ports:
+        out.append(
+            _Link(
+                q.port,
+                _measured(meter_shaper(q.to_instance) if q.to_instance else None),
+                _measured(meter_shaper(q.from_instance) if q.from_instance else None),
+                q.dscp,
             )
         )
     return out

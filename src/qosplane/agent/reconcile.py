@@ -23,6 +23,7 @@ from qosplane.agent.backends import (
     HostBackend,
     LibvirtDomains,
     LinuxDevices,
+    OvnPorts,
     OvsPorts,
     VolumeExports,
 )
@@ -32,13 +33,15 @@ from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import PROBE_OWNER, SCRATCH_OWNER, Instances, PortWire
 from qosplane.host.nft import DscpMarking
-from qosplane.host.ovs import Switch
+from qosplane.host.ovn import OvnSwitch
+from qosplane.host.ovs import PortPlugs, Switch
 from qosplane.host.tc import TrafficControl
 from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import (
     Capabilities,
     InstanceQos,
     Outcome,
+    OvnPortQos,
     PortQos,
     RuleOutcome,
 )
@@ -83,6 +86,11 @@ class HostDrivers:
     volumes: Volumes
     switch: Switch | None = None  # ports wired into OVS (Capabilities.ovs_switch)
     hypervisor: Hypervisor | None = None  # libvirt domains (Capabilities.libvirt)
+    ovn: OvnSwitch | None = None  # ports wired into OVN (Capabilities.ovn_switch)
+
+    def plugs(self) -> PortPlugs | None:
+        """Whichever switch the instances' ports are plugged into, if any."""
+        return self.switch if self.switch is not None else self.ovn
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,7 @@ def ports_of(server: DesiredServer) -> tuple[PortWire, ...]:
                 addresses=tuple(a.address for a in port.addresses),
                 gateway=gateways[0] if gateways else None,
                 mtu_bytes=port.mtu_bytes,
+                port_id=port.id,
             )
         )
     return tuple(out)
@@ -144,6 +153,11 @@ def targets_of(servers: Sequence[DesiredServer], caps: Capabilities) -> list[Tar
             limited = {p.port for p in qos.ports}
             bare = tuple(PortQos(w.tap) for w in wires if w.tap not in limited)
             qos = replace(qos, ports=tuple(sorted((*qos.ports, *bare), key=lambda p: p.port)))
+        if caps.ovn_switch:  # likewise: a logical port deleted behind the agent's back
+            limited = {p.port for p in qos.ovn_ports}
+            bare_ovn = tuple(OvnPortQos(w.tap) for w in wires if w.tap not in limited)
+            ovn_ports = tuple(sorted((*qos.ovn_ports, *bare_ovn), key=lambda p: p.port))
+            qos = replace(qos, ovn_ports=ovn_ports)
         targets.append(Target(desired.id, desired.plan_revision, qos, outcomes, wires))
     return targets
 
@@ -162,6 +176,7 @@ class Reconciler:
         self.backends: list[HostBackend] = [
             self.linux,
             *([OvsPorts(drivers.switch)] if drivers.switch is not None else []),
+            *([OvnPorts(drivers.ovn)] if drivers.ovn is not None else []),
             self.exports,
             *([self.domains] if self.domains is not None else []),
             CgroupGroups(drivers.cgroups),
@@ -262,12 +277,13 @@ class Reconciler:
         for group in sorted(self.d.cgroups.groups() - wanted):
             if group.startswith(INSTANCE_PREFIX):  # verify's reference group is not ours
                 self.d.cgroups.remove(group)
-        if self.d.switch is not None:
+        plugs = self.d.plugs()
+        if plugs is not None:
             # A port whose instance or network went while the agent was down.
             owners = wanted | {PROBE_OWNER + n for n in wanted_networks}
-            for port, owner in sorted(self.d.switch.owners().items()):
+            for port, owner in sorted(plugs.owners().items()):
                 if owner not in owners and not owner.startswith(SCRATCH_OWNER):
-                    self.d.switch.unplug(port)
+                    plugs.unplug(port)
 
     def converge(self, servers: Sequence[DesiredServer]) -> tuple[list[Target], PassResult]:
         targets = targets_of(servers, self.caps)

@@ -36,6 +36,7 @@ from qosplane.host.hypervisor import (
 )
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking, table_for_prefix
+from qosplane.host.ovn import OvnDaemons, RealOvnSwitch
 from qosplane.host.ovs import (
     SYSTEM_DB,
     SYSTEM_RUNDIR,
@@ -47,7 +48,7 @@ from qosplane.host.probe import cached_probe
 from qosplane.host.tc import RealTrafficControl
 from qosplane.host.volumes import RealVolumes
 from qosplane.model.errors import QosplaneError
-from qosplane.model.host_facts import CgroupVersion, HostFacts
+from qosplane.model.host_facts import CgroupVersion, HostFacts, NeutronBackend
 from qosplane.model.host_state import Capabilities
 from qosplane.model.instance import VifType
 from qosplane.model.report import Verdict
@@ -74,7 +75,7 @@ class HostSetup:
     caps: Capabilities
 
 
-SWITCHES = ("linuxbridge", "ovs")
+SWITCHES = ("linuxbridge", "ovs", "ovn")
 
 
 def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str) -> RealSwitch:
@@ -88,6 +89,16 @@ def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str
     )
     daemons.ensure()
     return RealSwitch(daemons, bridge, prefix)
+
+
+def ovn_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str) -> RealOvnSwitch:
+    """The agent's own OVN over its own Open vSwitch, every file under the state
+    directory: never a host's OVN, whose Northbound is a Neutron deployment's."""
+    name = prefix.rstrip("-")
+    ovs = OvsDaemons(state_dir / "ovn-ovs" / name, host_netns)
+    return RealOvnSwitch(
+        OvnDaemons(state_dir / "ovn" / name, ovs, f"qosplane-{name}"), bridge, prefix
+    )
 
 
 HYPERVISORS = ("auto", "netns", "libvirt")
@@ -190,6 +201,7 @@ def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -
         chosen_file(o).write_text(o.hypervisor + "\n")
     caps = cached_probe(o.state_dir / "capabilities.json")
     ovs = ovs_switch(o.state_dir, o.prefix, o.host_netns, o.bridge) if o.switch == "ovs" else None
+    ovn = ovn_switch(o.state_dir, o.prefix, o.host_netns, o.bridge) if o.switch == "ovn" else None
     hypervisor = libvirt_hypervisor(o) if o.hypervisor == "libvirt" else None
     if hypervisor is not None and hypervisor.boots_guests and say is not None:
         say(hypervisor.prepare_guests())  # builds the image, tries KVM once
@@ -198,7 +210,7 @@ def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -
             RealInstances(
                 prefix=o.prefix,
                 host_netns=o.host_netns,
-                switch=ovs,
+                switch=ovs if ovs is not None else ovn,
                 guest_taps=hypervisor is not None and hypervisor.boots_guests,
             ),
             RealTrafficControl(o.host_netns),
@@ -209,10 +221,12 @@ def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -
             host_volumes(o),
             ovs,
             hypervisor,
+            ovn,
         ),
         replace(
             caps,
             ovs_switch=ovs is not None,
+            ovn_switch=ovn is not None,
             libvirt=hypervisor is not None,
             guest_volumes=hypervisor is not None and hypervisor.boots_guests,
         ),
@@ -249,7 +263,9 @@ def agent_facts(caps: Capabilities) -> HostFacts:
     `hybrid` wiring, so libvirt's police on the tap holds) or taps straight in br-int
     (`bridge`, the seed's wiring, Neutron's OVS rows on the tap), this host's cgroups."""
     return HostFacts(
-        vif_type=VifType.BRIDGE if caps.ovs_switch else VifType.HYBRID,
+        vif_type=VifType.BRIDGE if caps.switched else VifType.HYBRID,
+        # OVN: the plan then holds the Northbound rows ML2/OVN would write for the host.
+        neutron_backend=NeutronBackend.OVN if caps.ovn_switch else NeutronBackend.OPENVSWITCH,
         cgroup=CgroupVersion.V2
         if caps.cgroup_v2_cpu and not caps.cgroup_v1_cpu
         else CgroupVersion.V1,
@@ -603,9 +619,11 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
         default="linuxbridge",
         help="wire ports into Linux bridges (tc, ifb, nftables enforce QoS) or into an Open "
         "vSwitch bridge (linux-htb QoS rows, OpenFlow meters and DSCP flows); ovs starts "
-        "its own ovsdb-server/ovs-vswitchd when none runs",
+        "its own ovsdb-server/ovs-vswitchd when none runs; ovn runs its own OVN (NB and SB "
+        "databases, ovn-northd, ovn-controller) and writes the Northbound QoS rows ML2/OVN "
+        "would",
     )
-    parser.add_argument("--bridge", default="br-int", help="the OVS bridge (--switch ovs)")
+    parser.add_argument("--bridge", default="br-int", help="the OVS bridge (--switch ovs or ovn)")
     parser.add_argument(
         "--hypervisor",
         choices=HYPERVISORS,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from qosplane.host.errors import HostError
-from qosplane.host.ovs import FakeSwitch, Switch
+from qosplane.host.ovs import PortPlugs
 from qosplane.host.process import in_netns, run
 from qosplane.host.tc import FakeTrafficControl
 
@@ -36,6 +36,7 @@ class PortWire:
     addresses: tuple[str, ...]  # CIDR form, 10.0.0.3/24
     gateway: str | None = None  # CIDR form, the probe's address
     mtu_bytes: int = 1500
+    port_id: str = ""  # the Neutron port (OVS iface-id, OVN logical switch port)
 
     @property
     def bridge(self) -> str:
@@ -118,7 +119,7 @@ class RealInstances:
         self,
         prefix: str = "qp-",
         host_netns: str | None = None,
-        switch: Switch | None = None,
+        switch: PortPlugs | None = None,
         guest_taps: bool = False,
     ) -> None:
         """`guest_taps`: the hypervisor makes each port's tap, a real guest's NIC in the
@@ -244,7 +245,13 @@ class RealInstances:
                 )
             else:
                 self._ip("link", "set", port.tap, "mtu", str(port.mtu_bytes), "up")
-                self.switch.plug(port.tap, network_id=port.network_id, owner=name, mac=port.mac)
+                self.switch.plug(
+                    port.tap,
+                    network_id=port.network_id,
+                    owner=name,
+                    mac=port.mac,
+                    port_id=port.port_id or None,
+                )
                 self._no_tx_offload(guest, ns)
             self._ip("link", "set", guest, "up", netns=ns)
 
@@ -349,7 +356,7 @@ class FakeInstances:
     ifb_devices: set[str] = field(default_factory=set)
     ifbs_down: set[str] = field(default_factory=set)
     tc: FakeTrafficControl | None = None
-    switch: FakeSwitch | None = None
+    switch: PortPlugs | None = None
     unplugged: set[str] = field(default_factory=set)
 
     def namespace(self, name: str) -> str:
@@ -365,7 +372,13 @@ class FakeInstances:
             if self.tc is not None:
                 self.tc.add_device(port.tap)
             if self.switch is not None:
-                self.switch.plug(port.tap, network_id=port.network_id, owner=name)
+                self.switch.plug(
+                    port.tap,
+                    network_id=port.network_id,
+                    owner=name,
+                    mac=port.mac,
+                    port_id=port.port_id or None,
+                )
 
     def remove(self, name: str) -> None:
         for port in self.instances.pop(name, ()):

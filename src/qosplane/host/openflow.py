@@ -395,25 +395,30 @@ class OpenFlowChannel:
         )
         return list(self._multipart(request))
 
-    def meters(self) -> dict[int, Meter | PacketLimit | None]:
+    def meters(self, burstless: bool = False) -> dict[int, Meter | PacketLimit | None]:
         """Every meter: id -> its one drop band with a burst, kbps (Meter) or pktps
         (PacketLimit); None for a meter of any other shape (no burst, several bands,
-        dscp_remark), which the agent never writes."""
+        dscp_remark), which the agent never writes. `burstless`: a kbps meter without
+        the burst flag is a Meter of burst 0 (ovn-controller's for a row with no burst)."""
         request = self._parser.OFPMeterConfigStatsRequest(
             self._datapath, meter_id=self._ofp.OFPM_ALL
         )
-        return {config.meter_id: self._meter_of(config) for config in self._multipart(request)}
+        return {
+            config.meter_id: self._meter_of(config, burstless)
+            for config in self._multipart(request)
+        }
 
-    def _meter_of(self, config: Any) -> Meter | PacketLimit | None:
+    def _meter_of(self, config: Any, burstless: bool) -> Meter | PacketLimit | None:
         ofp = self._ofp
         unit = config.flags & (ofp.OFPMF_KBPS | ofp.OFPMF_PKTPS)
-        if not config.flags & ofp.OFPMF_BURST or len(config.bands) != 1:
+        bursts = bool(config.flags & ofp.OFPMF_BURST)
+        if len(config.bands) != 1 or not (bursts or (burstless and unit == ofp.OFPMF_KBPS)):
             return None
         band = config.bands[0]
         if band.type != ofp.OFPMBT_DROP:
             return None
         if unit == ofp.OFPMF_KBPS:
-            return Meter(KilobitsPerSecond(band.rate), Kilobits(band.burst_size))
+            return Meter(KilobitsPerSecond(band.rate), Kilobits(band.burst_size if bursts else 0))
         if unit == ofp.OFPMF_PKTPS:
             return PacketLimit(PacketsPerSecond(band.rate), Packets(band.burst_size))
         return None

@@ -95,18 +95,31 @@ INTERFACE_COLUMNS = (
 )
 
 
-class Switch(Protocol):
+class PortPlugs(Protocol):
+    """What wires instances into a switch (host/instances.py): OVS, or OVN's br-int."""
+
     bridge: str
 
-    def plug(self, port: str, *, network_id: str, owner: str, mac: str | None = None) -> None:
-        """Add `port` to the bridge on its network's VLAN; `owner` is the instance (or the
-        network's probe) it belongs to. Idempotent."""
+    def plug(
+        self,
+        port: str,
+        *,
+        network_id: str,
+        owner: str,
+        mac: str | None = None,
+        port_id: str | None = None,
+    ) -> None:
+        """Add `port` to the bridge on its network; `owner` is the instance (or the
+        network's probe) it belongs to, `port_id` the Neutron port (os-vif's iface-id).
+        Idempotent."""
 
     def unplug(self, port: str) -> None: ...
 
     def owners(self) -> dict[str, str]:
         """Port -> owner, for the ports this agent plugged."""
 
+
+class Switch(PortPlugs, Protocol):
     def observe(self) -> dict[str, ObservedPort]:
         """Every plugged port's QoS as OVSDB and the OpenFlow tables show it."""
 
@@ -380,6 +393,49 @@ def _describe(exc: BaseException) -> str:
 # --- the real switch ----------------------------------------------------------------------
 
 
+def ovsdb_api(db: str, schema: str, api_base: type, register: Callable[[Any], None]) -> Any:
+    """An ovsdbapp API of `api_base` on its own connection to `db`, replicating what
+    `register` registers on the schema helper. ovsdbapp keeps the first connection on the
+    API class and reuses it for every later instance; a class of its own per call keeps
+    each to its database."""
+    try:
+        helper = idlutils.get_schema_helper(db, schema)
+        register(helper)
+        idl = connection.OvsdbIdl(db, helper)
+        conn = connection.Connection(idl=idl, timeout=OVSDB_TIMEOUT_S)
+        api_class = type(f"{api_base.__name__}Own", (api_base,), {"_ovsdb_connection": None})
+        return conn, api_class(conn)
+    except Exception as exc:  # ovsdbapp raises bare Exceptions on connect
+        raise HostError(f"connect to OVSDB {db}", _describe(exc)) from exc
+
+
+def vswitch_api(db: str, tables: Sequence[str] = ()) -> Any:
+    """The Open_vSwitch database's bridges, ports and the Interface columns the agent
+    reads, with `tables` besides."""
+
+    def register(helper: Any) -> None:
+        for table in ("Open_vSwitch", "Bridge", "Port", *tables):
+            helper.register_table(table)
+        # Not Interface's statistics, status and link columns: vswitchd rewrites them
+        # for every interface every few seconds, and the replica would parse them all
+        # (measured: a quiet pass at 1,000 ports took twice as long with them).
+        helper.register_columns("Interface", list(INTERFACE_COLUMNS))
+
+    return ovsdb_api(db, "Open_vSwitch", impl_idl.OvsdbIdl, register)
+
+
+def transact(api: Any, build: Callable[[Any], Sequence[Any]], operation: str) -> None:
+    """One transaction, all or nothing; any OVSDB error is the caller's HostError."""
+    try:
+        with api.transaction(check_error=True) as txn:
+            for command in build(api):
+                txn.add(command)
+    except HostError:
+        raise
+    except Exception as exc:  # ovsdbapp: RuntimeError, TimeoutException, ...
+        raise HostError(operation, _describe(exc)) from exc
+
+
 class RealSwitch:
     """One bridge of an OVS whose database is at `daemons.db`. The bridge is the agent's
     own (created by it, marked in its external_ids): a bridge of that name made by someone
@@ -393,22 +449,7 @@ class RealSwitch:
         self.bridge = bridge
         self.tag = f"qosplane:{prefix}"
         self._cache: dict[str, tuple[int, object]] = {}
-        try:
-            helper = idlutils.get_schema_helper(daemons.db, "Open_vSwitch")
-            for table in ("Open_vSwitch", "Bridge", "Port", "QoS", "Queue"):
-                helper.register_table(table)
-            # Not Interface's statistics, status and link columns: vswitchd rewrites them
-            # for every interface every few seconds, and the replica would parse them all
-            # (measured: a quiet pass at 1,000 ports took twice as long with them).
-            helper.register_columns("Interface", list(INTERFACE_COLUMNS))
-            idl = connection.OvsdbIdl(daemons.db, helper)
-            self._conn = connection.Connection(idl=idl, timeout=OVSDB_TIMEOUT_S)
-            # ovsdbapp keeps the first connection on the API class and reuses it for every
-            # later instance; a class of its own per switch keeps each to its database.
-            api_class = type("SwitchOvsdb", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
-            self.api = api_class(self._conn)
-        except Exception as exc:  # ovsdbapp raises bare Exceptions on connect
-            raise HostError(f"connect to OVSDB {daemons.db}", _describe(exc)) from exc
+        self._conn, self.api = vswitch_api(daemons.db, ("QoS", "Queue"))
         self._ensure_bridge()
 
     def _bridge_row(self) -> Any | None:
@@ -450,15 +491,7 @@ class RealSwitch:
 
     # OVSDB ----------------------------------------------------------------------------
     def _txn(self, build: Any, operation: str) -> None:
-        """One transaction, all or nothing; any OVSDB error is the caller's HostError."""
-        try:
-            with self.api.transaction(check_error=True) as txn:
-                for command in build(self.api):
-                    txn.add(command)
-        except HostError:
-            raise
-        except Exception as exc:  # ovsdbapp: RuntimeError, TimeoutException, ...
-            raise HostError(operation, _describe(exc)) from exc
+        transact(self.api, build, operation)
 
     def _rows(self, table: str) -> list[Any]:
         return list(self.api.tables[table].rows.values())
@@ -528,7 +561,15 @@ class RealSwitch:
                 return tag
         raise HostError(f"plug into {self.bridge}", "every VLAN tag is in use")
 
-    def plug(self, port: str, *, network_id: str, owner: str, mac: str | None = None) -> None:
+    def plug(
+        self,
+        port: str,
+        *,
+        network_id: str,
+        owner: str,
+        mac: str | None = None,
+        port_id: str | None = None,
+    ) -> None:
         self._ensure_bridge()
         ports = self._our_ports()
         existing = {row.name for row in self._rows("Port")}
@@ -540,7 +581,11 @@ class RealSwitch:
             "qosplane-instance": owner,
             "qosplane-network": network_id,
         }
+        # As os-vif writes them for Nova (ovs.py _create_ovs_vif_cmd): Neutron's agent
+        # and ovn-controller find the port by iface-id.
         iface_ids = {"attached-mac": mac} if mac else {}
+        if port_id:
+            iface_ids["iface-id"] = port_id
         self._txn(
             lambda api: [
                 api.add_port(self.bridge, port, may_exist=True),
@@ -830,7 +875,15 @@ class FakeSwitch:
     qos: dict[str, PortQos] = field(default_factory=dict)
     changes: int = 0
 
-    def plug(self, port: str, *, network_id: str, owner: str, mac: str | None = None) -> None:
+    def plug(
+        self,
+        port: str,
+        *,
+        network_id: str,
+        owner: str,
+        mac: str | None = None,
+        port_id: str | None = None,
+    ) -> None:
         self.ports[port] = owner
 
     def unplug(self, port: str) -> None:

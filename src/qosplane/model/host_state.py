@@ -39,6 +39,9 @@ class Capabilities:
     # Ports are wired into an Open vSwitch bridge the agent runs (--switch ovs): their QoS
     # is OVS's (linux-htb QoS rows, OpenFlow 1.3 meters, DSCP flows), not tc on the tap.
     ovs_switch: bool = False
+    # Ports are logical switch ports of an OVN the agent runs (--switch ovn): their QoS is
+    # the Northbound QoS rows ML2/OVN writes, which ovn-controller turns into meters.
+    ovn_switch: bool = False
     # Instances are libvirt domains the agent defines (--hypervisor libvirt): CPU and
     # image-disk limits are libvirt's cputune and iotune, re-tuned live through its API.
     libvirt: bool = False
@@ -46,6 +49,11 @@ class Capabilities:
     # source, as Nova attaches a Cinder volume): its front-end limits are that disk's
     # <iotune>, as Nova writes them, not the export's throttle.
     guest_volumes: bool = False
+
+    @property
+    def switched(self) -> bool:
+        """Ports are in a switch (OVS or OVN) that holds their QoS, not tc on the tap."""
+        return self.ovs_switch or self.ovn_switch
 
 
 class Mechanism(enum.Enum):
@@ -63,6 +71,8 @@ class Mechanism(enum.Enum):
     POLICE_OVS_METER = "OpenFlow 1.3 meter, drop band"  # from-instance, drops
     MARK_OVS_FLOW = "OpenFlow flow, set_field ip_dscp (mod_nw_tos)"
     LIMIT_OVS_PKTPS_METER = "OpenFlow 1.3 meter, pktps drop band"  # either way, drops
+    POLICE_OVN_METER = "OVN NB QoS row bandwidth, ovn-controller meter (drop band)"
+    MARK_OVN = "OVN NB QoS row action dscp, ovn-controller ip_dscp load"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +213,30 @@ OpenFlowChange = MeterPut | MeterDelete | FlowsDelete | FlowAdd
 
 
 @dataclass(frozen=True, slots=True)
+class OvnPortQos:
+    """One port's QoS when OVN wires it, guest-relative like PortQos: each direction is a
+    Northbound QoS row's bandwidth, which ovn-controller makes a drop-band meter of, and
+    the mark is the from-instance row's action. A Meter's burst of 0 means the row has no
+    burst column (ML2/OVN writes one only when max_burst_kbps is not 0)."""
+
+    port: str  # the tap; its logical switch port is the Neutron port (iface-id)
+    to_instance: Meter | None = None
+    from_instance: Meter | None = None
+    dscp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedOvnPort:
+    """What the OVN Northbound database and br-int show for one port."""
+
+    qos: OvnPortQos
+    exists: bool = True  # the OVS port and its logical switch port are there
+    rows_match: bool = True  # its QoS rows are exactly the ones `qos` renders to
+    # The meters ovn-controller made for its rows, read back from br-int: to, from.
+    meters: tuple[Meter | None, Meter | None] = (None, None)
+
+
+@dataclass(frozen=True, slots=True)
 class ObservedPort:
     """What OVSDB and the OpenFlow tables show for one port, in PortQos's terms."""
 
@@ -273,6 +307,7 @@ class InstanceQos:
     cpu: CpuQos | None = None
     volumes: tuple[VolumeQos, ...] = ()
     ports: tuple[PortQos, ...] = ()  # OVS-wired ports (Capabilities.ovs_switch)
+    ovn_ports: tuple[OvnPortQos, ...] = ()  # OVN-wired ports (Capabilities.ovn_switch)
     domain: DomainQos | None = None  # a libvirt domain (Capabilities.libvirt)
 
 

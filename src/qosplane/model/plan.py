@@ -504,6 +504,15 @@ class Finding:
 _finding_code, _finding_message, _finding_device, _finding_key = _slot_setters(Finding)
 
 
+OVN_QOS_DEFAULT_RULE_PRIORITY = 2002  # neutron/common/ovn/constants.py
+OVN_QOS_FIP_RULE_PRIORITY = 2003  # floating IPs, which qosplane's ports do not carry
+
+
+def ovn_logical_switch(network_id: str) -> str:
+    """neutron/common/ovn/utils.py ovn_name: a network's Logical_Switch."""
+    return f"neutron-{network_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class OvnQosRow:
     """One row of the OVN Northbound `QoS` table as ML2/OVN writes it for a port and a

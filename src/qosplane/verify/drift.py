@@ -11,7 +11,9 @@ from qosplane.model.host_state import (
     DomainQos,
     Meter,
     ObservedDevice,
+    ObservedOvnPort,
     ObservedPort,
+    OvnPortQos,
     OvsQueue,
     PacketLimit,
     PortQos,
@@ -164,6 +166,44 @@ def port_drift(instance: str, desired: PortQos, observed: ObservedPort) -> list[
             )
     if not observed.flows_match and not out:
         out.append(Drift(instance, desired.port, "OpenFlow flows", "as compiled", "different"))
+    return out
+
+
+def ovn_port_drift(instance: str, desired: OvnPortQos, observed: ObservedOvnPort) -> list[Drift]:
+    """Northbound rows compare exactly: the database keeps the numbers the agent wrote.
+    The meters ovn-controller makes from them are its own, reported by explain, not
+    drift: the agent repairs what it writes."""
+    if not observed.exists:
+        return [Drift(instance, desired.port, "device", "an OVN logical switch port", "missing")]
+    out: list[Drift] = []
+    seen = observed.qos
+    for side, want, have in (
+        ("to", desired.to_instance, seen.to_instance),
+        ("from", desired.from_instance, seen.from_instance),
+    ):
+        if want != have:
+            lport = "to-lport" if side == "to" else "from-lport"
+            out.append(
+                Drift(
+                    instance,
+                    desired.port,
+                    f"{side}-instance OVN QoS row ({lport} bandwidth)",
+                    _meter_text(want),
+                    _meter_text(have),
+                )
+            )
+    if desired.dscp != seen.dscp:
+        out.append(
+            Drift(
+                instance,
+                desired.port,
+                "dscp mark (OVN QoS row action)",
+                str(desired.dscp),
+                str(seen.dscp),
+            )
+        )
+    if not observed.rows_match and not out:
+        out.append(Drift(instance, desired.port, "OVN QoS rows", "as compiled", "different"))
     return out
 
 

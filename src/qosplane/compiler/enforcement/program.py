@@ -14,11 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qosplane.compiler.enforcement.backends import cgroups, libvirt_domain, ovs, qemu_storage, tc
+from qosplane.compiler.enforcement.backends import (
+    cgroups,
+    libvirt_domain,
+    ovn,
+    ovs,
+    qemu_storage,
+    tc,
+)
 from qosplane.compiler.enforcement.backends.nft_bridge import (
     NFT_DEVICE_MATCH,
     NFT_MIN_BURST_PACKETS,
     bridge_ruleset,
+)
+from qosplane.compiler.enforcement.backends.ovn import (
+    OVN_BANDWIDTH_MAX,
+    meter_shaper,
+    ovn_rows,
+    port_qos_of_rows,
 )
 from qosplane.compiler.enforcement.backends.ovs import (
     OVS_BASE_COOKIE,
@@ -75,8 +88,9 @@ def host_program(
     qos = InstanceQos(
         volumes=qemu_storage.volumes(desired, caps),
         name=name,
-        devices=() if caps.ovs_switch else tc.devices(desired),
+        devices=() if caps.switched else tc.devices(desired),
         ports=ovs.ports(desired) if caps.ovs_switch else (),
+        ovn_ports=ovn.ports(desired) if caps.ovn_switch else (),
         cpu=cgroups.group(name, desired, caps),
         domain=libvirt_domain.domain(name, plan, desired, caps),
     )
@@ -91,8 +105,13 @@ def _decide(
     device = ("tap" + entry.port_id)[:14] if entry.port_id else entry.device
     holding = entry.effective()
     if holding is None:
-        # A guarantee upstream leaves to Placement has no layer either, and says why.
-        decision = Decision.refused(PLACEMENT_ONLY.get(entry.kind, "no layer of the plan holds it"))
+        # A guarantee upstream leaves to Placement has no layer either, and says why; so
+        # does a limit the host's upstream backend drops (packet rate on ML2/OVN).
+        lost = "; ".join(entry.losses)
+        reason = PLACEMENT_ONLY.get(entry.kind) or (
+            f"no layer of the plan holds it: {lost}" if lost else "no layer of the plan holds it"
+        )
+        decision = Decision.refused(reason)
     else:
         claim = Claim(entry, device, holding.limit)
         decision = next(
@@ -115,6 +134,7 @@ def _decide(
 __all__ = [
     "NFT_DEVICE_MATCH",
     "NFT_MIN_BURST_PACKETS",
+    "OVN_BANDWIDTH_MAX",
     "OVS_BASE_COOKIE",
     "OVS_COOKIE_MASK",
     "OVS_COOKIE_MATCH",
@@ -127,7 +147,9 @@ __all__ = [
     "default_burst_bytes",
     "device_commands",
     "host_program",
+    "meter_shaper",
     "openflow_changes",
+    "ovn_rows",
     "ovs_base_flows",
     "ovs_flow_text",
     "ovs_meter",
@@ -138,6 +160,7 @@ __all__ = [
     "ovs_port_meters",
     "ovs_queue",
     "parse_htb_class",
+    "port_qos_of_rows",
     "redirect_commands",
     "root_commands",
     "same_shaper",

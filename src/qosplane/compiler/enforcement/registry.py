@@ -2,7 +2,7 @@
 answers owns it. Adding a backend is one module under backends/ and one line here.
 
 The order is the host's preference: a libvirt domain holds its own CPU and image-disk
-limits; on an OVS host the switch holds every network limit; otherwise tc, the ifb and
+limits; on an OVS or OVN host the switch holds every network limit; otherwise tc, the ifb and
 nftables do; cgroups hold the CPU of instances that are not domains; QEMU's storage
 daemon holds each exported volume's."""
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from qosplane.compiler.enforcement.backends.cgroups import CgroupCpu
 from qosplane.compiler.enforcement.backends.libvirt_domain import LibvirtDomain
 from qosplane.compiler.enforcement.backends.nft_bridge import NftDscp, NftPacketRate
+from qosplane.compiler.enforcement.backends.ovn import OvnBackend
 from qosplane.compiler.enforcement.backends.ovs import OvsBackend
 from qosplane.compiler.enforcement.backends.qemu_storage import QemuThrottle
 from qosplane.compiler.enforcement.backends.tc import IfbShaper, TcShaper
@@ -19,6 +20,7 @@ from qosplane.compiler.enforcement.base import Backend
 BACKENDS: tuple[Backend, ...] = (
     LibvirtDomain(),
     OvsBackend(),
+    OvnBackend(),
     TcShaper(),
     IfbShaper(),
     NftDscp(),

@@ -26,7 +26,12 @@ from qosplane.model.network_qos import (
     DscpMarkingRule,
     MinimumBandwidthRule,
 )
-from qosplane.model.plan import OvnLspQosOptions, OvnQosRow
+from qosplane.model.plan import (
+    OVN_QOS_DEFAULT_RULE_PRIORITY,
+    OvnLspQosOptions,
+    OvnQosRow,
+    ovn_logical_switch,
+)
 from qosplane.model.units import (
     bits_per_s_to_kilobits_per_s,
     bits_to_kilobits,
@@ -34,14 +39,7 @@ from qosplane.model.units import (
     kilobits_to_bits,
 )
 
-OVN_QOS_DEFAULT_RULE_PRIORITY = 2002
-OVN_QOS_FIP_RULE_PRIORITY = 2003  # floating IPs, which qosplane's ports do not carry
 PHYSICAL_NETWORK_TYPES = ("flat", "vlan")  # neutron's TYPE_PHYSICAL
-
-
-def logical_switch(network_id: str) -> str:
-    """neutron/common/ovn/utils.py ovn_name."""
-    return f"neutron-{network_id}"
 
 
 def ovn_handles(wiring: PortWiring) -> bool:
@@ -81,7 +79,7 @@ def _row(wiring: PortWiring, direction: Direction) -> OvnQosRow | None:
     burst = bits_to_kilobits(limit.max_burst_bits) if limit is not None else 0
     egress = direction is Direction.EGRESS
     return OvnQosRow(
-        switch=logical_switch(port.network_id),
+        switch=ovn_logical_switch(port.network_id),
         direction="from-lport" if egress else "to-lport",
         priority=OVN_QOS_DEFAULT_RULE_PRIORITY,
         match=f'{"inport" if egress else "outport"} == "{port.id}"',

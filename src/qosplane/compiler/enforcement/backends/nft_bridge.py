@@ -48,7 +48,7 @@ class NftPacketRate:
     name = "nft-packet-rate"
 
     def take(self, claim: Claim, caps: Capabilities, desired: Desired) -> Decision | None:
-        if claim.kind != "packet_rate" or caps.ovs_switch:
+        if claim.kind != "packet_rate" or caps.switched:
             return None
         if not caps.nft_bridge:
             return Decision.refused("nftables bridge filtering is not available")

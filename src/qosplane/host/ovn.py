@@ -1,0 +1,585 @@
+"""OVN: ports wired into br-int as logical switch ports, and their QoS as the Northbound
+`QoS` rows ML2/OVN writes, which ovn-controller turns into OpenFlow meters and marks.
+
+- OVN's daemons (NB and SB ovsdb-servers, ovn-northd, ovn-controller) with every file
+  under the state directory, over the agent's own Open vSwitch (host/ovs.py's OvsDaemons),
+  as host-capabilities.md §12 found them working on the userspace datapath. They outlive
+  the agent, as the data plane must.
+- Open vSwitch through ovsdbapp: the agent's br-int (fail-mode secure: ovn-controller owns
+  every flow on it, so the agent writes none), each port with `iface-id` = its logical
+  switch port, as os-vif plugs a Nova tap for ML2/OVN.
+- The Northbound database through ovsdbapp: one Logical_Switch per network
+  (`neutron-<network id>`), one Logical_Switch_Port per port (the Neutron port id, or the
+  probe's device name), and each port's QoS rows rendered by
+  compiler/enforcement/backends/ovn.py, written in one transaction per pass, a changed row
+  updated in place (`qos-add` refuses a second row of the same direction, priority and
+  match). A pass that changed rows waits until ovn-controller has them (`--wait=hv`).
+- The meters ovn-controller made are read back from br-int over its management socket
+  (host/openflow.py) for `explain`; they are reported, not repaired: they are
+  ovn-controller's.
+
+Every row the agent writes carries external_ids qosplane-owner=<tag>; only those are ever
+changed or deleted. A host's own OVN (a Neutron deployment's NB) is never written to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ovsdbapp.schema.ovn_northbound import impl_idl as nb_idl
+
+from qosplane.compiler.enforcement.program import ovn_rows, port_qos_of_rows
+from qosplane.host.errors import HostError
+from qosplane.host.openflow import OpenFlowChannel
+from qosplane.host.ovs import OvsDaemons, PortPlugs, SwitchResult, ovsdb_api, transact, vswitch_api
+from qosplane.host.process import in_netns, run
+from qosplane.model.host_state import Meter, ObservedOvnPort, OvnPortQos
+from qosplane.model.plan import OvnQosRow, ovn_logical_switch
+
+OVN_SCHEMAS = Path("/usr/share/ovn")
+WAIT_HV_S = 10  # ovn-nbctl --timeout for ovn-controller to catch up
+OWNER_KEY = "qosplane-owner"
+NEUTRON_PORT_KEY = "neutron:port_id"  # ML2/OVN's external_ids key on its QoS rows
+DAEMON_STOP_S = 5.0
+
+
+class OvnSwitch(PortPlugs, Protocol):
+    def observe(self) -> dict[str, ObservedOvnPort]:
+        """Every plugged port's QoS as its Northbound rows show it, with the meters
+        ovn-controller made of them."""
+
+    def apply(self, desired: Sequence[OvnPortQos], leave: Collection[str] = ()) -> SwitchResult:
+        """Bring every plugged port's rows to `desired` (a port not listed and not in
+        `leave`: none) and delete the rows of no plugged port; ports in `leave` are not
+        touched, and a port that is not plugged fails alone."""
+
+
+def _pid_alive(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+@dataclass
+class OvnDaemons:
+    """OVN's four daemons with every file under `state_dir`, over `ovs` (the agent's own
+    Open vSwitch); ovn-controller runs in the namespace of ovs-vswitchd."""
+
+    state_dir: Path
+    ovs: OvsDaemons
+    system_id: str = "qosplane"
+
+    @property
+    def nb(self) -> str:
+        return f"unix:{self.state_dir / 'nb.sock'}"
+
+    @property
+    def sb(self) -> str:
+        return f"unix:{self.state_dir / 'sb.sock'}"
+
+    def _alive(self, name: str) -> bool:
+        return _pid_alive(self.state_dir / f"{name}.pid") is not None
+
+    def running(self) -> bool:
+        names = ("ovn-nb", "ovn-sb", "ovn-northd", "ovn-controller")
+        return self.ovs.running() and all(self._alive(n) for n in names)
+
+    def _common(self, name: str) -> list[str]:
+        d = self.state_dir
+        return [
+            f"--pidfile={d / f'{name}.pid'}",
+            f"--log-file={d / f'{name}.log'}",
+            "-vconsole:off",
+            "--detach",
+            "--no-chdir",
+        ]
+
+    def ensure(self, bridge: str, owner_tag: str) -> None:
+        """Start whichever daemon is not running, with `bridge` (the agent's, made here
+        when missing; someone else's is refused) as ovn-controller's integration bridge.
+        A restarted agent reuses them all."""
+        self.ovs.ensure()
+        d = self.state_dir
+        d.mkdir(parents=True, exist_ok=True)
+        for name, schema in (("ovn-nb", "ovn-nb"), ("ovn-sb", "ovn-sb")):
+            if self._alive(name):
+                continue
+            db = d / f"{name.removeprefix('ovn-')}.db"
+            if not db.exists():
+                run(["ovsdb-tool", "create", str(db), str(OVN_SCHEMAS / f"{schema}.ovsschema")])
+            sock = d / f"{name.removeprefix('ovn-')}.sock"
+            run(
+                [
+                    "ovsdb-server",
+                    str(db),
+                    f"--remote=punix:{sock}",
+                    f"--unixctl={d / f'{name}.ctl'}",
+                    *self._common(name),
+                ]
+            )
+        run(["ovn-nbctl", f"--db={self.nb}", "--no-wait", "init"])
+        if not self._alive("ovn-northd"):
+            run(
+                [
+                    "ovn-northd",
+                    f"--ovnnb-db={self.nb}",
+                    f"--ovnsb-db={self.sb}",
+                    f"--unixctl={d / 'ovn-northd.ctl'}",
+                    *self._common("ovn-northd"),
+                ]
+            )
+        self._ensure_bridge(bridge, owner_tag)
+        if not self._alive("ovn-controller"):
+            # 23.03 takes no --unixctl: its socket goes to OVN_RUNDIR (§12).
+            run(
+                in_netns(
+                    self.ovs.netns,
+                    [
+                        "env",
+                        f"OVN_RUNDIR={d}",
+                        # where it finds br-int's management socket
+                        f"OVS_RUNDIR={self.ovs.state_dir}",
+                        "ovn-controller",
+                        self.ovs.db,
+                        *self._common("ovn-controller"),
+                    ],
+                )
+            )
+
+    def _ensure_bridge(self, bridge: str, owner_tag: str) -> None:
+        vsctl = ["ovs-vsctl", f"--db={self.ovs.db}", "--no-wait"]
+        bridges = run([*vsctl, "list-br"]).split()
+        if bridge in bridges:
+            owner = run([*vsctl, "get", "Bridge", bridge, "external_ids"])
+            if f'{OWNER_KEY}="{owner_tag}"' not in owner:
+                raise HostError(
+                    f"use bridge {bridge}",
+                    "it exists and is not qosplane's (give the agent a bridge of its own "
+                    "with --bridge)",
+                )
+        else:
+            datapath = "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+            run(
+                [
+                    *vsctl,
+                    "add-br",
+                    bridge,
+                    "--",
+                    "set",
+                    "Bridge",
+                    bridge,
+                    f"datapath_type={datapath}",
+                    "fail_mode=secure",
+                    "other_config:disable-in-band=true",
+                    f"external_ids:{OWNER_KEY}={owner_tag}",
+                ]
+            )
+        datapath = run([*vsctl, "get", "Bridge", bridge, "datapath_type"]).strip()
+        run(
+            [
+                *vsctl,
+                "set",
+                "Open_vSwitch",
+                ".",
+                f"external_ids:system-id={self.system_id}",
+                f"external_ids:ovn-remote={self.sb}",
+                "external_ids:ovn-encap-type=geneve",
+                "external_ids:ovn-encap-ip=127.0.0.1",
+                f"external_ids:ovn-bridge={bridge}",
+                f"external_ids:ovn-bridge-datapath-type={datapath}",
+            ]
+        )
+
+    def stop(self) -> None:
+        """Stop OVN's daemons, then Open vSwitch's (tests, uninstall); files stay."""
+        for name in ("ovn-controller", "ovn-northd", "ovn-sb", "ovn-nb"):
+            pid = _pid_alive(self.state_dir / f"{name}.pid")
+            if pid is None:
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + DAEMON_STOP_S
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.02)
+        self.ovs.stop()
+
+
+def _nb_api(db: str) -> Any:
+    def register(helper: Any) -> None:
+        for table in ("NB_Global", "Logical_Switch", "Logical_Switch_Port", "QoS"):
+            helper.register_table(table)
+
+    return ovsdb_api(db, "OVN_Northbound", nb_idl.OvnNbApiIdlImpl, register)
+
+
+_MATCH_PORT = re.compile(r'^(?:inport|outport) == "([^"]+)"$')
+
+
+def _row_of(switch: str, row: Any) -> OvnQosRow | None:
+    """An NB QoS row in the model's terms, its port from ML2/OVN's external_ids or else
+    from a match of the one shape ML2/OVN writes; None for a row of no port."""
+    found = _MATCH_PORT.match(str(row.match))
+    port_id = row.external_ids.get(NEUTRON_PORT_KEY) or (found.group(1) if found else None)
+    if port_id is None:
+        return None
+    bandwidth, action = dict(row.bandwidth), dict(row.action)
+    return OvnQosRow(
+        switch=switch,
+        direction=str(row.direction),
+        priority=int(row.priority),
+        match=str(row.match),
+        port_id=str(port_id),
+        rate_kbit_per_s=int(bandwidth["rate"]) if "rate" in bandwidth else None,
+        burst_kbit=int(bandwidth["burst"]) if "burst" in bandwidth else None,
+        dscp=int(action["dscp"]) if "dscp" in action else None,
+    )
+
+
+def _key(row: OvnQosRow) -> tuple[str, int, str]:
+    """What the NB keeps one row of per switch (ovn-nbctl qos-add refuses a second)."""
+    return (row.direction, row.priority, row.match)
+
+
+def _bandwidth(row: OvnQosRow) -> dict[str, int]:
+    return {
+        k: v for k, v in (("rate", row.rate_kbit_per_s), ("burst", row.burst_kbit)) if v is not None
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _NbRow:
+    switch: str
+    value: OvnQosRow | None  # None: a row of no port (not one ML2/OVN writes)
+    row: Any
+
+
+def _network(switch: str) -> str:
+    return switch.removeprefix("neutron-")
+
+
+class RealOvnSwitch:
+    """br-int of the agent's OVN: the ports it plugged, their logical switch ports and
+    QoS rows. Ports, switches, logical ports and rows it writes carry its tag."""
+
+    def __init__(self, daemons: OvnDaemons, bridge: str = "br-int", prefix: str = "qp-") -> None:
+        self.daemons = daemons
+        self.bridge = bridge
+        self.tag = f"qosplane:{prefix}"
+        daemons.ensure(bridge, self.tag)
+        self._ovs_conn, self.ovs = vswitch_api(daemons.ovs.db)
+        self._nb_conn, self.nb = _nb_api(daemons.nb)
+
+    def close(self) -> None:
+        self._ovs_conn.stop()
+        self._nb_conn.stop()
+
+    # -- what is there ---------------------------------------------------------------
+    def _our_ports(self) -> dict[str, Any]:
+        return {
+            row.name: row
+            for row in self.ovs.tables["Port"].rows.values()
+            if row.external_ids.get(OWNER_KEY) == self.tag
+        }
+
+    def _iface_ids(self) -> dict[str, str]:
+        """OVS port -> its logical switch port, for the agent's ports."""
+        ours = self._our_ports()
+        return {
+            row.name: str(row.external_ids.get("iface-id", ""))
+            for row in self.ovs.tables["Interface"].rows.values()
+            if row.name in ours
+        }
+
+    def _switches(self) -> dict[str, Any]:
+        return {
+            row.name: row
+            for row in self.nb.tables["Logical_Switch"].rows.values()
+            if row.external_ids.get(OWNER_KEY) == self.tag
+        }
+
+    def _lsp_switch(self) -> dict[str, str]:
+        """Logical switch port -> its switch, in the agent's switches."""
+        return {lsp.name: name for name, ls in self._switches().items() for lsp in ls.ports}
+
+    def _rows(self) -> dict[str, list[_NbRow]]:
+        """Logical switch port -> the QoS rows for it on the agent's switches (every row
+        there is the agent's to manage); rows of no port are under ''."""
+        out: dict[str, list[_NbRow]] = {}
+        for name, ls in self._switches().items():
+            for row in ls.qos_rules:
+                value = _row_of(name, row)
+                out.setdefault(value.port_id if value else "", []).append(_NbRow(name, value, row))
+        return out
+
+    # -- plugging --------------------------------------------------------------------
+    def plug(
+        self,
+        port: str,
+        *,
+        network_id: str,
+        owner: str,
+        mac: str | None = None,
+        port_id: str | None = None,
+    ) -> None:
+        existing = {row.name for row in self.ovs.tables["Port"].rows.values()}
+        if port in existing and port not in self._our_ports():
+            raise HostError(f"plug {port}", "an OVS port of that name exists and is not ours")
+        lsp = port_id or port
+        switch = ovn_logical_switch(network_id)
+        ids = {OWNER_KEY: self.tag}
+        transact(
+            self.nb,
+            lambda api: [
+                api.ls_add(switch, may_exist=True, external_ids=ids),
+                api.lsp_add(
+                    switch,
+                    lsp,
+                    may_exist=True,
+                    addresses=[mac] if mac else ["unknown"],
+                    external_ids={**ids, "qosplane-instance": owner},
+                ),
+            ],
+            f"add logical port {lsp} to {switch}",
+        )
+        port_ids = {OWNER_KEY: self.tag, "qosplane-instance": owner, "qosplane-network": network_id}
+        iface_ids = {"iface-id": lsp, **({"attached-mac": mac} if mac else {})}
+        transact(
+            self.ovs,
+            lambda api: [
+                api.add_port(self.bridge, port, may_exist=True),
+                api.db_set("Port", port, ("external_ids", port_ids)),
+                api.db_set("Interface", port, ("external_ids", iface_ids)),
+            ],
+            f"plug {port} into {self.bridge}",
+        )
+
+    def unplug(self, port: str) -> None:
+        """The port, its logical switch port and QoS rows, and its switch once empty."""
+        if port not in self._our_ports():
+            return
+        lsp = self._iface_ids().get(port, "") or port
+        switch = self._lsp_switch().get(lsp)
+        if switch is not None:
+            ls = self._switches()[switch]
+            rows = [r.row for r in self._rows().get(lsp, [])]
+            empty = {p.name for p in ls.ports} <= {lsp}
+
+            def build(api: Any) -> list[Any]:
+                out = [api.db_remove("Logical_Switch", switch, "qos_rules", r.uuid) for r in rows]
+                out.append(api.lsp_del(lsp, switch, if_exists=True))
+                if empty:
+                    out.append(api.ls_del(switch, if_exists=True))
+                return out
+
+            transact(self.nb, build, f"remove logical port {lsp}")
+        transact(
+            self.ovs,
+            lambda api: [api.del_port(port, bridge=self.bridge, if_exists=True)],
+            f"unplug {port}",
+        )
+
+    def owners(self) -> dict[str, str]:
+        return {
+            name: str(row.external_ids.get("qosplane-instance", ""))
+            for name, row in self._our_ports().items()
+        }
+
+    # -- QoS -------------------------------------------------------------------------
+    def _meters(self) -> list[Meter]:
+        """The kbps meters on br-int (ovn-controller's, one per distinct rate and burst)."""
+        if not self.daemons.ovs.mgmt_path(self.bridge).exists():
+            return []
+        with OpenFlowChannel(self.daemons.ovs.mgmt_path(self.bridge)) as channel:
+            return [m for m in channel.meters(burstless=True).values() if isinstance(m, Meter)]
+
+    def observe(self) -> dict[str, ObservedOvnPort]:
+        if not self.daemons.running():
+            self.daemons.ensure(self.bridge, self.tag)
+        lsps, switches, rows = self._iface_ids(), self._lsp_switch(), self._rows()
+        meters = self._meters()
+
+        def made(meter: Meter | None) -> Meter | None:
+            if meter is None:
+                return None
+            # Without a burst ovn-controller's meter has one of its own (§12): by rate.
+            same = [m for m in meters if m.rate_kilobits_per_s == meter.rate_kilobits_per_s]
+            exact = [m for m in same if m.burst_kilobits == meter.burst_kilobits]
+            return next(iter(exact or same), None)
+
+        out: dict[str, ObservedOvnPort] = {}
+        for port, lsp in lsps.items():
+            have = rows.get(lsp, [])
+            values = [r.value for r in have if r.value is not None]
+            qos = port_qos_of_rows(port, values)
+            switch = switches.get(lsp)
+            rendered = set(ovn_rows(qos, lsp, _network(switch))) if switch else set()
+            out[port] = ObservedOvnPort(
+                qos,
+                exists=switch is not None,
+                rows_match=rendered == set(values) and len(values) == len(have),
+                meters=(made(qos.to_instance), made(qos.from_instance)),
+            )
+        return out
+
+    def apply(self, desired: Sequence[OvnPortQos], leave: Collection[str] = ()) -> SwitchResult:
+        """Every plugged port's rows to `desired` (a port not listed and not in `leave`:
+        none), and the agent's rows of no plugged port deleted, in one NB transaction."""
+        lsps, switches, rows = self._iface_ids(), self._lsp_switch(), self._rows()
+        by_port = {q.port: q for q in desired}
+        failed = {
+            q.port: "not plugged into the bridge"
+            for q in desired
+            if q.port not in lsps or lsps[q.port] not in switches
+        }
+        kept_lsps = {lsps[p] for p in (set(leave) | set(failed)) if p in lsps}
+        wanted: dict[str, set[OvnQosRow]] = {}
+        for port, lsp in lsps.items():
+            if port in leave or port in failed or lsp not in switches:
+                continue
+            qos = by_port.get(port, OvnPortQos(port))
+            wanted[lsp] = set(ovn_rows(qos, lsp, _network(switches[lsp])))
+        # A row of the wrong values but a wanted (direction, priority, match) is updated
+        # in place: the NB keeps one row per key (ovn-nbctl qos-add refuses a second).
+        updates: list[tuple[Any, OvnQosRow]] = []
+        removes: list[_NbRow] = []
+        adds: list[OvnQosRow] = []
+        for lsp, want in wanted.items():
+            have = rows.get(lsp, [])
+            missing = {_key(r): r for r in want - {r.value for r in have}}
+            for nb in have:
+                if nb.value in want:
+                    continue
+                target = missing.pop(_key(nb.value), None) if nb.value is not None else None
+                if target is not None and target.switch == nb.switch:
+                    updates.append((nb.row, target))
+                else:
+                    removes.append(nb)
+            adds += sorted(missing.values(), key=lambda r: r.direction)
+        for lsp, have in rows.items():
+            if lsp not in wanted and lsp not in kept_lsps:
+                removes += have  # rows of no plugged port, or of no port at all
+        if not removes and not adds and not updates:
+            return SwitchResult(0, failed)
+        ids = {OWNER_KEY: self.tag}
+
+        def build(api: Any) -> list[Any]:
+            out = [
+                api.db_remove("Logical_Switch", nb.switch, "qos_rules", nb.row.uuid)
+                for nb in removes
+            ]
+            for row, r in updates:
+                # ovsdbapp's db_set merges maps into what is there: clear them first.
+                out += [
+                    api.db_clear("QoS", row.uuid, "bandwidth"),
+                    api.db_clear("QoS", row.uuid, "action"),
+                ]
+                out.append(
+                    api.db_set(
+                        "QoS",
+                        row.uuid,
+                        ("bandwidth", _bandwidth(r)),
+                        ("action", {} if r.dscp is None else {"dscp": r.dscp}),
+                        ("external_ids", {**ids, NEUTRON_PORT_KEY: r.port_id}),
+                    )
+                )
+            for r in adds:
+                out.append(
+                    api.qos_add(
+                        r.switch,
+                        r.direction,
+                        r.priority,
+                        r.match,
+                        rate=r.rate_kbit_per_s,
+                        burst=r.burst_kbit,
+                        dscp=r.dscp,
+                        external_ids={**ids, NEUTRON_PORT_KEY: r.port_id},
+                    )
+                )
+            return out
+
+        transact(self.nb, build, f"QoS rows in {self.daemons.nb}")
+        self.wait_hypervisor()
+        return SwitchResult(len(removes) + len(adds) + len(updates), failed)
+
+    def wait_hypervisor(self) -> None:
+        """Until ovn-controller has what the NB holds (ovn-nbctl --wait=hv)."""
+        run(
+            [
+                "ovn-nbctl",
+                f"--db={self.daemons.nb}",
+                f"--timeout={WAIT_HV_S}",
+                "--wait=hv",
+                "sync",
+            ]
+        )
+
+    def remove_everything(self) -> None:
+        """Tests and uninstall: every port, switch and row this agent made."""
+        for port in sorted(self._our_ports()):
+            self.unplug(port)
+        self.apply([])
+
+
+# --- the fake -----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeOvnSwitch:
+    """In memory, with the real driver's semantics: rows only for plugged ports, ports
+    keep their owner, a removed row shows up in observe()."""
+
+    bridge: str = "br-int"
+    ports: dict[str, str] = field(default_factory=dict)  # port -> owner
+    qos: dict[str, OvnPortQos] = field(default_factory=dict)
+    changes: int = 0
+
+    def plug(
+        self,
+        port: str,
+        *,
+        network_id: str,
+        owner: str,
+        mac: str | None = None,
+        port_id: str | None = None,
+    ) -> None:
+        self.ports[port] = owner
+
+    def unplug(self, port: str) -> None:
+        self.ports.pop(port, None)
+        self.qos.pop(port, None)
+
+    def owners(self) -> dict[str, str]:
+        return dict(self.ports)
+
+    def observe(self) -> dict[str, ObservedOvnPort]:
+        out = {}
+        for p in self.ports:
+            q = self.qos.get(p, OvnPortQos(p))
+            out[p] = ObservedOvnPort(q, meters=(q.to_instance, q.from_instance))
+        return out
+
+    def apply(self, desired: Sequence[OvnPortQos], leave: Collection[str] = ()) -> SwitchResult:
+        failed = {
+            q.port: "not plugged into the bridge" for q in desired if q.port not in self.ports
+        }
+        kept = set(leave) | set(failed)
+        before = dict(self.qos)
+        after = {p: q for p, q in before.items() if p in kept}
+        after |= {q.port: q for q in desired if q.port not in kept and q != OvnPortQos(q.port)}
+        self.qos = after
+        changed = sum(1 for p in set(before) | set(after) if before.get(p) != after.get(p))
+        self.changes += changed
+        return SwitchResult(changed, failed)
