@@ -40,7 +40,7 @@ from qosplane.model.instance import VifType
 from qosplane.model.units import Kilobits, KilobitsPerSecond
 from tests.conftest import require_root_and
 from tests.hostkit import OVN_TOOLS, OVS_TOOLS, remove_everything
-from tests.serving import serve_with_agent, wait_for
+from tests.serving import QOSPLANE, serve_with_agent, wait_for
 from tests.test_agent_functional import _make_server, _status
 
 TOOLS = ("ip", "tc", "nft", "iperf3", "tcpdump", "ping", *OVS_TOOLS, *OVN_TOOLS)
@@ -50,6 +50,7 @@ EGRESS_BURST_KBIT = 2400
 @dataclass
 class OvnRig:
     client: QosplaneClient
+    env: dict[str, str]
     host_ns: str
     drivers: HostDrivers
     switch: RealOvnSwitch
@@ -112,7 +113,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OvnRig]:
         facts = HostFacts(vif_type=VifType.BRIDGE, neutron_backend=NeutronBackend.OVN)
         with serve_with_agent(state, f"qpn-{tag}", drivers, caps, facts, 0.5) as hosted:
             server = _make_server(hosted.client, hosted.host, EGRESS_BURST_KBIT)
-            yield OvnRig(hosted.client, host_ns, drivers, switch, caps, server)
+            yield OvnRig(hosted.client, hosted.env, host_ns, drivers, switch, caps, server)
         switch.remove_everything()
     finally:
         if instances is not None:
@@ -182,13 +183,44 @@ def test_limits_hold_through_ovn_when_measured(rig: OvnRig) -> None:
     rig.client.record_measurement(rig.server["id"], verdicts)
 
 
+def test_explain_shows_the_row_the_meter_and_the_measured_rate(rig: OvnRig) -> None:
+    port_id = rig.server["ports"][0]["id"]
+    out = subprocess.run(
+        [str(QOSPLANE), "explain", rig.server["id"], "--json"],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    limits = {(x["kind"], x["direction"]): x for x in json.loads(out)["limits"]}
+    egress = limits[("bandwidth", "egress")]
+    assert egress["applied"]["held_as"] == (
+        f"NB QoS from-lport 2002 'inport == \"{port_id}\"' rate=3000 burst=2400 dscp=26; "
+        "ovn-controller meter kbps rate=3000 burst_size=2400"
+    )
+    assert egress["measured"]["passed"] is True  # recorded by the measurement test
+    assert limits[("bandwidth", "ingress")]["applied"]["held_as"] == (
+        f"NB QoS to-lport 2002 'outport == \"{port_id}\"' rate=10000; "
+        "ovn-controller meter kbps rate=10000"
+    )
+    text = subprocess.run(
+        [str(QOSPLANE), "explain", rig.server["id"]],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "on host   NB QoS from-lport 2002" in text
+    assert "measured  " in text
+
+
 def test_ovn_drift_is_repaired_within_five_seconds_and_reported(rig: OvnRig) -> None:
     port_id = rig.server["ports"][0]["id"]
     switch = f"neutron-{rig.server['ports'][0]['network_id']}"
     before = rig.rows()
-    rig.nbctl("qos-del", switch, "to-lport")  # the ingress row goes
     egress = rig.nbctl("--bare", "--columns=_uuid", "find", "QoS", "direction=from-lport")
-    rig.nbctl("set", "QoS", egress, "bandwidth:rate=9000")  # the egress row changes
+    # In one transaction, so one pass sees both: the ingress row goes, the egress changes.
+    rig.nbctl("qos-del", switch, "to-lport", "--", "set", "QoS", egress, "bandwidth:rate=9000")
     took = wait_for(lambda: rig.rows() == before, 5, "the agent restores both rows")
     assert took < 5
     wait_for(

@@ -32,7 +32,7 @@ from qosplane.model.host_state import (
 from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import ReportStatus
 from qosplane.model.units import Kilobits, KilobitsPerSecond
-from qosplane.verify.drift import ovn_port_drift
+from qosplane.verify.drift import ovn_port_drift, ovn_read_back
 from tests.conftest import load_case, plan_of
 from tests.hostkit import drivers, server_of
 from tests.test_ovn_compiler import _one_per_type_and_direction, _rule, _with
@@ -135,6 +135,23 @@ def test_ovn_port_drift_names_each_aspect() -> None:
     ]
     odd = ovn_port_drift("i", want, ObservedOvnPort(want, rows_match=False))
     assert [d.aspect for d in odd] == ["OVN QoS rows"]
+
+
+def test_the_read_back_names_the_row_and_the_meter_ovn_controller_made() -> None:
+    rate = Meter(KilobitsPerSecond(3000), Kilobits(2400))
+    qos = OvnPortQos("tapx", Meter(KilobitsPerSecond(10000), Kilobits(0)), rate, 26)
+    rows = ovn_rows(qos, "p1", "n1")
+    seen = ovn_read_back(ObservedOvnPort(qos, meters=(None, rate), rows=rows))
+    assert seen == {
+        ("bandwidth", "egress"): "NB QoS from-lport 2002 'inport == \"p1\"' rate=3000 "
+        "burst=2400 dscp=26; ovn-controller meter kbps rate=3000 burst_size=2400",
+        ("dscp", "egress"): "NB QoS from-lport 2002 'inport == \"p1\"' rate=3000 burst=2400 "
+        "dscp=26",
+        # A row whose meter is not (yet) on br-int says so rather than claiming it holds.
+        ("bandwidth", "ingress"): "NB QoS to-lport 2002 'outport == \"p1\"' rate=10000; "
+        "no ovn-controller meter with that rate on br-int",
+    }
+    assert ovn_read_back(ObservedOvnPort(OvnPortQos("tapx"))) == {}
 
 
 # --- contract: the fake OVN switch and the real one ---------------------------------------

@@ -28,7 +28,7 @@ from tests.test_host_program import hybrid_plan
 
 TEXT = st.text(max_size=12)
 RULES = st.builds(
-    RuleOutcome, TEXT, TEXT, TEXT, st.sampled_from(Outcome), TEXT, st.booleans(), TEXT
+    RuleOutcome, TEXT, TEXT, TEXT, st.sampled_from(Outcome), TEXT, st.booleans(), TEXT, TEXT
 )
 DRIFT = st.builds(Drift, TEXT, TEXT, TEXT, TEXT, TEXT)
 REPORTS = st.builds(
@@ -86,6 +86,7 @@ def test_a_placed_server_round_trips_and_keeps_the_plan_json() -> None:
         ({"rules": {"kind": "x"}}, "report.rules"),
         ({"rules": [{"kind": "x", "status": "maybe"}]}, "report.rules.status"),
         ({"rules": [{"kind": 1, "status": "applied"}]}, "report.rules.kind"),
+        ({"rules": [{"kind": "x", "status": "applied", "held_as": 3}]}, "report.rules.held_as"),
         ({"last_drift": "yesterday"}, "report.last_drift"),
         ({"last_drift": {"at": "t", "drift": [{"device": 3}]}}, "report.last_drift.drift.device"),
     ],

@@ -40,6 +40,7 @@ from qosplane.verify.drift import (
     device_drift,
     domain_drift,
     ovn_port_drift,
+    ovn_read_back,
     packet_limit_aspect,
     packet_limit_text,
     port_drift,
@@ -273,12 +274,13 @@ class OvnPorts:
 
     switch: OvnSwitch
     name: str = "ovn"
+    seen: dict[str, ObservedOvnPort] = field(default_factory=dict)  # the last observe()
 
     def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
         if not any(t.qos.ovn_ports for t in targets):
             return []
         try:
-            seen = self.switch.observe()
+            self.seen = seen = self.switch.observe()
         except HostError as exc:  # a daemon gone, say: charged to its servers
             for t in targets:
                 if t.qos.ovn_ports:
@@ -313,6 +315,16 @@ class OvnPorts:
             for port in t.qos.ovn_ports:
                 if port.port in applied.failed and t.qos.name not in result.errors:
                     result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
+
+    def held_as(self, target: Target) -> dict[tuple[str, str, str], str]:
+        """(kind, device, direction) -> the row and meter last seen holding it."""
+        out = {}
+        for port in target.qos.ovn_ports:
+            observed = self.seen.get(port.port)
+            if observed is not None:
+                for (kind, direction), text in ovn_read_back(observed).items():
+                    out[(kind, port.port, direction)] = text
+        return out
 
 
 @dataclass

@@ -116,6 +116,8 @@ class PassResult:
     permanent: set[str] = field(default_factory=set)
     # Instances held back this pass (not acted on): their error is an earlier pass's.
     waiting: set[str] = field(default_factory=set)
+    # Instance -> (kind, device, direction) -> what the host was seen holding for it.
+    held_as: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -171,12 +173,13 @@ class Reconciler:
         self.domains = LibvirtDomains(drivers.hypervisor) if drivers.hypervisor else None
         self.linux = LinuxDevices(drivers.tc, drivers.dscp, drivers.instances)
         self.exports = VolumeExports(drivers.volumes)
+        self.ovn = OvnPorts(drivers.ovn) if drivers.ovn is not None else None
         # The pass goes backend by backend (agent/backends.py), in this order: a volume is
         # exported before a guest's domain attaches it.
         self.backends: list[HostBackend] = [
             self.linux,
             *([OvsPorts(drivers.switch)] if drivers.switch is not None else []),
-            *([OvnPorts(drivers.ovn)] if drivers.ovn is not None else []),
+            *([self.ovn] if self.ovn is not None else []),
             self.exports,
             *([self.domains] if self.domains is not None else []),
             CgroupGroups(drivers.cgroups),
@@ -323,6 +326,8 @@ class Reconciler:
             for backend in self.backends:
                 backend.act(targets, ready, result, self._charge)
             result.drift_after = self._drift_charged(ready, result)
+        if self.ovn is not None:  # as last observed: after the repair, when there was one
+            result.held_as = {t.qos.name: self.ovn.held_as(t) for t in ready}
 
     def _drift_charged(self, targets: Sequence[Target], result: PassResult) -> list[Drift]:
         # What the pass does not act on keeps its state: its marks are not stale.
@@ -359,7 +364,10 @@ def server_reports(targets: Sequence[Target], result: PassResult) -> list[Server
     for t in targets:
         failed = result.errors.get(t.qos.name)
         remaining = [d for d in result.drift_after if d.instance == t.qos.name]
-        rules = t.outcomes
+        held = result.held_as.get(t.qos.name, {})
+        rules = tuple(
+            replace(r, held_as=held.get((r.kind, r.device, r.direction), "")) for r in t.outcomes
+        )
         if failed or remaining:
             status = ReportStatus.FAILED
             reason = failed or "; ".join(f"{d.device} {d.aspect}" for d in remaining)

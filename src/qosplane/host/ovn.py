@@ -431,6 +431,7 @@ class RealOvnSwitch:
                 exists=switch is not None,
                 rows_match=rendered == set(values) and len(values) == len(have),
                 meters=(made(qos.to_instance), made(qos.from_instance)),
+                rows=tuple(sorted(values, key=lambda r: r.direction)),
             )
         return out
 
@@ -568,7 +569,8 @@ class FakeOvnSwitch:
         out = {}
         for p in self.ports:
             q = self.qos.get(p, OvnPortQos(p))
-            out[p] = ObservedOvnPort(q, meters=(q.to_instance, q.from_instance))
+            rows = ovn_rows(q, p, "fake")
+            out[p] = ObservedOvnPort(q, meters=(q.to_instance, q.from_instance), rows=rows)
         return out
 
     def apply(self, desired: Sequence[OvnPortQos], leave: Collection[str] = ()) -> SwitchResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from qosplane.model.plan import OvnQosRow
 from qosplane.model.units import (
     Bits,
     BitsPerSecond,
@@ -234,6 +235,7 @@ class ObservedOvnPort:
     rows_match: bool = True  # its QoS rows are exactly the ones `qos` renders to
     # The meters ovn-controller made for its rows, read back from br-int: to, from.
     meters: tuple[Meter | None, Meter | None] = (None, None)
+    rows: tuple[OvnQosRow, ...] = ()  # its rows as the Northbound holds them
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,9 +330,12 @@ class RuleOutcome:
     mechanism: str = ""
     polices: bool = False  # True: excess is dropped; False: queued (shaped)
     reason: str = ""
+    # What the host was seen holding for it after the pass, where the agent reads back
+    # state another daemon derives (OVN: the Northbound row and ovn-controller's meter).
+    held_as: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "kind": self.kind,
             "device": self.device,
             "direction": self.direction,
@@ -339,3 +344,6 @@ class RuleOutcome:
             "polices": self.polices,
             "reason": self.reason,
         }
+        if self.held_as:
+            out["held_as"] = self.held_as
+        return out

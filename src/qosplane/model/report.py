@@ -65,6 +65,7 @@ def outcome_from_json(data: Mapping[str, Any], where: str = "rule") -> RuleOutco
         _text(data, "mechanism", where),
         bool(data.get("polices", False)),
         _text(data, "reason", where),
+        _text(data, "held_as", where),
     )
 
 

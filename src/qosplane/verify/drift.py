@@ -20,6 +20,7 @@ from qosplane.model.host_state import (
     Shaper,
     VolumeQos,
 )
+from qosplane.model.plan import OvnQosRow
 from qosplane.model.report import Drift
 
 
@@ -204,6 +205,48 @@ def ovn_port_drift(instance: str, desired: OvnPortQos, observed: ObservedOvnPort
         )
     if not observed.rows_match and not out:
         out.append(Drift(instance, desired.port, "OVN QoS rows", "as compiled", "different"))
+    return out
+
+
+def ovn_row_text(row: OvnQosRow) -> str:
+    """A row as `ovn-nbctl qos-add` takes it: direction, priority, match, then its
+    bandwidth (kbit/s, kbit) and action."""
+    values = [
+        f"{key}={value}"
+        for key, value in (
+            ("rate", row.rate_kbit_per_s),
+            ("burst", row.burst_kbit),
+            ("dscp", row.dscp),
+        )
+        if value is not None
+    ]
+    return " ".join([row.direction, str(row.priority), f"'{row.match}'", *values])
+
+
+def ovn_read_back(observed: ObservedOvnPort) -> dict[tuple[str, str], str]:
+    """(kind, guest-relative direction) -> what holds it on the host: the Northbound row
+    and, for a rate, the meter ovn-controller made of it (or that it made none)."""
+    out: dict[tuple[str, str], str] = {}
+    rows = {r.direction: r for r in observed.rows}
+    to_meter, from_meter = observed.meters
+    for lport, direction, meter in (
+        ("to-lport", "ingress", to_meter),
+        ("from-lport", "egress", from_meter),
+    ):
+        row = rows.get(lport)
+        if row is None:
+            continue
+        text = f"NB QoS {ovn_row_text(row)}"
+        if row.rate_kbit_per_s is not None:
+            made = (
+                f"ovn-controller meter kbps rate={meter.rate_kilobits_per_s}"
+                + (f" burst_size={meter.burst_kilobits}" if meter.burst_kilobits else "")
+                if meter is not None
+                else "no ovn-controller meter with that rate on br-int"
+            )
+            out[("bandwidth", direction)] = f"{text}; {made}"
+        if row.dscp is not None:
+            out[("dscp", direction)] = text
     return out
 
 

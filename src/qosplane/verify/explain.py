@@ -134,6 +134,8 @@ def render_explain(view: Mapping[str, Any]) -> str:
         mech = f" by {applied['mechanism']}" if applied.get("mechanism") else ""
         why = f": {applied['reason']}" if applied.get("reason") else ""
         lines.append(f"  applied   {applied['status']}{mech}{why}")
+        if applied.get("held_as"):
+            lines.append(f"  on host   {applied['held_as']}")
         for d in item["drift"]:
             lines.append(
                 f"  drifted   {d['aspect']}: found {d['observed']}, restored {d['desired']}"
