@@ -34,6 +34,9 @@ from typing import Any, Protocol, TypeVar, cast
 # os-ken brings eventlet along; the ovs library's poller imports it when present, which
 # prints eventlet's deprecation notice. The agent never runs eventlet.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+# ... and eventlet brings dnspython, whose DNSSEC module names cryptography's DSA classes,
+# which cryptography deprecates (51.0 here): a notice on every command's stderr.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"dns\.")
 
 from ovsdbapp.backend.ovs_idl import connection, idlutils  # noqa: E402 - after the filter above
 from ovsdbapp.schema.open_vswitch import impl_idl  # noqa: E402
