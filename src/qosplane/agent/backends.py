@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from qosplane.compiler.enforcement.program import device_commands
+from qosplane.compiler.enforcement.program import Wanted, admit, device_commands
 from qosplane.host.cgroups import Cgroups
 from qosplane.host.errors import HostError
 from qosplane.host.hypervisor import Hypervisor
@@ -30,11 +30,14 @@ from qosplane.model.host_state import (
     ObservedDevice,
     ObservedOvnPort,
     ObservedPort,
+    Outcome,
     OvnPortQos,
     PacketLimit,
     PortQos,
+    UplinkQos,
 )
 from qosplane.model.report import Drift
+from qosplane.model.units import BitsPerSecond
 from qosplane.verify.drift import (
     cpu_drift,
     device_drift,
@@ -44,6 +47,7 @@ from qosplane.verify.drift import (
     packet_limit_aspect,
     packet_limit_text,
     port_drift,
+    uplink_drift,
     volume_drift,
 )
 
@@ -325,6 +329,76 @@ class OvnPorts:
                 for (kind, direction), text in ovn_read_back(observed).items():
                     out[(kind, port.port, direction)] = text
         return out
+
+
+@dataclass
+class Uplinks:
+    """Minimum bandwidth: each network's uplink (the host end of its probe, where every
+    instance of the network sends out) with an htb class per guaranteed port, admitted
+    against the uplink's capacity (compiler/enforcement/backends/uplink.py)."""
+
+    tc: TrafficControl
+    capacity_bits_per_s: BitsPerSecond
+    refuse: bool
+    name: str = "uplinks"
+    # Per instance, (kind, device, direction) -> the outcome and why, for refused or
+    # over-committed guarantees: the reports say so.
+    said: dict[str, dict[tuple[str, str, str], tuple[Outcome, str]]] = field(default_factory=dict)
+    _desired: dict[str, tuple[UplinkQos | None, list[str]]] = field(default_factory=dict)
+
+    def _plan(self, targets: Sequence[Target]) -> None:
+        wanted: dict[str, list[Wanted]] = {}
+        for t in targets:
+            wires = {w.tap: w for w in t.ports}
+            for w in t.ports:
+                if w.gateway is not None:  # a network with a probe has an uplink
+                    wanted.setdefault(w.probe_port, [])
+            for g in t.qos.guarantees:
+                wire = wires.get(g.device)
+                if wire is not None and wire.gateway is not None:
+                    wanted[wire.probe_port].append(
+                        Wanted(t.qos.name, g.device, wire.mac, g.rate_bits_per_s)
+                    )
+        self._desired, self.said = {}, {}
+        for uplink, want in sorted(wanted.items()):
+            qos, said = admit(uplink, self.capacity_bits_per_s, want, self.refuse)
+            members = sorted({one.instance for one in want})
+            self._desired[uplink] = (qos if qos.classes else None, members)
+            for one in want:
+                if one.device in said:
+                    outcome = Outcome.NOT_ENFORCEABLE if self.refuse else Outcome.APPLIED
+                    key = ("min_bandwidth", one.device, "egress")
+                    self.said.setdefault(one.instance, {})[key] = (outcome, said[one.device])
+
+    def drift(self, targets: Sequence[Target], unreadable: dict[str, str]) -> list[Drift]:
+        self._plan(targets)
+        out: list[Drift] = []
+        for uplink, (qos, members) in self._desired.items():
+            try:
+                seen = self.tc.uplink(uplink)
+            except HostError as exc:
+                for name in members:
+                    unreadable.setdefault(name, str(exc))
+                continue
+            out += uplink_drift(members or [f"uplink {uplink}"], qos, seen)
+        return out
+
+    def act(
+        self,
+        targets: Sequence[Target],
+        ready: Sequence[Target],
+        result: PassResult,
+        charge: Charge,
+    ) -> None:
+        for uplink, (qos, members) in self._desired.items():
+            try:
+                seen = self.tc.uplink(uplink)
+                if uplink_drift(members or ["-"], qos, seen):
+                    self.tc.set_uplink(uplink, qos)
+                    result.commands += 1
+            except HostError as exc:
+                for name in members:
+                    charge(result, name, exc, first=True)
 
 
 @dataclass

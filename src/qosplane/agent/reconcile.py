@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from qosplane.agent.backends import (
     CgroupGroups,
@@ -25,6 +26,7 @@ from qosplane.agent.backends import (
     LinuxDevices,
     OvnPorts,
     OvsPorts,
+    Uplinks,
     VolumeExports,
 )
 from qosplane.compiler.enforcement.program import host_program
@@ -47,6 +49,7 @@ from qosplane.model.host_state import (
 )
 from qosplane.model.plan import DesiredServer
 from qosplane.model.report import Drift, ReportStatus, ServerReport
+from qosplane.model.units import BitsPerSecond
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 # A server that failed permanently is left alone until its plan changes, and tried again
@@ -118,6 +121,11 @@ class PassResult:
     waiting: set[str] = field(default_factory=set)
     # Instance -> (kind, device, direction) -> what the host was seen holding for it.
     held_as: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)
+    # Instance -> (kind, device, direction) -> an outcome the host decided, not the
+    # compiler (a guarantee refused or over-committed on its uplink), and why.
+    decided: dict[str, dict[tuple[str, str, str], tuple[Outcome, str]]] = field(
+        default_factory=dict
+    )
 
     @property
     def changed(self) -> bool:
@@ -174,12 +182,18 @@ class Reconciler:
         self.linux = LinuxDevices(drivers.tc, drivers.dscp, drivers.instances)
         self.exports = VolumeExports(drivers.volumes)
         self.ovn = OvnPorts(drivers.ovn) if drivers.ovn is not None else None
+        self.uplinks = (
+            Uplinks(drivers.tc, BitsPerSecond(caps.uplink_bits_per_s), caps.refuse_overcommit)
+            if caps.uplink_bits_per_s and not caps.switched
+            else None
+        )
         # The pass goes backend by backend (agent/backends.py), in this order: a volume is
         # exported before a guest's domain attaches it.
         self.backends: list[HostBackend] = [
             self.linux,
             *([OvsPorts(drivers.switch)] if drivers.switch is not None else []),
             *([self.ovn] if self.ovn is not None else []),
+            *([self.uplinks] if self.uplinks is not None else []),
             self.exports,
             *([self.domains] if self.domains is not None else []),
             CgroupGroups(drivers.cgroups),
@@ -328,6 +342,8 @@ class Reconciler:
             result.drift_after = self._drift_charged(ready, result)
         if self.ovn is not None:  # as last observed: after the repair, when there was one
             result.held_as = {t.qos.name: self.ovn.held_as(t) for t in ready}
+        if self.uplinks is not None:
+            result.decided = dict(self.uplinks.said)
 
     def _drift_charged(self, targets: Sequence[Target], result: PassResult) -> list[Drift]:
         # What the pass does not act on keeps its state: its marks are not stale.
@@ -357,6 +373,12 @@ class Reconciler:
                 self._charge(result, t.qos.name, exc)
 
 
+def _decided(decision: tuple[Outcome, str] | None) -> dict[str, Any]:
+    if decision is None:
+        return {}
+    return {"outcome": decision[0], "reason": decision[1]}
+
+
 def server_reports(targets: Sequence[Target], result: PassResult) -> list[ServerReport]:
     """Per server: applied, partial (some limit cannot be enforced here) or failed, with
     one line per rule saying which mechanism enforces it or why none does."""
@@ -365,8 +387,14 @@ def server_reports(targets: Sequence[Target], result: PassResult) -> list[Server
         failed = result.errors.get(t.qos.name)
         remaining = [d for d in result.drift_after if d.instance == t.qos.name]
         held = result.held_as.get(t.qos.name, {})
+        decided = result.decided.get(t.qos.name, {})
         rules = tuple(
-            replace(r, held_as=held.get((r.kind, r.device, r.direction), "")) for r in t.outcomes
+            replace(
+                r,
+                held_as=held.get((r.kind, r.device, r.direction), ""),
+                **_decided(decided.get((r.kind, r.device, r.direction))),
+            )
+            for r in t.outcomes
         )
         if failed or remaining:
             status = ReportStatus.FAILED
@@ -377,7 +405,7 @@ def server_reports(targets: Sequence[Target], result: PassResult) -> list[Server
                 else r
                 for r in rules
             )
-        elif any(o.outcome is Outcome.NOT_ENFORCEABLE for o in t.outcomes):
+        elif any(o.outcome is Outcome.NOT_ENFORCEABLE for o in rules):
             status = ReportStatus.PARTIAL
         else:
             status = ReportStatus.APPLIED

@@ -52,6 +52,7 @@ from qosplane.model.host_facts import CgroupVersion, HostFacts, NeutronBackend
 from qosplane.model.host_state import Capabilities
 from qosplane.model.instance import VifType
 from qosplane.model.report import Verdict
+from qosplane.model.units import KilobitsPerSecond, kilobits_per_s_to_bits_per_s
 from qosplane.verify.explain import explain, render_explain
 from qosplane.verify.inspect import (
     HostDomain,
@@ -89,6 +90,17 @@ def ovs_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str
     )
     daemons.ensure()
     return RealSwitch(daemons, bridge, prefix)
+
+
+def _kbps(text: str) -> int:
+    """A capacity in kbit/s, as Neutron's resource_provider_bandwidths takes it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of kbit/s") from None
+    if not 0 <= value <= 2**32:
+        raise argparse.ArgumentTypeError(f"{value} kbit/s: give 0 to 4294967296")
+    return value
 
 
 def ovn_switch(state_dir: Path, prefix: str, host_netns: str | None, bridge: str) -> RealOvnSwitch:
@@ -151,6 +163,8 @@ class HostOptions:
     switch: str = "linuxbridge"
     bridge: str = "br-int"
     hypervisor: str = "auto"
+    uplink_kbps: int = 0  # each network's uplink, egress (resource_provider_bandwidths)
+    overcommit: str = "refuse"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> HostOptions:
@@ -162,6 +176,8 @@ class HostOptions:
             args.switch,
             args.bridge,
             args.hypervisor,
+            args.uplink_kbps,
+            args.overcommit,
         )
 
 
@@ -227,6 +243,8 @@ def host_setup(options: HostOptions, say: Callable[[str], None] | None = None) -
             caps,
             ovs_switch=ovs is not None,
             ovn_switch=ovn is not None,
+            uplink_bits_per_s=kilobits_per_s_to_bits_per_s(KilobitsPerSecond(o.uplink_kbps)),
+            refuse_overcommit=o.overcommit == "refuse",
             libvirt=hypervisor is not None,
             guest_volumes=hypervisor is not None and hypervisor.boots_guests,
         ),
@@ -624,6 +642,22 @@ def add_host_options(parser: argparse.ArgumentParser) -> None:
         "would",
     )
     parser.add_argument("--bridge", default="br-int", help="the OVS bridge (--switch ovs or ovn)")
+    parser.add_argument(
+        "--uplink-kbps",
+        type=_kbps,
+        default=0,
+        metavar="KBPS",
+        help="the egress capacity of each network's uplink in kbit/s, as Neutron's "
+        "resource_provider_bandwidths gives a NIC's: minimum bandwidth rules then get an "
+        "htb class there (Linux bridges only); 0, the default: they stay Placement's",
+    )
+    parser.add_argument(
+        "--overcommit",
+        choices=("refuse", "report"),
+        default="refuse",
+        help="guarantees that do not fit in an uplink's capacity: refused (not applied, "
+        "the rule says why) or applied and reported as over-committed",
+    )
     parser.add_argument(
         "--hypervisor",
         choices=HYPERVISORS,

@@ -10,14 +10,15 @@ tc stops a batch at its first failing line; the lines the agent writes are idemp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qosplane.compiler.enforcement.program import parse_htb_class
+from qosplane.compiler.enforcement.program import parse_htb_class, uplink_lines
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
-from qosplane.model.host_state import Shaper
+from qosplane.model.host_state import Shaper, UplinkClass, UplinkQos
 from qosplane.model.units import BitsPerSecond, Bytes, parse_tc_rate_bits, parse_tc_size_bytes
 
 # qdiscs the kernel puts on a device by itself: not ours, not drift
@@ -43,6 +44,14 @@ class TrafficControl(Protocol):
     def observe_many(self, devices: Sequence[str]) -> dict[str, DeviceTc]:
         """All of `devices` at once; a real kernel answers in three processes, whatever
         their number."""
+
+    def uplink(self, device: str) -> UplinkQos | None:
+        """The agent's guarantee hierarchy on `device`'s egress, read back: the link's
+        rate from class 1:1, each class with a MAC filter and the link as its ceil. None:
+        no htb root 1: there, or no device."""
+
+    def set_uplink(self, device: str, qos: UplinkQos | None) -> None:
+        """Make `device`'s egress exactly `qos` (None: remove the agent's hierarchy)."""
 
 
 def _json_arrays(text: str) -> list[list[dict[str, Any]]]:
@@ -84,6 +93,48 @@ def _device_tc(
         ingress=any(q.get("kind") == "ingress" for q in qdiscs),
         foreign=foreign,
     )
+
+
+_CLASS = re.compile(
+    r"^class htb 1:([0-9a-f]+) (?:root|parent 1:[0-9a-f]+) .*?rate (\S+) ceil (\S+)"
+)
+_FLOWID = re.compile(r"\*flowid 1:([0-9a-f]+)")
+_MATCH = re.compile(r"^\s*match ([0-9a-f]{8})/([0-9a-f]{8}) at (-?\d+)")
+
+
+def parse_uplink(device: str, qdiscs: str, classes: str, filters: str) -> UplinkQos | None:
+    """`tc qdisc/class/filter show dev DEVICE` text as the UplinkQos it holds."""
+    if not re.search(r"^qdisc htb 1: root", qdiscs, re.MULTILINE):
+        return None
+    rates: dict[int, tuple[BitsPerSecond, BitsPerSecond]] = {}
+    for line in classes.splitlines():
+        found = _CLASS.match(line)
+        if found:
+            minor = int(found.group(1), 16)
+            rates[minor] = (parse_tc_rate_bits(found.group(2)), parse_tc_rate_bits(found.group(3)))
+    if 1 not in rates:
+        return None
+    link = rates[1][0]
+    macs: dict[int, str] = {}
+    flow: int | None = None
+    words: dict[int, tuple[str, str]] = {}
+    for line in [*filters.splitlines(), "filter end"]:
+        if line.startswith("filter"):
+            if flow is not None and set(words) == {-8, -4} and words[-4][1] == "ffff0000":
+                mac = words[-8][0] + words[-4][0][:4]
+                macs[flow] = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+            found = _FLOWID.search(line)
+            flow, words = (int(found.group(1), 16) if found else None), {}
+            continue
+        match = _MATCH.match(line)
+        if match:
+            words[int(match.group(3))] = (match.group(1), match.group(2))
+    out = tuple(
+        UplinkClass(minor, macs[minor], rate)
+        for minor, (rate, ceil) in sorted(rates.items())
+        if minor in macs and ceil == link
+    )
+    return UplinkQos(device, link, out)
 
 
 class RealTrafficControl:
@@ -139,6 +190,26 @@ class RealTrafficControl:
     def observe(self, device: str) -> DeviceTc:
         return self.observe_many([device])[device]
 
+    def _uplink_texts(self, device: str) -> tuple[str, str, str] | None:
+        try:
+            qdiscs = run(self._tc("qdisc", "show", "dev", device))
+        except HostError as exc:
+            if "Cannot find device" in exc.detail:
+                return None
+            raise
+        classes = run(self._tc("class", "show", "dev", device))
+        filters = run(self._tc("filter", "show", "dev", device, "parent", "1:"))
+        return qdiscs, classes, filters
+
+    def uplink(self, device: str) -> UplinkQos | None:
+        texts = self._uplink_texts(device)
+        return parse_uplink(device, *texts) if texts is not None else None
+
+    def set_uplink(self, device: str, qos: UplinkQos | None) -> None:
+        texts = self._uplink_texts(device)
+        present = texts is not None and bool(re.search(r"^qdisc htb 1: root", texts[0], re.M))
+        self.apply(uplink_lines(qos, device, present))
+
     def bandwidth_texts(self, devices: Sequence[str]) -> dict[str, tuple[str, str]]:
         """`tc class show` and the ingress `tc filter show` text of each device, the
         agent's or not (`inspect` reads what libvirt or Neutron put there); empty for a
@@ -170,6 +241,17 @@ class FakeTrafficControl:
 
     devices: dict[str, FakeDevice] = field(default_factory=dict)
     batches: int = 0
+    uplinks: dict[str, UplinkQos] = field(default_factory=dict)
+
+    def uplink(self, device: str) -> UplinkQos | None:
+        return self.uplinks.get(device)
+
+    def set_uplink(self, device: str, qos: UplinkQos | None) -> None:
+        self.batches += 1
+        if qos is None:
+            self.uplinks.pop(device, None)
+        else:
+            self.uplinks[device] = qos
 
     def add_device(self, name: str) -> None:
         self.devices.setdefault(name, FakeDevice())

@@ -50,6 +50,11 @@ class Capabilities:
     # source, as Nova attaches a Cinder volume): its front-end limits are that disk's
     # <iotune>, as Nova writes them, not the export's throttle.
     guest_volumes: bool = False
+    # The egress capacity of each network's uplink, as an operator configures Neutron's
+    # resource_provider_bandwidths (0: none configured, minimum bandwidth stays
+    # Placement's), and what an over-commit of it does: refused or only reported.
+    uplink_bits_per_s: int = 0
+    refuse_overcommit: bool = True
 
     @property
     def switched(self) -> bool:
@@ -72,6 +77,7 @@ class Mechanism(enum.Enum):
     POLICE_OVS_METER = "OpenFlow 1.3 meter, drop band"  # from-instance, drops
     MARK_OVS_FLOW = "OpenFlow flow, set_field ip_dscp (mod_nw_tos)"
     LIMIT_OVS_PKTPS_METER = "OpenFlow 1.3 meter, pktps drop band"  # either way, drops
+    GUARANTEE_UPLINK_HTB = "htb class on the network's uplink, rate = the minimum, ceil = the link"
     POLICE_OVN_METER = "OVN NB QoS row bandwidth, ovn-controller meter (drop band)"
     MARK_OVN = "OVN NB QoS row action dscp, ovn-controller ip_dscp load"
 
@@ -214,6 +220,40 @@ OpenFlowChange = MeterPut | MeterDelete | FlowsDelete | FlowAdd
 
 
 @dataclass(frozen=True, slots=True)
+class Guarantee:
+    """A port's minimum rate from the instance, held on its network's uplink."""
+
+    device: str  # the tap
+    rate_bits_per_s: BitsPerSecond
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkClass:
+    """One guaranteed port's class under the link: its minimum as rate, the link as
+    ceil, what it sends found by its MAC (u32 `match ether src`)."""
+
+    minor: int
+    mac: str  # lower-case colon form
+    rate_bits_per_s: BitsPerSecond
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkQos:
+    """The htb on an uplink's egress: 1:1 at the link's capacity, one class per
+    guaranteed port, and the default class 1:2 for everything else with what the
+    guarantees leave (at least 1% of the link), every class borrowing up to the link."""
+
+    device: str
+    capacity_bits_per_s: BitsPerSecond
+    classes: tuple[UplinkClass, ...] = ()
+
+    @property
+    def default_rate_bits_per_s(self) -> BitsPerSecond:
+        left = self.capacity_bits_per_s - sum(c.rate_bits_per_s for c in self.classes)
+        return BitsPerSecond(max(left, self.capacity_bits_per_s // 100, 1))
+
+
+@dataclass(frozen=True, slots=True)
 class OvnPortQos:
     """One port's QoS when OVN wires it, guest-relative like PortQos: each direction is a
     Northbound QoS row's bandwidth, which ovn-controller makes a drop-band meter of, and
@@ -310,6 +350,7 @@ class InstanceQos:
     volumes: tuple[VolumeQos, ...] = ()
     ports: tuple[PortQos, ...] = ()  # OVS-wired ports (Capabilities.ovs_switch)
     ovn_ports: tuple[OvnPortQos, ...] = ()  # OVN-wired ports (Capabilities.ovn_switch)
+    guarantees: tuple[Guarantee, ...] = ()  # minimum bandwidth on the uplinks
     domain: DomainQos | None = None  # a libvirt domain (Capabilities.libvirt)
 
 

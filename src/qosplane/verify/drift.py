@@ -3,6 +3,8 @@ read it ("tc class rate on tap5f1c..." not "state differs")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from qosplane.compiler.enforcement.program import same_shaper
 from qosplane.model.host_state import (
     CFS_DEFAULT_PERIOD_US,
@@ -18,10 +20,13 @@ from qosplane.model.host_state import (
     PacketLimit,
     PortQos,
     Shaper,
+    UplinkClass,
+    UplinkQos,
     VolumeQos,
 )
 from qosplane.model.plan import OvnQosRow
 from qosplane.model.report import Drift
+from qosplane.model.units import tc_rate_as_printed
 
 
 def _text(shaper: Shaper | None) -> str:
@@ -248,6 +253,39 @@ def ovn_read_back(observed: ObservedOvnPort) -> dict[tuple[str, str], str]:
         if row.dscp is not None:
             out[("dscp", direction)] = text
     return out
+
+
+def _uplink_text(qos: UplinkQos | None) -> str:
+    if qos is None:
+        return "no guarantees"
+    classes = ", ".join(f"{c.mac} {c.rate_bits_per_s} bit/s" for c in qos.classes)
+    return f"link {qos.capacity_bits_per_s} bit/s: {classes or 'none'}"
+
+
+def _as_printed(qos: UplinkQos) -> UplinkQos:
+    """What tc prints back for `qos` (rates read back can be up to 0.1% lower)."""
+    return UplinkQos(
+        qos.device,
+        tc_rate_as_printed(qos.capacity_bits_per_s),
+        tuple(
+            UplinkClass(c.minor, c.mac, tc_rate_as_printed(c.rate_bits_per_s)) for c in qos.classes
+        ),
+    )
+
+
+def uplink_drift(
+    instances: Sequence[str], desired: UplinkQos | None, observed: UplinkQos | None
+) -> list[Drift]:
+    """An uplink's guarantees as compiled against what tc holds, charged to each of the
+    `instances` guaranteed there."""
+    want = _as_printed(desired) if desired is not None else None
+    if want == observed:
+        return []
+    device = desired.device if desired is not None else observed.device if observed else ""
+    return [
+        Drift(name, device, "uplink guarantees (htb)", _uplink_text(want), _uplink_text(observed))
+        for name in instances
+    ]
 
 
 def domain_drift(instance: str, desired: DomainQos, observed: DomainQos | None) -> list[Drift]:

@@ -130,6 +130,13 @@ class Desired:
     cpu: dict[str, int] = field(default_factory=dict)  # shares, cfs_quota_us, cfs_period_us
     iotune: dict[str, dict[str, int]] = field(default_factory=dict)  # image disk -> libvirt
     throttles: dict[str, dict[str, int]] = field(default_factory=dict)  # volume -> QEMU
+    guaranteed: dict[str, BitsPerSecond] = field(default_factory=dict)  # tap -> minimum
+
+    def guarantee(self, device: str, rate_bits_per_s: BitsPerSecond) -> None:
+        """Of two minimums on one device (Neutron allows one per policy), the higher."""
+        self.guaranteed[device] = max(
+            rate_bits_per_s, self.guaranteed.get(device, BitsPerSecond(0))
+        )
 
     def shape(self, device: str, to_instance: bool, shaper: Shaper) -> None:
         """One owner per device: of two limits on one direction of a device, the lower cap

@@ -21,6 +21,7 @@ from qosplane.compiler.enforcement.backends import (
     ovs,
     qemu_storage,
     tc,
+    uplink,
 )
 from qosplane.compiler.enforcement.backends.nft_bridge import (
     NFT_DEVICE_MATCH,
@@ -60,6 +61,7 @@ from qosplane.compiler.enforcement.backends.tc import (
     root_commands,
     same_shaper,
 )
+from qosplane.compiler.enforcement.backends.uplink import Wanted, admit, uplink_lines
 from qosplane.compiler.enforcement.base import (
     Backend,
     Claim,
@@ -91,6 +93,7 @@ def host_program(
         devices=() if caps.switched else tc.devices(desired),
         ports=ovs.ports(desired) if caps.ovs_switch else (),
         ovn_ports=ovn.ports(desired) if caps.ovn_switch else (),
+        guarantees=uplink.guarantees(desired),
         cpu=cgroups.group(name, desired, caps),
         domain=libvirt_domain.domain(name, plan, desired, caps),
     )
@@ -104,6 +107,9 @@ def _decide(
     # host-side device, its tap, which then carries every limit of the port.
     device = ("tap" + entry.port_id)[:14] if entry.port_id else entry.device
     holding = entry.effective()
+    if holding is None and entry.kind == "min_bandwidth":
+        # Upstream leaves it to Placement; a host with a configured uplink holds it.
+        holding = next((c for c in entry.candidates if c.layer == "placement"), None)
     if holding is None:
         # A guarantee upstream leaves to Placement has no layer either, and says why; so
         # does a limit the host's upstream backend drops (packet rate on ML2/OVN).
@@ -143,6 +149,8 @@ __all__ = [
     "OVS_TABLE_BANDWIDTH_FROM",
     "OVS_TABLE_PACKETS_FROM",
     "OVS_TABLE_TO",
+    "Wanted",
+    "admit",
     "bridge_ruleset",
     "default_burst_bytes",
     "device_commands",
@@ -164,4 +172,5 @@ __all__ = [
     "redirect_commands",
     "root_commands",
     "same_shaper",
+    "uplink_lines",
 ]

@@ -15,6 +15,7 @@ from qosplane.compiler.enforcement.backends.ovn import OvnBackend
 from qosplane.compiler.enforcement.backends.ovs import OvsBackend
 from qosplane.compiler.enforcement.backends.qemu_storage import QemuThrottle
 from qosplane.compiler.enforcement.backends.tc import IfbShaper, TcShaper
+from qosplane.compiler.enforcement.backends.uplink import UplinkGuarantee
 from qosplane.compiler.enforcement.base import Backend
 
 BACKENDS: tuple[Backend, ...] = (
@@ -25,6 +26,7 @@ BACKENDS: tuple[Backend, ...] = (
     IfbShaper(),
     NftDscp(),
     NftPacketRate(),
+    UplinkGuarantee(),
     CgroupCpu(),
     QemuThrottle(),
 )

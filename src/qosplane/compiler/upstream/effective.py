@@ -542,6 +542,13 @@ def _dscp_rule(site: _RuleSite, rule: DscpMarkingRule, extra: list[EffectiveLimi
     )
 
 
+# neutron_lib/placement/constants.py: the resource classes of a minimum bandwidth rule
+_PLACEMENT_CLASS = {
+    Direction.EGRESS: "NET_BW_EGR_KILOBIT_PER_SEC",
+    Direction.INGRESS: "NET_BW_IGR_KILOBIT_PER_SEC",
+}
+
+
 def _min_bandwidth_rule(
     site: _RuleSite, rule: MinimumBandwidthRule, extra: list[EffectiveLimit]
 ) -> None:
@@ -566,6 +573,19 @@ def _min_bandwidth_rule(
     msg = (
         "minimum_bandwidth is placement-only here: the data plane guarantees only OVS "
         "egress on vlan/flat networks with a known physical bridge"
+    )
+    # What upstream does write: the port's resource request, which Placement honours
+    # at scheduling and nothing enforces on the host.
+    entry.candidates.append(
+        Enforcement(
+            "placement",
+            f"the port's resource_request ({_PLACEMENT_CLASS[rule.direction]})",
+            "guarantee",
+            f"min_kbps={kbps}",
+            MinRate(rule.min_rate_bits_per_s),
+            holds=False,
+            note=msg,
+        )
     )
     entry.losses.append(msg)
     eff.warnings.append(Finding("placement_only", msg, dev, f"minimum_bandwidth.{direction}"))

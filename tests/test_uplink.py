@@ -1,0 +1,310 @@
+"""Minimum bandwidth on the data plane: a guaranteed port's htb class on its network's
+uplink, admission against the uplink's capacity (refused or reported over-commits), the
+tc lines and their reading back, the reconcile scenarios against the fake and the real tc
+(converge, stay quiet, repair, remove), and, as root, a contention measurement: two
+instances pushing through one shaped uplink, the guaranteed one gets its minimum."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
+from qosplane.compiler.enforcement.backends.uplink import NO_INGRESS_GUARANTEE
+from qosplane.compiler.enforcement.program import Wanted, admit, host_program, uplink_lines
+from qosplane.host.instances import RealInstances
+from qosplane.host.tc import parse_uplink
+from qosplane.model.host_state import (
+    Capabilities,
+    Guarantee,
+    Mechanism,
+    Outcome,
+    UplinkClass,
+    UplinkQos,
+)
+from qosplane.model.plan import DesiredServer, HostPlan
+from qosplane.model.report import ReportStatus
+from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
+from tests.conftest import load_case, plan_of, require_root_and
+from tests.hostkit import drivers, server_of
+
+LINK = BitsPerSecond(10_000_000)
+CAPS = Capabilities(
+    htb=True, ifb_mirred=True, nft_bridge=True, cgroup_v1_cpu=True, uplink_bits_per_s=LINK
+)
+A_PORT = "6a000000-0000-4000-8000-00000000000a"
+B_PORT = "6b000000-0000-4000-8000-00000000000b"
+
+
+def guaranteed_plan(port_id: str, rules: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """A netns host's plan (taps in Linux bridges) for one port carrying `rules`."""
+    body = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
+    body["host"] = {**(body.get("host") or {}), "vif_type": "hybrid"}
+    body["instance"] = {**body["instance"], "name": name}
+    port = {**body["ports"][0], "id": port_id}
+    port["qos_policy"] = {"name": "g", "id": f"pol-{port_id[:4]}", "rules": rules}
+    body["ports"] = [port]
+    return plan_of(body).to_json()
+
+
+def minimum(kbps: int, direction: str = "egress") -> dict[str, Any]:
+    return {"type": "minimum_bandwidth", "min_kbps": kbps, "direction": direction}
+
+
+# --- pure ---------------------------------------------------------------------------------
+
+
+def test_a_configured_uplink_holds_the_egress_minimum_and_says_ingress_cannot() -> None:
+    plan = HostPlan.from_json(
+        guaranteed_plan(A_PORT, [minimum(6000), minimum(2000, "ingress")], "instance-a")
+    )
+    qos, outcomes = host_program(plan, CAPS)
+    assert qos.guarantees == (Guarantee(("tap" + A_PORT)[:14], BitsPerSecond(6_000_000)),)
+    by = {o.direction: o for o in outcomes if o.kind == "min_bandwidth"}
+    assert by["egress"].outcome is Outcome.APPLIED
+    assert by["egress"].mechanism == Mechanism.GUARANTEE_UPLINK_HTB.value
+    assert by["egress"].polices is False  # it shapes: borrowing up to the link
+    assert (by["ingress"].outcome, by["ingress"].reason) == (
+        Outcome.NOT_ENFORCEABLE,
+        NO_INGRESS_GUARANTEE,
+    )
+    # Without an uplink's capacity, or on a switch, it stays Placement's.
+    for caps in (replace(CAPS, uplink_bits_per_s=0), replace(CAPS, ovs_switch=True)):
+        qos, outcomes = host_program(plan, caps)
+        assert qos.guarantees == ()
+        (egress,) = [o for o in outcomes if o.kind == "min_bandwidth" and o.direction == "egress"]
+        assert egress.outcome is Outcome.NOT_ENFORCEABLE
+        assert "placement" in egress.reason
+
+
+def _wanted(*rates_mbit: int) -> list[Wanted]:
+    return [
+        Wanted(f"i{n}", f"tap{n}", f"02:00:00:00:00:0{n}", BitsPerSecond(r * 1_000_000))
+        for n, r in enumerate(rates_mbit)
+    ]
+
+
+def test_admission_refuses_what_does_not_fit_in_order() -> None:
+    qos, said = admit("prb1", LINK, _wanted(6, 5, 4), refuse=True)
+    assert [c.mac for c in qos.classes] == ["02:00:00:00:00:00", "02:00:00:00:00:02"]
+    assert set(said) == {"tap1"}
+    assert said["tap1"].startswith("refused: uplink prb1 carries 10000000 bit/s")
+    assert "already guarantees 6000000 bit/s" in said["tap1"]
+    assert qos.default_rate_bits_per_s == 100_000  # nothing left: 1% of the link
+
+
+def test_admission_that_only_reports_keeps_every_guarantee() -> None:
+    qos, said = admit("prb1", LINK, _wanted(6, 5), refuse=False)
+    assert len(qos.classes) == 2
+    assert said["tap1"].startswith("over-committed, reported not refused")
+
+
+def test_a_ports_class_keeps_its_minor_when_another_goes() -> None:
+    both, _ = admit("prb1", LINK, _wanted(2, 3), refuse=True)
+    (second,) = [c for c in both.classes if c.mac.endswith("01")]
+    alone, _ = admit("prb1", LINK, _wanted(2, 3)[1:], refuse=True)
+    # The minor follows the device's place among the uplink's devices: a port going
+    # away renumbers the ones after it only on a rebuild, which rewrites them all.
+    assert [c.rate_bits_per_s for c in alone.classes] == [second.rate_bits_per_s]
+
+
+def test_the_lines_read_back_as_the_qos_they_write() -> None:
+    qos = UplinkQos(
+        "prb1",
+        LINK,
+        (UplinkClass(0x10, "fa:16:3e:00:01:0a", BitsPerSecond(6_000_000)),),
+    )
+    lines = uplink_lines(qos, "prb1", present=True)
+    assert lines[0] == "qdisc del dev prb1 root"
+    assert "filter add dev prb1 parent 1: protocol all prio 1 u32 match ether src " in lines[-1]
+    assert uplink_lines(None, "prb1", present=False) == []
+    # What tc printed for those lines on this kernel (iproute2 6.1).
+    qdiscs = "qdisc htb 1: root refcnt 2 r2q 10 default 0x2 direct_packets_stat 0\n"
+    classes = (
+        "class htb 1:10 parent 1:1 prio 0 rate 6Mbit ceil 10Mbit burst 1599b cburst 1600b \n"
+        "class htb 1:1 root rate 10Mbit ceil 10Mbit burst 1600b cburst 1600b \n"
+        "class htb 1:2 parent 1:1 prio 0 rate 4Mbit ceil 10Mbit burst 1600b cburst 1600b \n"
+    )
+    filters = (
+        "filter protocol all pref 1 u32 chain 0 \n"
+        "filter protocol all pref 1 u32 chain 0 fh 800: ht divisor 1 \n"
+        "filter protocol all pref 1 u32 chain 0 fh 800::800 order 2048 key ht 800 bkt 0 "
+        "*flowid 1:10 not_in_hw \n"
+        "  match fa163e00/ffffffff at -8\n"
+        "  match 010a0000/ffff0000 at -4\n"
+    )
+    assert parse_uplink("prb1", qdiscs, classes, filters) == qos
+    # A class whose ceil is no longer the link is not one of ours.
+    changed = classes.replace("rate 6Mbit ceil 10Mbit", "rate 6Mbit ceil 6Mbit")
+    assert parse_uplink("prb1", qdiscs, changed, filters) == UplinkQos("prb1", LINK, ())
+    assert parse_uplink("prb1", "qdisc noqueue 0: root refcnt 2\n", "", "") is None
+
+
+# --- contract: the fake tc and the real one -----------------------------------------------
+
+
+@pytest.fixture(params=["fake", "real"])
+def host(request: pytest.FixtureRequest) -> Iterator[HostDrivers]:
+    with drivers(request.param) as d:
+        yield d
+
+
+# b's port carries a rule that leaves what it sends alone: a port of a plan with no rule
+# at all has no entry for server_of to find it by.
+UNLIMITED = {"type": "bandwidth_limit", "max_kbps": 1_000_000, "direction": "ingress"}
+
+
+def servers(b_rules: list[dict[str, Any]] | None = None) -> list[DesiredServer]:
+    """Two instances on one network: a guaranteed 6 Mbit/s, b (by default) no minimum."""
+    return [
+        server_of(guaranteed_plan(A_PORT, [minimum(6000)], "instance-a"), "server-0a"),
+        server_of(
+            guaranteed_plan(B_PORT, [UNLIMITED, *(b_rules or [])], "instance-b"), "server-0b"
+        ),
+    ]
+
+
+def _uplink(host: HostDrivers, server: DesiredServer) -> UplinkQos | None:
+    return host.tc.uplink("prb" + server.ports[0].network_id[:11])
+
+
+def test_the_uplink_gets_one_class_per_guarantee_then_stays_quiet(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    wanted = servers()
+    targets, first = reconciler.converge(wanted)
+    assert first.errors == {}
+    assert first.drift_after == []
+    seen = _uplink(host, wanted[0])
+    assert seen is not None
+    assert seen.capacity_bits_per_s == LINK
+    assert [(c.mac, c.rate_bits_per_s) for c in seen.classes] == [
+        (wanted[0].ports[0].mac, 6_000_000)
+    ]
+    reports = {r.id: r for r in server_reports(targets, first)}
+    assert reports["server-0a"].status is ReportStatus.APPLIED
+    _, second = reconciler.converge(wanted)
+    assert (second.drift_before, second.commands) == ([], 0)
+
+
+def test_a_hierarchy_removed_behind_the_agents_back_is_rebuilt(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    wanted = servers()
+    reconciler.converge(wanted)
+    host.tc.set_uplink("prb" + wanted[0].ports[0].network_id[:11], None)
+    _, result = reconciler.converge(wanted)
+    assert {(d.instance, d.aspect) for d in result.drift_before} == {
+        ("instance-a", "uplink guarantees (htb)")
+    }
+    assert result.drift_after == []
+    assert _uplink(host, wanted[0]) is not None
+
+
+def test_an_overcommit_is_refused_and_the_rule_says_why(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    wanted = servers([minimum(5000)])  # 6 + 5 Mbit/s on a 10 Mbit/s link
+    targets, result = reconciler.converge(wanted)
+    assert result.errors == {}
+    seen = _uplink(host, wanted[0])
+    assert seen is not None
+    assert [c.mac for c in seen.classes] == [wanted[0].ports[0].mac]
+    reports = {r.id: r for r in server_reports(targets, result)}
+    assert reports["server-0b"].status is ReportStatus.PARTIAL
+    (rule,) = [r for r in reports["server-0b"].rules if r.kind == "min_bandwidth"]
+    assert rule.outcome is Outcome.NOT_ENFORCEABLE
+    assert rule.reason.startswith("refused: uplink prb")
+    # An operator who chose to report gets both classes and the over-commit named.
+    reporting = Reconciler(host, replace(CAPS, refuse_overcommit=False))
+    targets, result = reporting.converge(wanted)
+    seen = _uplink(host, wanted[0])
+    assert seen is not None
+    assert len(seen.classes) == 2
+    (rule,) = [
+        r
+        for r in {r.id: r for r in server_reports(targets, result)}["server-0b"].rules
+        if r.kind == "min_bandwidth"
+    ]
+    assert (rule.outcome, rule.reason[:14]) == (Outcome.APPLIED, "over-committed")
+
+
+def test_the_last_guarantee_gone_takes_the_hierarchy_with_it(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, CAPS)
+    wanted = servers()
+    reconciler.converge(wanted)
+    _, result = reconciler.converge(wanted[1:])  # a goes; b, on the network, stays
+    assert result.removed == ["instance-a"]
+    assert _uplink(host, wanted[0]) is None
+
+
+# --- measured ------------------------------------------------------------------------------
+
+
+def _iperf(ns: str, to: str, port: int, streams: int, seconds: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *("ip", "netns", "exec", ns, "iperf3", "-c", to, "-p", str(port), "-J"),
+            *("-t", str(seconds), "-O", "2", "-P", str(streams)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _received_bits_per_s(run: subprocess.Popen[str]) -> float:
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, out[-500:]
+    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+
+
+def test_under_contention_the_guaranteed_instance_gets_its_minimum() -> None:
+    """a (6 Mbit/s guaranteed, one TCP stream) and b (none, four streams) send to the
+    network's probe at once through the 10 Mbit/s uplink: a gets its minimum in TCP
+    goodput, b what is left; alone, b borrows the whole link."""
+    require_root_and("ip", "tc", "iperf3")
+    with drivers("real") as host:
+        assert isinstance(host.instances, RealInstances)
+        reconciler = Reconciler(host, CAPS)
+        wanted = servers()
+        _, result = reconciler.converge(wanted)
+        assert result.errors == {}
+        probe = host.instances.probe_namespace(wanted[0].ports[0].network_id)
+        gateway = wanted[0].ports[0].addresses[0].gateway
+        assert gateway is not None
+        to = gateway.split("/")[0]
+        servers_up = [
+            subprocess.Popen(
+                ["ip", "netns", "exec", probe, "iperf3", "-s", "-1", "-p", str(port)],
+                stdout=subprocess.DEVNULL,
+            )
+            for port in (5301, 5302, 5303, 5304, 5305)
+        ]
+        try:
+            subprocess.run(["sleep", "0.5"], check=True)
+            a_ns = host.instances.namespace("instance-a")
+            b_ns = host.instances.namespace("instance-b")
+            a, b = _iperf(a_ns, to, 5301, 1, 8), _iperf(b_ns, to, 5302, 4, 8)
+            a_bits, b_bits = _received_bits_per_s(a), _received_bits_per_s(b)
+            alone = _received_bits_per_s(_iperf(b_ns, to, 5303, 1, 5))
+            # The control: the same link without a's class, as if its guarantee were
+            # refused. Four streams against one then take most of it (measured: 2.1 of
+            # 9.6 Mbit/s for a, against 5.7 with its class).
+            uplink = "prb" + wanted[0].ports[0].network_id[:11]
+            host.tc.set_uplink(uplink, UplinkQos(uplink, LINK, ()))
+            a, b = _iperf(a_ns, to, 5304, 1, 8), _iperf(b_ns, to, 5305, 4, 8)
+            unguaranteed = _received_bits_per_s(a)
+            _received_bits_per_s(b)
+        finally:
+            for s in servers_up:
+                s.kill()
+                s.wait()
+        goodput = tcp_goodput_bits_per_s(BitsPerSecond(6_000_000))
+        assert a_bits >= 0.95 * goodput, (a_bits, b_bits)
+        assert b_bits >= 0.5 * (tcp_goodput_bits_per_s(LINK) - goodput), (a_bits, b_bits)
+        assert a_bits + b_bits <= 1.05 * tcp_goodput_bits_per_s(LINK)
+        assert alone >= 0.9 * tcp_goodput_bits_per_s(LINK), alone
+        assert unguaranteed < 0.8 * goodput, unguaranteed
