@@ -20,7 +20,7 @@ from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.compiler.enforcement.backends.ovn import OVN_NO_PACKET_RATE
 from qosplane.compiler.enforcement.program import host_program, ovn_rows, port_qos_of_rows
 from qosplane.host.errors import HostError
-from qosplane.host.ovn import FakeOvnSwitch, RealOvnSwitch
+from qosplane.host.ovn import FakeOvnSwitch, RealOvnSwitch, nb_qos_texts
 from qosplane.model.host_state import (
     Capabilities,
     Mechanism,
@@ -33,6 +33,7 @@ from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import ReportStatus
 from qosplane.model.units import Kilobits, KilobitsPerSecond
 from qosplane.verify.drift import ovn_port_drift, ovn_read_back
+from qosplane.verify.inspect import ovn_nb_qos_rows
 from tests.conftest import load_case, plan_of
 from tests.hostkit import drivers, server_of
 from tests.test_ovn_compiler import _one_per_type_and_direction, _rule, _with
@@ -285,6 +286,16 @@ def test_a_removed_instance_leaves_no_port_row_or_switch(host: HostDrivers) -> N
                 text=True,
             ).stdout
             assert rows.strip() == "", table
+
+
+def test_inspect_reads_a_real_northbound_as_the_rows_the_agent_wrote() -> None:
+    with drivers("real", ovn=True) as host:
+        assert isinstance(host.ovn, RealOvnSwitch)
+        targets, _ = Reconciler(host, OVN).converge(servers())
+        observed = host.ovn.observe()
+        written = {r for t in targets for p in t.qos.ovn_ports for r in observed[p.port].rows}
+        assert written
+        assert set(ovn_nb_qos_rows(*nb_qos_texts(host.ovn.daemons.nb))) == written
 
 
 def test_a_bridge_the_agent_did_not_make_is_refused() -> None:

@@ -24,6 +24,7 @@ from qosplane.verify.inspect import (
     HostDomain,
     declared_ovs_policing,
     inspect_domain,
+    ovn_nb_qos_rows,
     ovs_interface_policing,
     render_inspect,
     tap_bandwidth,
@@ -245,6 +246,47 @@ def test_the_plans_ovs_policing_is_held_and_a_changed_rate_differs() -> None:
     rows = inspect_domain(plan.domain_xml, host, plan.ovs)
     (rate,) = [r for r in rows if r.layer == "OVS Interface" and r.key == "ingress_policing_rate"]
     assert (rate.status, rate.declared, rate.host) == ("differs", 3000, 1000)
+
+
+NB_SWITCHES = (Path(__file__).parent / "data" / "ovn-nb-list-logical-switch.json").read_text()
+NB_QOS = (Path(__file__).parent / "data" / "ovn-nb-list-qos.json").read_text()
+
+
+def test_the_northbound_rows_ml2_ovn_writes_hold_and_a_changed_one_differs() -> None:
+    """tests/data/ovn-nb-*.json: `ovn-nbctl --format=json list` of a Northbound holding
+    the OVN example's geneve port as ML2/OVN writes it (captured from qosplane's own OVN,
+    OVN 23.03)."""
+    plan = plan_of(load_case("vm-neutron-qos-ovn.yaml"))
+    held = ovn_nb_qos_rows(NB_SWITCHES, NB_QOS)
+    assert set(held) == set(plan.ovn_qos)
+    host = replace(HostDomain.from_xml(plan.domain_xml), ovn=tuple(held))
+    rows = inspect_domain(plan.domain_xml, host, (), plan.ovn_qos)
+    ovn = [r for r in rows if r.layer == "OVN NB QoS"]
+    assert {(r.device[:10], r.key, r.status) for r in ovn} == {
+        ("from-lport", "rate", "holds"),
+        ("from-lport", "burst", "holds"),
+        ("from-lport", "dscp", "holds"),
+        ("to-lport 0", "rate", "holds"),
+    }
+    # An operator's `ovn-nbctl set qos ... bandwidth:rate=9000` differs; a deleted row is
+    # missing, every value of it.
+    changed = ovn_nb_qos_rows(NB_SWITCHES, NB_QOS.replace('["rate",10000]', '["rate",9000]'))
+    rows = inspect_domain(plan.domain_xml, replace(host, ovn=tuple(changed)), (), plan.ovn_qos)
+    (rate,) = [
+        r
+        for r in rows
+        if r.layer == "OVN NB QoS" and r.device.startswith("from") and r.key == "rate"
+    ]
+    assert (rate.status, rate.declared, rate.host) == ("differs", 10000, 9000)
+    egress_only = tuple(r for r in held if r.direction == "from-lport")
+    rows = inspect_domain(plan.domain_xml, replace(host, ovn=egress_only), (), plan.ovn_qos)
+    assert [r.status for r in rows if r.layer == "OVN NB QoS" and r.device.startswith("to")] == [
+        "missing"
+    ]
+    # No Northbound read: no OVN rows at all, rather than every one missing.
+    unread = HostDomain.from_xml(plan.domain_xml)
+    rows = inspect_domain(plan.domain_xml, unread, (), plan.ovn_qos)
+    assert not [r for r in rows if r.layer == "OVN NB QoS"]
 
 
 def test_a_real_ovs_interface_is_read_as_neutron_wrote_it() -> None:

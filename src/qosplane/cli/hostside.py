@@ -36,7 +36,7 @@ from qosplane.host.hypervisor import (
 )
 from qosplane.host.instances import RealInstances
 from qosplane.host.nft import RealDscpMarking, table_for_prefix
-from qosplane.host.ovn import OvnDaemons, RealOvnSwitch
+from qosplane.host.ovn import OvnDaemons, RealOvnSwitch, nb_qos_texts
 from qosplane.host.ovs import (
     SYSTEM_DB,
     SYSTEM_RUNDIR,
@@ -58,6 +58,7 @@ from qosplane.verify.inspect import (
     HostDomain,
     declared_limits,
     inspect_domain,
+    ovn_nb_qos_rows,
     ovs_interface_policing,
     render_inspect,
     tap_bandwidth,
@@ -509,11 +510,17 @@ def cmd_explain_cloud(args: argparse.Namespace) -> int:
 
 
 def read_host_domain(
-    hypervisor: RealHypervisor, name: str, uuid: str, netns: str | None, ovs_db: str | None = None
+    hypervisor: RealHypervisor,
+    name: str,
+    uuid: str,
+    netns: str | None,
+    ovs_db: str | None = None,
+    ovn_nb: str | None = None,
 ) -> HostDomain | None:
     """Everything `inspect` reads of one running domain, read-only: libvirt's live values,
-    its cgroup files, tc on each of its taps (in `netns`) and, with `ovs_db`, Open vSwitch's
-    Interface policing. None: no such domain runs."""
+    its cgroup files, tc on each of its taps (in `netns`), with `ovs_db` Open vSwitch's
+    Interface policing, and with `ovn_nb` OVN's Northbound QoS rows. None: no such
+    domain runs."""
     held = hypervisor.read_domain(name, uuid)
     if held is None:
         return None
@@ -539,11 +546,18 @@ def read_host_domain(
             ovs = ovs_interface_policing(interface_policing_text(ovs_db))
         except HostError as exc:
             not_read.append(f"Open vSwitch Interface: {exc}")
+    ovn = None
+    if ovn_nb is not None:
+        try:
+            ovn = tuple(ovn_nb_qos_rows(*nb_qos_texts(ovn_nb)))
+        except HostError as exc:
+            not_read.append(f"OVN Northbound: {exc}")
     return replace(
         held,
         cgroup=files,
         tc={t: tap_bandwidth(*text) for t, text in tc.bandwidth_texts(list(taps)).items()},
         ovs=ovs,
+        ovn=ovn,
         not_read=tuple(not_read),
     )
 
@@ -569,20 +583,24 @@ def cmd_inspect(args: argparse.Namespace, creds: Credentials | None = None) -> i
             if ovs_db is None and (SYSTEM_RUNDIR / "db.sock").exists():
                 ovs_db = SYSTEM_DB  # the host's own Open vSwitch, as Neutron's agent uses it
             held = read_host_domain(
-                hypervisor, plan.instance_name, plan.instance_uuid, args.netns, ovs_db
+                hypervisor, plan.instance_name, plan.instance_uuid, args.netns, ovs_db, args.ovn_nb
             )
+            if held is not None and plan.ovn_qos and args.ovn_nb is None:
+                why = "OVN Northbound: not read (--ovn-nb names its database)"
+                held = replace(held, not_read=(*held.not_read, why))
         finally:
             hypervisor.close()
     except (QosplaneError, FileNotFoundError) as exc:
         print(f"qosplane inspect: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    rows = inspect_domain(plan.domain_xml, held, plan.ovs)
+    rows = inspect_domain(plan.domain_xml, held, plan.ovs, plan.ovn_qos)
     if args.json:
         out = {
             "server": args.server,
             "domain": plan.instance_name,
             "running": held is not None,
             "ovs_read": held is not None and held.ovs is not None,
+            "ovn_read": held is not None and held.ovn is not None,
             "not_read": list(held.not_read) if held is not None else [],
             "limits": [r.to_json() for r in rows],
         }

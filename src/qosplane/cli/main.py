@@ -459,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Open vSwitch database whose Interface policing to read (default: the "
         "host's own at /var/run/openvswitch/db.sock, when it runs)",
     )
+    inspect.add_argument(
+        "--ovn-nb",
+        default=None,
+        metavar="DB",
+        help="the OVN Northbound database whose QoS rows to read (tcp:IP:6641, "
+        "unix:PATH; default: not read)",
+    )
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--state-dir", default=str(default_state_dir()))
     native_inspect = _with_creds(cmd_inspect)

@@ -534,6 +534,15 @@ class RealOvnSwitch:
         self.apply([])
 
 
+def nb_qos_texts(db: str) -> tuple[str, str]:
+    """What `inspect` reads of a Northbound database, read-only: its switches with their
+    QoS rules, and every QoS row (verify/inspect.py ovn_nb_qos_rows parses them)."""
+    nbctl = ["ovn-nbctl", f"--db={db}", "--no-leader-only", "--format=json"]
+    switches = run([*nbctl, "--columns=name,qos_rules", "list", "Logical_Switch"])
+    columns = "_uuid,direction,priority,match,bandwidth,action,external_ids"
+    return switches, run([*nbctl, f"--columns={columns}", "list", "QoS"])
+
+
 # --- the fake -----------------------------------------------------------------------------
 
 

@@ -1,13 +1,14 @@
 """`qosplane inspect`: what a compute host really holds for one instance against what its
 plan declares, limit by limit: holds, differs (declared X, host Y) or missing.
 
-Three layers are compared. libvirt's: the plan's domain XML (what Nova would define) against
+The layers compared: libvirt's, the plan's domain XML (what Nova would define) against
 the running domain as libvirt reports it, `virsh dumpxml` plus the live values of
 `blkdeviotune`, `domiftune` and `schedinfo` (the XML of a running domain can lag a live
 change; the API's values are what QEMU and the cgroup hold). And the kernel's under it:
 tc on each tap, where libvirt puts a `<bandwidth>` (an htb class for inbound, an ingress
 police for outbound), because libvirt keeps reporting a `<bandwidth>` whose tc something
-else removed; and the domain's cgroup files, which libvirt writes its `<cputune>` into. A
+else removed; the domain's cgroup files, which libvirt writes its `<cputune>` into; Open
+vSwitch's Interface policing columns; and OVN's Northbound QoS rows for its ports. A
 limit the plan declares that the host lacks is the seed's surprise: a
 Cinder spec changed after attach that never reached QEMU, or the police on an OVS port that
 Neutron's OVS agent deleted (libvirt still says it is there). Pure: text and numbers in,
@@ -16,6 +17,7 @@ rows out.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from qosplane.compiler.enforcement.backends.libvirt_domain import IOTUNE_KEYS
 from qosplane.compiler.enforcement.program import parse_htb_class
+from qosplane.model.plan import OvnQosRow
 from qosplane.model.units import (
     BitsPerSecond,
     bits_per_s_to_kilobytes_per_s,
@@ -57,6 +60,8 @@ class HostDomain:
     # Open vSwitch's Interface policing columns by tap (ovs_interface_policing); None: no
     # OVS was read.
     ovs: Mapping[str, Mapping[str, int]] | None = None
+    # The OVN Northbound's QoS rows (ovn_nb_qos_rows); None: no OVN was read.
+    ovn: tuple[OvnQosRow, ...] | None = None
     not_read: tuple[str, ...] = ()  # layers that could not be read, each with why
 
     @classmethod
@@ -130,6 +135,81 @@ def ovs_interface_policing(text: str) -> dict[str, dict[str, int]]:
         if name:
             out[name] = {c: int(fields[c]) for c in POLICING_COLUMNS if fields.get(c, "").isdigit()}
     return out
+
+
+def _ovsdb_set(value: object) -> list[object]:
+    """An OVSDB JSON set (`["set", [...]]`, or one atom alone) as a list of atoms."""
+    if isinstance(value, list) and value and value[0] == "set":
+        return list(value[1])
+    return [value]
+
+
+def _ovsdb_map(value: object) -> dict[str, object]:
+    if not isinstance(value, list) or value[0] != "map":
+        raise ValueError(f"not an OVSDB map: {value!r}")
+    return {str(k): v for k, v in value[1]}
+
+
+def ovn_nb_qos_rows(switches_json: str, qos_json: str) -> list[OvnQosRow]:
+    """`ovn-nbctl --format=json --columns=name,qos_rules list Logical_Switch` and
+    `--columns=_uuid,direction,priority,match,bandwidth,action,external_ids list QoS`
+    as the model's rows, each on its switch; a row on no switch, or of no port (no
+    neutron:port_id and no match on one port), is left out."""
+    switch_of: dict[str, str] = {}
+    switches = json.loads(switches_json)
+    for values in switches["data"]:
+        row = dict(zip(switches["headings"], values, strict=True))
+        for ref in _ovsdb_set(row["qos_rules"]):
+            assert isinstance(ref, list)
+            switch_of[str(ref[1])] = str(row["name"])
+    out = []
+    table = json.loads(qos_json)
+    for values in table["data"]:
+        row = dict(zip(table["headings"], values, strict=True))
+        switch = switch_of.get(str(row["_uuid"][1]))
+        bandwidth, action = _ovsdb_map(row["bandwidth"]), _ovsdb_map(row["action"])
+        found = _MATCH_PORT.match(str(row["match"]))
+        port = _ovsdb_map(row["external_ids"]).get("neutron:port_id") or (
+            found.group(1) if found else None
+        )
+        if switch is None or port is None:
+            continue
+        out.append(
+            OvnQosRow(
+                switch=switch,
+                direction=str(row["direction"]),
+                priority=int(row["priority"]),
+                match=str(row["match"]),
+                port_id=str(port),
+                rate_kbit_per_s=int(str(bandwidth["rate"])) if "rate" in bandwidth else None,
+                burst_kbit=int(str(bandwidth["burst"])) if "burst" in bandwidth else None,
+                dscp=int(str(action["dscp"])) if "dscp" in action else None,
+            )
+        )
+    return out
+
+
+_MATCH_PORT = re.compile(r'^(?:inport|outport) == "([^"]+)"$')
+
+
+def _row_values(row: OvnQosRow) -> dict[str, int]:
+    """A row's values by their NB names: kbit/s, kbit and the DSCP value."""
+    values = {"rate": row.rate_kbit_per_s, "burst": row.burst_kbit, "dscp": row.dscp}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _compare_ovn(declared: Sequence[OvnQosRow], held: Sequence[OvnQosRow]) -> list[Row]:
+    """Each row ML2/OVN writes for the plan against the NB row of the same switch,
+    direction and match: its rate, burst and mark."""
+    by_key = {(r.switch, r.direction, r.match): r for r in held}
+    rows: list[Row] = []
+    for want in declared:
+        have = by_key.get((want.switch, want.direction, want.match))
+        device = f"{want.direction} {want.port_id[:13]}"
+        rows += _compare(
+            "OVN NB QoS", device, _row_values(want), None if have is None else _row_values(have)
+        )
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +319,13 @@ def _compare_values(
 
 
 def inspect_domain(
-    plan_xml: str, host: HostDomain | None, plan_ovs: Sequence[Sequence[str]] = ()
+    plan_xml: str,
+    host: HostDomain | None,
+    plan_ovs: Sequence[Sequence[str]] = (),
+    plan_ovn: Sequence[OvnQosRow] = (),
 ) -> list[Row]:
-    """Every limit the plan's domain (and its `ovs` commands) declare against the host's
-    domain (None: the host runs no such domain, so every limit is missing)."""
+    """Every limit the plan's domain (and its `ovs` commands and OVN rows) declare against
+    the host's domain (None: the host runs no such domain, so every limit is missing)."""
     want = declared_limits(plan_xml)
     rows: list[Row] = []
     # Only what the plan declares: libvirt reports every scheduler value, its defaults
@@ -277,6 +360,8 @@ def inspect_domain(
     if host is not None and host.ovs is not None:
         for tap, values in sorted(declared_ovs_policing(plan_ovs).items()):
             rows += _compare_values("OVS Interface", tap, values, host.ovs.get(tap))
+    if host is not None and host.ovn is not None:
+        rows += _compare_ovn(plan_ovn, host.ovn)
     return rows
 
 
