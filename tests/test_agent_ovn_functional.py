@@ -239,12 +239,26 @@ def test_ovn_drift_is_repaired_within_five_seconds_and_reported(rig: OvnRig) -> 
         5,
         "the repair is reported as drift, per aspect",
     )
-    rig.nbctl("lsp-del", port_id)
+    rig.nbctl("lsp-del", port_id)  # its rows stay: the NB does not delete them with it
     wait_for(
-        lambda: port_id in rig.nbctl("lsp-list", switch) and rig.rows() == before,
+        lambda: port_id in rig.nbctl("lsp-list", switch),
         5,
-        "a logical port deleted is added again with its rows",
+        "a logical port deleted is added again",
     )
+    wait_for(
+        lambda: (
+            "device"
+            in {
+                d["aspect"]
+                for d in (
+                    _status(rig.client, rig.server["id"])["report"].get("last_drift") or {}
+                ).get("drift", [])
+            }
+        ),
+        5,
+        "its loss is reported as drift of the device",
+    )
+    assert rig.rows() == before
 
 
 def test_deleting_the_server_leaves_no_port_row_or_switch(rig: OvnRig) -> None:

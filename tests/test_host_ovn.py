@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
 from qosplane.compiler.enforcement.backends.ovn import OVN_NO_PACKET_RATE
 from qosplane.compiler.enforcement.program import host_program, ovn_rows, port_qos_of_rows
 from qosplane.host.errors import HostError
+from qosplane.host.instances import RealInstances
 from qosplane.host.ovn import FakeOvnSwitch, RealOvnSwitch, nb_qos_texts
 from qosplane.model.host_state import (
     Capabilities,
@@ -205,7 +207,7 @@ def _break(host: HostDrivers, port: str, what: str) -> None:
             switch.qos[port] = OvnPortQos(
                 port, now.to_instance, Meter(KilobitsPerSecond(1), Kilobits(0)), now.dscp
             )
-        elif what == "logical port deleted":
+        elif what in ("logical port deleted", "tap deleted"):
             switch.unplug(port)
         return
     assert isinstance(switch, RealOvnSwitch)
@@ -229,6 +231,14 @@ def _break(host: HostDrivers, port: str, what: str) -> None:
             out("set", "QoS", uuid, "bandwidth:rate=1")
     elif what == "logical port deleted":
         out("lsp-del", GENEVE_PORT)
+    elif what == "tap deleted":
+        assert isinstance(host.instances, RealInstances)
+        subprocess.run(
+            ["ip", "-n", str(host.instances.host_netns), "link", "del", port],
+            check=True,
+        )
+        wait_until(lambda: not switch.observe()[port].exists)
+        return
     out("--wait=sb", "sync")
 
 
@@ -238,6 +248,7 @@ def _break(host: HostDrivers, port: str, what: str) -> None:
         ("row deleted", {"to-instance OVN QoS row (to-lport bandwidth)"}),
         ("row changed", {"from-instance OVN QoS row (from-lport bandwidth)"}),
         ("logical port deleted", {"device"}),
+        ("tap deleted", {"device"}),
     ],
 )
 def test_each_kind_of_ovn_drift_is_repaired_and_named(
@@ -252,6 +263,67 @@ def test_each_kind_of_ovn_drift_is_repaired_and_named(
     assert result.drift_after == []
     want = {p.port: p for t in targets for p in t.qos.ovn_ports}
     assert _ports(host)[GENEVE_TAP].qos == want[GENEVE_TAP]
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "the replica never saw the change"
+        time.sleep(0.01)
+
+
+def test_a_row_and_a_logical_port_of_no_port_are_drift_and_go(host: HostDrivers) -> None:
+    reconciler = Reconciler(host, OVN)
+    targets, _ = reconciler.converge(servers())
+    want = {p.port: p for t in targets for p in t.qos.ovn_ports}
+    ovn = host.ovn
+    if isinstance(ovn, FakeOvnSwitch):
+        ovn.extra = ["neutron-n: from-lport 100 'ip4' rate=1", "logical port lsp-x"]
+    else:
+        assert isinstance(ovn, RealOvnSwitch)
+        nb = ["ovn-nbctl", f"--db={ovn.daemons.nb}"]
+        switch = sorted(ovn._switches())[0]
+        owner = f'external_ids:qosplane-owner="{ovn.tag}"'
+        for args in (
+            ["qos-add", switch, "from-lport", "100", "ip4", "rate=1"],  # polices the switch
+            ["lsp-add", switch, "lsp-x"],
+            ["set", "Logical_Switch_Port", "lsp-x", owner],
+            ["--wait=sb", "sync"],
+        ):
+            subprocess.run([*nb, *args], check=True, capture_output=True)
+        wait_until(lambda: bool(ovn.observe()) and len(ovn.strays()) == 2)
+    _, result = reconciler.converge(servers())
+    strays = [d for d in result.drift_before if d.aspect == "OVN rows of no port"]
+    assert len(strays) == 2
+    assert any("'ip4' rate=1" in d.observed for d in strays)
+    assert result.drift_after == []
+    assert ovn is not None
+    assert ovn.strays() == []
+    seen = ovn.observe()
+    assert all(seen[p].qos == q for p, q in want.items())
+
+
+def test_a_vlan_ports_egress_limit_is_a_row_where_ml2_ovn_writes_an_option() -> None:
+    """The agent's difference from ML2/OVN on physical networks (docs/agent.md): the
+    option needs set_queue, which the userspace datapath ignores; a row holds."""
+    rule = {"type": "bandwidth_limit", "max_kbps": 3000, "max_burst_kbps": 0}
+    plan = plan_of(_with([rule | {"direction": "egress"}], network_type="vlan"))
+    assert plan.ovn_qos == []  # ML2/OVN: qos_max_rate on the port
+    assert [o.max_rate_bits_per_s for o in plan.ovn_lsp_options] == [3_000_000]
+    qos, outcomes = host_program(plan, OVN)
+    (port,) = qos.ovn_ports
+    assert port.from_instance == Meter(KilobitsPerSecond(3000), Kilobits(0))
+    (egress,) = [o for o in outcomes if o.kind == "bandwidth"]
+    assert egress.mechanism == Mechanism.POLICE_OVN_METER.value
+
+
+def test_a_vlan_ports_minimum_is_refused_with_ml2_ovns_reason() -> None:
+    rule = {"type": "minimum_bandwidth", "min_kbps": 1000, "direction": "egress"}
+    _, outcomes = host_program(plan_of(_with([rule], network_type="vlan")), OVN)
+    (minimum,) = [o for o in outcomes if o.kind == "min_bandwidth"]
+    assert minimum.outcome is Outcome.NOT_ENFORCEABLE
+    assert minimum.reason.startswith("ML2/OVN guarantees a minimum with the port's qos_min_rate")
+    assert "set_queue" in minimum.reason
 
 
 def test_a_server_that_fails_its_pass_keeps_its_ovn_rows(host: HostDrivers) -> None:

@@ -75,7 +75,7 @@ def test_a_configured_uplink_holds_the_egress_minimum_and_says_ingress_cannot() 
         NO_INGRESS_GUARANTEE,
     )
     # Without an uplink's capacity, or on a switch, it stays Placement's.
-    for caps in (replace(CAPS, uplink_bits_per_s=0), replace(CAPS, ovs_switch=True)):
+    for caps in (replace(CAPS, uplink_bits_per_s=BitsPerSecond(0)), replace(CAPS, ovs_switch=True)):
         qos, outcomes = host_program(plan, caps)
         assert qos.guarantees == ()
         (egress,) = [o for o in outcomes if o.kind == "min_bandwidth" and o.direction == "egress"]
@@ -91,12 +91,19 @@ def _wanted(*rates_mbit: int) -> list[Wanted]:
 
 
 def test_admission_refuses_what_does_not_fit_in_order() -> None:
-    qos, said = admit("prb1", LINK, _wanted(6, 5, 4), refuse=True)
+    qos, said = admit("prb1", LINK, _wanted(6, 5, 3), refuse=True)
     assert [c.mac for c in qos.classes] == ["02:00:00:00:00:00", "02:00:00:00:00:02"]
     assert set(said) == {"tap1"}
     assert said["tap1"].startswith("refused: uplink prb1 carries 10000000 bit/s")
     assert "already guarantees 6000000 bit/s" in said["tap1"]
-    assert qos.default_rate_bits_per_s == 100_000  # nothing left: 1% of the link
+    assert qos.default_rate_bits_per_s == 1_000_000  # what the guarantees leave
+    # The default class keeps 1% of the link: guarantees may take the other 99% only.
+    full, said = admit("prb1", LINK, _wanted(9, 1), refuse=True)
+    assert [c.rate_bits_per_s for c in full.classes] == [9_000_000]
+    assert "9900000 of it for guarantees" in said["tap1"]
+    exact, said = admit("prb1", LINK, _wanted(9), refuse=True)
+    assert said == {}
+    assert exact.default_rate_bits_per_s == 1_000_000
 
 
 def test_admission_that_only_reports_keeps_every_guarantee() -> None:
@@ -105,13 +112,12 @@ def test_admission_that_only_reports_keeps_every_guarantee() -> None:
     assert said["tap1"].startswith("over-committed, reported not refused")
 
 
-def test_a_ports_class_keeps_its_minor_when_another_goes() -> None:
+def test_classes_are_numbered_in_the_devices_order_from_0x10() -> None:
     both, _ = admit("prb1", LINK, _wanted(2, 3), refuse=True)
-    (second,) = [c for c in both.classes if c.mac.endswith("01")]
+    assert [(c.minor, c.mac[-2:]) for c in both.classes] == [(0x10, "00"), (0x11, "01")]
+    # The first going renumbers the second: the hierarchy is rebuilt whole.
     alone, _ = admit("prb1", LINK, _wanted(2, 3)[1:], refuse=True)
-    # The minor follows the device's place among the uplink's devices: a port going
-    # away renumbers the ones after it only on a rebuild, which rewrites them all.
-    assert [c.rate_bits_per_s for c in alone.classes] == [second.rate_bits_per_s]
+    assert [(c.minor, c.mac[-2:]) for c in alone.classes] == [(0x10, "01")]
 
 
 def test_the_lines_read_back_as_the_qos_they_write() -> None:
@@ -142,7 +148,16 @@ def test_the_lines_read_back_as_the_qos_they_write() -> None:
     assert parse_uplink("prb1", qdiscs, classes, filters) == qos
     # A class whose ceil is no longer the link is not one of ours.
     changed = classes.replace("rate 6Mbit ceil 10Mbit", "rate 6Mbit ceil 6Mbit")
-    assert parse_uplink("prb1", qdiscs, changed, filters) == UplinkQos("prb1", LINK, ())
+    (held,) = [parse_uplink("prb1", qdiscs, changed, filters)]
+    assert held is not None
+    assert held.classes == ()
+    # A root whose unclassified traffic goes elsewhere, or a default class that is not
+    # what the guarantees leave, is a hierarchy of another shape: a link of 0 bit/s.
+    other = parse_uplink("prb1", qdiscs.replace("default 0x2", "default 0"), classes, filters)
+    assert other is not None
+    assert other.capacity_bits_per_s == 0
+    starved = classes.replace("rate 4Mbit ceil 10Mbit", "rate 1Mbit ceil 10Mbit")
+    assert parse_uplink("prb1", qdiscs, starved, filters) != qos
     assert parse_uplink("prb1", "qdisc noqueue 0: root refcnt 2\n", "", "") is None
 
 

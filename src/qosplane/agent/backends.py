@@ -272,6 +272,9 @@ class OvsPorts:
                     result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
 
 
+NO_SERVER = "(no server)"  # the instance of drift that belongs to none
+
+
 @dataclass
 class OvnPorts:
     """OVN: each port's Northbound QoS rows (ovn-controller makes the meters)."""
@@ -295,6 +298,11 @@ class OvnPorts:
             for port in t.qos.ovn_ports:
                 observed = seen.get(port.port) or ObservedOvnPort(OvnPortQos(port.port), False)
                 out += ovn_port_drift(t.qos.name, port, observed)
+        # A row of no port polices whatever it matches, on the agent's own switches.
+        out += [
+            Drift(NO_SERVER, self.switch.bridge, "OVN rows of no port", "none", stray)
+            for stray in self.switch.strays()
+        ]
         return out
 
     def act(
@@ -345,10 +353,13 @@ class Uplinks:
     # over-committed guarantees: the reports say so.
     said: dict[str, dict[tuple[str, str, str], tuple[Outcome, str]]] = field(default_factory=dict)
     _desired: dict[str, tuple[UplinkQos | None, list[str]]] = field(default_factory=dict)
+    # Every wanted server of the pass, the failed and held back too: their guarantees
+    # keep their classes and their share of the link (the reconciler sets it).
+    everyone: Sequence[Target] = ()
 
     def _plan(self, targets: Sequence[Target]) -> None:
         wanted: dict[str, list[Wanted]] = {}
-        for t in targets:
+        for t in self.everyone or targets:
             wires = {w.tap: w for w in t.ports}
             for w in t.ports:
                 if w.gateway is not None:  # a network with a probe has an uplink

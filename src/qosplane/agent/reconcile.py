@@ -49,7 +49,6 @@ from qosplane.model.host_state import (
 )
 from qosplane.model.plan import DesiredServer
 from qosplane.model.report import Drift, ReportStatus, ServerReport
-from qosplane.model.units import BitsPerSecond
 
 INSTANCE_PREFIX = "instance-"  # Nova's instance_name_template, instance-%08x
 # A server that failed permanently is left alone until its plan changes, and tried again
@@ -183,7 +182,7 @@ class Reconciler:
         self.exports = VolumeExports(drivers.volumes)
         self.ovn = OvnPorts(drivers.ovn) if drivers.ovn is not None else None
         self.uplinks = (
-            Uplinks(drivers.tc, BitsPerSecond(caps.uplink_bits_per_s), caps.refuse_overcommit)
+            Uplinks(drivers.tc, caps.uplink_bits_per_s, caps.refuse_overcommit)
             if caps.uplink_bits_per_s and not caps.switched
             else None
         )
@@ -314,6 +313,8 @@ class Reconciler:
 
     def _converge(self, targets: Sequence[Target], result: PassResult) -> None:
         self._all = targets
+        if self.uplinks is not None:
+            self.uplinks.everyone = targets
         self._hold_back(targets, result)
         try:
             self._remove_stale(targets, result)

@@ -28,17 +28,25 @@ import os
 import re
 import signal
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ovsdbapp.schema.ovn_northbound import impl_idl as nb_idl
 
-from qosplane.compiler.enforcement.program import ovn_rows, port_qos_of_rows
+from qosplane.compiler.enforcement.program import ovn_row_text, ovn_rows, port_qos_of_rows
 from qosplane.host.errors import HostError
 from qosplane.host.openflow import OpenFlowChannel
-from qosplane.host.ovs import OvsDaemons, PortPlugs, SwitchResult, ovsdb_api, transact, vswitch_api
+from qosplane.host.ovs import (
+    OFPORT_WAIT_S,
+    OvsDaemons,
+    PortPlugs,
+    SwitchResult,
+    ovsdb_api,
+    transact,
+    vswitch_api,
+)
 from qosplane.host.process import in_netns, run
 from qosplane.model.host_state import Meter, ObservedOvnPort, OvnPortQos
 from qosplane.model.plan import OvnQosRow, ovn_logical_switch
@@ -59,6 +67,9 @@ class OvnSwitch(PortPlugs, Protocol):
         """Bring every plugged port's rows to `desired` (a port not listed and not in
         `leave`: none) and delete the rows of no plugged port; ports in `leave` are not
         touched, and a port that is not plugged fails alone."""
+
+    def strays(self) -> list[str]:
+        """What the last observe() found that belongs to no plugged port, as text."""
 
 
 def _pid_alive(pidfile: Path) -> int | None:
@@ -208,10 +219,10 @@ class OvnDaemons:
                 continue
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + DAEMON_STOP_S
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except OSError:
+            while _pid_alive(self.state_dir / f"{name}.pid") == pid:
+                if time.monotonic() > deadline:
+                    # Hung: its state directory may be removed next, so it goes now.
+                    os.kill(pid, signal.SIGKILL)
                     break
                 time.sleep(0.02)
         self.ovs.stop()
@@ -231,10 +242,14 @@ _MATCH_PORT = re.compile(r'^(?:inport|outport) == "([^"]+)"$')
 def _row_of(switch: str, row: Any) -> OvnQosRow | None:
     """An NB QoS row in the model's terms, its port from ML2/OVN's external_ids or else
     from a match of the one shape ML2/OVN writes; None for a row of no port."""
+    value = _values_of(switch, row)
+    return value if value.port_id else None
+
+
+def _values_of(switch: str, row: Any) -> OvnQosRow:
+    """Any NB QoS row as the model's, its port '' when it names none."""
     found = _MATCH_PORT.match(str(row.match))
-    port_id = row.external_ids.get(NEUTRON_PORT_KEY) or (found.group(1) if found else None)
-    if port_id is None:
-        return None
+    port_id = row.external_ids.get(NEUTRON_PORT_KEY) or (found.group(1) if found else "")
     bandwidth, action = dict(row.bandwidth), dict(row.action)
     return OvnQosRow(
         switch=switch,
@@ -248,9 +263,9 @@ def _row_of(switch: str, row: Any) -> OvnQosRow | None:
     )
 
 
-def _key(row: OvnQosRow) -> tuple[str, int, str]:
-    """What the NB keeps one row of per switch (ovn-nbctl qos-add refuses a second)."""
-    return (row.direction, row.priority, row.match)
+def _key(row: OvnQosRow) -> tuple[str, str, int, str]:
+    """What the NB keeps one row of (ovn-nbctl qos-add refuses a second on a switch)."""
+    return (row.switch, row.direction, row.priority, row.match)
 
 
 def _bandwidth(row: OvnQosRow) -> dict[str, int]:
@@ -272,7 +287,9 @@ def _network(switch: str) -> str:
 
 class RealOvnSwitch:
     """br-int of the agent's OVN: the ports it plugged, their logical switch ports and
-    QoS rows. Ports, switches, logical ports and rows it writes carry its tag."""
+    QoS rows. Ports, switches and logical ports it writes carry its tag, and every row on
+    its switches is its own to manage; a switch or logical port of that name that is not
+    the agent's is refused, never changed."""
 
     def __init__(self, daemons: OvnDaemons, bridge: str = "br-int", prefix: str = "qp-") -> None:
         self.daemons = daemons
@@ -281,6 +298,11 @@ class RealOvnSwitch:
         daemons.ensure(bridge, self.tag)
         self._ovs_conn, self.ovs = vswitch_api(daemons.ovs.db)
         self._nb_conn, self.nb = _nb_api(daemons.nb)
+        self._strays: list[str] = []
+        # Logical ports (with rows or not) that were not plugged at the last observe, and
+        # those seen so twice running: the ones apply() may delete.
+        self._unplugged_before: set[str] = set()
+        self._confirmed: set[str] = set()
 
     def close(self) -> None:
         self._ovs_conn.stop()
@@ -294,13 +316,16 @@ class RealOvnSwitch:
             if row.external_ids.get(OWNER_KEY) == self.tag
         }
 
+    def _interfaces(self) -> dict[str, Any]:
+        """The agent's ports' Interface rows."""
+        ours = self._our_ports()
+        return {r.name: r for r in self.ovs.tables["Interface"].rows.values() if r.name in ours}
+
     def _iface_ids(self) -> dict[str, str]:
         """OVS port -> its logical switch port, for the agent's ports."""
-        ours = self._our_ports()
         return {
-            row.name: str(row.external_ids.get("iface-id", ""))
-            for row in self.ovs.tables["Interface"].rows.values()
-            if row.name in ours
+            name: str(row.external_ids.get("iface-id", ""))
+            for name, row in self._interfaces().items()
         }
 
     def _switches(self) -> dict[str, Any]:
@@ -324,6 +349,21 @@ class RealOvnSwitch:
                 out.setdefault(value.port_id if value else "", []).append(_NbRow(name, value, row))
         return out
 
+    def _live(self, ports: Collection[str]) -> set[str]:
+        """The ports whose device OVS has: an OpenFlow number, not administratively down.
+        vswitchd numbers a new port a moment after its row appears: waited for."""
+        deadline = time.monotonic() + OFPORT_WAIT_S
+        while True:
+            rows = self._interfaces()
+            numbers = {p: list(rows[p].ofport) if p in rows else [-1] for p in ports}
+            if all(n for n in numbers.values()) or time.monotonic() > deadline:
+                return {
+                    p
+                    for p, n in numbers.items()
+                    if n and n[0] > 0 and list(rows[p].admin_state) != ["down"]
+                }
+            time.sleep(0.01)
+
     # -- plugging --------------------------------------------------------------------
     def plug(
         self,
@@ -339,21 +379,12 @@ class RealOvnSwitch:
             raise HostError(f"plug {port}", "an OVS port of that name exists and is not ours")
         lsp = port_id or port
         switch = ovn_logical_switch(network_id)
-        ids = {OWNER_KEY: self.tag}
-        transact(
-            self.nb,
-            lambda api: [
-                api.ls_add(switch, may_exist=True, external_ids=ids),
-                api.lsp_add(
-                    switch,
-                    lsp,
-                    may_exist=True,
-                    addresses=[mac] if mac else ["unknown"],
-                    external_ids={**ids, "qosplane-instance": owner},
-                ),
-            ],
-            f"add logical port {lsp} to {switch}",
-        )
+        for table, name in (("Logical_Switch", switch), ("Logical_Switch_Port", lsp)):
+            row = next((r for r in self.nb.tables[table].rows.values() if r.name == name), None)
+            if row is not None and row.external_ids.get(OWNER_KEY) != self.tag:
+                raise HostError(f"plug {port}", f"{table} {name} exists and is not qosplane's")
+        # The OVS port first: a logical port is then never without the port naming it,
+        # which is how a half-made one is told from one being plugged.
         port_ids = {OWNER_KEY: self.tag, "qosplane-instance": owner, "qosplane-network": network_id}
         iface_ids = {"iface-id": lsp, **({"attached-mac": mac} if mac else {})}
         transact(
@@ -365,26 +396,54 @@ class RealOvnSwitch:
             ],
             f"plug {port} into {self.bridge}",
         )
+        ids = {OWNER_KEY: self.tag}
+        lsp_ids = {**ids, "qosplane-instance": owner, "qosplane-port": port}
+        addresses = [mac] if mac else ["unknown"]
+        transact(
+            self.nb,
+            lambda api: [
+                api.ls_add(switch, may_exist=True, external_ids=ids),
+                api.lsp_add(switch, lsp, may_exist=True, addresses=addresses, external_ids=lsp_ids),
+                # may_exist returns a row that is there as it is: what a re-plug changes
+                # (the MAC, the owner) is set on it.
+                api.db_set("Logical_Switch_Port", lsp, ("addresses", addresses)),
+                api.db_set("Logical_Switch_Port", lsp, ("external_ids", lsp_ids)),
+            ],
+            f"add logical port {lsp} to {switch}",
+        )
+
+    def _lsp_removal(
+        self, api: Any, lsps: Collection[str], rows: Mapping[str, list[_NbRow]]
+    ) -> list[Any]:
+        """NB commands deleting `lsps`, their rows, and the agent's switches they empty."""
+        switch_of = self._lsp_switch()
+        out = [
+            api.db_remove("Logical_Switch", r.switch, "qos_rules", r.row.uuid)
+            for lsp in sorted(lsps)
+            for r in rows.get(lsp, [])
+        ]
+        out += [
+            api.lsp_del(lsp, switch_of[lsp], if_exists=True) for lsp in lsps if lsp in switch_of
+        ]
+        out += [
+            api.ls_del(name, if_exists=True)
+            for name, ls in self._switches().items()
+            if {p.name for p in ls.ports} <= set(lsps)
+        ]
+        return out
 
     def unplug(self, port: str) -> None:
         """The port, its logical switch port and QoS rows, and its switch once empty."""
         if port not in self._our_ports():
             return
         lsp = self._iface_ids().get(port, "") or port
-        switch = self._lsp_switch().get(lsp)
-        if switch is not None:
-            ls = self._switches()[switch]
-            rows = [r.row for r in self._rows().get(lsp, [])]
-            empty = {p.name for p in ls.ports} <= {lsp}
-
-            def build(api: Any) -> list[Any]:
-                out = [api.db_remove("Logical_Switch", switch, "qos_rules", r.uuid) for r in rows]
-                out.append(api.lsp_del(lsp, switch, if_exists=True))
-                if empty:
-                    out.append(api.ls_del(switch, if_exists=True))
-                return out
-
-            transact(self.nb, build, f"remove logical port {lsp}")
+        if lsp in self._lsp_switch():
+            rows = self._rows()
+            transact(
+                self.nb,
+                lambda api: self._lsp_removal(api, [lsp], rows),
+                f"remove logical port {lsp}",
+            )
         transact(
             self.ovs,
             lambda api: [api.del_port(port, bridge=self.bridge, if_exists=True)],
@@ -405,10 +464,31 @@ class RealOvnSwitch:
         with OpenFlowChannel(self.daemons.ovs.mgmt_path(self.bridge)) as channel:
             return [m for m in channel.meters(burstless=True).values() if isinstance(m, Meter)]
 
+    def _orphans(self) -> set[str]:
+        """The agent's logical ports no plugged OVS port names (someone deleted the OVS
+        port, or an unplug stopped half-way), in this observation and the one before: the
+        two databases' replicas hear of another process's plug at different moments, so
+        one look alone could take a port being plugged for a stray."""
+        named = set(self._iface_ids().values())
+        return {
+            lsp.name
+            for ls in self._switches().values()
+            for lsp in ls.ports
+            if lsp.external_ids.get(OWNER_KEY) == self.tag and lsp.name not in named
+        }
+
+    def strays(self) -> list[str]:
+        """What the last observe() found on the agent's switches that belongs to no
+        plugged port: rows (a row added by hand, say) and logical ports."""
+        return list(self._strays)
+
     def observe(self) -> dict[str, ObservedOvnPort]:
+        """A port whose device is gone or down, or whose logical port is, is missing, so
+        the pass plugs it again before repairing its rows."""
         if not self.daemons.running():
             self.daemons.ensure(self.bridge, self.tag)
         lsps, switches, rows = self._iface_ids(), self._lsp_switch(), self._rows()
+        live = self._live(list(lsps))
         meters = self._meters()
 
         def made(meter: Meter | None) -> Meter | None:
@@ -428,16 +508,30 @@ class RealOvnSwitch:
             rendered = set(ovn_rows(qos, lsp, _network(switch))) if switch else set()
             out[port] = ObservedOvnPort(
                 qos,
-                exists=switch is not None,
+                exists=switch is not None and port in live,
                 rows_match=rendered == set(values) and len(values) == len(have),
                 meters=(made(qos.to_instance), made(qos.from_instance)),
                 rows=tuple(sorted(values, key=lambda r: r.direction)),
             )
+        plugged = set(lsps.values())
+        unplugged = {lsp for lsp in rows if lsp not in plugged}
+        orphans = self._orphans()
+        # A row of no port at all is a stray at once; one of a port not plugged, and a
+        # logical port of no OVS port, when the observation before saw them so too.
+        self._confirmed = (orphans | (unplugged - {""})) & self._unplugged_before
+        self._unplugged_before = orphans | unplugged
+        self._strays = [
+            f"{r.switch}: {ovn_row_text(_values_of(r.switch, r.row))}"
+            for lsp, have in sorted(rows.items())
+            if lsp == "" or lsp in self._confirmed
+            for r in have
+        ] + [f"logical port {lsp}" for lsp in sorted(orphans & self._confirmed)]
         return out
 
     def apply(self, desired: Sequence[OvnPortQos], leave: Collection[str] = ()) -> SwitchResult:
         """Every plugged port's rows to `desired` (a port not listed and not in `leave`:
-        none), and the agent's rows of no plugged port deleted, in one NB transaction."""
+        none); the rows, logical ports and empty switches of no plugged port deleted; all
+        in one NB transaction."""
         lsps, switches, rows = self._iface_ids(), self._lsp_switch(), self._rows()
         by_port = {q.port: q for q in desired}
         failed = {
@@ -452,8 +546,9 @@ class RealOvnSwitch:
                 continue
             qos = by_port.get(port, OvnPortQos(port))
             wanted[lsp] = set(ovn_rows(qos, lsp, _network(switches[lsp])))
-        # A row of the wrong values but a wanted (direction, priority, match) is updated
-        # in place: the NB keeps one row per key (ovn-nbctl qos-add refuses a second).
+        # A row of the wrong values but a wanted (switch, direction, priority, match) is
+        # updated in place: the NB keeps one row per key (ovn-nbctl qos-add refuses a
+        # second).
         updates: list[tuple[Any, OvnQosRow]] = []
         removes: list[_NbRow] = []
         adds: list[OvnQosRow] = []
@@ -464,22 +559,25 @@ class RealOvnSwitch:
                 if nb.value in want:
                     continue
                 target = missing.pop(_key(nb.value), None) if nb.value is not None else None
-                if target is not None and target.switch == nb.switch:
+                if target is not None:
                     updates.append((nb.row, target))
                 else:
                     removes.append(nb)
             adds += sorted(missing.values(), key=lambda r: r.direction)
         for lsp, have in rows.items():
-            if lsp not in wanted and lsp not in kept_lsps:
+            if lsp not in wanted and lsp not in kept_lsps and (lsp == "" or lsp in self._confirmed):
                 removes += have  # rows of no plugged port, or of no port at all
-        if not removes and not adds and not updates:
+        orphans = (self._orphans() & self._confirmed) - kept_lsps
+        if not removes and not adds and not updates and not orphans:
             return SwitchResult(0, failed)
         ids = {OWNER_KEY: self.tag}
 
         def build(api: Any) -> list[Any]:
+            done = {nb.row.uuid for lsp in orphans for nb in rows.get(lsp, [])}
             out = [
                 api.db_remove("Logical_Switch", nb.switch, "qos_rules", nb.row.uuid)
                 for nb in removes
+                if nb.row.uuid not in done
             ]
             for row, r in updates:
                 # ovsdbapp's db_set merges maps into what is there: clear them first.
@@ -509,11 +607,11 @@ class RealOvnSwitch:
                         external_ids={**ids, NEUTRON_PORT_KEY: r.port_id},
                     )
                 )
-            return out
+            return out + (self._lsp_removal(api, orphans, rows) if orphans else [])
 
         transact(self.nb, build, f"QoS rows in {self.daemons.nb}")
         self.wait_hypervisor()
-        return SwitchResult(len(removes) + len(adds) + len(updates), failed)
+        return SwitchResult(len(removes) + len(adds) + len(updates) + len(orphans), failed)
 
     def wait_hypervisor(self) -> None:
         """Until ovn-controller has what the NB holds (ovn-nbctl --wait=hv)."""
@@ -555,6 +653,10 @@ class FakeOvnSwitch:
     ports: dict[str, str] = field(default_factory=dict)  # port -> owner
     qos: dict[str, OvnPortQos] = field(default_factory=dict)
     changes: int = 0
+    extra: list[str] = field(default_factory=list)  # rows of no port, as strays() says
+
+    def strays(self) -> list[str]:
+        return list(self.extra)
 
     def plug(
         self,
@@ -592,5 +694,7 @@ class FakeOvnSwitch:
         after |= {q.port: q for q in desired if q.port not in kept and q != OvnPortQos(q.port)}
         self.qos = after
         changed = sum(1 for p in set(before) | set(after) if before.get(p) != after.get(p))
+        changed += len(self.extra)
+        self.extra = []
         self.changes += changed
         return SwitchResult(changed, failed)

@@ -15,11 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qosplane.compiler.enforcement.program import parse_htb_class, uplink_lines
+from qosplane.compiler.enforcement.program import (
+    UPLINK_DEFAULT_MINOR,
+    parse_htb_class,
+    uplink_lines,
+)
 from qosplane.host.errors import HostError
 from qosplane.host.process import run
 from qosplane.model.host_state import Shaper, UplinkClass, UplinkQos
-from qosplane.model.units import BitsPerSecond, Bytes, parse_tc_rate_bits, parse_tc_size_bytes
+from qosplane.model.units import (
+    BitsPerSecond,
+    Bytes,
+    parse_tc_rate_bits,
+    parse_tc_size_bytes,
+    tc_rate_as_printed,
+)
 
 # qdiscs the kernel puts on a device by itself: not ours, not drift
 DEFAULT_QDISCS = frozenset({"noqueue", "pfifo_fast", "mq", "fq_codel", "noop"})
@@ -103,8 +113,12 @@ _MATCH = re.compile(r"^\s*match ([0-9a-f]{8})/([0-9a-f]{8}) at (-?\d+)")
 
 
 def parse_uplink(device: str, qdiscs: str, classes: str, filters: str) -> UplinkQos | None:
-    """`tc qdisc/class/filter show dev DEVICE` text as the UplinkQos it holds."""
-    if not re.search(r"^qdisc htb 1: root", qdiscs, re.MULTILINE):
+    """`tc qdisc/class/filter show dev DEVICE` text as the UplinkQos it holds. An htb root
+    of another shape (another default class, or a default class that is not the share
+    the guarantees leave, borrowing up to the link) reads as a link of 0 bit/s, which
+    equals no desired hierarchy."""
+    root = re.search(r"^qdisc htb 1: root .*?default (\S+)", qdiscs, re.MULTILINE)
+    if root is None:
         return None
     rates: dict[int, tuple[BitsPerSecond, BitsPerSecond]] = {}
     for line in classes.splitlines():
@@ -120,7 +134,8 @@ def parse_uplink(device: str, qdiscs: str, classes: str, filters: str) -> Uplink
     words: dict[int, tuple[str, str]] = {}
     for line in [*filters.splitlines(), "filter end"]:
         if line.startswith("filter"):
-            if flow is not None and set(words) == {-8, -4} and words[-4][1] == "ffff0000":
+            whole = words.get(-8, ("", ""))[1] == "ffffffff"
+            if flow is not None and set(words) == {-8, -4} and whole and words[-4][1] == "ffff0000":
                 mac = words[-8][0] + words[-4][0][:4]
                 macs[flow] = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
             found = _FLOWID.search(line)
@@ -134,7 +149,12 @@ def parse_uplink(device: str, qdiscs: str, classes: str, filters: str) -> Uplink
         for minor, (rate, ceil) in sorted(rates.items())
         if minor in macs and ceil == link
     )
-    return UplinkQos(device, link, out)
+    held = UplinkQos(device, link, out)
+    default = rates.get(UPLINK_DEFAULT_MINOR)
+    share = tc_rate_as_printed(held.default_rate_bits_per_s)
+    if int(root.group(1), 16) != UPLINK_DEFAULT_MINOR or default != (share, link):
+        return UplinkQos(device, BitsPerSecond(0), out)
+    return held
 
 
 class RealTrafficControl:

@@ -53,7 +53,7 @@ class Capabilities:
     # The egress capacity of each network's uplink, as an operator configures Neutron's
     # resource_provider_bandwidths (0: none configured, minimum bandwidth stays
     # Placement's), and what an over-commit of it does: refused or only reported.
-    uplink_bits_per_s: int = 0
+    uplink_bits_per_s: BitsPerSecond = BitsPerSecond(0)  # noqa: RUF009 - NewType: identity
     refuse_overcommit: bool = True
 
     @property
@@ -250,7 +250,12 @@ class UplinkQos:
     @property
     def default_rate_bits_per_s(self) -> BitsPerSecond:
         left = self.capacity_bits_per_s - sum(c.rate_bits_per_s for c in self.classes)
-        return BitsPerSecond(max(left, self.capacity_bits_per_s // 100, 1))
+        return BitsPerSecond(max(left, default_share_bits_per_s(self.capacity_bits_per_s)))
+
+
+def default_share_bits_per_s(capacity_bits_per_s: BitsPerSecond) -> BitsPerSecond:
+    """What an uplink's default class always keeps: 1% of the link, at least 1 bit/s."""
+    return BitsPerSecond(max(capacity_bits_per_s // 100, 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,12 @@ def bits_per_s_to_kilobits_per_s(value: BitsPerSecond) -> KilobitsPerSecond:
     return KilobitsPerSecond(value // 1000)
 
 
+def kilobits_in_one_second(rate: KilobitsPerSecond) -> Kilobits:
+    """What a meter without a burst lets through at once on the userspace datapath: one
+    second of its rate (host-capabilities.md §12)."""
+    return Kilobits(rate)
+
+
 def kilobits_to_bits(value: Kilobits) -> Bits:
     """Neutron max_burst_kbps as a size in bits (OVS Queue burst, OVN): x 1000."""
     return Bits(value * 1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qosplane.compiler.enforcement.program import same_shaper
+from qosplane.compiler.enforcement.program import ovn_row_text, same_shaper
 from qosplane.model.host_state import (
     CFS_DEFAULT_PERIOD_US,
     CpuQos,
@@ -24,7 +24,6 @@ from qosplane.model.host_state import (
     UplinkQos,
     VolumeQos,
 )
-from qosplane.model.plan import OvnQosRow
 from qosplane.model.report import Drift
 from qosplane.model.units import tc_rate_as_printed
 
@@ -211,21 +210,6 @@ def ovn_port_drift(instance: str, desired: OvnPortQos, observed: ObservedOvnPort
     if not observed.rows_match and not out:
         out.append(Drift(instance, desired.port, "OVN QoS rows", "as compiled", "different"))
     return out
-
-
-def ovn_row_text(row: OvnQosRow) -> str:
-    """A row as `ovn-nbctl qos-add` takes it: direction, priority, match, then its
-    bandwidth (kbit/s, kbit) and action."""
-    values = [
-        f"{key}={value}"
-        for key, value in (
-            ("rate", row.rate_kbit_per_s),
-            ("burst", row.burst_kbit),
-            ("dscp", row.dscp),
-        )
-        if value is not None
-    ]
-    return " ".join([row.direction, str(row.priority), f"'{row.match}'", *values])
 
 
 def ovn_read_back(observed: ObservedOvnPort) -> dict[tuple[str, str], str]:

@@ -29,8 +29,9 @@ from qosplane.compiler.enforcement.backends.nft_bridge import (
     bridge_ruleset,
 )
 from qosplane.compiler.enforcement.backends.ovn import (
-    OVN_BANDWIDTH_MAX,
+    OVN_BANDWIDTH_MAX_KBIT,
     meter_shaper,
+    ovn_row_text,
     ovn_rows,
     port_qos_of_rows,
 )
@@ -61,7 +62,12 @@ from qosplane.compiler.enforcement.backends.tc import (
     root_commands,
     same_shaper,
 )
-from qosplane.compiler.enforcement.backends.uplink import Wanted, admit, uplink_lines
+from qosplane.compiler.enforcement.backends.uplink import (
+    UPLINK_DEFAULT_MINOR,
+    Wanted,
+    admit,
+    uplink_lines,
+)
 from qosplane.compiler.enforcement.base import (
     Backend,
     Claim,
@@ -140,7 +146,7 @@ def _decide(
 __all__ = [
     "NFT_DEVICE_MATCH",
     "NFT_MIN_BURST_PACKETS",
-    "OVN_BANDWIDTH_MAX",
+    "OVN_BANDWIDTH_MAX_KBIT",
     "OVS_BASE_COOKIE",
     "OVS_COOKIE_MASK",
     "OVS_COOKIE_MATCH",
@@ -149,6 +155,7 @@ __all__ = [
     "OVS_TABLE_BANDWIDTH_FROM",
     "OVS_TABLE_PACKETS_FROM",
     "OVS_TABLE_TO",
+    "UPLINK_DEFAULT_MINOR",
     "Wanted",
     "admit",
     "bridge_ruleset",
@@ -157,6 +164,7 @@ __all__ = [
     "host_program",
     "meter_shaper",
     "openflow_changes",
+    "ovn_row_text",
     "ovn_rows",
     "ovs_base_flows",
     "ovs_flow_text",

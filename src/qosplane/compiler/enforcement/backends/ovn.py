@@ -8,8 +8,11 @@ Upstream: neutron/plugins/ml2/drivers/ovn/mech_driver/ovsdb/extensions/qos.py
 for `qosplane plan`: egress `from-lport` on `inport == "<port>"`, ingress `to-lport` on
 `outport == "<port>"`, priority 2002, `rate` in kbit/s, `burst` in kbit only when not 0,
 the DSCP mark in the egress row. Both directions police (a meter's drop band), as on
-ML2/OVN. Unlike ML2/OVN, which leaves a flavor's VIF quota to libvirt, a flavor quota and a
-port rule on one direction become one row, the lower rate (Desired.shape).
+ML2/OVN. Two differences, on purpose: a flavor's inbound VIF quota, which ML2/OVN leaves to
+libvirt, shares the to-lport row with a port rule (the lower rate, Desired.shape); and on a
+flat or VLAN network the egress limit is a from-lport row too, where ML2/OVN writes the
+port's qos_max_rate option, which the userspace datapath ignores (host-capabilities.md
+§12).
 
 Also the pure renderings the OVN driver compares and writes (rows from a port's QoS and
 back)."""
@@ -42,6 +45,7 @@ from qosplane.model.units import (
     bits_to_bytes,
     bits_to_kilobits,
     bytes_to_bits,
+    kilobits_in_one_second,
     kilobits_per_s_to_bits_per_s,
     kilobits_to_bits,
 )
@@ -49,13 +53,17 @@ from qosplane.model.units import (
 FROM_LPORT = "from-lport"
 TO_LPORT = "to-lport"
 # ovsdbapp's const.QOS_BANDWIDTH_MAX, the NB schema's bound on rate and burst
-OVN_BANDWIDTH_MAX = 4294967295
+OVN_BANDWIDTH_MAX_KBIT = 4294967295  # for a rate in kbit/s and a burst in kbit
 # What ML2/OVN's QoS extension says of the rules it skips (qos.py, neutron 2131d26f).
 OVN_NO_PACKET_RATE = (
     "packet_rate_limit is not supported by ML2/OVN: its QoS extension logs "
     "'not supported in OVN' and writes no row"
 )
 OVN_NO_INGRESS_DSCP = "DSCP marking is egress only on ML2/OVN"
+OVN_NO_MIN_BANDWIDTH = (
+    "ML2/OVN guarantees a minimum with the port's qos_min_rate option, an HTB queue that "
+    "ovn-controller fills through set_queue"
+)
 
 
 class OvnBackend:
@@ -68,9 +76,9 @@ class OvnBackend:
         if claim.kind == "bandwidth" and claim.direction in (TO_GUEST, FROM_GUEST):
             assert isinstance(limit, Rate)
             kbps = bits_per_s_to_kilobits_per_s(BitsPerSecond(limit.rate_bits_per_s))
-            if not 1 <= kbps <= OVN_BANDWIDTH_MAX:
+            if not 1 <= kbps <= OVN_BANDWIDTH_MAX_KBIT:
                 return Decision.refused(
-                    f"an OVN QoS rate is 1 to {OVN_BANDWIDTH_MAX} kbit/s, not {kbps}"
+                    f"an OVN QoS rate is 1 to {OVN_BANDWIDTH_MAX_KBIT} kbit/s, not {kbps}"
                 )
             rate = kilobits_per_s_to_bits_per_s(kbps)
             # The row's burst is the rule's own, none when it has none: ML2/OVN's.
@@ -85,6 +93,10 @@ class OvnBackend:
             return Decision.applied(Mechanism.MARK_OVN.value)
         if claim.kind == "packet_rate":
             return Decision.refused(OVN_NO_PACKET_RATE)
+        if claim.kind == "min_bandwidth":
+            # ML2/OVN's own (flat and VLAN networks): the why is the plan's.
+            note = next((c.note for c in claim.entry.candidates if c.note), "")
+            return Decision.refused(OVN_NO_MIN_BANDWIDTH + (f": {note}" if note else ""))
         return None
 
 
@@ -108,8 +120,8 @@ def meter_shaper(meter: Meter) -> Shaper:
     """A row's meter in the shaper's terms (measurement): a cap, its burst; a meter
     without one holds a second of its rate (host-capabilities.md §12)."""
     rate = kilobits_per_s_to_bits_per_s(meter.rate_kilobits_per_s)
-    burst_kilobits = meter.burst_kilobits or meter.rate_kilobits_per_s
-    return Shaper(rate, rate, bits_to_bytes(kilobits_to_bits(Kilobits(burst_kilobits))))
+    burst = meter.burst_kilobits or kilobits_in_one_second(meter.rate_kilobits_per_s)
+    return Shaper(rate, rate, bits_to_bytes(kilobits_to_bits(burst)))
 
 
 def ovn_rows(qos: OvnPortQos, lsp: str, network_id: str) -> tuple[OvnQosRow, ...]:
@@ -155,3 +167,18 @@ def port_qos_of_rows(port: str, rows: Iterable[OvnQosRow]) -> OvnPortQos:
         elif row.direction == TO_LPORT:
             to_instance = meter
     return OvnPortQos(port, to_instance, from_instance, dscp)
+
+
+def ovn_row_text(row: OvnQosRow) -> str:
+    """A row as `ovn-nbctl qos-add` takes it: direction, priority, match, then its
+    bandwidth (kbit/s, kbit) and action."""
+    values = [
+        f"{key}={value}"
+        for key, value in (
+            ("rate", row.rate_kbit_per_s),
+            ("burst", row.burst_kbit),
+            ("dscp", row.dscp),
+        )
+        if value is not None
+    ]
+    return " ".join([row.direction, str(row.priority), f"'{row.match}'", *values])

@@ -25,6 +25,7 @@ from qosplane.model.host_state import (
     Mechanism,
     UplinkClass,
     UplinkQos,
+    default_share_bits_per_s,
 )
 from qosplane.model.plan import MinRate
 from qosplane.model.units import BitsPerSecond, tc_rate_bits
@@ -73,16 +74,20 @@ def admit(
     uplink: str, capacity: BitsPerSecond, wanted: Sequence[Wanted], refuse: bool
 ) -> tuple[UplinkQos, dict[str, str]]:
     """The uplink's htb for `wanted` (in that order), and per refused or over-committed
-    device why. Each port's class keeps its minor from its place among the devices, so
-    one port coming or going moves no other's."""
+    device why. The guarantees may take the link but the default class's share (1%, so
+    unguaranteed traffic is never starved and the children's rates never exceed the
+    link's). Classes are numbered in the devices' order: a port coming or going renumbers
+    the ones after it, and the hierarchy is then rebuilt whole."""
     admitted: list[Wanted] = []
     said: dict[str, str] = {}
+    usable = capacity - default_share_bits_per_s(capacity)
     held = 0
     for w in wanted:
-        if held + w.rate_bits_per_s > capacity:
+        if held + w.rate_bits_per_s > usable:
             over = (
-                f"uplink {uplink} carries {capacity} bit/s and already guarantees {held} "
-                f"bit/s: {w.rate_bits_per_s} bit/s more would over-commit it"
+                f"uplink {uplink} carries {capacity} bit/s, {usable} of it for guarantees, "
+                f"and already guarantees {held} bit/s: {w.rate_bits_per_s} bit/s more would "
+                "over-commit it"
             )
             if refuse:
                 said[w.device] = f"refused: {over}"
