@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from qosplane.agent.reconcile import HostDrivers, Reconciler, server_reports
+from qosplane.agent.reconcile import Held, HostDrivers, Reconciler, server_reports
 from qosplane.compiler.enforcement.backends.uplink import NO_INGRESS_GUARANTEE
 from qosplane.compiler.enforcement.program import Wanted, admit, host_program, uplink_lines
 from qosplane.host.instances import RealInstances
@@ -31,6 +32,7 @@ from qosplane.model.host_state import (
 from qosplane.model.plan import DesiredServer, HostPlan
 from qosplane.model.report import ReportStatus
 from qosplane.model.units import BitsPerSecond, tcp_goodput_bits_per_s
+from qosplane.verify.drift import uplink_drift
 from tests.conftest import load_case, plan_of, require_root_and
 from tests.hostkit import drivers, server_of
 
@@ -145,20 +147,50 @@ def test_the_lines_read_back_as_the_qos_they_write() -> None:
         "  match fa163e00/ffffffff at -8\n"
         "  match 010a0000/ffff0000 at -4\n"
     )
-    assert parse_uplink("prb1", qdiscs, classes, filters) == qos
-    # A class whose ceil is no longer the link is not one of ours.
+    held = parse_uplink("prb1", qdiscs, classes, filters)
+    assert held == replace(qos, default_bits_per_s=BitsPerSecond(4_000_000))
+    assert uplink_drift(["i"], qos, held) == []
+    # A class whose ceil is no longer the link is not one of ours: drift.
     changed = classes.replace("rate 6Mbit ceil 10Mbit", "rate 6Mbit ceil 6Mbit")
-    (held,) = [parse_uplink("prb1", qdiscs, changed, filters)]
+    held = parse_uplink("prb1", qdiscs, changed, filters)
     assert held is not None
     assert held.classes == ()
-    # A root whose unclassified traffic goes elsewhere, or a default class that is not
-    # what the guarantees leave, is a hierarchy of another shape: a link of 0 bit/s.
+    assert [d.aspect for d in uplink_drift(["i"], qos, held)] == ["uplink guarantees (htb)"]
+    # A default class starved of what the guarantees leave is drift too.
+    starved = classes.replace("rate 4Mbit ceil 10Mbit", "rate 1Mbit ceil 10Mbit")
+    held = parse_uplink("prb1", qdiscs, starved, filters)
+    assert held is not None
+    assert held.default_bits_per_s == 1_000_000
+    assert uplink_drift(["i"], qos, held) != []
+    # A root whose unclassified traffic goes elsewhere is of another shape: 0 bit/s.
     other = parse_uplink("prb1", qdiscs.replace("default 0x2", "default 0"), classes, filters)
     assert other is not None
     assert other.capacity_bits_per_s == 0
-    starved = classes.replace("rate 4Mbit ceil 10Mbit", "rate 1Mbit ceil 10Mbit")
-    assert parse_uplink("prb1", qdiscs, starved, filters) != qos
     assert parse_uplink("prb1", "qdisc noqueue 0: root refcnt 2\n", "", "") is None
+
+
+def test_rates_tc_prints_rounded_read_back_as_no_drift() -> None:
+    """tc prints 8765433000 bit/s as 8765Mbit: the comparison is at what it prints."""
+    require_root_and("ip", "tc")
+    with drivers("real") as host:
+        assert isinstance(host.instances, RealInstances)
+        ns = str(host.instances.host_netns)
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "qpup0", "type", "veth", "peer", "name", "qpup1"],
+            check=True,
+        )
+        qos = UplinkQos(
+            "qpup0",
+            BitsPerSecond(10_000_000_000),
+            (UplinkClass(0x10, "fa:16:3e:00:01:0a", BitsPerSecond(1_234_567_000)),),
+        )
+        host.tc.set_uplink("qpup0", qos)
+        held = host.tc.uplink("qpup0")
+        assert held is not None
+        assert held.default_bits_per_s == 8_765_000_000  # printed 8765Mbit
+        assert uplink_drift(["i"], qos, held) == []
+        host.tc.set_uplink("qpup0", None)
+        assert host.tc.uplink("qpup0") is None
 
 
 # --- contract: the fake tc and the real one -----------------------------------------------
@@ -245,6 +277,30 @@ def test_an_overcommit_is_refused_and_the_rule_says_why(host: HostDrivers) -> No
         if r.kind == "min_bandwidth"
     ]
     assert (rule.outcome, rule.reason[:14]) == (Outcome.APPLIED, "over-committed")
+
+
+def test_a_held_back_server_keeps_its_class_and_its_share(host: HostDrivers) -> None:
+    """b fails and is held back: its class stays, and c's guarantee, which fits only if
+    b's share went to it, is refused."""
+    reconciler = Reconciler(host, CAPS)
+    a, b = servers([minimum(3000)])
+    c = server_of(
+        guaranteed_plan("6c000000-0000-4000-8000-00000000000c", [minimum(2000)], "instance-c"),
+        "server-0c",
+    )
+    reconciler.converge([a, b])
+    reconciler.held["instance-b"] = Held(1, "it failed", time.monotonic() + 60, 1)
+    targets, result = reconciler.converge([a, b, c])
+    assert "instance-b" in result.errors  # held back, not acted on
+    seen = _uplink(host, a)
+    assert seen is not None
+    assert {cl.mac for cl in seen.classes} == {a.ports[0].mac, b.ports[0].mac}
+    (rule,) = [
+        r
+        for r in {r.id: r for r in server_reports(targets, result)}["server-0c"].rules
+        if r.kind == "min_bandwidth"
+    ]
+    assert rule.reason.startswith("refused: ")
 
 
 def test_the_last_guarantee_gone_takes_the_hierarchy_with_it(host: HostDrivers) -> None:

@@ -303,6 +303,7 @@ class RealOvnSwitch:
         # those seen so twice running: the ones apply() may delete.
         self._unplugged_before: set[str] = set()
         self._confirmed: set[str] = set()
+        self._plugged: set[str] = set()  # ports plugged since the last observe
 
     def close(self) -> None:
         self._ovs_conn.stop()
@@ -351,17 +352,23 @@ class RealOvnSwitch:
 
     def _live(self, ports: Collection[str]) -> set[str]:
         """The ports whose device OVS has: an OpenFlow number, not administratively down.
-        vswitchd numbers a new port a moment after its row appears: waited for."""
+        vswitchd numbers a new port, or one whose device came back, a moment after it is
+        plugged: the ports plugged since the last look are waited for."""
         deadline = time.monotonic() + OFPORT_WAIT_S
         while True:
             rows = self._interfaces()
-            numbers = {p: list(rows[p].ofport) if p in rows else [-1] for p in ports}
-            if all(n for n in numbers.values()) or time.monotonic() > deadline:
-                return {
-                    p
-                    for p, n in numbers.items()
-                    if n and n[0] > 0 and list(rows[p].admin_state) != ["down"]
-                }
+            live = {
+                p
+                for p in ports
+                if p in rows
+                and list(rows[p].ofport)[:1] not in ([], [-1])
+                and list(rows[p].admin_state) != ["down"]
+            }
+            unnumbered = {p for p in ports if p in rows and not list(rows[p].ofport)}
+            waiting = (self._plugged & set(ports)) - live
+            if not (unnumbered | waiting) or time.monotonic() > deadline:
+                self._plugged = set()
+                return live
             time.sleep(0.01)
 
     # -- plugging --------------------------------------------------------------------
@@ -396,6 +403,7 @@ class RealOvnSwitch:
             ],
             f"plug {port} into {self.bridge}",
         )
+        self._plugged.add(port)
         ids = {OWNER_KEY: self.tag}
         lsp_ids = {**ids, "qosplane-instance": owner, "qosplane-port": port}
         addresses = [mac] if mac else ["unknown"]
@@ -466,9 +474,9 @@ class RealOvnSwitch:
 
     def _orphans(self) -> set[str]:
         """The agent's logical ports no plugged OVS port names (someone deleted the OVS
-        port, or an unplug stopped half-way), in this observation and the one before: the
-        two databases' replicas hear of another process's plug at different moments, so
-        one look alone could take a port being plugged for a stray."""
+        port, rewrote its iface-id, or the OVS database was lost). apply() deletes those
+        seen so in this observation and the one before: the two databases' replicas hear
+        of another process's plug at different moments."""
         named = set(self._iface_ids().values())
         return {
             lsp.name
@@ -539,7 +547,13 @@ class RealOvnSwitch:
             for q in desired
             if q.port not in lsps or lsps[q.port] not in switches
         }
-        kept_lsps = {lsps[p] for p in (set(leave) | set(failed)) if p in lsps}
+        kept_ports = set(leave) | set(failed)
+        kept_lsps = {lsps[p] for p in kept_ports if p in lsps} | {
+            lsp.name
+            for ls in self._switches().values()
+            for lsp in ls.ports
+            if lsp.external_ids.get("qosplane-port") in kept_ports
+        }
         wanted: dict[str, set[OvnQosRow]] = {}
         for port, lsp in lsps.items():
             if port in leave or port in failed or lsp not in switches:
@@ -626,10 +640,18 @@ class RealOvnSwitch:
         )
 
     def remove_everything(self) -> None:
-        """Tests and uninstall: every port, switch and row this agent made."""
+        """Tests and uninstall: every port, switch and row this agent made, strays
+        included, whether or not an observation confirmed them."""
         for port in sorted(self._our_ports()):
             self.unplug(port)
-        self.apply([])
+        rows = self._rows()
+        lsps = {lsp.name for ls in self._switches().values() for lsp in ls.ports}
+        if self._switches():
+            transact(
+                self.nb,
+                lambda api: self._lsp_removal(api, lsps, rows),
+                f"remove qosplane's switches from {self.daemons.nb}",
+            )
 
 
 def nb_qos_texts(db: str) -> tuple[str, str]:

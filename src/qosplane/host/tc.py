@@ -113,10 +113,10 @@ _MATCH = re.compile(r"^\s*match ([0-9a-f]{8})/([0-9a-f]{8}) at (-?\d+)")
 
 
 def parse_uplink(device: str, qdiscs: str, classes: str, filters: str) -> UplinkQos | None:
-    """`tc qdisc/class/filter show dev DEVICE` text as the UplinkQos it holds. An htb root
-    of another shape (another default class, or a default class that is not the share
-    the guarantees leave, borrowing up to the link) reads as a link of 0 bit/s, which
-    equals no desired hierarchy."""
+    """`tc qdisc/class/filter show dev DEVICE` text as the UplinkQos it holds, with its
+    default class's rate. An htb root of another shape (another default class, or one
+    not borrowing up to the link) reads as a link of 0 bit/s, which equals no desired
+    hierarchy."""
     root = re.search(r"^qdisc htb 1: root .*?default (\S+)", qdiscs, re.MULTILINE)
     if root is None:
         return None
@@ -149,12 +149,10 @@ def parse_uplink(device: str, qdiscs: str, classes: str, filters: str) -> Uplink
         for minor, (rate, ceil) in sorted(rates.items())
         if minor in macs and ceil == link
     )
-    held = UplinkQos(device, link, out)
     default = rates.get(UPLINK_DEFAULT_MINOR)
-    share = tc_rate_as_printed(held.default_rate_bits_per_s)
-    if int(root.group(1), 16) != UPLINK_DEFAULT_MINOR or default != (share, link):
+    if int(root.group(1), 16) != UPLINK_DEFAULT_MINOR or default is None or default[1] != link:
         return UplinkQos(device, BitsPerSecond(0), out)
-    return held
+    return UplinkQos(device, link, out, default[0])
 
 
 class RealTrafficControl:
@@ -267,11 +265,21 @@ class FakeTrafficControl:
         return self.uplinks.get(device)
 
     def set_uplink(self, device: str, qos: UplinkQos | None) -> None:
+        """Held as a kernel would print it back: rates rounded as tc prints them, the
+        default class's rate read."""
         self.batches += 1
         if qos is None:
             self.uplinks.pop(device, None)
-        else:
-            self.uplinks[device] = qos
+            return
+        self.uplinks[device] = UplinkQos(
+            device,
+            tc_rate_as_printed(qos.capacity_bits_per_s),
+            tuple(
+                UplinkClass(c.minor, c.mac, tc_rate_as_printed(c.rate_bits_per_s))
+                for c in qos.classes
+            ),
+            tc_rate_as_printed(qos.default_rate_bits_per_s),
+        )
 
     def add_device(self, name: str) -> None:
         self.devices.setdefault(name, FakeDevice())

@@ -246,6 +246,9 @@ class UplinkQos:
     device: str
     capacity_bits_per_s: BitsPerSecond
     classes: tuple[UplinkClass, ...] = ()
+    # Read back: the default class's rate as tc prints it. A desired hierarchy derives its
+    # own (None); drift compares the two.
+    default_bits_per_s: BitsPerSecond | None = None
 
     @property
     def default_rate_bits_per_s(self) -> BitsPerSecond:

@@ -247,13 +247,15 @@ def _uplink_text(qos: UplinkQos | None) -> str:
 
 
 def _as_printed(qos: UplinkQos) -> UplinkQos:
-    """What tc prints back for `qos` (rates read back can be up to 0.1% lower)."""
+    """What tc prints back for `qos` (rates read back can be up to 0.1% lower), its
+    default class's rate included."""
     return UplinkQos(
         qos.device,
         tc_rate_as_printed(qos.capacity_bits_per_s),
         tuple(
             UplinkClass(c.minor, c.mac, tc_rate_as_printed(c.rate_bits_per_s)) for c in qos.classes
         ),
+        tc_rate_as_printed(qos.default_rate_bits_per_s),
     )
 
 
