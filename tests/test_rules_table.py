@@ -15,6 +15,7 @@ import pytest
 
 from qosplane.compiler.enforcement.program import host_program
 from qosplane.model.host_state import Capabilities, Outcome
+from qosplane.model.units import BitsPerSecond
 from tests.conftest import load_case, plan_of
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
@@ -23,6 +24,7 @@ HOSTS = {
     "netns": NETNS,
     "ovs": replace(NETNS, ovs_switch=True),
     "ovn": replace(NETNS, ovn_switch=True),
+    "uplink": replace(NETNS, uplink_bits_per_s=BitsPerSecond(10_000_000)),
 }
 # A Neutron rule of each type with the fields it needs (neutron_lib/api/definitions).
 RULES: dict[str, dict[str, Any]] = {
@@ -44,7 +46,8 @@ KIND = {
 def _agent_rows() -> list[tuple[str, str, str, str, str]]:
     """(rule, direction, netns cell, ovs cell, ovn cell) from the agent's table."""
     text = DOC.read_text()
-    table = text[text.index("## What a qosplane agent enforces here") :]
+    start = text.index("## What a qosplane agent enforces here")
+    table = text[start : text.index("### With the uplinks' capacity given")]
     rows = []
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -67,12 +70,46 @@ def test_the_table_has_a_row_for_every_rule_type_and_direction() -> None:
     }
 
 
+def _uplink_rows() -> list[tuple[str, str, str]]:
+    """(rule, direction, cell) from the table of a host with its uplinks' capacity."""
+    text = DOC.read_text()
+    table = text[text.index("### With the uplinks' capacity given") :]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        found = re.fullmatch(r"(\w+) (egress|ingress)", cells[0]) if cells else None
+        if found:
+            rows.append((found.group(1), found.group(2), cells[1]))
+    return rows
+
+
+def test_the_uplink_table_has_both_directions_of_minimum_bandwidth() -> None:
+    assert {(r, d) for r, d, _ in _uplink_rows()} == {
+        ("minimum_bandwidth", "egress"),
+        ("minimum_bandwidth", "ingress"),
+    }
+
+
+@pytest.mark.parametrize(("rule", "direction", "cell"), _uplink_rows())
+def test_each_uplink_cell_says_what_the_compiler_does(rule: str, direction: str, cell: str) -> None:
+    _check(rule, direction, "uplink", cell)
+
+
 @pytest.mark.parametrize(("rule", "direction", "netns", "ovs", "ovn"), _agent_rows())
 def test_each_cell_says_what_the_compiler_does(
     rule: str, direction: str, netns: str, ovs: str, ovn: str
 ) -> None:
+    for host, cell in (("netns", netns), ("ovs", ovs), ("ovn", ovn)):
+        _check(rule, direction, host, cell)
+
+
+def _check(rule: str, direction: str, host: str, cell: str) -> None:
+    """`cell` starts with the mechanism the compiler chooses for `rule` on `host`, or is
+    "not enforced:" and its reason."""
     body = copy.deepcopy(load_case("vm-neutron-qos.yaml"))
-    body["host"] = {**(body.get("host") or {}), "vif_type": "bridge"}
+    # An OVN agent registers Neutron's backend as OVN: its plans are ML2/OVN's.
+    backend = {"neutron_backend": "ovn"} if host == "ovn" else {}
+    body["host"] = {**(body.get("host") or {}), "vif_type": "bridge", **backend}
     port = body["ports"][0]
     port["qos_policy"] = {
         "name": "one-rule",
@@ -84,15 +121,11 @@ def test_each_cell_says_what_the_compiler_does(
         ],
     }
     body["ports"] = [port]
-    for host, cell in (("netns", netns), ("ovs", ovs), ("ovn", ovn)):
-        # An OVN agent registers Neutron's backend as OVN: its plans are ML2/OVN's.
-        backend = {"neutron_backend": "ovn"} if host == "ovn" else {}
-        compiled = plan_of({**body, "host": {**body["host"], **backend}})
-        _, outcomes = host_program(compiled, HOSTS[host])
-        (outcome,) = [o for o in outcomes if o.kind == KIND[rule]]
-        said = cell.replace("`", "")
-        if outcome.outcome is Outcome.APPLIED:
-            assert said.startswith(outcome.mechanism), (host, outcome.mechanism)
-            assert ("polices" in said) == outcome.polices, (host, "shapes or polices")
-        else:
-            assert said == f"not enforced: {outcome.reason}", (host, outcome.reason)
+    _, outcomes = host_program(plan_of(body), HOSTS[host])
+    (outcome,) = [o for o in outcomes if o.kind == KIND[rule]]
+    said = cell.replace("`", "")
+    if outcome.outcome is Outcome.APPLIED:
+        assert said.startswith(outcome.mechanism), (host, outcome.mechanism)
+        assert ("polices" in said) == outcome.polices, (host, "shapes or polices")
+    else:
+        assert said == f"not enforced: {outcome.reason}", (host, outcome.reason)
