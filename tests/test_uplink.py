@@ -263,7 +263,7 @@ def test_an_overcommit_is_refused_and_the_rule_says_why(host: HostDrivers) -> No
     reports = {r.id: r for r in server_reports(targets, result)}
     assert reports["server-0b"].status is ReportStatus.PARTIAL
     (rule,) = [r for r in reports["server-0b"].rules if r.kind == "min_bandwidth"]
-    assert rule.outcome is Outcome.NOT_ENFORCEABLE
+    assert (rule.outcome, rule.mechanism) == (Outcome.NOT_ENFORCEABLE, "")
     assert rule.reason.startswith("refused: uplink prb")
     # An operator who chose to report gets both classes and the over-commit named.
     reporting = Reconciler(host, replace(CAPS, refuse_overcommit=False))

@@ -375,9 +375,12 @@ class Reconciler:
 
 
 def _decided(decision: tuple[Outcome, str] | None) -> dict[str, Any]:
+    """A rule's fields as the host decided them; one refused names no mechanism."""
     if decision is None:
         return {}
-    return {"outcome": decision[0], "reason": decision[1]}
+    outcome, reason = decision
+    mechanism = {} if outcome is Outcome.APPLIED else {"mechanism": ""}
+    return {"outcome": outcome, "reason": reason, **mechanism}
 
 
 def server_reports(targets: Sequence[Target], result: PassResult) -> list[ServerReport]:
