@@ -11,9 +11,9 @@ cgroup driver on instance groups. A failure is charged to the server it belongs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from qosplane.compiler.enforcement.program import Wanted, admit, device_commands
 from qosplane.host.cgroups import Cgroups
@@ -22,7 +22,7 @@ from qosplane.host.hypervisor import Hypervisor
 from qosplane.host.instances import Instances
 from qosplane.host.nft import DscpMarking
 from qosplane.host.ovn import OvnSwitch
-from qosplane.host.ovs import Switch
+from qosplane.host.ovs import Switch, SwitchResult
 from qosplane.host.tc import DeviceTc, TrafficControl
 from qosplane.host.volumes import Volumes
 from qosplane.model.host_state import (
@@ -256,20 +256,37 @@ class OvsPorts:
         """The ready servers' ports to their QoS; the ports of servers that failed this pass
         are left as they are (not stripped), and a port that fails is charged to its
         server alone."""
-        names = {t.qos.name for t in ready}
-        leave = {p.port for t in targets if t.qos.name not in names for p in t.qos.ports}
-        try:
-            applied = self.switch.apply([p for t in ready for p in t.qos.ports], leave)
-        except HostError as exc:
-            for t in ready:  # the switch as a whole failed: charged to its servers
-                if t.qos.ports:
-                    charge(result, t.qos.name, exc, first=True)
-            return
-        result.commands += applied.changes
+        _apply_ports(self.switch.apply, lambda t: t.qos.ports, targets, ready, result, charge)
+
+
+_P = TypeVar("_P", PortQos, OvnPortQos)
+
+
+def _apply_ports(
+    apply: Callable[[Sequence[_P], Collection[str]], SwitchResult],
+    ports_of: Callable[[Target], Sequence[_P]],
+    targets: Sequence[Target],
+    ready: Sequence[Target],
+    result: PassResult,
+    charge: Charge,
+) -> None:
+    """A switch's ports of the ready servers to their QoS: the ports of servers that
+    failed this pass are left as they are, the switch failing as a whole is charged to
+    its servers, and a port that fails to its server alone."""
+    names = {t.qos.name for t in ready}
+    leave = {p.port for t in targets if t.qos.name not in names for p in ports_of(t)}
+    try:
+        applied = apply([p for t in ready for p in ports_of(t)], leave)
+    except HostError as exc:
         for t in ready:
-            for port in t.qos.ports:
-                if port.port in applied.failed and t.qos.name not in result.errors:
-                    result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
+            if ports_of(t):
+                charge(result, t.qos.name, exc, first=True)
+        return
+    result.commands += applied.changes
+    for t in ready:
+        for port in ports_of(t):
+            if port.port in applied.failed and t.qos.name not in result.errors:
+                result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
 
 
 NO_SERVER = "(no server)"  # the instance of drift that belongs to none
@@ -312,20 +329,7 @@ class OvnPorts:
         charge: Charge,
     ) -> None:
         """As OvsPorts.act: the ports of servers that failed this pass keep their rows."""
-        names = {t.qos.name for t in ready}
-        leave = {p.port for t in targets if t.qos.name not in names for p in t.qos.ovn_ports}
-        try:
-            applied = self.switch.apply([p for t in ready for p in t.qos.ovn_ports], leave)
-        except HostError as exc:
-            for t in ready:
-                if t.qos.ovn_ports:
-                    charge(result, t.qos.name, exc, first=True)
-            return
-        result.commands += applied.changes
-        for t in ready:
-            for port in t.qos.ovn_ports:
-                if port.port in applied.failed and t.qos.name not in result.errors:
-                    result.errors[t.qos.name] = f"{port.port}: {applied.failed[port.port]}"
+        _apply_ports(self.switch.apply, lambda t: t.qos.ovn_ports, targets, ready, result, charge)
 
     def held_as(self, target: Target) -> dict[tuple[str, str, str], str]:
         """(kind, device, direction) -> the row and meter last seen holding it."""
